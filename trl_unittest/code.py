@@ -1,0 +1,137 @@
+"""Source-code helpers shared by the reward, the builder and the trainer: getting a program out of a model
+completion, and a normalised-AST fingerprint for deduplication (builder) and diversity (replay buffer)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from typing import Any
+
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or a list of chat messages (the assistant's contents joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content") or "")
+    if isinstance(completion, (list, tuple)):
+        parts = [m.get("content") or "" for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+        return "".join(p if isinstance(p, str) else _content_text(p) for p in parts)
+    raise TypeError(f"a completion must be a string or a list of messages, got {type(completion).__name__}")
+
+
+def _content_text(content: Any) -> str:
+    # multimodal-style content: [{"type": "text", "text": ...}, ...]
+    if isinstance(content, list):
+        return "".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return str(content)
+
+
+def prompt_text(prompt: Any) -> str:
+    """The text of a prompt: a string, or chat messages (their contents joined)."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, (list, tuple)):
+        return "\n".join(m.get("content") or "" if isinstance(m.get("content"), str) else _content_text(m.get("content"))
+                         for m in prompt if isinstance(m, dict))
+    return ""
+
+
+def fenced_code(text: str) -> str | None:
+    """The code blocks of a markdown answer joined, or None when there is no fence."""
+    blocks = _FENCE.findall(text)
+    return "\n".join(b.rstrip() for b in blocks) + "\n" if blocks else None
+
+
+def defines(code: str, name: str) -> bool:
+    """Whether the code defines `name` at module level (def, class or assignment); False when it does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return True
+    return False
+
+
+def build_program(prompt: Any, completion: Any, entry_point: str = "") -> str:
+    """The program to test for a completion.
+
+    * chat completions and answers with markdown fences: the fenced code (or the whole answer);
+    * completion-style: ``prompt + completion`` (the prompt ends inside the function to complete), unless the
+      completion alone defines the entry point and the joined text does not parse, in which case the
+      completion stands alone.
+    """
+    text = completion_text(completion)
+    fenced = fenced_code(text)
+    conversational = not isinstance(completion, str)
+    if fenced is not None:
+        return fenced
+    if conversational or not isinstance(prompt, str):
+        return text
+    joined = prompt + text
+    if entry_point and defines(text, entry_point) and not _parses(joined):
+        return text
+    return joined
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+class _Normaliser(ast.NodeTransformer):
+    """Renames locals and arguments to positional names and drops docstrings, so that programs which differ
+    only in naming, comments, formatting or docstrings get the same fingerprint."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def _rename(self, name: str) -> str:
+        return self.names.setdefault(name, f"v{len(self.names)}")
+
+    def visit_FunctionDef(self, node):  # noqa: N802 (ast API)
+        if node.body and isinstance(node.body[0], ast.Expr) and isinstance(getattr(node.body[0], "value", None), ast.Constant) \
+                and isinstance(node.body[0].value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+        self.generic_visit(node)
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_arg(self, node):  # noqa: N802
+        node.arg = self._rename(node.arg)
+        node.annotation = None
+        return node
+
+    def visit_Name(self, node):  # noqa: N802
+        if isinstance(node.ctx, ast.Store) or node.id in self.names:
+            node.id = self._rename(node.id)
+        return node
+
+
+def normalized_ast(code: str) -> str | None:
+    """A canonical dump of the code's AST (names of locals normalised, docstrings dropped), or None if the code
+    does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    tree = _Normaliser().visit(tree)
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def ast_fingerprint(code: str) -> str:
+    """A short hash of the normalised AST; code that does not parse is fingerprinted by its stripped text."""
+    norm = normalized_ast(code)
+    key = norm if norm is not None else "unparsed:" + "\n".join(line.rstrip() for line in code.strip().splitlines())
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()

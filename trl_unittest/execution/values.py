@@ -1,0 +1,145 @@
+"""Strict value encoding: Python literals in, Python literals out, and nothing that can run code.
+
+Values cross the sandbox boundary as Python literal source text built by a strict encoder inside the sandbox
+(``worker.encode_value``: exact built-in types only, no subclasses, no user ``__repr__``) and are read back here
+by :func:`decode_value`, which walks the parse tree and accepts only literals. Decoded values are plain built-in
+objects, so comparing them with ``==`` on the trusted side cannot call code the program defined: an object whose
+``__eq__`` always says True never leaves the sandbox as such.
+
+The same format stores expected values in task records, so that a dataset stays readable (``[1, 2]``,
+``{'a': (1.5, None)}``, ``frozenset({1})``, ``float('nan')``).
+
+``ast.literal_eval`` is close but not enough: it rejects ``float('nan')``/``inf`` and ``frozenset(...)``, accepts
+arbitrary ``+``/``-`` between numbers, and has no depth or size limit; hence this small walker.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from typing import Any
+
+MAX_LITERAL_CHARS = 4 * 1024 * 1024
+MAX_DEPTH = 100
+
+
+class LiteralError(ValueError):
+    """The text is not a value in the strict literal format."""
+
+
+_SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "infinity": math.inf,
+                   "-infinity": -math.inf}
+
+
+def decode_value(text: str) -> Any:
+    if not isinstance(text, str):
+        raise LiteralError(f"expected a string, got {type(text).__name__}")
+    if len(text) > MAX_LITERAL_CHARS:
+        raise LiteralError(f"literal of {len(text)} characters exceeds the limit of {MAX_LITERAL_CHARS}")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        raise LiteralError(f"cannot parse {text[:80]!r}: {type(e).__name__}") from None
+    try:
+        return _build(tree.body, 0)
+    except RecursionError:
+        raise LiteralError("literal nested too deeply") from None
+
+
+def _build(node: ast.AST, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise LiteralError(f"literal nested deeper than {MAX_DEPTH}")
+    d = depth + 1
+    if isinstance(node, ast.Constant):
+        if node.value is Ellipsis:
+            raise LiteralError("Ellipsis is not a supported value")
+        return node.value
+    if isinstance(node, ast.Tuple):
+        return tuple(_build(e, d) for e in node.elts)
+    if isinstance(node, ast.List):
+        return [_build(e, d) for e in node.elts]
+    if isinstance(node, ast.Set):
+        return {_hashable(_build(e, d)) for e in node.elts}
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise LiteralError("dict unpacking (**) is not a literal")
+        return {_hashable(_build(k, d)): _build(v, d) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        operand = _build(node.operand, d)
+        if type(operand) not in (int, float, complex):
+            raise LiteralError("unary +/- applies only to numbers")
+        return -operand if isinstance(node.op, ast.USub) else +operand
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        # only the complex-number form `a + bj` / `a - bj`
+        left, right = _build(node.left, d), _build(node.right, d)
+        if type(left) in (int, float) and type(right) is complex and right.real == 0:
+            return left + right if isinstance(node.op, ast.Add) else left - right
+        raise LiteralError("+/- between values is allowed only in complex literals like 1+2j")
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        name, args = node.func.id, node.args
+        if name == "float" and len(args) == 1 and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+            key = args[0].value.strip().lower()
+            if key in _SPECIAL_FLOATS:
+                return _SPECIAL_FLOATS[key]
+            raise LiteralError(f"float({args[0].value!r}) is not nan or inf")
+        if name in ("set", "frozenset", "tuple", "list") and len(args) <= 1:
+            items = _build(args[0], d) if args else ()
+            if type(items) not in (list, tuple, set, frozenset, str):
+                raise LiteralError(f"{name}() of a {type(items).__name__}")
+            if name in ("set", "frozenset"):
+                items = [_hashable(i) for i in items]
+            return {"set": set, "frozenset": frozenset, "tuple": tuple, "list": list}[name](items)
+        if name == "dict" and not args:
+            return {}
+        if name == "bytearray" and len(args) == 1:
+            raw = _build(args[0], d)
+            if type(raw) is not bytes:
+                raise LiteralError("bytearray() takes a bytes literal")
+            return bytearray(raw)
+        raise LiteralError(f"call to {name}() is not a literal")
+    if isinstance(node, ast.Name) and node.id in ("nan", "inf"):
+        return _SPECIAL_FLOATS[node.id]
+    raise LiteralError(f"{type(node).__name__} is not a literal")
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        raise LiteralError(f"unhashable {type(value).__name__} inside a set or as a dict key") from None
+    return value
+
+
+def is_literal(text: str) -> bool:
+    try:
+        decode_value(text)
+    except LiteralError:
+        return False
+    return True
+
+
+def values_equal(expected: Any, actual: Any) -> bool:
+    """Python ``==`` on decoded built-in values, except that NaN equals NaN (a function returning nan is right
+    when nan was recorded). Both sides are plain literals, so no user code runs."""
+    if type(expected) is float and type(actual) is float and math.isnan(expected) and math.isnan(actual):
+        return True
+    if isinstance(expected, (list, tuple)) and type(expected) is type(actual):
+        return len(expected) == len(actual) and all(values_equal(e, a) for e, a in zip(expected, actual))
+    if isinstance(expected, dict) and type(actual) is dict:
+        return expected.keys() == actual.keys() and all(values_equal(v, actual[k]) for k, v in expected.items())
+    try:
+        return bool(expected == actual)
+    except Exception:
+        return False
+
+
+def values_close(expected: Any, actual: Any, rel_tol: float, abs_tol: float) -> bool:
+    """``math.isclose`` element-wise over numbers nested in lists/tuples; other values must be equal."""
+    if type(expected) in (int, float) and type(actual) in (int, float):
+        if math.isnan(expected) or math.isnan(actual):
+            return math.isnan(expected) and math.isnan(actual)
+        return math.isclose(expected, actual, rel_tol=rel_tol or 1e-9, abs_tol=abs_tol)
+    if isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)):
+        return len(expected) == len(actual) and all(
+            values_close(e, a, rel_tol, abs_tol) for e, a in zip(expected, actual))
+    return values_equal(expected, actual)
