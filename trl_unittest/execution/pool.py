@@ -1,0 +1,310 @@
+"""A warm pool of sandboxed workers: the one way trl_unittest runs untrusted code.
+
+Each worker is a long-lived interpreter inside its own sandbox (``sandbox.py``) that forks a fresh child per
+program (``worker.py``), so a program costs a fork rather than an interpreter start. One dispatcher thread per
+worker feeds it programs from a shared queue; blocking pipe I/O releases the GIL, so threads are enough. A
+worker that dies, hangs past its deadline or breaks the protocol is killed and replaced, and the program it
+held gets a ``sandbox_error`` result — never a pass.
+
+Why hand-written: ``concurrent.futures``/``multiprocessing`` pools pickle results (unsafe for data coming out of
+a sandbox) and cannot put their workers inside bubblewrap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import math
+import os
+import queue
+import select
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import Future
+from typing import Iterable, Sequence
+
+from trl_unittest.execution import sandbox
+from trl_unittest.execution.results import (Limits, Program, ProgramResult, grade_program, request_tests,
+                                            sandbox_failure)
+from trl_unittest.execution.worker import HEADER
+
+logger = logging.getLogger(__name__)
+
+_pool_counter = itertools.count()
+_RESPONSE_LIMIT = 64 << 20
+
+
+class WorkerError(Exception):
+    pass
+
+
+class _WorkerProcess:
+    """One sandboxed worker and its framed pipe."""
+
+    def __init__(self, command: list[str]):
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        self.fd_out = self.proc.stdout.fileno()
+
+    def request(self, payload: dict, deadline: float) -> dict:
+        data = json.dumps(payload).encode("utf-8", "surrogatepass")
+        try:
+            self.proc.stdin.write(HEADER.pack(len(data)) + data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as e:
+            raise WorkerError(f"WorkerUnavailable: {e}") from None
+        head = self._read(HEADER.size, deadline)
+        (size,) = HEADER.unpack(head)
+        if size > _RESPONSE_LIMIT:
+            raise WorkerError("ResponseTooLarge")
+        try:
+            return json.loads(self._read(size, deadline))
+        except (ValueError, RecursionError):
+            raise WorkerError("BadResponse") from None
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        chunks = []
+        while n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerError("WorkerTimeout")
+            ready, _, _ = select.select([self.fd_out], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(self.fd_out, min(n, 1 << 20))
+            if not chunk:
+                raise WorkerError("WorkerCrashed")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        self._close_pipes()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            logger.error("trl_unittest: worker %d did not exit after SIGKILL", self.proc.pid)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self.proc.stdin.close()  # the worker exits on end of input
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+class ExecutionPool:
+    """Runs programs against their tests in sandboxed, warm workers.
+
+    >>> with ExecutionPool(num_workers=2) as pool:                     # doctest: +SKIP
+    ...     result = pool.run(Program("def add(a, b): return a + b", [Test(expr="add(1, 2)", expected="3")]))
+    ...     result.all_passed
+    True
+
+    Args:
+        num_workers: parallel workers (default: the number of CPU cores available).
+        sandbox: ``"auto"`` (bubblewrap, else ``unshare``), ``"bwrap"``, ``"unshare"``, or ``"none"`` (no
+            isolation; logs a warning).
+        limits: per-program resource limits and time budgets.
+        hash_seed: ``PYTHONHASHSEED`` inside the workers (the builder reruns programs under a second seed).
+        python_paths: extra import paths made visible read-only (e.g. ``sandbox.site_packages()``).
+    """
+
+    def __init__(self, num_workers: int | None = None, sandbox: str = "auto", limits: Limits | None = None,
+                 hash_seed: int = 0, python_paths: Sequence[str] = ()):
+        self.limits = limits or Limits()
+        self.mode = _resolve(sandbox)
+        self.num_workers = num_workers or len(os.sched_getaffinity(0))
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        self.spec = _spec(tuple(python_paths))
+        self.hash_seed = hash_seed
+        self.restarts = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._closed = False
+        self._lock = threading.Lock()
+        pool_id = next(_pool_counter)
+        self._threads = []
+        for slot in range(self.num_workers):
+            uid = None
+            if os.geteuid() == 0:
+                # a uid of its own per worker: RLIMIT_NPROC counts per uid, and kill(-1) as that uid reaches
+                # exactly the program's processes
+                uid = 200000 + (os.getpid() * 64 + pool_id * 8 + slot) % 10_000_000
+            thread = threading.Thread(target=self._serve, args=(slot, uid), daemon=True,
+                                      name=f"trl_unittest-worker-{slot}")
+            self._threads.append(thread)
+            thread.start()
+
+    # ------------------------------------------------------------------------------------------------ public
+    def submit(self, program: Program) -> "Future[ProgramResult]":
+        if self._closed:
+            raise RuntimeError("ExecutionPool is closed")
+        if not isinstance(program, Program):
+            raise TypeError(f"submit() takes a Program, got {type(program).__name__}")
+        future: Future = Future()
+        self._queue.put((program, future))
+        return future
+
+    def run(self, program: Program) -> ProgramResult:
+        return self.submit(program).result()
+
+    def run_batch(self, programs: Iterable[Program], progress: bool = False, desc: str = "executing") -> list[ProgramResult]:
+        futures = [self.submit(p) for p in programs]
+        if progress:
+            from tqdm.auto import tqdm
+
+            return [f.result() for f in tqdm(futures, desc=desc, unit="prog")]
+        return [f.result() for f in futures]
+
+    async def run_async(self, program: Program) -> ProgramResult:
+        return await asyncio.wrap_future(self.submit(program))
+
+    async def run_batch_async(self, programs: Iterable[Program]) -> list[ProgramResult]:
+        return list(await asyncio.gather(*(self.run_async(p) for p in programs)))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def __enter__(self) -> "ExecutionPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------------------------------- internals
+    def _command(self, uid: int | None) -> list[str]:
+        config = {
+            "uid": uid,
+            "limits": self.limits.rlimits(),
+            "output_cap": self.limits.output_cap,
+            "frame_limit": 8 << 20,
+            "own_pid_ns": self.mode in ("bwrap", "unshare"),
+            "python_paths": list(self.spec.python_paths),
+            "scratch_root": "/tmp/scratch" if self.mode == "bwrap" else None,
+        }
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": str(self.hash_seed),
+               "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}
+        return config, env
+
+    def _spawn(self, uid: int | None) -> _WorkerProcess:
+        config, env = self._command(uid)
+        if config["scratch_root"] is None:  # outside bubblewrap: a private directory on the host's /tmp
+            import tempfile
+
+            config["scratch_root"] = tempfile.mkdtemp(prefix="trl_unittest-")
+            os.chmod(config["scratch_root"], 0o755)
+        cmd = sandbox.worker_command(self.mode, self.spec, [json.dumps(config)], env)
+        worker = _WorkerProcess(cmd)
+        worker.scratch_root = config["scratch_root"] if self.mode != "bwrap" else None
+        return worker
+
+    def _serve(self, slot: int, uid: int | None) -> None:
+        worker = None
+        try:
+            worker = self._spawn(uid)
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                program, future = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    if worker is None or not worker.alive():
+                        self._retire(worker)
+                        worker = self._spawn(uid)
+                        self.restarts += 1
+                    result = self._execute(worker, program)
+                except WorkerError as e:
+                    logger.info("trl_unittest: worker %d replaced after %s", slot, e)
+                    self._retire(worker)
+                    worker = None
+                    result = sandbox_failure(program, str(e).split(":")[0])
+                except BaseException as e:  # never leave a caller waiting
+                    self._retire(worker)
+                    worker = None
+                    future.set_exception(e)
+                    continue
+                future.set_result(result)
+        finally:
+            if worker is not None:
+                worker.stop()
+                self._cleanup_scratch(worker)
+
+    def _retire(self, worker: _WorkerProcess | None) -> None:
+        if worker is not None:
+            worker.kill()
+            self._cleanup_scratch(worker)
+
+    @staticmethod
+    def _cleanup_scratch(worker: _WorkerProcess) -> None:
+        root = getattr(worker, "scratch_root", None)
+        if root:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _execute(self, worker: _WorkerProcess, program: Program) -> ProgramResult:
+        n = len(program.tests)
+        timeouts = list(program.timeouts) if program.timeouts is not None else self.limits.test_timeouts(n)
+        if len(timeouts) != n:
+            raise ValueError(f"Program has {n} tests but {len(timeouts)} timeouts")
+        setup = self.limits.setup_timeout
+        cpu = math.ceil(setup + sum(timeouts)) + 1
+        payload = {"code": program.code, "context": program.context, "tests": request_tests(program),
+                   "timeouts": timeouts, "setup_timeout": setup, "trace": program.trace_lines,
+                   "cpu_seconds": cpu}
+        # worst case: every test times out and each restart re-runs the set-up
+        deadline = time.monotonic() + sum(timeouts) + setup * (n + 2) + 10.0
+        raw = worker.request(payload, deadline)
+        if not isinstance(raw, dict):
+            raise WorkerError("BadResponse")
+        return grade_program(program, raw)
+
+
+def _resolve(mode: str) -> str:
+    return sandbox.resolve_mode(mode)
+
+
+def _spec(python_paths: tuple[str, ...]) -> sandbox.SandboxSpec:
+    return sandbox.SandboxSpec(python_paths=python_paths)

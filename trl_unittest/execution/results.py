@@ -1,0 +1,195 @@
+"""What goes into the executor and what comes out, and the trusted-side grading that turns the sandbox's raw
+observations into verdicts. Expected values live only here, never in the sandbox."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+from trl_unittest.tasks import Test
+
+PROGRAM_STATUSES = ("ran", "compile_error", "import_error", "sandbox_error")
+TEST_OUTCOMES = ("passed", "failed", "error", "timeout")
+
+
+@dataclass
+class Limits:
+    """Resource limits for each program, enforced inside the sandbox."""
+
+    memory_bytes: int = 2 << 30  # RLIMIT_AS
+    file_size_bytes: int = 8 << 20  # RLIMIT_FSIZE: caps anything written, stdout included
+    max_processes: int = 32  # RLIMIT_NPROC for the program's uid (threads count)
+    open_files: int = 64  # RLIMIT_NOFILE
+    test_timeout: float = 3.0  # seconds per test when the task has no reference runtime
+    timeout_floor: float = 0.5  # with a reference runtime: max(floor, factor x reference time per test)
+    timeout_factor: float = 10.0
+    setup_timeout: float = 5.0  # compiling and executing the program's top level
+    output_cap: int = 4096  # characters of stdout/stderr kept for inspection (never used for verdicts)
+
+    def rlimits(self) -> dict[str, int]:
+        return {"RLIMIT_AS": self.memory_bytes, "RLIMIT_FSIZE": self.file_size_bytes,
+                "RLIMIT_NPROC": self.max_processes, "RLIMIT_NOFILE": self.open_files, "RLIMIT_CORE": 0}
+
+    def test_timeouts(self, n_tests: int, reference_runtime: float | None = None) -> list[float]:
+        if reference_runtime is None or not math.isfinite(reference_runtime) or n_tests == 0:
+            return [self.test_timeout] * n_tests
+        per_test = reference_runtime / n_tests
+        return [max(self.timeout_floor, self.timeout_factor * per_test)] * n_tests
+
+
+@dataclass
+class Program:
+    """A program and the tests to run against it. `context` is executed first (imports, helpers)."""
+
+    code: str
+    tests: list[Test]
+    context: str = ""
+    timeouts: list[float] | None = None
+    trace_lines: bool = False  # report the lines (and arcs) of `code` each test executes
+
+
+@dataclass
+class TestResult:
+    outcome: str  # one of TEST_OUTCOMES
+    error_type: str = ""  # exception type name (error), or why the value could not be compared (failed)
+    observed: str | None = None  # strict literal of the returned value (call tests)
+    time: float = float("nan")
+    lines: list[int] | None = None
+    arcs: list[tuple[int, int]] | None = None
+    stdout: str | None = None  # io tests: the program's output
+    exception_names: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+
+@dataclass
+class ProgramResult:
+    status: str  # one of PROGRAM_STATUSES
+    tests: list[TestResult]
+    error: str = ""  # compile/import/sandbox error type
+    stdout: str = ""
+    stderr: str = ""
+    unverified: int = 0  # "code" tests among them: their pass can be forged (see tasks.py)
+
+    @property
+    def passed(self) -> int:
+        return sum(t.passed for t in self.tests)
+
+    @property
+    def total(self) -> int:
+        return len(self.tests)
+
+    @property
+    def fraction(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+    @property
+    def all_passed(self) -> bool:
+        return self.status == "ran" and self.total > 0 and self.passed == self.total
+
+    @property
+    def runtime_error(self) -> bool:
+        """The program failed to load, or some test raised (other than a test expecting that exception)."""
+        return self.status in ("import_error", "sandbox_error") or any(t.outcome in ("error", "timeout") for t in self.tests)
+
+
+def normalize_output(text: str) -> str:
+    """Whitespace normalisation for stdin/stdout tests: trailing spaces and blank lines at the end don't count."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
+    """Verdict for one test from the sandbox's raw observation (data only) and the expected value (trusted)."""
+    outcome = raw.get("outcome")
+    t = float(raw.get("t", float("nan")))
+    names = list(raw.get("error") or [])
+    lines, arcs = raw.get("lines"), raw.get("arcs")
+    arcs = [tuple(a) for a in arcs] if isinstance(arcs, list) else None
+    common = {"time": t, "lines": lines, "arcs": arcs, "exception_names": names}
+    if outcome == "timeout":
+        return TestResult("timeout", error_type="Timeout", **common)
+    if outcome == "error":
+        if test.kind == "call" and test.op == "raises" and test.exception in names:
+            return TestResult("passed", error_type=names[0], **common)
+        return TestResult("error", error_type=names[0] if names else "Error", **common)
+    if outcome == "unencodable":
+        # the value is not a plain literal, so it cannot equal an expected literal
+        return TestResult("failed", error_type="UnencodableValue:" + (names[0] if names else ""), **common)
+    if outcome != "ok":
+        return TestResult("error", error_type="ProtocolError", **common)
+    if test.kind == "io":
+        stdout = raw.get("stdout") or ""
+        ok = normalize_output(stdout) == normalize_output(test.expected)
+        return TestResult("passed" if ok else "failed", stdout=stdout, **common)
+    if test.kind == "code":
+        return TestResult("passed", **common)
+    observed = raw.get("value")
+    try:
+        actual = decode_value(observed)
+    except LiteralError:
+        return TestResult("error", error_type="ProtocolError", observed=None, **common)
+    ok = _check(test, actual)
+    return TestResult("passed" if ok else "failed", observed=observed, **common)
+
+
+def _check(test: Test, actual: Any) -> bool:
+    if test.op == "raises":
+        return False
+    if test.op == "truthy":
+        return bool(actual)  # a decoded plain value: its truthiness runs no program code
+    if test.op == "falsy":
+        return not actual
+    expected = decode_value(test.expected)
+    if test.op == "eq":
+        return values_equal(expected, actual)
+    if test.op == "ne":
+        return not values_equal(expected, actual)
+    if test.op == "is":
+        return expected is actual if expected in (None, True, False) else False
+    if test.op == "approx":
+        return values_close(expected, actual, test.rel_tol, test.abs_tol)
+    raise ValueError(f"unknown op {test.op!r}")
+
+
+def grade_program(program: Program, raw: dict[str, Any]) -> ProgramResult:
+    status = raw.get("status", "sandbox_error")
+    error = raw.get("error") or []
+    error = error[0] if isinstance(error, list) and error else (error if isinstance(error, str) else "")
+    raw_tests = raw.get("tests") or []
+    tests = []
+    for i, test in enumerate(program.tests):
+        r = raw_tests[i] if i < len(raw_tests) and isinstance(raw_tests[i], dict) else {"outcome": "error", "error": [error or "NotRun"]}
+        tests.append(grade_test(test, r))
+    if status in ("compile_error", "import_error", "sandbox_error"):
+        for tr in tests:  # nothing passes in a program that did not load
+            if tr.outcome == "passed":
+                tr.outcome = "error"
+    return ProgramResult(status=status if status in PROGRAM_STATUSES else "sandbox_error", tests=tests,
+                         error=error, stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""),
+                         unverified=sum(t.kind == "code" for t in program.tests))
+
+
+def sandbox_failure(program: Program, reason: str) -> ProgramResult:
+    return ProgramResult(status="sandbox_error", error=reason,
+                         tests=[TestResult("error", error_type=reason) for _ in program.tests],
+                         unverified=sum(t.kind == "code" for t in program.tests))
+
+
+def request_tests(program: Program) -> list[dict[str, str]]:
+    """What the sandbox gets to know about each test: never the expected value or exception."""
+    out = []
+    for t in program.tests:
+        if t.kind == "call":
+            out.append({"kind": "call", "expr": t.expr})
+        elif t.kind == "io":
+            out.append({"kind": "io", "stdin": t.stdin})
+        else:
+            out.append({"kind": "code", "code": t.code})
+    return out

@@ -1,0 +1,152 @@
+"""How a worker is launched: bubblewrap, ``unshare`` as a fallback, or (explicit opt-in) no isolation.
+
+With bubblewrap the worker sees only what Python needs: the interpreter's install prefix and the system
+libraries (read-only), the worker script, an empty ``/tmp`` (size-capped tmpfs, its scratch space), a private
+``/proc`` and a minimal ``/dev``. No home directories, no working tree, no ``/etc``, an emptied environment, no
+network, its own pid/ipc/uts namespaces, and it dies with the pool. Program children additionally drop to an
+unprivileged uid and hard rlimits inside (see ``worker.py``).
+
+``unshare`` gives the namespaces (pid, network, ipc, uts, mount) and the same in-worker limits, but not the
+filesystem view: files stay readable as far as the program's uid allows. ``"none"`` runs the worker as a plain
+subprocess and logs a warning; use it only for code you trust.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_MODES = ("auto", "bwrap", "unshare", "none")
+WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+_WORKER_INSIDE = "/opt/trl_unittest/worker.py"
+
+
+class SandboxUnavailableError(RuntimeError):
+    pass
+
+
+@dataclass
+class SandboxSpec:
+    """Where the worker's interpreter lives and what else it may read."""
+
+    python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
+    prefixes: tuple[str, ...] = field(default_factory=lambda: tuple(sorted({sys.base_prefix, sys.base_exec_prefix})))
+    python_paths: tuple[str, ...] = ()  # extra import paths made visible read-only, e.g. a site-packages
+    tmpfs_bytes: int = 256 << 20
+
+
+def _system_binds() -> list[str]:
+    args = []
+    for path in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
+        if not os.path.lexists(path):
+            continue
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        else:
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def bwrap_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]) -> list[str]:
+    cmd = ["bwrap", *_system_binds()]
+    for prefix in spec.prefixes:
+        if not prefix.startswith("/usr/"):
+            cmd += ["--ro-bind", prefix, prefix]
+    for path in spec.python_paths:
+        cmd += ["--ro-bind", path, path]
+    cmd += [
+        "--ro-bind", WORKER_SCRIPT, _WORKER_INSIDE,
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(spec.tmpfs_bytes), "--perms", "0755", "--tmpfs", "/tmp",
+        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent", "--new-session", "--clearenv",
+        "--chdir", "/tmp",
+    ]
+    if os.getuid() == 0:
+        # root inside only to create scratch dirs, switch program children to their uid and kill them
+        cmd += ["--cap-drop", "ALL"]
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"):
+            cmd += ["--cap-add", cap]
+    else:
+        cmd += ["--unshare-user"]
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    return cmd + [spec.python, "-s", "-S", "-B", _WORKER_INSIDE, *worker_args]
+
+
+def unshare_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]) -> list[str]:
+    flags = ["--fork", "--pid", "--mount-proc", "--net", "--ipc", "--uts", "--kill-child"]
+    if os.getuid() != 0:
+        flags.append("--map-root-user")
+    envs = ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
+    return ["unshare", *flags, "--", *envs, spec.python, "-s", "-S", "-B", WORKER_SCRIPT, *worker_args]
+
+
+def plain_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]) -> list[str]:
+    envs = ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
+    return [*envs, spec.python, "-s", "-S", "-B", WORKER_SCRIPT, *worker_args]
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(mode: str) -> str | None:
+    """None when `mode` can start a Python here, else the reason it cannot."""
+    spec = SandboxSpec()
+    build = {"bwrap": bwrap_command, "unshare": unshare_command}[mode]
+    exe = "bwrap" if mode == "bwrap" else "unshare"
+    if shutil.which(exe) is None:
+        return f"`{exe}` is not installed"
+    cmd = build(spec, [], {"PATH": "/usr/bin:/bin"})
+    cmd = cmd[: cmd.index(spec.python) + 1] + ["-S", "-c", "print('ok')"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{exe} failed to start: {e}"
+    if out.returncode != 0 or out.stdout.strip() != "ok":
+        return f"{exe} failed (exit {out.returncode}): {out.stderr.strip()[:300]}"
+    return None
+
+
+def resolve_mode(mode: str) -> str:
+    if mode not in SANDBOX_MODES:
+        raise ValueError(f"sandbox must be one of {SANDBOX_MODES}, got {mode!r}")
+    if mode == "none":
+        logger.warning("trl_unittest: running programs WITHOUT a sandbox (sandbox='none'): only rlimits, a uid "
+                       "switch when running as root, and timeouts protect this machine. Use only for trusted code.")
+        return mode
+    if mode in ("bwrap", "unshare"):
+        reason = _probe(mode)
+        if reason:
+            raise SandboxUnavailableError(f"sandbox={mode!r} is unavailable: {reason}")
+        return mode
+    reasons = {}
+    for candidate in ("bwrap", "unshare"):
+        reasons[candidate] = _probe(candidate)
+        if reasons[candidate] is None:
+            if candidate == "unshare":
+                logger.warning("trl_unittest: bubblewrap unavailable (%s); falling back to `unshare` namespaces, "
+                               "which do not hide the file system. Install bubblewrap for full isolation.",
+                               reasons["bwrap"])
+            return candidate
+    raise SandboxUnavailableError(
+        "no sandbox available: " + "; ".join(f"{k}: {v}" for k, v in reasons.items())
+        + ". Install bubblewrap (e.g. `apt-get install bubblewrap`), or pass sandbox='none' to run without "
+        "isolation at your own risk.")
+
+
+def worker_command(mode: str, spec: SandboxSpec, worker_args: list[str], env: dict[str, str]) -> list[str]:
+    return {"bwrap": bwrap_command, "unshare": unshare_command, "none": plain_command}[mode](spec, worker_args, env)
+
+
+def site_packages() -> tuple[str, ...]:
+    """The current environment's site-packages, for `SandboxSpec.python_paths` when programs need them."""
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return tuple(sorted(p for p in paths if os.path.isdir(p)))
