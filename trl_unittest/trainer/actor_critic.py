@@ -1,0 +1,353 @@
+"""`ActorCriticTrainer`: REINFORCE with a learned critic, the training scheme of Gorinski et al. 2023
+("Automatic Unit Test Data Generation and Actor-Critic RL for Code Synthesis", arXiv 2310.13669).
+
+It is a `GRPOTrainer` (same constructor, same dataset and reward-function conventions, same generation, vLLM,
+PEFT and logging machinery) with four changes:
+
+* **Baseline.** GRPO's group-mean baseline is replaced by a critic: a small feed-forward network on the policy's
+  last hidden state predicting the expected return, per completion token (V(s_t), default) or per prompt. The
+  advantage is R - V, so one completion per prompt (`num_generations=1`) is enough.
+* **Loss** (`_compute_loss`). REINFORCE, -A log pi, normalised by the number of completion tokens, plus the
+  critic's mean-squared error. PPO's ratio clip is used only when the batch was sampled by an older policy
+  (`num_iterations > 1`); KL to the reference model when `beta > 0`. The hidden states come from the policy's own
+  forward through a forward hook on the backbone, so the critic costs one small MLP, not another forward.
+* **Critic in sync.** The critic has its own AdamW, stepped at every optimiser step of the policy, on the fresh
+  samples and on samples replayed from an AST-filtered replay buffer (`replay.py`); it can instead be pre-trained
+  for `critic_warmup_steps` and frozen (the paper's ablation).
+* **Checkpoints** carry the critic, its optimiser and the replay buffer (`critic.pt`, `replay-<rank>.pt`);
+  resuming restores them.
+
+Works with trl 1.12.0 (the last release with `PPOTrainer`) and the newest trl.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from accelerate.utils import is_peft_model
+from trl import GRPOTrainer
+
+from .config import ActorCriticConfig
+from .critic import Critic, explained_variance
+from .replay import ReplayBuffer, collate, program_fingerprint
+
+
+def _pad_cat(a: torch.Tensor, b: torch.Tensor, value, left: bool) -> torch.Tensor:
+    """Concatenate two (B, L) tensors along the batch, padding the shorter one on the left or on the right."""
+    width = max(a.size(1), b.size(1))
+
+    def pad(x):
+        extra = width - x.size(1)
+        if extra == 0:
+            return x
+        fill = x.new_full((x.size(0), extra), value)
+        return torch.cat([fill, x], 1) if left else torch.cat([x, fill], 1)
+
+    return torch.cat([pad(a), pad(b)], 0)
+
+
+class ActorCriticTrainer(GRPOTrainer):
+    """Trainer for actor-critic RL from unit tests. Takes the same arguments as `trl.GRPOTrainer`, with an
+    `ActorCriticConfig`. See the module docstring for what changes."""
+
+    _tag_names = ["trl", "actor-critic", "trl-unittest"]
+
+    def __init__(self, model, reward_funcs=None, args: ActorCriticConfig | None = None, **kwargs):
+        if args is None:
+            from trl.trainer.utils import get_config_model_id
+
+            name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = ActorCriticConfig(f"{name.split('/')[-1]}-ActorCritic")
+        if not isinstance(args, ActorCriticConfig):
+            raise TypeError(f"ActorCriticTrainer needs an ActorCriticConfig, got {type(args).__name__}: swap "
+                            "GRPOConfig for ActorCriticConfig (it takes the same arguments).")
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+
+        # The critic reads the last hidden state of the policy's backbone, captured by a forward hook.
+        causal_lm = self._causal_lm()
+        backbone = getattr(causal_lm, "base_model", None)
+        hidden_size = getattr(causal_lm.config.get_text_config(), "hidden_size", None)
+        if backbone is None or backbone is causal_lm or not isinstance(hidden_size, int):
+            raise ValueError(
+                f"The critic needs the policy's hidden states, but {type(causal_lm).__name__} does not expose a "
+                "backbone (`model.base_model` returning `last_hidden_state`) with a `config.hidden_size`. Use a "
+                "transformers causal LM (e.g. *ForCausalLM)."
+            )
+        self._backbone = backbone
+        self._captured: list[torch.Tensor] | None = None
+        self._hook = backbone.register_forward_hook(self._capture_hidden_state)
+
+        self.critic = Critic(hidden_size, args.critic_widths).to(self.accelerator.device)
+        self.critic_optimizer = torch.optim.AdamW(
+            self.critic.parameters(), lr=args.critic_learning_rate, weight_decay=args.critic_weight_decay
+        )
+        self.replay = ReplayBuffer(args.replay_capacity, args.replay_eviction,
+                                   seed=args.seed + self.accelerator.process_index)
+        self._last_scored = None  # (rewards_per_func, prompts, completions) of the latest _calculate_rewards
+
+    # ------------------------------------------------------------------ helpers
+    def _causal_lm(self):
+        model = self.accelerator.unwrap_model(self.model)
+        return model.get_base_model() if is_peft_model(model) else model
+
+    def _capture_hidden_state(self, module, args, output):
+        if self._captured is not None:
+            self._captured.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
+
+    @property
+    def critic_frozen(self) -> bool:
+        return self.args.freeze_critic_after_warmup and self.state.global_step >= self.args.critic_warmup_steps
+
+    def _values(self, hidden: torch.Tensor, logits_to_keep: int, mask: torch.Tensor) -> torch.Tensor:
+        """Critic values (B, T) for the completion positions: V(s_t) is read from the hidden state that predicts
+        completion token t; at sequence level, the hidden state of the last prompt token, repeated over T."""
+        if not self.args.critic_backprop or self.critic_frozen:
+            hidden = hidden.detach()
+        if self.args.critic_value_level == "token":
+            values = self.critic(hidden[:, -logits_to_keep - 1:-1].float())
+        else:
+            values = self.critic(hidden[:, -logits_to_keep - 1].float())[:, None].expand_as(mask)
+        return values
+
+    def _gather_mean(self, x: torch.Tensor, mask: torch.Tensor) -> float:
+        t = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]).float().detach(), reduction="sum")
+        return (t[0] / t[1].clamp(min=1.0)).item()
+
+    # ------------------------------------------------------------------ generation: returns instead of advantages
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_scored = (rewards_per_func, prompts, completions)
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        rewards_per_func, prompts, completions = self._last_scored
+        self._last_scored = None
+        device = self.accelerator.device
+        # rewards_per_func holds every process's rows; keep ours (as GRPOTrainer slices its advantages)
+        unscorable = torch.isnan(rewards_per_func).all(dim=1)
+        rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
+        scored = rewards[~unscorable]
+        if scored.numel():
+            self._metrics[mode]["pass_rate"].append((scored >= self.args.pass_reward_threshold).float().mean().item())
+        start = self.accelerator.process_index * len(prompts)
+        local = slice(start, start + len(prompts))
+        output.pop("advantages", None)  # GRPO's group advantages: replaced by R - V in _compute_loss
+        output["returns"] = rewards[local].nan_to_num(0.0)
+        output["scorable"] = (~unscorable[local]).float()
+
+        replay_index = torch.full((len(prompts),), -1, dtype=torch.long, device=device)
+        if mode == "train" and self.args.replay_capacity > 0:
+            hits_before = self.replay.hits
+            p_ids, p_mask = output["prompt_ids"], output["prompt_mask"]
+            c_ids, c_mask = output["completion_ids"], output["completion_mask"]
+            for i in range(len(prompts)):
+                if not output["scorable"][i]:
+                    continue
+                entry_point = inputs[i].get("entry_point", "") if isinstance(inputs[i], dict) else ""
+                replay_index[i] = self.replay.add(
+                    prompts[i], completions[i], p_ids[i][p_mask[i].bool()].tolist(),
+                    c_ids[i][c_mask[i].bool()].tolist(), output["returns"][i].item(),
+                    fingerprint=program_fingerprint(prompts[i], completions[i], entry_point),
+                )
+            stats = torch.tensor([len(self.replay), self.replay.offered, self.replay.hits,
+                                  self.replay.hits - hits_before], dtype=torch.float32, device=device)
+            size, offered, hits, new_hits = self.accelerator.reduce(stats, reduction="sum").tolist()
+            self._metrics[mode]["replay/size"].append(size)
+            self._metrics[mode]["replay/unique_ast_ratio"].append(1.0 - hits / max(offered, 1.0))
+            self._metrics[mode]["replay/hits"].append(new_hits)
+        output["replay_index"] = replay_index
+        return output
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("The ActorCriticTrainer does not support returning outputs")
+        return self._compute_loss(model, inputs)
+
+    def _compute_loss(self, model, inputs):
+        args = self.args
+        mode = "train" if self.model.training else "eval"
+        device = self.accelerator.device
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+        returns = inputs["returns"]
+        n_fresh = prompt_ids.size(0)
+
+        # Replayed high-reward programs join the batch (one forward for all rows).
+        replayed = []
+        if mode == "train" and args.replay_policy_batch_size > 0:
+            replayed = self.replay.sample(args.replay_policy_batch_size, min_reward=args.replay_min_reward,
+                                          need_logp=True)
+        if replayed:
+            r = collate(replayed, self._tokenizer.pad_token_id, device)
+            prompt_ids = _pad_cat(prompt_ids, r["prompt_ids"], self._tokenizer.pad_token_id, left=True)
+            prompt_mask = _pad_cat(prompt_mask, r["prompt_mask"], 0, left=True)
+            completion_ids = _pad_cat(completion_ids, r["completion_ids"], self._tokenizer.pad_token_id, left=False)
+            mask = _pad_cat(mask, r["completion_mask"], 0, left=False)
+            completion_mask = mask
+            returns = torch.cat([returns, r["returns"]])
+
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        logits_to_keep = completion_ids.size(1)
+
+        self._captured = []
+        try:
+            per_token_logps, entropies, _ = self._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, compute_entropy=True
+            )
+            hidden = torch.cat(self._captured, dim=0)
+        finally:
+            self._captured = None
+        if hidden.size(0) != input_ids.size(0):
+            raise RuntimeError("the critic's hook captured hidden states for a different batch than the policy's")
+
+        values = self._values(hidden, logits_to_keep, mask)  # (B, T)
+        fresh, mask_f = slice(0, n_fresh), mask[:n_fresh].float() * inputs["scorable"][:, None]
+        advantages = (returns[:, None] - values).detach()
+        if args.whiten_advantages:
+            mean = self._gather_mean(advantages[fresh], mask_f)
+            var = self._gather_mean((advantages[fresh] - mean) ** 2, mask_f)
+            advantages = (advantages - mean) / (var ** 0.5 + 1e-6)
+
+        # Policy loss on fresh rows: REINFORCE, or PPO's clip when the batch came from an older policy.
+        logps = per_token_logps[fresh]
+        old_logps = inputs.get("old_per_token_logps")
+        adv = advantages[fresh]
+        if old_logps is None:
+            per_token_loss = -adv * logps
+        else:
+            ratio = torch.exp(logps - old_logps)
+            clipped = torch.clamp(ratio, 1 - self.epsilon_low, 1 + self.epsilon_high)
+            per_token_loss = -torch.min(ratio * adv, clipped * adv)
+            region = ((ratio < 1 - self.epsilon_low) & (adv < 0)) | ((ratio > 1 + self.epsilon_high) & (adv > 0))
+            self._metrics[mode]["clip_ratio/region_mean"].append(self._gather_mean(region.float(), mask_f))
+        if self.beta != 0.0:
+            ref = inputs["ref_per_token_logps"]
+            per_token_kl = torch.exp(ref - logps) - (ref - logps) - 1
+            per_token_loss = per_token_loss + self.beta * per_token_kl
+            self._metrics[mode]["kl"].append(self._gather_mean(per_token_kl, mask_f))
+        policy_loss = (per_token_loss * mask_f).sum() / mask_f.sum().clamp(min=1.0)
+
+        # Replayed rows: the same REINFORCE term, weighted by the truncated importance weight pi_now / pi_sampled.
+        if replayed:
+            rows = slice(n_fresh, None)
+            r_mask = mask[rows].float()
+            seq_logp = (per_token_logps[rows] * r_mask).sum(-1)
+            weight = torch.exp(seq_logp.detach() - r["behaviour_logp"]).clamp(max=args.replay_is_clip)
+            replay_loss = -(weight[:, None] * advantages[rows] * per_token_logps[rows] * r_mask).sum()
+            policy_loss = policy_loss + args.replay_policy_coef * replay_loss / r_mask.sum().clamp(min=1.0)
+            self._metrics[mode]["replay/importance_weight_mean"].append(weight.mean().item())
+            self._metrics[mode]["replay/policy_samples"].append(float(len(replayed)))
+
+        # Remember the sampling policy's log-probability of freshly stored programs (for replay to the policy).
+        if mode == "train" and args.replay_policy_batch_size > 0:
+            behaviour = old_logps if old_logps is not None else logps.detach()
+            seq_behaviour = (behaviour * mask[fresh]).sum(-1).tolist()
+            for i, eid in enumerate(inputs["replay_index"].tolist()):
+                entry = self.replay.get(eid) if eid >= 0 else None
+                if entry is not None and entry.logp is None:
+                    entry.logp = seq_behaviour[i]
+
+        # Critic: squared error on every scorable row of this batch and on a replayed batch.
+        crit_mask = torch.cat([mask_f, mask[n_fresh:].float()]) if replayed else mask_f
+        sq_err = (values - returns[:, None]) ** 2
+        critic_sum, critic_count = (sq_err * crit_mask).sum(), crit_mask.sum()
+        if mode == "train" and args.replay_critic_batch_size > 0 and len(self.replay) and not self.critic_frozen:
+            extra = collate(self.replay.sample(args.replay_critic_batch_size), self._tokenizer.pad_token_id, device)
+            with torch.no_grad(), self.accelerator.autocast():
+                ids = torch.cat([extra["prompt_ids"], extra["completion_ids"]], 1)
+                att = torch.cat([extra["prompt_mask"], extra["completion_mask"]], 1)
+                out = self._backbone(input_ids=ids, attention_mask=att, use_cache=False)
+                h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            r_values = self._values(h, extra["completion_ids"].size(1), extra["completion_mask"])
+            r_mask = extra["completion_mask"].float()
+            critic_sum = critic_sum + (((r_values - extra["returns"][:, None]) ** 2) * r_mask).sum()
+            critic_count = critic_count + r_mask.sum()
+        critic_loss = critic_sum / critic_count.clamp(min=1.0)
+
+        warmup = mode == "train" and self.state.global_step < args.critic_warmup_steps
+        loss = policy_loss * (0.0 if warmup else 1.0)
+        if not self.critic_frozen:
+            loss = loss + args.critic_loss_coef * critic_loss
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        loss = loss / normalizer
+
+        # Metrics (averaged over processes)
+        m = self._metrics[mode]
+        m["policy_loss"].append(self.accelerator.reduce(policy_loss.detach(), reduction="mean").item())
+        m["critic/loss"].append(self.accelerator.reduce(critic_loss.detach(), reduction="mean").item())
+        err = (returns[fresh, None] - values[fresh]).detach()
+        ret = returns[fresh, None].expand_as(err)
+        sums = torch.stack([mask_f.sum(), (ret * mask_f).sum(), (ret ** 2 * mask_f).sum(), (err * mask_f).sum(),
+                            (err ** 2 * mask_f).sum()])
+        ev = explained_variance(self.accelerator.reduce(sums.float(), reduction="sum"))
+        if ev == ev:  # not nan
+            m["critic/explained_variance"].append(ev)
+        m["critic/value_mean"].append(self._gather_mean(values[fresh].detach(), mask_f))
+        adv_f = advantages[fresh]
+        m["advantages/mean"].append(self._gather_mean(adv_f, mask_f))
+        m["advantages/std"].append(self._gather_mean((adv_f - m["advantages/mean"][-1]) ** 2, mask_f) ** 0.5)
+        valid = mask_f.bool()
+        lo = adv_f[valid].min() if valid.any() else adv_f.new_tensor(float("inf"))
+        hi = adv_f[valid].max() if valid.any() else adv_f.new_tensor(float("-inf"))
+        m["advantages/min"].append(self.accelerator.gather(lo.reshape(1)).min().item())
+        m["advantages/max"].append(self.accelerator.gather(hi.reshape(1)).max().item())
+        m["entropy"].append(self._gather_mean(entropies[fresh].detach(), mask_f))
+        return loss
+
+    # ------------------------------------------------------------------ the critic's optimiser step
+    def training_step(self, model, inputs, num_items_in_batch):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._step % self.current_gradient_accumulation_steps == 0:
+            self._critic_step()
+        return loss
+
+    def _critic_step(self):
+        params = [p for p in self.critic.parameters() if p.grad is not None]
+        if self.critic_frozen or not params:
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            return
+        if self.accelerator.num_processes > 1:
+            for p in params:
+                p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+        if self.args.critic_max_grad_norm and self.args.critic_max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.args.critic_max_grad_norm)
+        self.critic_optimizer.step()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        if self.args.should_save:
+            torch.save({"critic": self.critic.state_dict(), "optimizer": self.critic_optimizer.state_dict(),
+                        "hidden_size": self.critic.body[0].in_features if len(self.critic.body) else
+                        self.critic.head.in_features, "widths": list(self.args.critic_widths)},
+                       os.path.join(output_dir, "critic.pt"))
+        if self.args.replay_capacity > 0:
+            torch.save(self.replay.state_dict(),
+                       os.path.join(output_dir, f"replay-{self.accelerator.process_index}.pt"))
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        self.load_critic(checkpoint)
+        path = os.path.join(checkpoint, f"replay-{self.accelerator.process_index}.pt")
+        if self.args.replay_capacity > 0 and os.path.exists(path):
+            self.replay.load_state_dict(torch.load(path, weights_only=False))
+
+    def load_critic(self, directory: str) -> None:
+        """Restore the critic and its optimiser from `directory/critic.pt` (a checkpoint or a saved model)."""
+        path = os.path.join(directory, "critic.pt")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no critic in {directory}: expected {path}")
+        state = torch.load(path, map_location=self.accelerator.device, weights_only=False)
+        self.critic.load_state_dict(state["critic"])
+        self.critic_optimizer.load_state_dict(state["optimizer"])
