@@ -35,6 +35,10 @@ from trl_unittest.execution.worker import HEADER
 logger = logging.getLogger(__name__)
 
 _pool_counter = itertools.count()
+# standard-library modules that programs commonly import, loaded once per worker (not random, time-seeded ones)
+PRELOAD_MODULES = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "typing",
+                   "decimal", "fractions", "json", "operator", "copy", "array", "textwrap", "unicodedata",
+                   "datetime", "dataclasses", "enum", "cmath", "numbers")
 _RESPONSE_LIMIT = 64 << 20
 
 
@@ -221,6 +225,7 @@ class ExecutionPool:
             "own_pid_ns": self.mode in ("bwrap", "unshare"),
             "python_paths": list(self.spec.python_paths),
             "scratch_root": "/tmp/scratch" if self.mode == "bwrap" else None,
+            "preload": list(PRELOAD_MODULES),
         }
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": str(self.hash_seed),
                "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}

@@ -55,12 +55,20 @@ def _system_binds() -> list[str]:
     return args
 
 
+def _parents(path: str) -> list[str]:
+    parts = os.path.normpath(path).split(os.sep)[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def bwrap_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]) -> list[str]:
     cmd = ["bwrap", *_system_binds()]
-    for prefix in spec.prefixes:
-        if not prefix.startswith("/usr/"):
-            cmd += ["--ro-bind", prefix, prefix]
-    for path in spec.python_paths:
+    made = set()
+    for path in [p for p in spec.prefixes if not p.startswith("/usr/")] + list(spec.python_paths):
+        # parents such as /root would otherwise copy the host's 0700 and lock the program's uid out
+        for parent in _parents(path):
+            if parent not in made:
+                made.add(parent)
+                cmd += ["--perms", "0755", "--dir", parent]
         cmd += ["--ro-bind", path, path]
     cmd += [
         "--ro-bind", WORKER_SCRIPT, _WORKER_INSIDE,

@@ -74,7 +74,7 @@ def encode_value(value, _type=type, _len=len, _repr_int=int.__repr__, _repr_floa
             else:
                 emit(_repr_float(v))
         elif t is complex:
-            if v != v:
+            if v != v or v.real in (float("inf"), float("-inf")) or v.imag in (float("inf"), float("-inf")):
                 raise Unencodable("complex")
             emit(_repr_complex(v))
         elif t is str:
@@ -345,6 +345,13 @@ class Worker:
             pass
         for path in config.get("python_paths", []):
             sys.path.append(path)
+        # modules imported here are inherited by every forked child for free; none of them keeps random or
+        # time-derived state, which would be shared by all children and hide nondeterminism
+        for name in config.get("preload", []):
+            try:
+                __import__(name)
+            except ImportError:
+                pass
 
     def serve(self):
         while True:

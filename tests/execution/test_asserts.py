@@ -1,0 +1,58 @@
+import pytest
+
+from trl_unittest.execution import rewrite_asserts
+
+
+def test_mbpp_style_asserts_become_call_tests():
+    report = rewrite_asserts([
+        "assert remove_Occ(\"hello\",\"l\") == \"heo\"",
+        "assert set(similar_elements((3, 4), (5, 4))) == set((4,))",
+        "assert math.isclose(area(2), 12.56, rel_tol=0.001)",
+        "assert abs(area(1) - 3.14) < 1e-2",
+        "assert is_prime(7)",
+        "assert not is_prime(8)",
+        "assert find(3) is None",
+        "assert 5 == add(2, 3)",
+    ], entry_point="remove_Occ")
+    kinds = [(t.kind, t.op) for t in report.tests]
+    assert kinds == [("call", "eq"), ("call", "eq"), ("call", "approx"), ("call", "approx"), ("call", "truthy"),
+                     ("call", "falsy"), ("call", "is"), ("call", "eq")]
+    assert report.tests[0].expr == "remove_Occ('hello', 'l')" and report.tests[0].expected == "'heo'"
+    assert report.tests[1].expected == "set((4,))"
+    assert report.tests[2].rel_tol == 0.001 and report.tests[3].abs_tol == 0.01
+    assert report.tests[7].expr == "add(2, 3)" and report.tests[7].expected == "5"
+    assert report.rewritten == 8 and report.unrewritten == 0
+
+
+def test_humaneval_check_function_is_rewritten_with_the_entry_point():
+    code = '''
+METADATA = {"author": "jt"}
+
+def check(candidate):
+    assert candidate([1.0, 2.0], 0.5) == False
+    assert candidate([1.0, 2.8], 0.3) == True
+    assert True, "This prints if this assert fails"
+'''
+    report = rewrite_asserts(code, entry_point="has_close_elements")
+    assert [t.expr for t in report.tests] == ["has_close_elements([1.0, 2.0], 0.5)", "has_close_elements([1.0, 2.8], 0.3)"]
+    assert report.skipped_trivial == 1 and report.setup == ""
+
+
+def test_unrewritable_asserts_stay_code_and_are_counted():
+    report = rewrite_asserts(["assert f(1) < 3", "assert f(1) == Point(1, 2)", "assert f(1) == 1 and f(2) == 2"],
+                             entry_point="f")
+    assert [t.kind for t in report.tests] == ["code"] * 3
+    assert report.unrewritten == 3 and sum(report.reasons.values()) == 3
+
+
+def test_check_with_loops_becomes_one_code_test():
+    code = "import random\ndef check(candidate):\n    for x in range(3):\n        assert candidate(x) == x\n"
+    report = rewrite_asserts(code, entry_point="ident")
+    assert len(report.tests) == 1 and report.tests[0].kind == "code"
+    assert report.tests[0].code.endswith("check(ident)")
+    assert report.setup == "import random"
+
+
+def test_bad_test_code_names_the_problem():
+    with pytest.raises(ValueError, match="does not parse"):
+        rewrite_asserts("assert f(1 ==", entry_point="f")

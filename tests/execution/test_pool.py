@@ -1,0 +1,148 @@
+"""Outcome kinds, stdin/stdout tests, time budgets and pool lifecycle."""
+
+import asyncio
+import os
+
+import pytest
+
+from trl_unittest.execution import ExecutionPool, Limits, Program
+from trl_unittest.tasks import Test
+
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+def call(expr, expected, **kw):
+    return Test(kind="call", expr=expr, expected=expected, **kw)
+
+
+def test_every_test_outcome(pool):
+    r = pool.run(Program(ADD, [call("add(1, 2)", "3"), call("add(1, 1)", "3"), call("add(1, 'x')", "0"),
+                               call("add(*[0] * 3)", "0"), call("int('x')", "0", op="raises", exception="ValueError"),
+                               call("add(2, 2)", "4", op="raises", exception="ValueError")]))
+    assert r.status == "ran"
+    assert [t.outcome for t in r.tests] == ["passed", "failed", "error", "error", "passed", "failed"]
+    assert r.tests[1].observed == "2"
+    assert r.tests[2].error_type == "TypeError"
+    assert r.passed == 2 and not r.all_passed
+
+
+def test_timeout_is_per_test_and_later_tests_still_run(pool):
+    code = "import time\ndef f(x):\n    if x == 1:\n        time.sleep(100)\n    return x\n"
+    r = pool.run(Program(code, [call("f(0)", "0"), call("f(1)", "1"), call("f(2)", "2")], timeouts=[1, 0.5, 1]))
+    assert [t.outcome for t in r.tests] == ["passed", "timeout", "passed"]
+
+
+def test_program_level_statuses(pool):
+    assert pool.run(Program("def f(:\n", [call("f()", "1")])).status == "compile_error"
+    r = pool.run(Program("raise KeyError('boom')\n", [call("1", "1")]))
+    assert (r.status, r.error, r.tests[0].outcome) == ("import_error", "KeyError", "error")
+    r = pool.run(Program("import time\ntime.sleep(100)\n", [call("1", "1")]))
+    assert (r.status, r.error) == ("import_error", "Timeout")
+
+
+def test_context_runs_before_the_program(pool):
+    r = pool.run(Program("def f():\n    return helper() + K\n", [call("f()", "12")],
+                         context="K = 2\ndef helper():\n    return 10\n"))
+    assert r.all_passed
+
+
+def test_approx_truthy_falsy_and_is(pool):
+    code = "def f(x):\n    return x / 3\n"
+    r = pool.run(Program(code, [call("f(1)", "0.3333", op="approx", abs_tol=1e-3), call("f(1)", "0.3", op="approx"),
+                                call("f(3)", "", op="truthy"), call("f(0)", "", op="falsy"),
+                                call("print(1)", "None", op="is")]))
+    assert [t.outcome for t in r.tests] == ["passed", "failed", "passed", "passed", "passed"]
+
+
+def test_stdin_stdout_tests(pool):
+    code = "import sys\nn = int(input())\nprint(' '.join(str(i * i) for i in range(n)))  \n"
+    r = pool.run(Program(code, [Test(kind="io", stdin="3\n", expected="0 1 4\n\n"), Test(kind="io", stdin="2", expected="0 2"),
+                                Test(kind="io", stdin="x", expected="")]))
+    assert [t.outcome for t in r.tests] == ["passed", "failed", "error"]
+    assert r.tests[2].error_type == "ValueError"
+
+
+def test_stdin_program_that_exits_cleanly_passes(pool):
+    r = pool.run(Program("print('ok')\nexit(0)\n", [Test(kind="io", stdin="", expected="ok")]))
+    assert r.tests[0].outcome == "passed"
+
+
+def test_code_tests_are_counted_as_unverified(pool):
+    r = pool.run(Program(ADD, [Test(kind="code", code="assert add(1, 2) == 3"), Test(kind="code", code="assert add(1, 2) == 4")]))
+    assert [t.outcome for t in r.tests] == ["passed", "error"]
+    assert r.unverified == 2
+
+
+def test_line_tracing_reports_lines_of_the_program_only(pool):
+    code = "def sign(x):\n    if x > 0:\n        return 1\n    return -1\n"
+    r = pool.run(Program(code, [call("sign(5)", "1"), call("sign(-5)", "-1")], context="import math\n", trace_lines=True))
+    assert r.tests[0].lines == [2, 3] and r.tests[1].lines == [2, 4]
+    assert (2, 3) in r.tests[0].arcs and (2, 4) in r.tests[1].arcs
+
+
+def test_reference_runtime_scales_budgets():
+    limits = Limits(timeout_floor=0.5, timeout_factor=10)
+    assert limits.test_timeouts(2, None) == [limits.test_timeout] * 2
+    assert limits.test_timeouts(4, 0.4) == [1.0] * 4
+    assert limits.test_timeouts(4, 0.004) == [0.5] * 4
+
+
+def test_batch_keeps_order_and_async_api(pool):
+    programs = [Program(f"def f():\n    return {i}\n", [call("f()", str(i))]) for i in range(30)]
+    assert all(r.all_passed for r in pool.run_batch(programs))
+    results = asyncio.run(pool.run_batch_async(programs[:5]))
+    assert [r.tests[0].observed for r in results] == ["0", "1", "2", "3", "4"]
+
+
+def test_hash_seed_reaches_the_program():
+    code = "def h():\n    return hash('abc')\n"
+    observed = []
+    for seed in (1, 2):
+        with ExecutionPool(num_workers=1, hash_seed=seed) as p:
+            observed.append(p.run(Program(code, [call("h()", "0")])).tests[0].observed)
+    assert observed[0] != observed[1]
+
+
+def _descendants(pid):
+    pairs = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    pairs.append((int(name), int(f.read().rsplit(")", 1)[1].split()[1])))
+            except OSError:
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in pairs if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_close_leaves_no_process_fd_or_temp_file():
+    fds_before = set(os.listdir("/proc/self/fd"))
+    procs_before = _descendants(os.getpid())
+    pool = ExecutionPool(num_workers=2, sandbox="auto")
+    assert pool.run(Program(ADD, [call("add(1, 2)", "3")])).all_passed
+    assert len(_descendants(os.getpid()) - procs_before) >= 2
+    pool.close()
+    assert _descendants(os.getpid()) - procs_before == set()
+    assert set(os.listdir("/proc/self/fd")) <= fds_before
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(Program(ADD, []))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="sandbox must be one of"):
+        ExecutionPool(sandbox="docker")
+    with pytest.raises(TypeError, match="takes a Program"):
+        with ExecutionPool(num_workers=1) as p:
+            p.submit("print(1)")
+
+
+@pytest.mark.parametrize("mode", ["unshare", "none"])
+def test_fallback_modes_give_the_same_verdicts(mode):
+    with ExecutionPool(num_workers=1, sandbox=mode, limits=Limits(test_timeout=1.0)) as p:
+        r = p.run(Program(ADD + "import time\ndef slow():\n    time.sleep(100)\n",
+                          [call("add(1, 2)", "3"), call("add(1, 2)", "4"), call("slow()", "None")]))
+    assert [t.outcome for t in r.tests] == ["passed", "failed", "timeout"]

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+from trl_unittest.execution.worker import Unencodable, encode_value
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(), st.binary(),
+                    st.complex_numbers(allow_nan=False, allow_infinity=False))
+# NaN is never equal to itself, so sets and dict keys holding it cannot round-trip by equality
+hashable_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(), st.binary())
+hashables = st.recursive(hashable_scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=8)
+values = st.recursive(
+    scalars | hashables,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner) | st.dictionaries(hashables, inner, max_size=3)
+    | st.sets(hashables, max_size=3),
+    max_leaves=20,
+)
+
+
+@given(values)
+@settings(max_examples=300, deadline=None)
+def test_encode_then_decode_round_trips(value):
+    decoded = decode_value(encode_value(value))
+    assert values_equal(value, decoded)
+    assert type(decoded) is type(value)
+
+
+@pytest.mark.parametrize("value", [True, 1, 1.0])
+def test_types_are_kept_exactly(value):
+    assert type(decode_value(encode_value(value))) is type(value)
+
+
+def test_special_floats_and_containers():
+    assert math.isnan(decode_value(encode_value(float("nan"))))
+    assert decode_value(encode_value(float("-inf"))) == float("-inf")
+    assert decode_value(encode_value(frozenset())) == frozenset()
+    assert decode_value(encode_value(set())) == set()
+    assert decode_value(encode_value((1,))) == (1,)
+    assert decode_value(encode_value(bytearray(b"ab"))) == bytearray(b"ab")
+
+
+class Evil(int):
+    def __eq__(self, other):
+        return True
+
+    def __repr__(self):
+        return "5"
+
+
+@pytest.mark.parametrize("value", [Evil(3), object(), [1, Evil(2)], {"k": object()}, iter([1]), type, print])
+def test_non_plain_values_are_refused(value):
+    with pytest.raises(Unencodable):
+        encode_value(value)
+
+
+def test_self_containing_value_is_refused():
+    a = []
+    a.append(a)
+    with pytest.raises(Unencodable):
+        encode_value(a)
+
+
+def test_huge_value_is_refused():
+    with pytest.raises(Unencodable):
+        encode_value("x" * (2 << 20))
+
+
+@pytest.mark.parametrize("text", ["__import__('os')", "f(1)", "x", "[1, y]", "{**a}", "1 + 2", "lambda: 1", "...",
+                                  "(" * 500 + ")" * 500, "float('1.5')", "set(1)", "{[1]: 2}"])
+def test_decoder_accepts_only_literals(text):
+    with pytest.raises(LiteralError):
+        decode_value(text)
+
+
+def test_comparisons():
+    assert values_equal(float("nan"), float("nan"))
+    assert not values_equal([1, 2], (1, 2))
+    assert values_equal(1, 1.0)  # Python semantics for numbers
+    assert values_close(0.1 + 0.2, 0.3, 1e-9, 0.0)
+    assert values_close([1.0, 2.0000001], (1.0, 2.0), 1e-6, 0.0)
+    assert not values_close(1.0, 1.1, 1e-6, 0.0)

@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny Llama and a tiny GPT-2 (with a byte-level BPE trained on stdlib sources), built once per
+session, offline, and loaded by path."""
+
+import pytest
+from datasets import Dataset
+
+from trl_unittest.trainer.tiny import build_model
+
+PROMPTS = ["def f(x):\n", "def g(y):\n", "class A:\n", "import os\n"]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    return build_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    return build_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_llama):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_llama)
+
+
+@pytest.fixture
+def prompts_ds():
+    return Dataset.from_dict({"prompt": PROMPTS * 16})
+
+
+def low_ids(completion_ids, **kwargs):
+    """Toy reward: the fraction of completion tokens that are single bytes (ids < 258). About 0.5 for the
+    random-initialised model; a policy learns to raise it within a few dozen steps."""
+    return [sum(t < 258 for t in c) / max(len(c), 1) for c in completion_ids]
+
+
+def by_prompt(prompts, completion_ids, **kwargs):
+    """Toy reward that mostly depends on the prompt (1 for `def` prompts), so a critic can explain its variance."""
+    return [float(p.startswith("def")) + 0.2 * r for p, r in zip(prompts, low_ids(completion_ids))]

@@ -1,0 +1,68 @@
+import torch
+
+from trl_unittest.trainer.replay import ReplayBuffer, collate, program_fingerprint
+
+PROMPT = "def add(a, b):\n"
+
+
+def test_ast_duplicates_are_filtered_per_prompt():
+    buf = ReplayBuffer(capacity=10)
+    assert buf.add(PROMPT, "    return a + b\n", [1, 2], [3, 4], 1.0) >= 0
+    # same normalised AST: other local names, a comment, other spacing
+    assert buf.add(PROMPT, "    return a+b  # sum\n", [1, 2], [3], 1.0) == -1
+    assert buf.add(PROMPT, "    s = a + b\n    return s\n", [1, 2], [5], 1.0) >= 0
+    assert buf.add(PROMPT, "    total = a + b\n    return total\n", [1, 2], [6], 1.0) == -1  # renamed local
+    assert buf.add(PROMPT, "    return b + a\n", [1, 2], [7], 0.0) >= 0  # a different program
+    assert buf.add("def sub(a, b):\n", "    return a + b\n", [8], [9], 0.0) >= 0  # same body, other prompt: kept
+    assert len(buf) == 4 and buf.hits == 2 and buf.offered == 6
+    assert buf.stats() == {"size": 4.0, "unique_ast_ratio": 1 - 2 / 6, "hits": 2.0}
+
+
+def test_docstrings_and_unparsable_code():
+    a = 'def f(x):\n    """Doc."""\n    y = x * 2\n    return y\n'
+    b = "def f(z):\n    w = z * 2\n    return w\n"
+    assert program_fingerprint("", a) == program_fingerprint("", b)
+    assert program_fingerprint("", "def (:") != program_fingerprint("", "def ((:")
+
+
+def test_fifo_eviction_frees_the_fingerprint():
+    buf = ReplayBuffer(capacity=2, eviction="fifo")
+    first = buf.add(PROMPT, "    return 1\n", [1], [2], 0.0)
+    buf.add(PROMPT, "    return 2\n", [1], [2], 0.0)
+    buf.add(PROMPT, "    return 3\n", [1], [2], 0.0)
+    assert len(buf) == 2 and buf.get(first) is None
+    assert buf.add(PROMPT, "    return 1\n", [1], [2], 0.0) >= 0  # evicted, so no longer a duplicate
+
+
+def test_lowest_reward_eviction():
+    buf = ReplayBuffer(capacity=2, eviction="lowest_reward")
+    good = buf.add(PROMPT, "    return 1\n", [1], [2], 1.0)
+    bad = buf.add(PROMPT, "    return 2\n", [1], [2], 0.0)
+    new = buf.add(PROMPT, "    return 3\n", [1], [2], 0.5)
+    assert buf.get(bad) is None and buf.get(good) is not None and buf.get(new) is not None
+
+
+def test_sample_filters_and_state_round_trip():
+    buf = ReplayBuffer(capacity=8, seed=1)
+    for i in range(6):
+        eid = buf.add(PROMPT, f"    return {i}\n", [1, 2], [3] * (i + 1), float(i % 2))
+        if i < 3:
+            buf.get(eid).logp = -1.0
+    assert {e.reward for e in buf.sample(10, min_reward=1.0)} == {1.0}
+    assert len(buf.sample(10, need_logp=True)) == 3
+    other = ReplayBuffer()
+    other.load_state_dict(buf.state_dict())
+    assert [vars(e) for e in other.entries.values()] == [vars(e) for e in buf.entries.values()]
+    assert other.add(PROMPT, "    return 0\n", [1], [2], 0.0) == -1  # dedup index restored
+    assert other.add(PROMPT, "    return 99\n", [1], [2], 0.0) == 6  # ids continue
+
+
+def test_collate_pads_like_the_trainer():
+    buf = ReplayBuffer()
+    buf.add(PROMPT, "    return 1\n", [1, 2, 3], [4], 1.0)
+    buf.add(PROMPT, "    return 2\n", [5], [6, 7, 8], 0.0)
+    batch = collate(list(buf.entries.values()), pad_token_id=0)
+    assert batch["prompt_ids"].tolist() == [[1, 2, 3], [0, 0, 5]]  # left-padded
+    assert batch["completion_ids"].tolist() == [[4, 0, 0], [6, 7, 8]]  # right-padded
+    assert batch["completion_mask"].tolist() == [[1, 0, 0], [1, 1, 1]]
+    assert torch.equal(batch["returns"], torch.tensor([1.0, 0.0]))

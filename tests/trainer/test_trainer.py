@@ -1,0 +1,164 @@
+"""Training tests on tiny offline models: every one checks that something learnable moved."""
+
+import os
+
+import pytest
+import torch
+from conftest import by_prompt, low_ids
+from transformers import AutoModelForCausalLM
+
+from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
+
+
+def make_trainer(model, reward, dataset, tokenizer, tmp_path, **overrides):
+    kw = dict(output_dir=str(tmp_path), per_device_train_batch_size=16, max_completion_length=8, learning_rate=1e-2,
+              critic_learning_rate=1e-2, max_steps=30, logging_steps=1, report_to="none", save_strategy="no",
+              use_cpu=True, disable_tqdm=True, lr_scheduler_type="constant", seed=0)
+    kw.update(overrides)
+    return ActorCriticTrainer(model, reward, args=ActorCriticConfig(**kw), train_dataset=dataset,
+                              processing_class=tokenizer, **({} if "peft_config" not in kw else {}))
+
+
+def history(trainer, key):
+    return [h[key] for h in trainer.state.log_history if key in h and h[key] is not None]
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def test_reward_rises_with_one_generation_per_prompt(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path)
+    assert trainer.args.num_generations == 1  # the critic is the baseline
+    trainer.train()
+    rewards = history(trainer, "reward")
+    assert len(rewards) == 30
+    assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.1, rewards
+    for key in ("critic/loss", "critic/explained_variance", "advantages/mean", "advantages/std", "advantages/min",
+                "advantages/max", "pass_rate", "reward_std", "replay/size", "replay/unique_ast_ratio", "replay/hits"):
+        assert history(trainer, key), key
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_critic_explained_variance_rises(level, tiny_llama, tokenizer, prompts_ds, tmp_path):
+    # policy (almost) frozen, reward set mostly by the prompt: the critic alone must learn to explain it
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, learning_rate=1e-9, max_steps=20,
+                           critic_value_level=level)
+    trainer.train()
+    ev = history(trainer, "critic/explained_variance")
+    assert abs(ev[0]) < 1e-6  # a zero-initialised critic explains nothing
+    assert mean(ev[-5:]) > 0.6, ev
+
+
+def test_gpt2_and_gradient_accumulation(tiny_gpt2, prompts_ds, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    trainer = make_trainer(tiny_gpt2, low_ids, prompts_ds, tok, tmp_path, per_device_train_batch_size=8,
+                           gradient_accumulation_steps=2, max_steps=25)
+    steps = []
+    original = trainer._critic_step
+    trainer._critic_step = lambda: (steps.append(trainer._step), original())[1]
+    trainer.train()
+    assert steps == [2 * (i + 1) for i in range(25)]  # the critic steps once per optimiser step
+    rewards = history(trainer, "reward")
+    assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.05, rewards
+
+
+def test_frozen_pretrained_critic_ablation(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=6,
+                           critic_warmup_steps=3, freeze_critic_after_warmup=True)
+    policy_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    snapshots = []
+    trainer.add_callback(type("Snap", (__import__("transformers").TrainerCallback,), {
+        "on_step_end": lambda self, args, state, control, **kw: snapshots.append(
+            ({k: v.clone() for k, v in trainer.critic.state_dict().items()},
+             {k: v.clone() for k, v in trainer.model.state_dict().items()}))})())
+    trainer.train()
+    critic = [c for c, _ in snapshots]
+    policy = [p for _, p in snapshots]
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    assert not same(critic[0], critic[2])  # pre-training moves the critic
+    assert same(critic[2], critic[3]) and same(critic[3], critic[5])  # then it is frozen
+    assert same(policy_before, policy[2])  # the policy waits for the pre-trained critic
+    assert not same(policy[2], policy[5])  # and trains afterwards
+
+
+def test_replay_to_policy_with_importance_weights_and_reused_batches(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=30, num_iterations=2,
+                           replay_policy_batch_size=4, replay_min_reward=0.6, beta=0.02)
+    trainer.train()
+    assert history(trainer, "replay/policy_samples")
+    weights = history(trainer, "replay/importance_weight_mean")
+    assert all(0.0 <= w <= 1.0 for w in weights)
+    assert history(trainer, "clip_ratio/region_mean") and history(trainer, "kl")  # PPO clip and KL paths ran
+    rewards = history(trainer, "reward")
+    assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.05, rewards
+
+
+def test_peft_lora_policy(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = ActorCriticTrainer(
+        tiny_llama, low_ids, train_dataset=prompts_ds, processing_class=tokenizer, peft_config=config,
+        args=ActorCriticConfig(output_dir=str(tmp_path), per_device_train_batch_size=16, max_completion_length=8,
+                               learning_rate=5e-2, critic_learning_rate=1e-2, max_steps=30, logging_steps=1,
+                               report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True,
+                               lr_scheduler_type="constant"),
+    )
+    lora_before = {k: v.clone() for k, v in trainer.model.named_parameters() if "lora_B" in k}
+    trainer.train()
+    assert any(not torch.equal(v, dict(trainer.model.named_parameters())[k]) for k, v in lora_before.items())
+    rewards = history(trainer, "reward")
+    assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.05, rewards
+    trainer.save_model(str(tmp_path / "final"))
+    assert os.path.exists(tmp_path / "final" / "critic.pt")
+    assert os.path.exists(tmp_path / "final" / "adapter_config.json")
+
+
+def test_checkpoint_restores_critic_and_replay(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=4, save_strategy="steps",
+                           save_steps=4)
+    trainer.train()
+    ckpt = tmp_path / "checkpoint-4"
+    assert (ckpt / "critic.pt").exists() and (ckpt / "replay-0.pt").exists()
+    saved = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if k.startswith("head"))  # it trained
+
+    resumed = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=4)
+    assert not all(torch.equal(v, resumed.critic.state_dict()[k]) for k, v in saved.items())
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    assert all(torch.equal(v, resumed.critic.state_dict()[k]) for k, v in saved.items())
+    assert len(resumed.replay) == len(trainer.replay) > 0
+    assert resumed.critic_optimizer.state_dict()["state"]  # Adam moments restored too
+    # and a resumed run keeps training the critic
+    more = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=6)
+    more.train(resume_from_checkpoint=str(ckpt))
+    assert not all(torch.equal(v, more.critic.state_dict()[k]) for k, v in saved.items())
+
+
+def test_bad_configuration_fails_at_construction(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    with pytest.raises(ValueError, match="critic_value_level"):
+        ActorCriticConfig(output_dir=str(tmp_path), critic_value_level="prompt", report_to="none")
+    with pytest.raises(ValueError, match="freeze_critic_after_warmup=True needs critic_warmup_steps"):
+        ActorCriticConfig(output_dir=str(tmp_path), freeze_critic_after_warmup=True, report_to="none")
+    with pytest.raises(ValueError, match="replay_capacity=0"):
+        ActorCriticConfig(output_dir=str(tmp_path), replay_capacity=0, report_to="none")
+    with pytest.raises(ValueError, match="critic_widths"):
+        ActorCriticConfig(output_dir=str(tmp_path), critic_widths=[0], report_to="none")
+    with pytest.raises(ValueError, match="incompatible"):
+        ActorCriticConfig(output_dir=str(tmp_path), critic_warmup_steps=2, freeze_critic_after_warmup=True,
+                          critic_backprop=True, report_to="none")
+    from trl import GRPOConfig
+
+    with pytest.raises(TypeError, match="ActorCriticConfig"):
+        ActorCriticTrainer(tiny_llama, low_ids, args=GRPOConfig(output_dir=str(tmp_path), report_to="none"),
+                           train_dataset=prompts_ds, processing_class=tokenizer)
+    # a model that does not expose its backbone's hidden states
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    model.base_model_prefix = "no_such_backbone"
+    with pytest.raises(ValueError, match="hidden states"):
+        make_trainer(model, low_ids, prompts_ds, tokenizer, tmp_path)

@@ -1,0 +1,177 @@
+"""AST mutants of a reference function, for the adequacy (mutation score) of its generated tests.
+
+Operators, one change per mutant: arithmetic operator replacement, comparison replacement (including boundary
+shifts ``<`` <-> ``<=``), boolean operator swap, negation removal, constant replacement (numbers +-1, booleans
+flipped, strings emptied), unary minus removal, ``return x`` -> ``return None``, augmented-assignment operator
+replacement, ``break`` <-> ``continue``. Mutants are plain source text (``ast.unparse``), renamed so that many
+can live in one program next to the reference; recursive calls are renamed along, so a recursive mutant stays
+itself.
+
+Hand-written because mutation tools (mutmut, cosmic-ray) mutate files on disk and run test suites; we need
+source-level mutants of one function to run inside our sandbox, batched with the reference's tests.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import zlib
+from dataclasses import dataclass
+
+_AOR = {ast.Add: [ast.Sub], ast.Sub: [ast.Add], ast.Mult: [ast.FloorDiv, ast.Add], ast.Div: [ast.Mult],
+        ast.FloorDiv: [ast.Mult, ast.Div], ast.Mod: [ast.FloorDiv], ast.Pow: [ast.Mult], ast.BitAnd: [ast.BitOr],
+        ast.BitOr: [ast.BitAnd], ast.BitXor: [ast.BitOr], ast.LShift: [ast.RShift], ast.RShift: [ast.LShift]}
+_ROR = {ast.Lt: [ast.LtE, ast.Gt], ast.LtE: [ast.Lt, ast.GtE], ast.Gt: [ast.GtE, ast.Lt], ast.GtE: [ast.Gt, ast.LtE],
+        ast.Eq: [ast.NotEq], ast.NotEq: [ast.Eq], ast.In: [ast.NotIn], ast.NotIn: [ast.In], ast.Is: [ast.IsNot],
+        ast.IsNot: [ast.Is]}
+
+
+@dataclass
+class Mutant:
+    operator: str
+    line: int  # line in the function source (1-based)
+    source: str  # the mutated function, renamed to `name`
+    name: str
+
+
+def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
+    """(operator, node, replacement) for every applicable mutation; docstring and nested defs' names excluded."""
+    body = func.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+            isinstance(body[0].value.value, str):
+        body = body[1:]
+    sites: list[tuple[str, ast.AST, object]] = []
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, (ast.BinOp, ast.AugAssign)):
+                for rep in _AOR.get(type(node.op), []):
+                    sites.append(("aor" if isinstance(node, ast.BinOp) else "aug", node, rep))
+            elif isinstance(node, ast.Compare):
+                for i, op in enumerate(node.ops):
+                    for rep in _ROR.get(type(op), []):
+                        sites.append(("ror", node, (i, rep)))
+            elif isinstance(node, ast.BoolOp):
+                sites.append(("lcr", node, ast.Or if isinstance(node.op, ast.And) else ast.And))
+            elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub, ast.Invert)):
+                sites.append(("uoi", node, None))
+            elif isinstance(node, ast.Constant) and not isinstance(node, ast.JoinedStr):
+                v = node.value
+                if isinstance(v, bool):
+                    sites.append(("crp", node, not v))
+                elif isinstance(v, int):
+                    sites.append(("crp", node, v + 1))
+                    sites.append(("crp", node, v - 1 if v != 1 else 0))
+                elif isinstance(v, float):
+                    sites.append(("crp", node, v + 1.0))
+                elif isinstance(v, str) and v:
+                    sites.append(("crp", node, ""))
+                elif isinstance(v, str):
+                    sites.append(("crp", node, "x"))
+            elif isinstance(node, ast.Return) and node.value is not None and \
+                    not (isinstance(node.value, ast.Constant) and node.value.value is None):
+                sites.append(("rvr", node, None))
+            elif isinstance(node, (ast.Break, ast.Continue)):
+                sites.append(("bcr", node, None))
+            elif isinstance(node, ast.If):
+                sites.append(("cond", node, None))
+    return sites
+
+
+def _apply(tree: ast.Module, target_index: int, all_nodes: list[ast.AST], op: str, rep: object) -> None:
+    node = all_nodes[target_index]
+    if op in ("aor", "aug"):
+        node.op = rep()
+    elif op == "ror":
+        i, cls = rep
+        node.ops[i] = cls()
+    elif op == "lcr":
+        node.op = rep()
+    elif op == "crp":
+        node.value = rep
+    elif op == "uoi":
+        _replace(tree, node, node.operand)
+    elif op == "rvr":
+        node.value = ast.Constant(None)
+    elif op == "bcr":
+        _replace(tree, node, ast.Continue() if isinstance(node, ast.Break) else ast.Break())
+    elif op == "cond":
+        node.test = ast.UnaryOp(ast.Not(), node.test)
+
+
+def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
+    for parent in ast.walk(tree):
+        for fname, value in ast.iter_fields(parent):
+            if value is old:
+                setattr(parent, fname, ast.copy_location(new, old))
+                return
+            if isinstance(value, list):
+                for i, v in enumerate(value):
+                    if v is old:
+                        value[i] = ast.copy_location(new, old)
+                        return
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def visit_Name(self, node):  # noqa: N802
+        if node.id == self.old:
+            node.id = self.new
+        return node
+
+
+def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, seed: int = 0) -> list[Mutant]:
+    """Up to ``max_mutants`` distinct mutants, chosen deterministically and spread over operators and lines."""
+    try:
+        tree = ast.parse(func_src)
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    func = tree.body[0]
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return []
+    sites = _sites(func)
+    if not sites:
+        return []
+    original = ast.dump(tree)
+    # spread the choice: order by a seeded hash within each operator, then round-robin over operators
+    by_op: dict[str, list[int]] = {}
+    for i, (op, _, _) in enumerate(sites):
+        by_op.setdefault(op, []).append(i)
+    for op, idx in by_op.items():
+        idx.sort(key=lambda i: zlib.crc32(f"{seed}:{i}:{op}".encode()))
+    order: list[int] = []
+    queues = [list(v) for _, v in sorted(by_op.items())]
+    while any(queues):
+        for q in queues:
+            if q:
+                order.append(q.pop(0))
+    base_nodes = list(ast.walk(tree))
+    node_pos = {id(n): k for k, n in enumerate(base_nodes)}
+    out: list[Mutant] = []
+    seen: set[str] = {original}
+    for i in order:
+        if len(out) >= max_mutants:
+            break
+        op, node, rep = sites[i]
+        clone = copy.deepcopy(tree)
+        clone_nodes = list(ast.walk(clone))
+        _apply(clone, node_pos[id(node)], clone_nodes, op, rep)
+        try:
+            dumped = ast.dump(clone)
+        except Exception:  # noqa: BLE001
+            continue
+        if dumped in seen:
+            continue
+        seen.add(dumped)
+        name = f"{entry_point}__mutant_{len(out)}"
+        clone.body[0].name = name
+        clone = _Rename(entry_point, name).visit(clone)
+        ast.fix_missing_locations(clone)
+        try:
+            src = ast.unparse(clone)
+            compile(src, "<mutant>", "exec")
+        except Exception:  # noqa: BLE001 - e.g. `continue` outside a loop
+            continue
+        out.append(Mutant(operator=op, line=getattr(node, "lineno", 0), source=src + "\n", name=name))
+    return out
