@@ -424,7 +424,7 @@ class Builder:
                 continue
             if x.kind == "value" and len(x.text) > self.config.max_value_chars:
                 continue
-            if x.kind == "raises" and ("." in x.text or (x.text in NOISE_ERRORS and i >= n_doc)):
+            if x.kind == "raises" and (x.text.startswith("__candidate__.") or (x.text in NOISE_ERRORS and i >= n_doc)):
                 continue
             if x.kind not in ("value", "raises"):
                 continue

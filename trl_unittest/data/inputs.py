@@ -389,6 +389,7 @@ def _doctest_args(cand: Candidate, doctest_exprs: list[str]) -> dict[str, list[A
     return out
 
 
+_PROBES = ["abc", b"abc", [3, 1, 2], 2, "a/b.c", 1.5, {"a": 1}]
 _GENERIC = [0, 1, -1, 2, 10, "abc", "", [1, 2, 3], [], 3.5, True, None, "a b", (1, 2), {"a": 1}]
 
 
@@ -401,6 +402,7 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
     doc_types = docstring_types(cand.docstring)
     consts = body_constants(cand.func_src)
     pools: dict[str, list[str]] = {}
+    weak: set[str] = set()  # parameters whose type is only guessed (name hint or nothing)
     for p in params:
         values: list[Any] = []
         seeds = list(from_doctests.get(p.name, []))
@@ -419,6 +421,8 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
             if len(kinds) == 1:
                 ann = {"int": "int", "float": "float", "str": "str", "bytes": "bytes", "bool": "bool",
                        "list": "list[int]", "dict": "dict[str, int]", "tuple": "tuple[int, int]"}.get(kinds.pop())
+        if ann is None:
+            weak.add(p.name)
         ann = ann or name_hint(p.name)
         drawn_src = list(draw_examples(ann, draws_per_type)) if ann else []
         tp = resolve_annotation(ann) if ann else None
@@ -446,7 +450,12 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
         if not srcs and tp is None:
             for v in _GENERIC:
                 add(v)
-        pools[p.name] = srcs[:12]
+        if p.name in weak:  # probe other kinds too: a wrong guess must not leave the function untested
+            for k, probe in enumerate(_PROBES):
+                s_ = to_source(probe)
+                if s_ not in srcs:
+                    srcs.insert(min(len(srcs), 3 + k), s_)
+        pools[p.name] = srcs[:14]
     required = [p for p in params if p.default is None]
     if any(not pools[p.name] for p in required):
         return []
@@ -459,6 +468,10 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
             exprs.append(e)
 
     push(base)
+    weak_required = [p for p in required if p.name in weak]
+    if weak_required:
+        for probe in _PROBES:  # every guessed parameter of one kind at once
+            push({**base, **{p.name: to_source(probe) for p in weak_required}})
     # one factor at a time, round-robin over parameters so that every parameter varies early
     depth = max((len(v) for v in pools.values()), default=0)
     for k in range(depth):
