@@ -14,6 +14,7 @@ import ast
 import builtins
 import symtable
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__doc__", "__builtins__"}
@@ -325,6 +326,13 @@ def _split_source(text_lines: list[str], node: ast.FunctionDef, col: int, drop_l
 def extract_module(text: str, *, source: str = "local", path: str = "<string>", module: str | None = None,
                    license: str | None = None, max_context_lines: int = 200) -> ModuleResult:
     """Candidates and rejections of one module's source text."""
+    with warnings.catch_warnings():  # mined code: invalid escapes etc. are not our warnings
+        warnings.simplefilter("ignore")
+        return _extract_module(text, source=source, path=path, module=module, license=license,
+                               max_context_lines=max_context_lines)
+
+
+def _extract_module(text, *, source, path, module, license, max_context_lines) -> ModuleResult:
     res = ModuleResult()
     try:
         tree = ast.parse(text)

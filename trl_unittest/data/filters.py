@@ -15,6 +15,7 @@ import io
 import json
 import re
 import tokenize
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -181,8 +182,25 @@ class Deduplicator:
     def __init__(self, seen: Iterable[str] = ()):
         self.seen: set[str] = set(seen)
 
+    @staticmethod
+    def fingerprint(func_src: str) -> str:
+        """``ast_fingerprint`` with the function's own name normalised too (``f`` and ``g`` with the same body
+        are duplicates)."""
+        try:
+            tree = ast.parse(func_src)
+            func = tree.body[0]
+            name = func.name
+            func.name = "_f"
+            for n in ast.walk(tree):
+                if isinstance(n, ast.Name) and n.id == name:
+                    n.id = "_f"
+            func_src = ast.unparse(tree)
+        except (SyntaxError, ValueError, IndexError, AttributeError, RecursionError):
+            pass
+        return ast_fingerprint(func_src)
+
     def check(self, func_src: str) -> tuple[bool, str]:
-        fp = ast_fingerprint(func_src)
+        fp = self.fingerprint(func_src)
         if fp in self.seen:
             return True, fp
         self.seen.add(fp)
@@ -218,7 +236,9 @@ def _ngrams(tokens: list[str], n: int) -> set[int]:
 
 def _strip_docstrings(code: str) -> str:
     try:
-        tree = ast.parse(code)
+        with warnings.catch_warnings():  # mined code: invalid escapes etc. are not our warnings
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError):
         return code
     for node in ast.walk(tree):

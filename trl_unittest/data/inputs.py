@@ -429,8 +429,10 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
         kinds = {_kind(v) for v in seeds} | {_kind(decode_value(s)) for s in drawn_src[:3]}
         seeded = [c for c in consts if _kind(c) in kinds or (not kinds)]
         values.extend(seeds)
-        for c in seeded[:6]:
+        for c in seeded[:4]:
             values.append(c)
+            if type(c) in (int, float):  # boundaries around the constants the body compares against
+                values.extend(mutate_value(c)[:2])
         mutations = [m for v in (seeds + seeded[:4]) for m in mutate_value(v)]
         srcs: list[str] = []
 

