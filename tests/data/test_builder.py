@@ -1,0 +1,254 @@
+"""The builder end to end, with the sandboxed executor (skipped where no sandbox is available)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trl_unittest.data.builder import Builder, BuilderConfig, BuildReport, build_dataset, load_tasks, save_dataset
+from trl_unittest.data.extract import extract_module
+from trl_unittest.data.sources import SourceFile, iter_dataset, iter_folder
+from trl_unittest.tasks import Test, from_dataset
+
+try:
+    from trl_unittest.execution import ExecutionPool, Program, SandboxUnavailableError
+    from trl_unittest.execution.sandbox import resolve_mode
+
+    resolve_mode("auto")
+    HAVE_SANDBOX = True
+except Exception:  # noqa: BLE001
+    HAVE_SANDBOX = False
+
+pytestmark = pytest.mark.skipif(not HAVE_SANDBOX, reason="no sandbox (bubblewrap/unshare) on this machine")
+
+MODULE = '''
+import re
+
+_WORD = re.compile(r"[a-z]+")
+VOWELS = "aeiou"
+
+
+def _is_vowel(ch):
+    return ch in VOWELS
+
+
+def count_vowels(text):
+    """Count the vowels in a lowercase text.
+
+    >>> count_vowels("banana")
+    3
+    >>> count_vowels("")
+    0
+    """
+    n = 0
+    for ch in text:
+        if _is_vowel(ch):
+            n += 1
+    return n
+
+
+def clamp(value, lo, hi):
+    """Clamp value into [lo, hi]; lo must not exceed hi.
+
+    >>> clamp(5, 0, 3)
+    3
+    """
+    if lo > hi:
+        raise ValueError("empty interval")
+    if value < lo:
+        return lo
+    if value > hi:
+        return hi
+    return value
+
+
+def shuffled_letters(n):
+    """The first n letters of a set of letters, in set iteration order (hash-seed dependent)."""
+    return "".join(set("abcdefghijklmnopqrstuvwxyz"))[:n]
+
+
+def read_config(path):
+    """Read a config file."""
+    with open(path) as f:
+        return f.read()
+
+
+def roll(sides):
+    """Roll a die."""
+    import random
+    return random.randint(1, sides)
+
+
+def words(text):
+    """Lowercase words of a text."""
+    return _WORD.findall(text.lower())
+
+
+def words_again(s):
+    """Same as words, under another name."""
+    return _WORD.findall(s.lower())
+
+
+def spin(n):
+    """Never returns for positive n."""
+    while n > 0:
+        n = n + 1
+    return n
+
+
+def nothing(x):
+    """Does nothing."""
+    pass
+
+
+def has_close_elements(numbers, threshold):
+    """Check if in given list of numbers, are any two numbers closer to each other than given threshold."""
+    for idx, elem in enumerate(numbers):
+        for idx2, elem2 in enumerate(numbers):
+            if idx != idx2:
+                distance = abs(elem - elem2)
+                if distance < threshold:
+                    return True
+
+    return False
+'''
+
+
+def _config(**kw):
+    base = dict(progress=False, num_workers=2, max_inputs=16, max_mutants=12, min_mutation_score=0.0,
+                reference_timeout=0.5)
+    base.update(kw)
+    return BuilderConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("src")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "text.py").write_text(MODULE)
+    (root / "pkg" / "test_text.py").write_text("def test_x():\n    '''doc'''\n    assert True\n")
+    ds, report = build_dataset([str(root)], _config(), return_report=True)
+    return ds, report, {t.entry_point: t for t in from_dataset(ds)}
+
+
+def test_counts_add_up(built):
+    ds, report, tasks = built
+    assert report.consistent() and report.seen == report.kept + sum(report.dropped.values())
+    assert report.seen == 11 and report.files == 1  # the test file is skipped
+    assert report.kept == len(ds) == len(tasks)
+
+
+def test_rejections_by_reason(built):
+    _, report, tasks = built
+    for name in ("read_config", "roll", "shuffled_letters", "spin", "nothing", "words_again",
+                 "has_close_elements"):
+        assert name not in tasks
+    assert report.dropped["side_effect:files"] == 1
+    assert report.dropped["side_effect:randomness"] == 1
+    assert report.dropped["nondeterministic"] == 1  # the set-order function, caught by the second hash seed
+    assert report.dropped["slow_or_nonterminating"] == 1
+    assert report.dropped["trivial"] == 1
+    assert report.dropped["duplicate"] == 1
+    assert report.dropped["contaminated"] == 1  # copied from HumanEval/0
+    assert report.dropped["private"] == 1
+
+
+def test_task_fields_and_doctest(built):
+    _, _, tasks = built
+    t = tasks["count_vowels"]
+    assert t.task_id == f"{t.provenance['source']}/pkg.text.count_vowels"
+    assert t.provenance["path"] == "pkg/text.py" and t.provenance["qualname"] == "count_vowels"
+    assert t.provenance["line"] > 0
+    assert "def _is_vowel(ch):" in t.context and 'VOWELS = "aeiou"' in t.context
+    assert t.prompt.startswith(t.context) and t.reference.startswith(t.prompt)
+    assert Test(kind="call", expr="count_vowels('banana')", op="eq", expected="3") in t.tests
+    assert 2 <= len(t.tests) <= 10
+    assert t.mutation_score is not None and 0 <= t.mutation_score <= 1
+    assert t.coverage is not None and t.coverage > 0.5
+    assert t.reference_runtime is not None
+    c = tasks["clamp"]
+    assert any(x.op == "raises" and x.exception == "ValueError" for x in c.tests)
+    assert c.mutation_score >= 0.5
+
+
+def test_reference_passes_and_a_mutant_fails(built):
+    _, _, tasks = built
+    t = tasks["clamp"]
+    mutant = t.reference.replace("if value < lo:", "if value <= lo:").replace("return hi", "return value")
+    with ExecutionPool(num_workers=1) as pool:
+        ok = pool.run(Program(code=t.reference, tests=t.tests))
+        bad = pool.run(Program(code=mutant, tests=t.tests))
+        doc = [x for x in tasks["count_vowels"].tests if x.expr == "count_vowels('banana')"]
+        vowel_mut = tasks["count_vowels"].reference.replace("n += 1", "n += 2")
+        doc_ok = pool.run(Program(code=tasks["count_vowels"].reference, tests=doc))
+        doc_bad = pool.run(Program(code=vowel_mut, tests=doc))
+    assert ok.all_passed
+    assert not bad.all_passed
+    assert doc_ok.all_passed and not doc_bad.all_passed
+
+
+def test_test_code_renders_runnable_asserts(built):
+    _, _, tasks = built
+    t = tasks["clamp"]
+    ns = {}
+    exec(compile(t.reference, "<ref>", "exec"), ns)  # trusted here: it is our own fixture
+    exec(compile(t.test_code, "<tests>", "exec"), ns)
+
+
+def test_hf_dataset_map_style_and_streaming(tmp_path):
+    from datasets import Dataset
+
+    rows = [{"content": MODULE, "path": "a/text.py", "license": "MIT"}, {"content": "def broken(:\n", "path": "b.py",
+                                                                          "license": None}]
+    ds = Dataset.from_list(rows)
+    files = list(iter_dataset(ds))
+    assert [f.path for f in files] == ["a/text.py", "b.py"] and files[0].license == "MIT"
+    out1 = build_dataset([ds], _config(max_functions=None), return_report=True)
+    out2 = build_dataset([ds.to_iterable_dataset()], _config(), return_report=True)
+    for got, rep in (out1, out2):
+        assert rep.files == 2 and rep.files_unparsable == 1 and rep.consistent()
+        names = set(got["entry_point"])
+        assert {"count_vowels", "clamp"} <= names
+        assert all(p["license"] == "MIT" for p in got["provenance"])
+    assert out1[0]["task_id"] == out2[0]["task_id"]
+    # a saved dataset on disk through the `hf:` spec
+    ds.save_to_disk(str(tmp_path / "raw"))
+    got, rep = build_dataset([f"hf:{tmp_path / 'raw'}#content"], _config(), return_report=True)
+    assert set(got["entry_point"]) == names
+
+
+def test_shards_resume_and_formats(tmp_path):
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(3):
+        (root / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+    cfg = _config(shard_size=1)
+    ds1, rep1 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True)
+    assert len(list((tmp_path / "out" / "shards").iterdir())) == 3
+    ds2, rep2 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True)
+    assert rep2.shards_resumed == 3 and rep2.programs == rep1.programs and len(ds2) == len(ds1)
+    assert sorted(ds1["task_id"]) == sorted(ds2["task_id"])
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["kept"] == rep2.kept
+    for name in ("t.parquet", "t.jsonl", "t_disk"):
+        save_dataset(ds1, tmp_path / name)
+        back = load_tasks(tmp_path / name)
+        assert sorted(back["task_id"]) == sorted(ds1["task_id"])
+        from_dataset(back)  # validates
+
+
+def test_cli_build(tmp_path):
+    import argparse
+
+    from trl_unittest.data.cli import add_build_parser
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "mod.py").write_text(MODULE)
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_build_parser(sub)
+    args = parser.parse_args(["build", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
+                              "--no-progress", "--num-workers", "2", "--format", "jsonl", "--max-inputs", "12",
+                              "--min-mutation-score", "0"])
+    assert args.func(args) == 0
+    assert (tmp_path / "out" / "tasks.jsonl").exists() and (tmp_path / "out" / "dataset").is_dir()
+    assert len(load_tasks(tmp_path / "out" / "tasks.jsonl")) >= 2
