@@ -15,6 +15,13 @@ def tiny_llama(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_wide(tmp_path_factory):
+    # With the default init (std 0.02) the logits stay near-uniform whatever the hidden state is (unit-RMS hidden
+    # state times 0.02-scale embeddings), so only the embeddings can move them; LoRA adapters need a wider init.
+    return build_model(tmp_path_factory.mktemp("tiny-llama-wide"), "llama", initializer_range=0.3)
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory):
     return build_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
 

@@ -16,7 +16,7 @@ def make_trainer(model, reward, dataset, tokenizer, tmp_path, **overrides):
               use_cpu=True, disable_tqdm=True, lr_scheduler_type="constant", seed=0)
     kw.update(overrides)
     return ActorCriticTrainer(model, reward, args=ActorCriticConfig(**kw), train_dataset=dataset,
-                              processing_class=tokenizer, **({} if "peft_config" not in kw else {}))
+                              processing_class=tokenizer)
 
 
 def history(trainer, key):
@@ -99,11 +99,11 @@ def test_replay_to_policy_with_importance_weights_and_reused_batches(tiny_llama,
     assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.05, rewards
 
 
-def test_peft_lora_policy(tiny_llama, tokenizer, prompts_ds, tmp_path):
+def test_peft_lora_policy(tiny_llama_wide, tokenizer, prompts_ds, tmp_path):
     peft = pytest.importorskip("peft")
     config = peft.LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = ActorCriticTrainer(
-        tiny_llama, low_ids, train_dataset=prompts_ds, processing_class=tokenizer, peft_config=config,
+        tiny_llama_wide, low_ids, train_dataset=prompts_ds, processing_class=tokenizer, peft_config=config,
         args=ActorCriticConfig(output_dir=str(tmp_path), per_device_train_batch_size=16, max_completion_length=8,
                                learning_rate=5e-2, critic_learning_rate=1e-2, max_steps=30, logging_steps=1,
                                report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True,
@@ -113,7 +113,7 @@ def test_peft_lora_policy(tiny_llama, tokenizer, prompts_ds, tmp_path):
     trainer.train()
     assert any(not torch.equal(v, dict(trainer.model.named_parameters())[k]) for k, v in lora_before.items())
     rewards = history(trainer, "reward")
-    assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.05, rewards
+    assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.15, rewards
     trainer.save_model(str(tmp_path / "final"))
     assert os.path.exists(tmp_path / "final" / "critic.pt")
     assert os.path.exists(tmp_path / "final" / "adapter_config.json")
@@ -142,20 +142,20 @@ def test_checkpoint_restores_critic_and_replay(tiny_llama, tokenizer, prompts_ds
 
 def test_bad_configuration_fails_at_construction(tiny_llama, tokenizer, prompts_ds, tmp_path):
     with pytest.raises(ValueError, match="critic_value_level"):
-        ActorCriticConfig(output_dir=str(tmp_path), critic_value_level="prompt", report_to="none")
+        ActorCriticConfig(output_dir=str(tmp_path), critic_value_level="prompt", report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="freeze_critic_after_warmup=True needs critic_warmup_steps"):
-        ActorCriticConfig(output_dir=str(tmp_path), freeze_critic_after_warmup=True, report_to="none")
+        ActorCriticConfig(output_dir=str(tmp_path), freeze_critic_after_warmup=True, report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="replay_capacity=0"):
-        ActorCriticConfig(output_dir=str(tmp_path), replay_capacity=0, report_to="none")
+        ActorCriticConfig(output_dir=str(tmp_path), replay_capacity=0, report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="critic_widths"):
-        ActorCriticConfig(output_dir=str(tmp_path), critic_widths=[0], report_to="none")
+        ActorCriticConfig(output_dir=str(tmp_path), critic_widths=[0], report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="incompatible"):
         ActorCriticConfig(output_dir=str(tmp_path), critic_warmup_steps=2, freeze_critic_after_warmup=True,
-                          critic_backprop=True, report_to="none")
+                          critic_backprop=True, report_to="none", use_cpu=True)
     from trl import GRPOConfig
 
     with pytest.raises(TypeError, match="ActorCriticConfig"):
-        ActorCriticTrainer(tiny_llama, low_ids, args=GRPOConfig(output_dir=str(tmp_path), report_to="none"),
+        ActorCriticTrainer(tiny_llama, low_ids, args=GRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True),
                            train_dataset=prompts_ds, processing_class=tokenizer)
     # a model that does not expose its backbone's hidden states
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
