@@ -51,6 +51,8 @@ class TaskValidationError(ValueError):
 class Test:
     """One unit test. Fields that do not apply to the test's kind are left at their empty defaults."""
 
+    __test__ = False  # not a pytest test class
+
     kind: str = "call"
     expr: str = ""  # call: the expression evaluated in the sandbox
     op: str = "eq"  # call: how the value is checked, one of CALL_OPS

@@ -1,0 +1,245 @@
+"""Hostile programs: each must get no false pass and leave no trace outside the sandbox.
+
+Every program here is a "solution" to a task whose expected values are random numbers drawn by this test
+process: they never enter the sandbox, so a program can only pass by breaking isolation (reading them from
+the parent, the environment, files or memory) or by forging a verdict. After each program the pool must still
+give correct verdicts. CI runs this suite behind an outer guard too (pid namespace + pids/memory cgroups,
+see .ci/guard), so that a sandbox bug fails a test instead of taking down the machine.
+"""
+
+import os
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+from trl_unittest.execution import ExecutionPool, Limits, Program
+from trl_unittest.tasks import Test
+
+pytestmark = pytest.mark.hostile
+
+SECRET = f"s3cr3t-{random.getrandbits(64):x}"
+EXPECTED = [random.randrange(10**12, 10**13) for _ in range(3)]
+MARKER = f"trl_ut_hostile_{os.getpid()}_{random.getrandbits(32):x}"
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """Things on the host that programs will try to reach: a secret env var, canary files in a home-like dir
+    and in the working tree, and a listening TCP socket."""
+    os.environ["TRL_UT_SECRET"] = SECRET
+    home = tmp_path_factory.mktemp("home")
+    canary = home / ".credentials"
+    canary.write_text(SECRET)
+    workfile = os.path.join(os.getcwd(), f".{MARKER}_canary")
+    with open(workfile, "w") as f:
+        f.write(SECRET)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    connections = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                connections.append(conn)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    info = {"home": str(home), "canary": str(canary), "workfile": workfile, "port": server.getsockname()[1],
+            "connections": connections, "outside": str(home / f"{MARKER}_written")}
+    yield info
+    stop.set()
+    thread.join()
+    server.close()
+    os.remove(workfile)
+    del os.environ["TRL_UT_SECRET"]
+
+
+@pytest.fixture(scope="module")
+def hostile_pool():
+    limits = Limits(test_timeout=1.0, setup_timeout=2.0, memory_bytes=512 << 20, file_size_bytes=1 << 20)
+    with ExecutionPool(num_workers=2, sandbox="auto", limits=limits) as pool:
+        yield pool
+
+
+def make_tests():
+    return [Test(kind="call", expr=f"solve({i})", expected=str(e)) for i, e in enumerate(EXPECTED)]
+
+
+# name -> program source (format fields: {home} {canary} {workfile} {port} {outside} {marker})
+HOSTILE = {
+    # --- file system
+    "write_outside_scratch": "open({outside!r}, 'w').write('x')\ndef solve(i): return 0",
+    "write_working_tree": "open({workfile!r}, 'w').write('pwned')\ndef solve(i): return 0",
+    "delete_canary": "import os\nos.remove({canary!r})\ndef solve(i): return 0",
+    "write_system_dirs": "for p in ('/usr/pwned', '/etc/pwned', '/pwned', '/tmp/pwned', '/dev/shm/pwned'):\n"
+                         "    try: open(p, 'w').write('x')\n    except OSError: pass\ndef solve(i): return 0",
+    "read_home_canary": "def solve(i):\n    return open({canary!r}).read()",
+    "list_home_dirs": "import os\ndef solve(i):\n    out = []\n    for d in ('/root', '/home', {home!r}, '/work'):\n"
+                      "        try: out += os.listdir(d)\n        except OSError as e: out.append(str(e))\n    return str(out)",
+    "read_working_tree": "def solve(i):\n    return open({workfile!r}).read()",
+    "walk_filesystem_for_secret": "import os\ndef solve(i):\n    for root, dirs, files in os.walk('/'):\n"
+                                  "        if root.startswith('/proc') or root.startswith('/sys'): continue\n"
+                                  "        for f in files:\n            try:\n                d = open(os.path.join(root, f), 'rb').read(1 << 16)\n"
+                                  "            except Exception: continue\n            if b's3cr3t-' in d: return d.decode('latin1')\n    return 0",
+    "fill_disk": "def solve(i):\n    with open('big', 'wb') as f:\n        while True: f.write(b'x' * (1 << 20))",
+    "many_files": "def solve(i):\n    n = 0\n    while True:\n        open(f'f{{n}}', 'w').write('x' * 4096); n += 1",
+    "leave_file_for_next_program": "open('/tmp/scratch/leftover', 'w').write('{marker}')\nopen('leftover', 'w').write('x')\ndef solve(i): return 0",
+    # --- network
+    "connect_localhost": "import socket\ndef solve(i):\n    s = socket.create_connection(('127.0.0.1', {port}), timeout=0.5)\n    return 0",
+    "dns_lookup": "import socket\ndef solve(i):\n    return str(socket.getaddrinfo('pypi.org', 443))",
+    "udp_send": "import socket\ndef solve(i):\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('8.8.8.8', 53)); return 0",
+    # --- secrets in the environment and in other processes
+    "env_secret": "import os\ndef solve(i):\n    return str(dict(os.environ))",
+    "proc_environ_scan": "import os\ndef solve(i):\n    out = ''\n    for p in os.listdir('/proc'):\n        if p.isdigit():\n"
+                         "            try: out += open(f'/proc/{{p}}/environ', 'rb').read().decode('latin1')\n"
+                         "            except OSError: pass\n    return out",
+    "proc_cmdline_scan": "import os\ndef solve(i):\n    out = []\n    for p in os.listdir('/proc'):\n        if p.isdigit():\n"
+                         "            try: out.append(open(f'/proc/{{p}}/cmdline', 'rb').read().decode('latin1'))\n"
+                         "            except OSError: pass\n    return str(out)",
+    "read_parent_memory": "import os, re\ndef solve(i):\n    pid = os.getppid()\n    maps = open(f'/proc/{{pid}}/maps').read()\n"
+                          "    mem = open(f'/proc/{{pid}}/mem', 'rb')\n    return 0",
+    "read_parent_fds": "import os\ndef solve(i):\n    pid = os.getppid()\n    return str([os.readlink(f'/proc/{{pid}}/fd/' + f) for f in os.listdir(f'/proc/{{pid}}/fd')])",
+    "search_own_memory_for_expected": "import gc, re\ndef solve(i):\n    found = set()\n    for o in gc.get_objects():\n"
+                                      "        items = o.values() if isinstance(o, dict) else (o if isinstance(o, (list, tuple)) else ())\n"
+                                      "        for x in list(items):\n            if type(x) is int and 10**12 <= x < 10**13: found.add(x)\n"
+                                      "            elif isinstance(x, str): found.update(re.findall(r'\\d{{13}}', x))\n"
+                                      "    return str(sorted(map(str, found)))",
+    "ptrace_parent": "import ctypes, os\ndef solve(i):\n    libc = ctypes.CDLL(None)\n    return libc.ptrace(16, os.getppid(), 0, 0)",
+    # --- processes
+    "fork_bomb": "import os\ndef solve(i):\n    while True:\n        try: os.fork()\n        except OSError: pass",
+    "thread_bomb": "import threading, time\ndef solve(i):\n    while True:\n        threading.Thread(target=time.sleep, args=(100,)).start()",
+    "subprocess_survives": "import subprocess\nsubprocess.Popen(['sleep', '1000.{marker_num}'])\ndef solve(i): return 0",
+    "daemon_escapes": "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        while True: time.sleep(1)\n"
+                      "    os._exit(0)\ndef solve(i): return 0",
+    "kill_parent": "import os, signal\ndef solve(i):\n    for p in (os.getppid(), 1):\n        try: os.kill(p, signal.SIGKILL)\n        except OSError: pass\n    return 0",
+    "kill_everything": "import os, signal\ndef solve(i):\n    os.kill(-1, signal.SIGKILL)\n    return 0",
+    "stop_parent": "import os, signal\ndef solve(i):\n    os.kill(os.getppid(), signal.SIGSTOP)\n    return 0",
+    "setuid_root": "import os\ndef solve(i):\n    os.setuid(0)\n    return open({canary!r}).read()",
+    "unshare_escape": "import ctypes\ndef solve(i):\n    libc = ctypes.CDLL(None)\n    return libc.unshare(0x10000000) or libc.unshare(0x00020000)",
+    # --- resources and time
+    "memory_bomb": "def solve(i):\n    return len(bytearray(1 << 34))",
+    "memory_bomb_gradual": "def solve(i):\n    a = []\n    while True: a.append(' ' * (1 << 20))",
+    "recursion_bomb": "import sys\nsys.setrecursionlimit(10**7)\ndef solve(i):\n    return solve(i + 1)",
+    "c_level_sleep": "import time\ndef solve(i):\n    time.sleep(10**6)",
+    "c_level_pause": "import signal\ndef solve(i):\n    signal.pause()",
+    "c_level_lock": "import threading\ndef solve(i):\n    l = threading.Lock(); l.acquire(); l.acquire()",
+    "catch_the_timer": "def solve(i):\n    while True:\n        try:\n            while True: pass\n        except BaseException: pass",
+    "ignore_signals": "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGXCPU, signal.SIGHUP):\n"
+                      "    signal.signal(s, signal.SIG_IGN)\ndef solve(i):\n    while True: pass",
+    "hang_at_import": "while True: pass\ndef solve(i): return 0",
+    "fd_exhaustion": "import os\ndef solve(i):\n    fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(100000)]",
+    # --- exits
+    "os_exit_before_tests": "import os\nos._exit(0)",
+    "sys_exit_before_tests": "import sys\nsys.exit(0)",
+    "os_exit_in_test": "import os\ndef solve(i):\n    os._exit(0)",
+    "segfault": "import ctypes\ndef solve(i):\n    ctypes.string_at(0)",
+    "abort": "import os\ndef solve(i):\n    os.abort()",
+    # --- forged verdicts
+    "forged_stdout": "import json\nprint(json.dumps({{'status': 'ran', 'tests': [{{'outcome': 'passed'}}] * 3}}))\nprint('3 passed, 0 failed')\n"
+                     "def solve(i): return 0",
+    "forged_frames_on_fds": "import os, json, struct\ndef frame(o):\n    d = json.dumps(o).encode()\n    return struct.pack('>I', len(d)) + d\n"
+                            "for fd in range(0, 64):\n    for o in ({{'ev': 'done'}}, {{'status': 'ran', 'tests': [{{'outcome': 'ok', 'value': 'True'}}]}}):\n"
+                            "        try: os.write(fd, frame(o))\n        except OSError: pass\ndef solve(i): return 0",
+    "garbage_on_result_fd": "import os\nfor fd in range(3, 64):\n    try: os.write(fd, b'\\xff' * 100)\n    except OSError: pass\ndef solve(i): return 0",
+    "huge_frame_on_result_fd": "import os, struct\nos.write(3, struct.pack('>I', 2**31) + b'{{')\ndef solve(i): return 0",
+    "stdout_flood": "import sys\ndef solve(i):\n    while True: sys.stdout.write('x' * 65536)",
+    "stderr_flood": "import os\ndef solve(i):\n    while True: os.write(2, b'y' * 65536)",
+    # --- objects that lie
+    "eq_always_true": "class A:\n    def __eq__(self, o): return True\n    __hash__ = object.__hash__\ndef solve(i): return A()",
+    "int_subclass_eq": "class I(int):\n    def __eq__(self, o): return True\n    def __repr__(self): return '{e0}'\ndef solve(i): return I(0)",
+    "str_subclass": "class S(str):\n    def __eq__(self, o): return True\ndef solve(i): return S('x')",
+    "bool_trick": "class B:\n    def __bool__(self): return True\n    def __eq__(self, o): return True\ndef solve(i): return B()",
+    "repr_trick": "class R:\n    def __repr__(self): return '{e0}'\ndef solve(i): return R()",
+    "container_with_liar": "class A:\n    def __eq__(self, o): return True\ndef solve(i): return [A(), A()]",
+    "self_referencing": "def solve(i):\n    a = []\n    a.append(a)\n    return a",
+    "huge_return": "def solve(i): return 'x' * (1 << 26)",
+    "deep_return": "def solve(i):\n    a = []\n    for _ in range(100000): a = [a]\n    return a",
+    "generator_return": "def solve(i):\n    yield {e0}",
+    "evil_exception": "class M(type):\n    @property\n    def __mro__(cls): raise RuntimeError\nclass E(Exception, metaclass=M):\n"
+                      "    def __str__(self): raise RuntimeError\ndef solve(i): raise E()",
+    # --- tampering with the harness and the interpreter
+    "patch_builtins": "import builtins\nbuiltins.type = lambda *a: int\nbuiltins.repr = lambda o: '{e0}'\nbuiltins.isinstance = lambda *a: True\n"
+                      "def solve(i): return object()",
+    "patch_harness_encoder": "import __main__\n__main__.encode_value = lambda *a, **k: 'True'\ndef solve(i): return object()",
+    "patch_harness_writer": "import __main__, os\n_w = os.write\n__main__.write_frame = lambda *a, **k: None\ndef solve(i): return 0",
+    "patch_json_and_struct": "import json, struct\njson.dumps = lambda o: '{{\"ev\": \"done\"}}'\ndef solve(i): return 0",
+    "frame_walk_edit_locals": "import sys\ndef solve(i):\n    f = sys._getframe(1)\n    while f:\n        if 'msg' in f.f_locals:\n"
+                              "            f.f_locals['msg']['value'] = 'True'\n        f = f.f_back\n    return object()",
+    "settrace_hijack": "import sys\ndef t(frame, event, arg):\n    frame.f_locals.get('msg', {{}}).update(value='True')\n    return t\n"
+                       "def solve(i):\n    sys.settrace(t)\n    return object()",
+    "atexit_and_del": "import atexit, os\natexit.register(lambda: os.write(3, b'x'))\nclass D:\n    def __del__(self): os.write(3, b'junk')\n"
+                      "d = D()\ndef solve(i): return 0",
+}
+
+
+def render(source, host):
+    return source.format(home=host["home"], canary=host["canary"], workfile=host["workfile"], port=host["port"],
+                         outside=host["outside"], marker=MARKER, marker_num=random.getrandbits(20), e0=EXPECTED[0])
+
+
+def _host_processes_matching(text):
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+def test_suite_is_large_enough():
+    assert len(HOSTILE) >= 40
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_program_gets_no_pass_and_leaves_no_trace(name, host, hostile_pool):
+    source = render(HOSTILE[name], host)
+    before = set(os.listdir(host["home"]))
+    result = hostile_pool.run(Program(source, make_tests()))
+    # 1. no false pass, and nothing secret came out
+    assert result.passed == 0, (name, result)
+    observed = " ".join(str(t.observed) for t in result.tests) + result.stdout + result.stderr
+    assert SECRET not in observed and str(EXPECTED[0]) not in observed, name
+    # 2. no effect outside the sandbox
+    assert set(os.listdir(host["home"])) == before, name
+    assert open(host["canary"]).read() == SECRET and open(host["workfile"]).read() == SECRET
+    assert not os.path.exists(host["outside"])
+    assert not host["connections"], f"{name} reached a socket on the host"
+    deadline = time.monotonic() + 5
+    while _host_processes_matching("1000.") and "sleep" in source and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in _host_processes_matching("sleep") if "1000." in open(f"/proc/{p}/cmdline").read()]
+    # 3. the pool still serves correct verdicts (both workers)
+    good = Program("def solve(i):\n    return %r[i]\n" % (EXPECTED,), make_tests())
+    assert all(r.all_passed for r in hostile_pool.run_batch([good, good, good]))
+
+
+def test_state_does_not_leak_between_programs(hostile_pool):
+    setter = Program("import builtins\nbuiltins.sorted = lambda x: [0]\nimport math\nmath.pi = 3\n"
+                     "open('leftover', 'w').write('x')\ndef solve(i): return 0", make_tests())
+    hostile_pool.run(setter)
+    checker = Program("import math, os\ndef solve(i):\n    return [sorted([2, 1]), math.pi == 3, os.path.exists('leftover'),"
+                      " os.listdir('/tmp')]\n", [Test(kind="call", expr="solve(0)", expected="[[1, 2], False, False, ['scratch']]")])
+    for _ in range(3):  # whichever worker ran the setter
+        assert hostile_pool.run(checker).all_passed
+
+
+def test_sandbox_hides_home_and_working_tree(hostile_pool, host):
+    probe = Program("import os\ndef solve(i):\n    return [os.path.exists(p) for p in (%r, %r, '/work', '/etc/passwd')]\n"
+                    % (host["canary"], host["workfile"]), [Test(kind="call", expr="solve(0)", expected="[False, False, False, False]")])
+    if hostile_pool.mode != "bwrap":
+        pytest.skip("only bubblewrap hides the file system")
+    r = hostile_pool.run(probe)
+    assert r.tests[0].observed == "[False, False, False, False]"
