@@ -20,6 +20,8 @@ Output is cut into shards of source files written under ``out_dir/shards``; a re
 from __future__ import annotations
 
 import ast
+
+from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import builtins
 import json
 import logging
@@ -171,7 +173,7 @@ def _context_names(context: str) -> set[str]:
     if not context:
         return set()
     try:
-        tree = ast.parse(context)
+        tree = _parse(context)
     except SyntaxError:
         return set()
     return filters._stored_names_module(tree) if hasattr(filters, "_stored_names_module") else \
@@ -195,7 +197,7 @@ class _RenameCall(ast.NodeTransformer):
 
 
 def rename_expr(expr: str, old: str, new: str) -> str:
-    tree = ast.parse(expr, mode="eval")
+    tree = _parse(expr, mode="eval")
     return ast.unparse(_RenameCall(old, new).visit(tree))
 
 
@@ -266,7 +268,7 @@ def _killed(ref: _Obs, test: Test, mut_tr) -> bool:
 
 def _executable_lines(func_src: str) -> set[int]:
     try:
-        func = ast.parse(func_src).body[0]
+        func = _parse(func_src).body[0]
     except (SyntaxError, IndexError):
         return set()
     body = func.body
@@ -450,10 +452,11 @@ class Builder:
         if not w.mutants:
             return None
         tests, timeouts = [], []
+        placeholder = "__trl_unittest_mutant__"
+        templates = [rename_expr(w.tests[i].expr, w.cand.entry_point, placeholder) for i in w.usable]
         for m in w.mutants:
-            for i in w.usable:
-                tests.append(Test(kind="call", expr=rename_expr(w.tests[i].expr, w.cand.entry_point, m.name),
-                                  op="eq", expected="None"))
+            for i, template in zip(w.usable, templates):
+                tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq", expected="None"))
                 timeouts.append(max(self.config.mutant_timeout_floor,
                                     self.config.mutant_timeout_factor * w.obs[i].time))
         context = (w.cand.context + "\n\n" if w.cand.context else "") + "\n\n".join(m.source for m in w.mutants)

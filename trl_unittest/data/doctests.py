@@ -11,6 +11,8 @@ it as a doctest test only when the reference agrees.
 from __future__ import annotations
 
 import ast
+
+from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import doctest
 from dataclasses import dataclass
 
@@ -72,7 +74,7 @@ def doctest_cases(docstring: str, entry_point: str, known_names: set[str] | froz
         if ex.options.get(doctest.SKIP):
             continue
         try:
-            tree = ast.parse(ex.source)
+            tree = _parse(ex.source)
         except (SyntaxError, ValueError):
             continue
         if len(tree.body) != 1:
@@ -109,7 +111,7 @@ def doctest_cases(docstring: str, entry_point: str, known_names: set[str] | froz
             if not want:
                 expected = "None"
             elif _is_literal(want):
-                expected = ast.unparse(ast.parse(want, mode="eval"))  # one line, canonical spacing
+                expected = ast.unparse(_parse(want, mode="eval"))  # one line, canonical spacing
         out.append(DoctestCase(expr=expr, expected=expected, exception=exception, line=ex.lineno))
     return out
 

@@ -92,6 +92,18 @@ class ModuleResult:
         return len(self.candidates) + len(self.rejections)
 
 
+def parse(source: str, mode: str = "exec") -> ast.AST:
+    """``ast.parse`` that survives CPython 3.11's spurious "AST constructor recursion depth mismatch"
+    SystemError (gh-106905) by retrying once; a second failure is reported as a SyntaxError."""
+    try:
+        return ast.parse(source, mode=mode)
+    except SystemError:
+        try:
+            return ast.parse(source, mode=mode)
+        except SystemError as e:
+            raise SyntaxError(f"parser failure: {e}") from None
+
+
 def module_name(path: str) -> str:
     """``pkg/sub/mod.py`` -> ``pkg.sub.mod``; ``pkg/__init__.py`` -> ``pkg``."""
     p = path.replace("\\", "/")
@@ -335,7 +347,7 @@ def extract_module(text: str, *, source: str = "local", path: str = "<string>", 
 def _extract_module(text, *, source, path, module, license, max_context_lines) -> ModuleResult:
     res = ModuleResult()
     try:
-        tree = ast.parse(text)
+        tree = parse(text)
         # symtable must accept the module too (it catches some errors ast.parse lets through)
         symtable.symtable(text, path, "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -375,7 +387,7 @@ def _extract_module(text, *, source, path, module, license, max_context_lines) -
         func_src = header + body
         try:
             refs, declared = _refs_of(func_src)
-            fnode = ast.parse(func_src).body[0]
+            fnode = parse(func_src).body[0]
         except (SyntaxError, ValueError, RecursionError, IndexError):
             return reject(R_UNSPLITTABLE, "dedented source does not parse")
         if declared:

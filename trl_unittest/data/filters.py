@@ -10,6 +10,8 @@ sandbox refusing an operation, two runs disagreeing) lives in the builder.
 from __future__ import annotations
 
 import ast
+
+from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import gzip
 import io
 import json
@@ -99,7 +101,7 @@ def side_effect_reason(code: str, imports: dict[str, str]) -> str | None:
     builtin shadowed by a local definition is still flagged: cheap and conservative).
     """
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except (SyntaxError, ValueError, RecursionError):
         return None
     local: set[str] = set()
@@ -147,7 +149,7 @@ def _body_without_docstring(func: ast.FunctionDef) -> list[ast.stmt]:
 def is_trivial(func_src: str) -> bool:
     """``pass`` / ``...`` / a constant return / ``raise NotImplementedError`` / returning an argument unchanged."""
     try:
-        func = ast.parse(func_src).body[0]
+        func = _parse(func_src).body[0]
     except (SyntaxError, ValueError, IndexError):
         return False
     body = _body_without_docstring(func)
@@ -187,7 +189,7 @@ class Deduplicator:
         """``ast_fingerprint`` with the function's own name normalised too (``f`` and ``g`` with the same body
         are duplicates)."""
         try:
-            tree = ast.parse(func_src)
+            tree = _parse(func_src)
             func = tree.body[0]
             name = func.name
             func.name = "_f"
@@ -238,7 +240,7 @@ def _strip_docstrings(code: str) -> str:
     try:
         with warnings.catch_warnings():  # mined code: invalid escapes etc. are not our warnings
             warnings.simplefilter("ignore")
-            tree = ast.parse(code)
+            tree = _parse(code)
     except (SyntaxError, ValueError, RecursionError):
         return code
     for node in ast.walk(tree):
@@ -282,7 +284,7 @@ class Decontaminator:
                 if not line.strip():
                     continue
                 r = json.loads(line)
-                doc = ast.get_docstring(ast.parse(r["prompt"]).body[-1]) if r.get("prompt") else ""
+                doc = ast.get_docstring(_parse(r["prompt"]).body[-1]) if r.get("prompt") else ""
                 self.add(text=doc or r.get("prompt", ""), code=r.get("prompt", "") + r.get("canonical_solution", ""))
                 n += 1
         self.sources.append(f"humaneval:{n}")

@@ -15,6 +15,8 @@ and readable (short ASCII strings, small ints) since the tests are read by peopl
 from __future__ import annotations
 
 import ast
+
+from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import functools
 import math
 import random
@@ -110,7 +112,7 @@ def resolve_annotation(text: str | None) -> Any:
     if not text:
         return None
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = _parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError):
         return None
     if isinstance(tree.body, ast.Constant) and isinstance(tree.body.value, str):
@@ -327,7 +329,7 @@ def mutate_value(v: Any) -> list[Any]:
 def body_constants(func_src: str) -> list[Any]:
     """Literal constants in the function body (docstring excluded), in order of appearance."""
     try:
-        func = ast.parse(func_src).body[0]
+        func = _parse(func_src).body[0]
     except (SyntaxError, ValueError, IndexError):
         return []
     body = func.body[1:] if func.body and isinstance(func.body[0], ast.Expr) else func.body
@@ -370,7 +372,7 @@ def _doctest_args(cand: Candidate, doctest_exprs: list[str]) -> dict[str, list[A
     out: dict[str, list[Any]] = {}
     for expr in doctest_exprs:
         try:
-            tree = ast.parse(expr, mode="eval")
+            tree = _parse(expr, mode="eval")
         except (SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
@@ -409,7 +411,7 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
         default_ok, default = (False, None)
         if p.default is not None:
             try:
-                default_ok, default = _literal_value(ast.parse(p.default, mode="eval").body)
+                default_ok, default = _literal_value(_parse(p.default, mode="eval").body)
             except (SyntaxError, ValueError):
                 pass
         if default_ok:

@@ -14,6 +14,8 @@ source-level mutants of one function to run inside our sandbox, batched with the
 from __future__ import annotations
 
 import ast
+
+from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import copy
 import zlib
 from dataclasses import dataclass
@@ -122,9 +124,11 @@ class _Rename(ast.NodeTransformer):
 
 
 def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, seed: int = 0) -> list[Mutant]:
-    """Up to ``max_mutants`` distinct mutants, chosen deterministically and spread over operators and lines."""
+    """Up to ``max_mutants`` distinct mutants, chosen deterministically and spread over operators and lines.
+
+    Each mutation is applied to the one parsed tree, unparsed, and undone (no tree copies)."""
     try:
-        tree = ast.parse(func_src)
+        tree = _parse(func_src)
     except (SyntaxError, ValueError, RecursionError):
         return []
     func = tree.body[0]
@@ -133,7 +137,32 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
     sites = _sites(func)
     if not sites:
         return []
-    original = ast.dump(tree)
+    placeholder = "__trl_unittest_mutant__"
+    func.name = placeholder
+    for n in ast.walk(func):
+        if isinstance(n, ast.Name) and n.id == entry_point:
+            n.id = placeholder
+    parents: dict[int, tuple[ast.AST, str, int | None]] = {}
+    for parent in ast.walk(tree):
+        for fname, value in ast.iter_fields(parent):
+            if isinstance(value, ast.AST):
+                parents[id(value)] = (parent, fname, None)
+            elif isinstance(value, list):
+                for i, v in enumerate(value):
+                    if isinstance(v, ast.AST):
+                        parents[id(v)] = (parent, fname, i)
+
+    def put(old: ast.AST, new: ast.AST) -> None:
+        parent, fname, i = parents[id(old)]
+        if i is None:
+            setattr(parent, fname, new)
+        else:
+            getattr(parent, fname)[i] = new
+
+    try:
+        original = ast.unparse(tree)
+    except Exception:  # noqa: BLE001
+        return []
     # spread the choice: order by a seeded hash within each operator, then round-robin over operators
     by_op: dict[str, list[int]] = {}
     for i, (op, _, _) in enumerate(sites):
@@ -146,30 +175,56 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
         for q in queues:
             if q:
                 order.append(q.pop(0))
-    base_nodes = list(ast.walk(tree))
-    node_pos = {id(n): k for k, n in enumerate(base_nodes)}
     out: list[Mutant] = []
     seen: set[str] = {original}
     for i in order:
         if len(out) >= max_mutants:
             break
         op, node, rep = sites[i]
-        clone = copy.deepcopy(tree)
-        clone_nodes = list(ast.walk(clone))
-        _apply(clone, node_pos[id(node)], clone_nodes, op, rep)
+        undo = None
+        if op in ("aor", "aug", "lcr"):
+            old = node.op
+            node.op = rep()
+            undo = lambda n=node, o=old: setattr(n, "op", o)  # noqa: E731
+        elif op == "ror":
+            k, cls = rep
+            old = node.ops[k]
+            node.ops[k] = cls()
+            undo = lambda n=node, k=k, o=old: n.ops.__setitem__(k, o)  # noqa: E731
+        elif op == "crp":
+            old = node.value
+            node.value = rep
+            undo = lambda n=node, o=old: setattr(n, "value", o)  # noqa: E731
+        elif op == "uoi":
+            put(node, node.operand)  # the operand takes the node's place; its parent entry follows
+            saved = parents[id(node.operand)]
+            parents[id(node.operand)] = parents[id(node)]
+            undo = (lambda n=node, s=saved: (put(n.operand, n), parents.__setitem__(id(n.operand), s)))
+        elif op == "rvr":
+            old = node.value
+            node.value = ast.Constant(None)
+            undo = lambda n=node, o=old: setattr(n, "value", o)  # noqa: E731
+        elif op == "bcr":
+            new = ast.copy_location(ast.Continue() if isinstance(node, ast.Break) else ast.Break(), node)
+            put(node, new)
+            parents[id(new)] = parents[id(node)]
+            undo = lambda n=node, m=new: put(m, n)  # noqa: E731
+        elif op == "cond":
+            old = node.test
+            node.test = ast.UnaryOp(ast.Not(), old)
+            undo = lambda n=node, o=old: setattr(n, "test", o)  # noqa: E731
         try:
-            dumped = ast.dump(clone)
+            src = ast.unparse(tree)
         except Exception:  # noqa: BLE001
+            src = None
+        finally:
+            undo()
+        if src is None or src in seen:
             continue
-        if dumped in seen:
-            continue
-        seen.add(dumped)
+        seen.add(src)
         name = f"{entry_point}__mutant_{len(out)}"
-        clone.body[0].name = name
-        clone = _Rename(entry_point, name).visit(clone)
-        ast.fix_missing_locations(clone)
+        src = src.replace(placeholder, name)
         try:
-            src = ast.unparse(clone)
             compile(src, "<mutant>", "exec")
         except Exception:  # noqa: BLE001 - e.g. `continue` outside a loop
             continue
