@@ -56,7 +56,7 @@ class UnitTestReward:
 
     Called by TRL as ``reward(prompts=..., completions=..., completion_ids=..., **columns)``, where ``columns``
     holds the dataset's other columns, one value per completion. By default it reads the task schema's
-    ``tests``, ``entry_point``, ``context`` and ``reference_runtime`` columns (see ``trl_unittest.tasks``);
+    ``tests``, ``entry_point``, ``context``, ``test_setup`` and ``reference_runtime`` columns (see ``trl_unittest.tasks``);
     ``tests`` may also be a list of assert strings or a code block (MBPP ``test_list``, HumanEval ``test``),
     which are rewritten into structured tests once and cached.
 
@@ -70,13 +70,14 @@ class UnitTestReward:
     def __init__(self, scheme: str = "partial", pool: ExecutionPool | None = None, num_workers: int | None = None,
                  sandbox: str = "auto", limits: Limits | None = None, tests_column: str = "tests",
                  entry_point_column: str = "entry_point", context_column: str = "context",
-                 runtime_column: str = "reference_runtime"):
+                 test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime"):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         self.scheme = scheme
         self.__name__ = f"unit_tests_{scheme}"  # TRL names the logged reward after it
         self.tests_column, self.entry_point_column = tests_column, entry_point_column
         self.context_column, self.runtime_column = context_column, runtime_column
+        self.test_setup_column = test_setup_column
         self.limits = limits or Limits()
         self._pool, self._owns_pool = pool, pool is None
         self._pool_args = {"num_workers": num_workers, "sandbox": sandbox, "limits": self.limits}
@@ -121,15 +122,17 @@ class UnitTestReward:
         tests_col = _column(columns, self.tests_column, n)
         entry_col = _column(columns, self.entry_point_column, n, default="")
         context_col = _column(columns, self.context_column, n, default="")
+        setup_col = _column(columns, self.test_setup_column, n, default="")
         runtime_col = _column(columns, self.runtime_column, n, default=None)
         programs = []
         for i in range(n):
             entry = entry_col[i] or ""
             tests, setup = self._tests(tests_col[i], entry, where=f"row {i}")
-            context = "\n".join(c for c in (context_col[i] or "", setup) if c)
+            test_setup = "\n".join(c for c in (setup_col[i] or "", setup) if c)
             code = build_program(prompts[i], completions[i], entry)
             timeouts = self.limits.test_timeouts(len(tests), runtime_col[i])
-            programs.append(Program(code=code, tests=tests, context=context, timeouts=timeouts))
+            programs.append(Program(code=code, tests=tests, context=context_col[i] or "", test_setup=test_setup,
+                                    timeouts=timeouts))
         return programs
 
     def _tests(self, value: Any, entry_point: str, where: str) -> tuple[list[Test], str]:

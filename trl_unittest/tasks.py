@@ -13,7 +13,9 @@ Columns of a task dataset (``datasets.Dataset``):
 ``tests``          list of structured tests (see :class:`Test`); expected values stay on the trusted side
 ``test_code``      the same tests rendered as ``assert`` statements, for people and for other tools
 ``reference``      a reference solution: a complete program (context + function) that passes the tests
-``context``        code run before the program (imports, helper functions, test set-up)
+``context``        code run before the program (imports, constants, helper functions it relies on)
+``test_setup``     code run after the program and before the tests (fixtures the tests use, e.g. MBPP's
+                   ``test_setup_code``, imports of the test code)
 ``reference_runtime``  seconds the reference took on all tests, or ``None``; per-test time budgets scale with it
 ``provenance``     ``{"source", "path", "qualname", "line", "license"}`` — where the task came from
 ``mutation_score`` fraction of reference mutants the tests kill, or ``None`` if not measured
@@ -127,6 +129,7 @@ class Task:
     tests: list[Test]
     reference: str = ""
     context: str = ""
+    test_setup: str = ""
     reference_runtime: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     mutation_score: float | None = None
@@ -165,6 +168,7 @@ class Task:
             "test_code": self.test_code,
             "reference": self.reference,
             "context": self.context,
+            "test_setup": self.test_setup,
             "reference_runtime": self.reference_runtime,
             "provenance": {k: _provenance_value(k, self.provenance.get(k)) for k in PROVENANCE_KEYS},
             "mutation_score": self.mutation_score,
@@ -183,6 +187,7 @@ class Task:
             tests=parse_tests(record["tests"], where=f"task {record['task_id']!r}"),
             reference=record.get("reference") or "",
             context=record.get("context") or "",
+            test_setup=record.get("test_setup") or "",
             reference_runtime=record.get("reference_runtime"),
             provenance={k: v for k, v in (record.get("provenance") or {}).items() if v is not None},
             mutation_score=record.get("mutation_score"),
@@ -246,6 +251,7 @@ def features():
             "test_code": Value("string"),
             "reference": Value("string"),
             "context": Value("string"),
+            "test_setup": Value("string"),
             "reference_runtime": Value("float64"),
             "provenance": {
                 "source": Value("string"),

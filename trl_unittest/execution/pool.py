@@ -296,7 +296,8 @@ class ExecutionPool:
             raise ValueError(f"Program has {n} tests but {len(timeouts)} timeouts")
         setup = self.limits.setup_timeout
         cpu = math.ceil(setup + sum(timeouts)) + 1
-        payload = {"code": program.code, "context": program.context, "tests": request_tests(program),
+        payload = {"code": program.code, "context": program.context,
+                   "test_setup": program.test_setup, "tests": request_tests(program),
                    "timeouts": timeouts, "setup_timeout": setup, "trace": program.trace_lines,
                    "cpu_seconds": cpu}
         # worst case: every test times out and each restart re-runs the set-up

@@ -41,11 +41,13 @@ class Limits:
 
 @dataclass
 class Program:
-    """A program and the tests to run against it. `context` is executed first (imports, helpers)."""
+    """A program and the tests to run against it: `context` runs first (imports, helpers), then `code`, then
+    `test_setup` (fixtures for the tests), all in one namespace."""
 
     code: str
     tests: list[Test]
     context: str = ""
+    test_setup: str = ""
     timeouts: list[float] | None = None
     trace_lines: bool = False  # report the lines (and arcs) of `code` each test executes
 

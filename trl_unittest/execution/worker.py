@@ -40,8 +40,17 @@ class Unencodable(Exception):
     pass
 
 
+import collections as _collections
+
+# standard-library dict subclasses that compare with plain dicts like dicts do; captured by identity before any
+# program runs, so a program rebinding these names or subclassing them gains nothing
+_DICT_LIKE = (_collections.Counter, _collections.OrderedDict, _collections.defaultdict)
+
+
 def encode_value(value, _type=type, _len=len, _repr_int=int.__repr__, _repr_float=float.__repr__,
-                 _repr_str=str.__repr__, _repr_bytes=bytes.__repr__, _repr_complex=complex.__repr__):
+                 _repr_str=str.__repr__, _repr_bytes=bytes.__repr__, _repr_complex=complex.__repr__,
+                 _dict_like=_DICT_LIKE, _tuple_eq=tuple.__eq__, _tuple_ne=tuple.__ne__, _issubclass=issubclass,
+                 _getattr=getattr):
     """Python literal text for plain built-in values of exact types; anything else raises Unencodable.
 
     Exact-type checks and the unbound ``__repr__`` of each built-in type mean that a subclass or an object with
@@ -83,7 +92,10 @@ def encode_value(value, _type=type, _len=len, _repr_int=int.__repr__, _repr_floa
             emit(_repr_bytes(v))
         elif t is bytearray:
             emit("bytearray(" + _repr_bytes(bytes(v)) + ")")
-        elif t is list or t is tuple:
+        elif t is list or t is tuple or (_issubclass(t, tuple) and _getattr(t, "__eq__", None) is _tuple_eq
+                                          and _getattr(t, "__ne__", None) is _tuple_ne):
+            # namedtuples compare as tuples; their items are read from the tuple storage itself
+            t = list if t is list else tuple
             items = list.__iter__(v) if t is list else tuple.__iter__(v)
             emit("[" if t is list else "(")
             n = 0
@@ -104,7 +116,7 @@ def encode_value(value, _type=type, _len=len, _repr_int=int.__repr__, _repr_floa
                     emit(", ")
                 enc(item, depth + 1)
             emit("}" if t is set else "})")
-        elif t is dict:
+        elif t is dict or any(t is d for d in _dict_like):
             emit("{")
             for i, (k, item) in enumerate(dict.items(v)):
                 if i:
@@ -283,6 +295,8 @@ def run_program(req, fd, start, send):
 
     try:
         exec(compiled, namespace)
+        if req.get("test_setup"):
+            exec(compile(req["test_setup"], "<test_setup>", "exec"), namespace)
     except BaseException as e:
         send(fd, {"ev": "import_error", "error": exception_names(e)})
         return

