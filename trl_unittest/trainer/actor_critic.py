@@ -78,7 +78,9 @@ class ActorCriticTrainer(GRPOTrainer):
         self._captured: list[torch.Tensor] | None = None
         self._hook = backbone.register_forward_hook(self._capture_hidden_state)
 
-        self.critic = Critic(hidden_size, args.critic_widths).to(self.accelerator.device)
+        with torch.random.fork_rng(devices=[]):  # GRPOTrainer seeds each process differently; the critic must
+            torch.manual_seed(args.seed)        # start identical on every rank
+            self.critic = Critic(hidden_size, args.critic_widths).to(self.accelerator.device)
         self.critic_optimizer = torch.optim.AdamW(
             self.critic.parameters(), lr=args.critic_learning_rate, weight_decay=args.critic_weight_decay
         )
