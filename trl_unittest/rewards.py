@@ -150,6 +150,8 @@ class UnitTestReward:
         tests = parse_tests(value, where=where)
         if not tests:
             raise TaskValidationError(f"{where}: no tests in column {self.tests_column!r}")
+        for j, t in enumerate(tests):
+            t.validate(f"{where}, tests[{j}]")
         return tests, ""
 
     def _rewrite(self, code: str, entry_point: str) -> tuple[list[Test], str]:

@@ -54,6 +54,8 @@ class Program:
 
 @dataclass
 class TestResult:
+    __test__ = False  # not a pytest test class
+
     outcome: str  # one of TEST_OUTCOMES
     error_type: str = ""  # exception type name (error), or why the value could not be compared (failed)
     observed: str | None = None  # strict literal of the returned value (call tests)

@@ -1,0 +1,64 @@
+import os
+
+import pytest
+from datasets import load_from_disk
+
+from trl_unittest.data.loaders import default_mbpp_path, load_humaneval, load_mbpp
+from trl_unittest.execution import Program
+from trl_unittest.tasks import from_dataset
+
+MBPP = default_mbpp_path()
+needs_mbpp = pytest.mark.skipif(MBPP is None, reason="no shared/data/mbpp copy beside the checkout")
+
+
+@needs_mbpp
+@pytest.mark.parametrize("split, size", [("train", 374), ("validation", 90), ("test", 500), ("prompt", 10)])
+def test_mbpp_splits(split, size):
+    assert len(load_mbpp(MBPP, split=split)) == size
+
+
+@needs_mbpp
+def test_mbpp_sanitized_and_prompt_styles():
+    assert len(load_mbpp(MBPP, split="test", sanitized=True)) == 257
+    task = load_mbpp(MBPP, split="test", prompt_style="instruction", as_dataset=False)[0]
+    assert "Your code should pass these tests:" in task.prompt and "assert remove_Occ" in task.prompt
+    task = load_mbpp(MBPP, split="test", as_dataset=False)[0]
+    assert task.prompt.startswith("def remove_Occ(s,ch):") and task.entry_point == "remove_Occ"
+    assert task.provenance["license"] == "CC-BY-4.0"
+
+
+@needs_mbpp
+def test_round_trip_through_disk(tmp_path):
+    ds = load_mbpp(MBPP, split="validation")
+    ds.save_to_disk(str(tmp_path / "ds"))
+    again = load_from_disk(str(tmp_path / "ds"))
+    assert from_dataset(again) == from_dataset(ds)
+    ds.to_json(str(tmp_path / "ds.jsonl"))
+    from datasets import load_dataset
+
+    assert from_dataset(load_dataset("json", data_files=str(tmp_path / "ds.jsonl"), split="train"))[0] == from_dataset(ds)[0]
+
+
+@needs_mbpp
+def test_every_mbpp_train_reference_passes_its_rewritten_tests(pool):
+    tasks = load_mbpp(MBPP, split="train", as_dataset=False)
+    results = pool.run_batch([Program(t.reference, t.tests, context=t.context, test_setup=t.test_setup) for t in tasks])
+    failing = [t.task_id for t, r in zip(tasks, results) if not r.all_passed]
+    assert failing == []
+    assert sum(x.kind == "code" for t in tasks for x in t.tests) <= 3  # nearly all asserts become structured tests
+
+
+def test_humaneval_references_pass_and_wrong_solutions_fail(pool):
+    tasks = load_humaneval(as_dataset=False)
+    assert len(tasks) == 164
+    good = pool.run_batch([Program(t.reference, t.tests, test_setup=t.test_setup) for t in tasks])
+    assert [t.task_id for t, r in zip(tasks, good) if not r.all_passed] == []
+    wrong = pool.run_batch([Program(t.prompt + "    return None\n", t.tests, test_setup=t.test_setup) for t in tasks])
+    assert sum(r.all_passed for r in wrong) <= 2  # a body returning None solves (almost) nothing
+
+
+def test_missing_mbpp_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_mbpp(str(tmp_path), split="test")
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_mbpp(str(tmp_path), split="dev")
