@@ -92,9 +92,11 @@ def run_pynguin(modules: list[str], budget_s: int) -> dict:
             stats = {}
             csv = Path(tmp) / "report" / "statistics.csv"
             if csv.exists():
-                lines = csv.read_text().splitlines()
-                if len(lines) >= 2:
-                    stats = dict(zip(lines[0].split(","), lines[-1].split(",")))
+                import csv as csvmod
+
+                rows = list(csvmod.DictReader(csv.read_text().splitlines()))
+                if rows:
+                    stats = rows[-1]
             tests = 0
             if outdir.exists():
                 for f in outdir.glob("test_*.py"):
