@@ -32,6 +32,13 @@ def test_timeout_is_per_test_and_later_tests_still_run(pool):
     assert [t.outcome for t in r.tests] == ["passed", "timeout", "passed"]
 
 
+def test_a_program_that_keeps_hanging_stops_costing_budget(pool):
+    code = "def f(x):\n    while True:\n        pass\n"
+    r = pool.run(Program(code, [call(f"f({i})", "0") for i in range(5)], timeouts=[0.3] * 5))
+    assert [t.outcome for t in r.tests] == ["timeout"] * 5
+    assert [t.error_type for t in r.tests] == ["Timeout"] * pool.limits.max_timeouts + ["NotRun"] * (5 - pool.limits.max_timeouts)
+
+
 def test_program_level_statuses(pool):
     assert pool.run(Program("def f(:\n", [call("f()", "1")])).status == "compile_error"
     r = pool.run(Program("raise KeyError('boom')\n", [call("1", "1")]))

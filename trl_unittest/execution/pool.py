@@ -299,9 +299,10 @@ class ExecutionPool:
         payload = {"code": program.code, "context": program.context,
                    "test_setup": program.test_setup, "tests": request_tests(program),
                    "timeouts": timeouts, "setup_timeout": setup, "trace": program.trace_lines,
-                   "cpu_seconds": cpu}
-        # worst case: every test times out and each restart re-runs the set-up
-        deadline = time.monotonic() + sum(timeouts) + setup * (n + 2) + 10.0
+                   "cpu_seconds": cpu, "max_timeouts": self.limits.max_timeouts}
+        # worst case: tests time out until max_timeouts, and each restart re-runs the set-up
+        worst = sum(sorted(timeouts, reverse=True)[: self.limits.max_timeouts]) + sum(timeouts)
+        deadline = time.monotonic() + worst + setup * (n + 2) + 10.0
         raw = worker.request(payload, deadline)
         if not isinstance(raw, dict):
             raise WorkerError("BadResponse")

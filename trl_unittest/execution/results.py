@@ -26,6 +26,7 @@ class Limits:
     timeout_floor: float = 0.5  # with a reference runtime: max(floor, factor x reference time per test)
     timeout_factor: float = 10.0
     setup_timeout: float = 5.0  # compiling and executing the program's top level
+    max_timeouts: int = 2  # after this many tests time out, the program's remaining tests count as timeouts unrun
     output_cap: int = 4096  # characters of stdout/stderr kept for inspection (never used for verdicts)
 
     def rlimits(self) -> dict[str, int]:
@@ -118,7 +119,7 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     arcs = [tuple(a) for a in arcs] if isinstance(arcs, list) else None
     common = {"time": t, "lines": lines, "arcs": arcs, "exception_names": names}
     if outcome == "timeout":
-        return TestResult("timeout", error_type="Timeout", **common)
+        return TestResult("timeout", error_type=names[0] if names else "Timeout", **common)
     if outcome == "error":
         if test.kind == "call" and test.op == "raises" and test.exception in names:
             return TestResult("passed", error_type=names[0], **common)

@@ -20,6 +20,7 @@ import builtins
 import ctypes
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -195,21 +196,12 @@ def child_main(req, result_fd, scratch, stdin_path, start, limits, uid):
         fd_err = os.open(os.path.join(scratch, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         for fd, target in ((fd_in, 0), (fd_out, 1), (fd_err, 2), (result_fd, 3)):
             os.dup2(fd, target)
-        keep = {0, 1, 2, 3}
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        os.closerange(4, 1 << 20)  # close_range(2) where the kernel has it
         result_fd = 3
         os.set_inheritable(3, False)
         if uid is not None:
             for path in ("stdout", "stderr"):
                 os.chown(path, uid, uid)
-        import resource
-
         limits = dict(limits)
         if req.get("cpu_seconds"):
             limits["RLIMIT_CPU"] = int(req["cpu_seconds"])
@@ -251,7 +243,6 @@ def run_program(req, fd, start, send):
     except BaseException as e:
         send(fd, {"ev": "compile_error", "error": exception_names(e)})
         return
-    send(fd, {"ev": "compiled"})
 
     tracer = None
     lines, arcs = set(), set()
@@ -276,7 +267,6 @@ def run_program(req, fd, start, send):
 
     if io_mode:
         t0 = perf()
-        send(fd, {"ev": "begin", "i": start})
         status = {"ev": "io_done", "i": start}
         try:
             exec(compiled, namespace)
@@ -304,7 +294,6 @@ def run_program(req, fd, start, send):
 
     for i in range(start, len(tests)):
         test = tests[i]
-        send(fd, {"ev": "begin", "i": i})
         lines.clear()
         arcs.clear()
         msg = {"ev": "result", "i": i}
@@ -335,7 +324,6 @@ def run_program(req, fd, start, send):
             msg["lines"] = sorted(x for x in lines if x > 0)
             msg["arcs"] = sorted(a for a in arcs if a[0] != 0 and a[1] != 0)
         send(fd, msg)
-    send(fd, {"ev": "done"})
 
 
 # ------------------------------------------------------------------------------------------------ worker side
@@ -347,6 +335,7 @@ class Worker:
         self.output_cap = int(config.get("output_cap", 4096))
         self.scratch_root = config.get("scratch_root") or "/tmp/scratch"
         self.counter = 0
+        self.pending = []  # (pid, scratch) of finished children still to reap and clean
         self.own_pid_ns = bool(config.get("own_pid_ns"))
         if self.uid is not None and os.getuid() != 0:
             self.uid = None  # cannot switch users without privileges: the sandbox is the boundary
@@ -366,6 +355,9 @@ class Worker:
                 __import__(name)
             except ImportError:
                 pass
+        import gc
+
+        gc.freeze()  # children then never scan (and copy-on-write) the worker's own objects
 
     def serve(self):
         while True:
@@ -378,6 +370,7 @@ class Worker:
                 resp = {"status": "sandbox_error", "error": f"{type(e).__name__}: {e}", "tests": []}
             resp["id"] = req.get("id")
             write_frame(1, resp)
+            self._cleanup_pending()  # the last child's teardown overlaps with the trusted side's grading
 
     # one request = one program and its tests
     def handle(self, req):
@@ -410,9 +403,14 @@ class Worker:
         process, until every test has a result."""
         start = 0
         n = len(req["tests"])
+        max_timeouts = int(req.get("max_timeouts") or n)
         while True:
             start = self.run_child(req, timeouts, setup_timeout, results, resp, start, stdin)
             if start is None or start >= n:
+                break
+            if sum(1 for r in results if r is not None and r["outcome"] == "timeout") >= max_timeouts:
+                for i in range(start, n):  # it hangs again and again: don't spend a budget on every test
+                    results[i] = {"outcome": "timeout", "error": ["NotRun"], "t": float("nan")}
                 break
         for i in range(n):
             if results[i] is None:
@@ -420,6 +418,7 @@ class Worker:
 
     def run_child(self, req, timeouts, setup_timeout, results, resp, start, stdin):
         """One child from test `start` on. Returns the index to resume at, or None when done."""
+        self._cleanup_pending()  # no process of an earlier child may outlive into this one
         self.counter += 1
         scratch = os.path.join(self.scratch_root, str(self.counter))
         os.mkdir(scratch, 0o700)
@@ -441,10 +440,17 @@ class Worker:
             finally:
                 os._exit(0)
         os.close(w)
+        # Events from the child: "imported" (or a compile/import/set-up error), then one "result" per test in
+        # order. The running test is the one after the last result, and its budget starts when that result
+        # (or "imported") arrives. In stdin/stdout mode the one test starts at once, set-up included.
         io_mode = stdin is not None
-        phase = "setup"
-        deadline = time.monotonic() + setup_timeout
-        current = None
+        n = len(results)
+        if io_mode:
+            phase, current = "test", start
+            deadline = time.monotonic() + setup_timeout + float(timeouts[start])
+        else:
+            phase, current = "setup", None
+            deadline = time.monotonic() + setup_timeout
         resume = None
         buf = b""
         try:
@@ -452,7 +458,7 @@ class Worker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._on_timeout(phase, current, results, resp)
-                    resume = (current + 1) if (phase == "test" and current is not None) else None
+                    resume = (current + 1) if phase == "test" else None
                     break
                 ready, _, _ = select.select([r], [], [], remaining)
                 if not ready:
@@ -460,7 +466,7 @@ class Worker:
                 chunk = os.read(r, 1 << 16)
                 if not chunk:  # the child is gone without finishing
                     self._on_exit(pid, phase, current, results, resp, io_mode)
-                    resume = (current + 1) if (phase == "test" and current is not None) else None
+                    resume = (current + 1) if phase == "test" else None
                     break
                 buf += chunk
                 while len(buf) >= HEADER.size:
@@ -474,31 +480,25 @@ class Worker:
                     if not isinstance(msg, dict):
                         raise _ProtocolError("BadFrame")
                     ev = msg.get("ev")
-                    if phase == "setup" and ev in ("compile_error", "import_error", "setup_error"):
+                    if ev in ("compile_error", "import_error", "setup_error") and (phase == "setup" or io_mode):
                         resp["status"] = {"setup_error": "sandbox_error"}.get(ev, ev)
                         resp["error"] = _names(msg.get("error"))
                         return None
-                    if ev in ("compiled", "imported"):
-                        continue
-                    if ev == "begin":
-                        i = msg.get("i")
-                        if not isinstance(i, int) or not 0 <= i < len(results) or results[i] is not None:
-                            raise _ProtocolError("BadTestIndex")
-                        phase, current = "test", i
-                        deadline = time.monotonic() + float(timeouts[i])
-                    elif ev in ("result", "io_done"):
-                        i = msg.get("i")
-                        if i != current or phase != "test":
-                            raise _ProtocolError("UnexpectedResult")
-                        results[i] = self._result_from(msg, scratch if io_mode else None)
-                        phase, current = "between", None
-                        deadline = time.monotonic() + setup_timeout
-                        if io_mode:
+                    if ev == "imported" and phase == "setup":
+                        if start >= n:
                             return None
-                    elif ev == "done":
-                        return None
+                        phase, current = "test", start
+                        deadline = time.monotonic() + float(timeouts[start])
+                    elif ev in ("result", "io_done") and phase == "test":
+                        if msg.get("i") != current:
+                            raise _ProtocolError("UnexpectedResult")
+                        results[current] = self._result_from(msg, scratch if io_mode else None)
+                        current += 1
+                        if io_mode or current >= n:
+                            return None
+                        deadline = time.monotonic() + float(timeouts[current])
                     else:
-                        raise _ProtocolError("UnknownEvent")
+                        raise _ProtocolError("UnexpectedEvent")
         except (_ProtocolError, ValueError, TypeError, RecursionError) as e:
             # the program wrote garbage into its result pipe: it loses the rest of its tests
             name = e.args[0] if isinstance(e, _ProtocolError) else "BadFrame"
@@ -508,10 +508,20 @@ class Worker:
             resume = None
         finally:
             os.close(r)
-            self._kill_all(pid)
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self._capture_output(scratch, resp)
-            shutil.rmtree(scratch, ignore_errors=True)
+            self.pending.append((pid, scratch))
         return resume
+
+    def _cleanup_pending(self):
+        while self.pending:
+            pid, scratch = self.pending.pop()
+            self._kill_all(pid)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _result_from(self, msg, io_scratch):
         res = {"outcome": "ok", "t": float(msg.get("t") or 0.0)}
@@ -539,7 +549,6 @@ class Worker:
         elif phase == "setup":
             resp["status"] = "import_error"
             resp["error"] = ["Timeout"]
-        # phase "between": the child hung after a test reported; later tests get no result -> resumed
 
     def _on_exit(self, pid, phase, current, results, resp, io_mode):
         try:
@@ -561,6 +570,10 @@ class Worker:
                 kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        try:
+            os.waitpid(pid, 0)  # SIGKILLed: returns promptly
+        except ChildProcessError:
+            pass
         for _ in range(1000):
             self._reap()
             strays = self._strays()

