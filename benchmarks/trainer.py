@@ -1,0 +1,233 @@
+"""Throughput and peak memory of ActorCriticTrainer against TRL 1.12's PPOTrainer and GRPOTrainer.
+
+All trainers get the same randomly initialised Llama-style model (about 25M parameters, built offline), the same
+prompts, the same number of completions per optimiser step and the same completion length (generation is forced
+to run to the full length), and the same reward (`UnitTestRewardModel` wraps it for PPO). Each trainer runs in its
+own process, so peak memory is its own: on CPU the peak resident set size minus the resident size after the imports,
+on GPU `torch.cuda.max_memory_allocated`. PPO runs under the interpreter of `--ppo-python` (default: the repo's
+`.venv-ppo`, with trl==1.12.0) when this one has no `trl.experimental.ppo`.
+
+    python benchmarks/trainer.py --quick              # CPU, a few steps
+    python benchmarks/trainer.py --device cuda --bf16 # GPU
+
+Samples/s is completions per step over the median step time of the timed steps (warm-up excluded; the median
+resists the bursts of a shared machine; `samples_per_s_mean` is the plain average); a step is one
+optimiser step of ActorCritic/GRPO and one rollout + update of PPO (`num_ppo_epochs` passes, default 4; the
+`ppo_1epoch` row uses 1). The last line of the output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROMPTS = [
+    "def add(a, b):\n", "def is_even(n):\n", "def reverse(s):\n", "def fib(n):\n", "def count_vowels(text):\n",
+    "def flatten(xs):\n", "def mean(values):\n", "def is_prime(n):\n", "class Stack:\n", "def gcd(a, b):\n",
+    "def unique(items):\n", "def clamp(x, lo, hi):\n",
+]
+METHODS = ("actor_critic", "grpo", "ppo", "ppo_1epoch")
+
+
+def low_ids(completion_ids=None, prompts=None, completions=None, **kwargs):
+    """The shared toy reward: the fraction of completion tokens that are single bytes (cheap, so the benchmark
+    measures the trainers, not the reward)."""
+    return [sum(t < 258 for t in c) / max(len(c), 1) for c in completion_ids]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Timer:
+    """A TrainerCallback (duck-typed, so it works with PPOTrainer's handler too) timing steps after the warm-up."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end, self.steps, self.last, self.durations = warmup, None, None, 0, None, []
+
+    def __getattr__(self, name):  # every other callback event: no-op
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if state.global_step == self.warmup:
+            self.start = now
+        elif state.global_step > self.warmup:
+            self.end, self.steps = now, state.global_step - self.warmup
+            self.durations.append(now - self.last)
+        self.last = now
+
+
+def worker(opts) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    base_rss = rss_mb()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    cuda = opts.device == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    dtype = torch.bfloat16 if opts.bf16 else torch.float32
+    tok = AutoTokenizer.from_pretrained(opts.model_dir)
+    n_prompts = opts.batch * (opts.warmup + opts.steps)
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n_prompts)]
+    timer = Timer(opts.warmup)
+    callback = type("TimerCallback", (TrainerCallback,), {"on_step_end": lambda self, *a, **k: timer.on_step_end(*a, **k)})()
+    common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=opts.batch, learning_rate=1e-5,
+                  report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0,
+                  use_cpu=not cuda, bf16=opts.bf16)
+    policy = AutoModelForCausalLM.from_pretrained(opts.model_dir, dtype=dtype)
+
+    if opts.method in ("actor_critic", "grpo"):
+        gen = dict(max_completion_length=opts.length, generation_kwargs={"min_new_tokens": opts.length},
+                   max_steps=opts.warmup + opts.steps, gradient_checkpointing=False)
+        if opts.method == "actor_critic":
+            from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
+
+            args = ActorCriticConfig(**common, **gen, num_generations=1)
+            trainer_cls = ActorCriticTrainer
+        else:
+            from trl import GRPOConfig, GRPOTrainer
+
+            args = GRPOConfig(**common, **gen, num_generations=opts.grpo_generations)
+            trainer_cls = GRPOTrainer
+        trainer = trainer_cls(policy, low_ids, args=args, processing_class=tok, callbacks=[callback],
+                              train_dataset=Dataset.from_dict({"prompt": prompts}))
+    else:
+        import copy
+
+        from transformers import AutoModelForSequenceClassification
+        from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+        from trl_unittest.trainer import UnitTestRewardModel
+
+        ds = Dataset.from_dict({"prompt": prompts})
+        reward_model = UnitTestRewardModel(low_ids, tok, ds)
+        train = ds.map(lambda row: tok(row["prompt"]), remove_columns=["prompt"])
+        value = AutoModelForSequenceClassification.from_pretrained(opts.model_dir, num_labels=1, dtype=dtype)
+        args = PPOConfig(**common, total_episodes=n_prompts, response_length=opts.length, num_mini_batches=1,
+                         num_ppo_epochs=1 if opts.method == "ppo_1epoch" else 4, num_sample_generations=0,
+                         stop_token=None, missing_eos_penalty=None)
+        trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=copy.deepcopy(policy),
+                             reward_model=reward_model, value_model=value, train_dataset=train, callbacks=[callback])
+
+    trainer.train()
+    if timer.start is None or timer.end is None:
+        raise RuntimeError(f"{opts.method}: the timed steps did not run")
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
+    import trl
+
+    median = sorted(timer.durations)[len(timer.durations) // 2]
+    return {"method": opts.method, "trl": trl.__version__, "samples_per_s": opts.batch / median,
+            "samples_per_s_mean": opts.batch * timer.steps / (timer.end - timer.start),
+            "peak_mem_mb": peak, "timed_steps": timer.steps,
+            "params_m": sum(p.numel() for p in policy.parameters()) / 1e6}
+
+
+def has_ppo(python: str) -> bool:
+    probe = "import trl.experimental.ppo"
+    return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small batch, short completions, few steps")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bf16 weights and autocast (GPU)")
+    p.add_argument("--batch", type=int, help="completions per optimiser step (default 16; quick 8)")
+    p.add_argument("--length", type=int, help="completion length in tokens (default 64; quick 32)")
+    p.add_argument("--steps", type=int, help="timed steps (default 8; quick 5)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per trainer process")
+    p.add_argument("--grpo-generations", type=int, default=4, help="GRPO group size (GRPO needs >= 2)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--ppo-python", default=None, help="interpreter with trl==1.12.0 for PPO")
+    p.add_argument("--model-dir", default=None)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--method", default=None, help=argparse.SUPPRESS)
+    opts = p.parse_args()
+    opts.batch = opts.batch or (8 if opts.quick else 16)
+    opts.length = opts.length or (32 if opts.quick else 64)
+    opts.steps = opts.steps or (5 if opts.quick else 8)
+
+    if opts.worker:
+        opts.method = opts.worker
+        print(json.dumps(worker(opts)))
+        return
+
+    from trl_unittest.trainer.tiny import build_model
+
+    model_dir = opts.model_dir or build_model(tempfile.mkdtemp(prefix="bench-model-"), "llama", size="bench")
+    ppo_python = opts.ppo_python or str(ROOT / ".venv-ppo" / "bin" / "python")
+    if has_ppo(sys.executable):
+        ppo_python = sys.executable
+    results = {}
+    for method in opts.methods.split(","):
+        python = ppo_python if method.startswith("ppo") else sys.executable
+        if method.startswith("ppo") and not (os.path.exists(python) and has_ppo(python)):
+            print(f"{method}: skipped, no interpreter with trl.experimental.ppo (pass --ppo-python)", flush=True)
+            continue
+        cmd = [python, __file__, "--worker", method, "--model-dir", model_dir, "--device", opts.device,
+               "--batch", str(opts.batch), "--length", str(opts.length), "--steps", str(opts.steps),
+               "--warmup", str(opts.warmup), "--grpo-generations", str(opts.grpo_generations)]
+        if opts.threads:
+            cmd += ["--threads", str(opts.threads)]
+        if opts.bf16:
+            cmd.append("--bf16")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            print(f"{method}: failed\n{proc.stderr[-3000:]}", flush=True)
+            continue
+        results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = results[method]
+        print(f"{method:>13} (trl {r['trl']}): {r['samples_per_s']:8.2f} samples/s  peak {r['peak_mem_mb']:8.1f} MiB",
+              flush=True)
+
+    summary = {"device": opts.device, "threads": opts.threads, "bf16": opts.bf16, "batch": opts.batch, "completion_length": opts.length,
+               "timed_steps": opts.steps, "params_m": next(iter(results.values()))["params_m"] if results else None,
+               "results": {m: {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items() if k != "method"}
+                           for m, r in results.items()}}
+    ac, ppo = results.get("actor_critic"), results.get("ppo")
+    if ac and ppo:
+        summary["speed_vs_ppo"] = round(ac["samples_per_s"] / ppo["samples_per_s"], 3)
+        summary["memory_vs_ppo"] = round(ac["peak_mem_mb"] / ppo["peak_mem_mb"], 3)
+        summary["targets_met"] = summary["speed_vs_ppo"] >= 2.0 and summary["memory_vs_ppo"] <= 0.5
+        print(f"actor_critic vs ppo: {summary['speed_vs_ppo']:.2f}x samples/s (target >= 2), "
+              f"{summary['memory_vs_ppo']:.2f}x peak memory (target <= 0.5)")
+    if ac and results.get("grpo"):
+        summary["speed_vs_grpo"] = round(ac["samples_per_s"] / results["grpo"]["samples_per_s"], 3)
+        summary["memory_vs_grpo"] = round(ac["peak_mem_mb"] / results["grpo"]["peak_mem_mb"], 3)
+        print(f"actor_critic vs grpo: {summary['speed_vs_grpo']:.2f}x samples/s, "
+              f"{summary['memory_vs_grpo']:.2f}x peak memory")
+    if ac and results.get("ppo_1epoch"):
+        summary["speed_vs_ppo_1epoch"] = round(ac["samples_per_s"] / results["ppo_1epoch"]["samples_per_s"], 3)
+        summary["memory_vs_ppo_1epoch"] = round(ac["peak_mem_mb"] / results["ppo_1epoch"]["peak_mem_mb"], 3)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
