@@ -78,7 +78,7 @@ class UnitTestReward:
         self.tests_column, self.entry_point_column = tests_column, entry_point_column
         self.context_column, self.runtime_column = context_column, runtime_column
         self.test_setup_column = test_setup_column
-        self.limits = limits or Limits()
+        self.limits = limits or (pool.limits if pool is not None else Limits())
         self._pool, self._owns_pool = pool, pool is None
         self._pool_args = {"num_workers": num_workers, "sandbox": sandbox, "limits": self.limits}
         self._rewrite_cache: dict[str, tuple[list[Test], str]] = {}

@@ -574,6 +574,8 @@ class Worker:
             os.waitpid(pid, 0)  # SIGKILLed: returns promptly
         except ChildProcessError:
             pass
+        if self.own_pid_ns and self._last_pid() == pid:
+            return  # no process (or thread) was created after the child: it left nothing behind
         for _ in range(1000):
             self._reap()
             strays = self._strays()
@@ -595,6 +597,14 @@ class Worker:
                 except OSError:
                     pass
             time.sleep(0.0005)
+
+    @staticmethod
+    def _last_pid():
+        try:
+            with open("/proc/sys/kernel/ns_last_pid", "rb") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
 
     def _strays(self):
         keep = {os.getpid(), os.getppid(), 1}

@@ -1,0 +1,103 @@
+"""`trl-unittest` command line: `demo`, `build` (and, as they land, `train`, `eval`, `quickstart`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_demo_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="score reference, wrong, broken and hanging solutions of MBPP tasks with "
+                                           "the sandboxed unit-test reward")
+    p.add_argument("--mbpp", default=None, help="folder with mbpp.jsonl (default: shared/data/mbpp near the checkout)")
+    p.add_argument("--tasks", type=int, default=20, help="number of MBPP test-split tasks")
+    p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
+    p.add_argument("--test-timeout", type=float, default=0.5, help="seconds per test")
+    p.set_defaults(func=run_demo)
+    return p
+
+
+def _variants(task) -> dict[str, str]:
+    """Completions of several kinds for one task: the reference and programs that should score lower."""
+    import ast
+
+    from trl_unittest.data.mutation import generate_mutants
+
+    mutant = task.reference.replace("return ", "return None and ", 1)
+    tree = ast.parse(task.reference)
+    for node in tree.body:  # mutate the entry point's definition, keep the rest of the reference
+        if isinstance(node, ast.FunctionDef) and node.name == task.entry_point:
+            found = generate_mutants(ast.get_source_segment(task.reference, node), task.entry_point, max_mutants=1)
+            if found:
+                node_src = found[0].source.replace(found[0].name, task.entry_point)
+                mutant = task.reference.replace(ast.get_source_segment(task.reference, node), node_src)
+    body_indent = "    "
+    return {
+        "reference": task.reference,
+        "mutant": mutant,
+        "syntax error": task.reference.replace("def ", "def (", 1),
+        "runtime error": f"def {task.entry_point}(*args, **kwargs):\n{body_indent}return undefined_name\n",
+        "hangs": f"def {task.entry_point}(*args, **kwargs):\n{body_indent}while True:\n{body_indent * 2}pass\n",
+    }
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from trl_unittest.data.loaders import load_mbpp
+    from trl_unittest.execution import ExecutionPool, Limits
+    from trl_unittest.rewards import SCHEMES, UnitTestReward, outcome_metrics
+
+    console = Console()
+    tasks = load_mbpp(args.mbpp, split="test", as_dataset=False)[: args.tasks]
+    kinds = list(_variants(tasks[0]))
+    prompts, completions, cols = [], [], {"tests": [], "entry_point": [], "test_setup": [], "context": []}
+    for task in tasks:
+        for kind, program in _variants(task).items():
+            prompts.append([{"role": "user", "content": task.prompt}])  # chat-style: the completion is the program
+            completions.append([{"role": "assistant", "content": f"```python\n{program}\n```"}])
+            cols["tests"].append([t.to_dict() for t in task.tests])
+            cols["entry_point"].append(task.entry_point)
+            cols["test_setup"].append(task.test_setup)
+            cols["context"].append(task.context)
+    with ExecutionPool(sandbox=args.sandbox, limits=Limits(test_timeout=args.test_timeout)) as pool:
+        console.print(f"[bold]{len(tasks)} MBPP tasks x {len(kinds)} solutions[/bold], sandbox: {pool.mode}, "
+                      f"{pool.num_workers} workers")
+        t0 = time.perf_counter()
+        reward = UnitTestReward(pool=pool)
+        results = reward.results(prompts, completions, **cols)
+        seconds = time.perf_counter() - t0
+    from trl_unittest.rewards import score
+
+    table = Table(title="mean reward by kind of solution and scheme")
+    table.add_column("solution")
+    for scheme in SCHEMES:
+        table.add_column(scheme, justify="right")
+    table.add_column("all tests pass", justify="right")
+    for k, kind in enumerate(kinds):
+        rs = results[k:: len(kinds)]
+        table.add_row(kind, *(f"{sum(score(r, s) for r in rs) / len(rs):+.3f}" for s in SCHEMES),
+                      f"{sum(r.all_passed for r in rs)}/{len(rs)}")
+    console.print(table)
+    metrics = outcome_metrics(results)
+    console.print(f"{len(results)} programs in {seconds:.1f} s; compile errors {metrics['compile_error']:.0%}, "
+                  f"test timeouts {metrics['test_timeout']:.0%}, sandbox errors {metrics['sandbox_error']:.0%}")
+    ok = all(r.all_passed for r in results[0:: len(kinds)]) and not any(r.all_passed for r in results[2:: len(kinds)])
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trl-unittest", description="Reinforcement learning from unit tests, on TRL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_demo_parser(sub)
+    from trl_unittest.data.cli import add_build_parser
+
+    add_build_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
