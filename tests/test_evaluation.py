@@ -1,0 +1,166 @@
+"""Evaluation: completion truncation, pass@k against the closed form on hand-made completions of known
+correctness, jsonl rows, generation with a tiny model built offline, task sources, the offline `evaluate` metric."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from trl_unittest.evaluation import (evaluate_completions, evaluate_model, generate_completions, load_task_source,
+                                     truncate_completion)
+from trl_unittest.rewards import pass_at_k
+from trl_unittest.tasks import Task, Test, to_dataset
+
+METRIC_DIR = Path(__file__).resolve().parents[1] / "trl_unittest" / "metrics" / "pass_at_k"
+
+
+def _tasks():
+    return [
+        Task("toy/add", "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n", "add",
+             [Test(expr="add(1, 2)", expected="3"), Test(expr="add(-1, 1)", expected="0")],
+             provenance={"source": "toy"}),
+        Task("toy/neg", "def neg(x):\n    \"\"\"Return -x.\"\"\"\n", "neg",
+             [Test(expr="neg(2)", expected="-2"), Test(expr="neg(0)", expected="0")], provenance={"source": "toy"}),
+        Task("other/upper", "def up(s):\n    \"\"\"Return s.upper().\"\"\"\n", "up",
+             [Test(expr="up('a')", expected="'A'")], provenance={"source": "other"}),
+    ]
+
+
+RIGHT = {"toy/add": "    return a + b\n", "toy/neg": "    return -x\n", "other/upper": "    return s.upper()\n"}
+WRONG = {"toy/add": "    return a - b\n", "toy/neg": "    return x\n", "other/upper": "    return s\n"}
+BROKEN = "    return (\n"
+HANGS = "    while True:\n        pass\n"
+
+
+def test_truncate_at_first_top_level_line():
+    assert truncate_completion("    return 1\n\ndef g():\n    pass\n") == "    return 1\n"
+    assert truncate_completion("    x = 1\n    return x\nprint(g())") == "    x = 1\n    return x\n"
+    assert truncate_completion("    return 1\n") == "    return 1\n"  # nothing to cut: unchanged
+    assert truncate_completion("    return 1\n# trailing comment") == "    return 1\n"
+    # blank lines and indented lines do not cut; a prompt ending mid-line keeps the first line
+    assert truncate_completion("    a = 1\n\n    return a\nx = 2") == "    a = 1\n\n    return a\n"
+    assert truncate_completion("x + 1\nfoo()", continues_line=True) == "x + 1\n"
+
+
+def test_pass_at_k_matches_closed_form(pool, tmp_path):
+    """Per task: n=10 samples of which c are right (the rest wrong, broken or hanging): the report gives
+    1 - C(n-c, k)/C(n, k) for each task and its mean overall."""
+    tasks = _tasks()
+    correct = {"toy/add": 3, "toy/neg": 0, "other/upper": 10}
+    completions = []
+    for t in tasks:
+        c = correct[t.task_id]
+        bad = [WRONG[t.task_id], BROKEN, HANGS] * 4
+        completions.append([RIGHT[t.task_id]] * c + bad[: 10 - c])
+    out = tmp_path / "rows.jsonl"
+    report = evaluate_completions(to_dataset(tasks), completions, k=(1, 5, 10, 20), pool=pool, out_jsonl=out)
+    assert set(report.pass_at_k) == {"pass@1", "pass@5", "pass@10"}  # k=20 > n dropped
+    for k in (1, 5, 10):
+        expected = [1 - math.comb(10 - correct[t.task_id], k) / math.comb(10, k) for t in tasks]
+        for row, e in zip(report.rows, expected):
+            assert row[f"pass@{k}"] == pytest.approx(e, abs=1e-12)
+        assert report.pass_at_k[f"pass@{k}"] == pytest.approx(sum(expected) / 3, abs=1e-12)
+    assert report.pass_at_k["pass@1"] == pytest.approx((0.3 + 0.0 + 1.0) / 3)
+    assert report.by_source["toy"]["pass@1"] == pytest.approx(0.15)
+    assert report.by_source["other"]["pass@1"] == pytest.approx(1.0)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["task_id"] for r in rows] == [t.task_id for t in tasks]
+    assert [r["correct"] for r in rows] == [3, 0, 10]
+    assert all(r["n"] == 10 and len(r["completions"]) == 10 and len(r["passed"]) == 10 for r in rows)
+    assert rows[0]["passed"][:3] == [True] * 3 and not any(rows[0]["passed"][3:])
+    assert "compile_error" in rows[0]["status"]  # the broken sample is labelled
+
+
+def test_pass_at_k_estimator_closed_form():
+    for n in range(1, 12):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
+
+
+def test_callable_model_and_truncation(pool):
+    """A callable "model": completions run past the function; evaluation cuts them at the next top-level line."""
+    tasks = _tasks()
+
+    def fake(prompts, n):
+        out = []
+        for p in prompts:
+            name = p.split("(")[0].split()[-1]
+            body = {"add": RIGHT["toy/add"], "neg": WRONG["toy/neg"], "up": RIGHT["other/upper"]}[name]
+            out.append([body + "\nassert False\nraise SystemExit(1)\n"] * n)
+        return out
+
+    report = evaluate_model(fake, to_dataset(tasks), n=2, k=(1,), pool=pool, progress=False)
+    assert [r["correct"] for r in report.rows] == [2, 0, 2]
+    assert report.rows[0]["completions"][0] == RIGHT["toy/add"]
+
+
+def test_generate_with_tiny_model_stops_at_top_level(tmp_path, pool):
+    from trl_unittest.trainer.tiny import build_model
+
+    model_dir = build_model(tmp_path / "m", "gpt2")
+    prompts = [t.prompt for t in _tasks()]
+    outs = generate_completions(model_dir, prompts, n=3, max_new_tokens=24, batch_size=4, progress=False)
+    assert [len(o) for o in outs] == [3, 3, 3]
+    for o in outs:
+        for c in o:
+            assert truncate_completion(c) == c  # no top-level line survives
+    greedy = generate_completions(model_dir, prompts, n=2, temperature=0.0, max_new_tokens=8, progress=False)
+    assert all(a == b for a, b in greedy)
+    report = evaluate_model(model_dir, to_dataset(_tasks()), n=2, k=(1, 2), max_new_tokens=16, pool=pool,
+                            progress=False, out_jsonl=tmp_path / "r.jsonl")
+    assert 0.0 <= report.pass_at_k["pass@1"] <= report.pass_at_k["pass@2"] <= 1.0
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
+
+
+def test_task_sources(tmp_path):
+    he = load_task_source("humaneval")
+    assert len(he) == 164 and he[0]["task_id"] == "HumanEval/0"
+    ds = to_dataset(_tasks())
+    ds.save_to_disk(str(tmp_path / "build" / "dataset"))
+    assert load_task_source(str(tmp_path / "build"))["task_id"] == ds["task_id"]
+    ds.to_json(str(tmp_path / "t.jsonl"), lines=True)
+    assert load_task_source(str(tmp_path / "t.jsonl"))["task_id"] == ds["task_id"]
+    with pytest.raises(FileNotFoundError):
+        load_task_source(str(tmp_path / "missing"))
+
+
+def test_mbpp_source():
+    from trl_unittest.data.loaders import default_mbpp_path
+
+    if default_mbpp_path() is None:
+        pytest.skip("no local MBPP copy")
+    ds = load_task_source("mbpp:validation")
+    assert len(ds) == 90 and ds[0]["task_id"] == "mbpp/511"
+
+
+def test_eval_cli(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from trl_unittest.evaluation import add_eval_parser
+    from trl_unittest.trainer.tiny import build_model
+
+    model_dir = build_model(tmp_path / "m", "llama")
+    to_dataset(_tasks()).to_json(str(tmp_path / "t.jsonl"), lines=True)
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--model", model_dir, "--dataset", str(tmp_path / "t.jsonl"), "--k", "1", "2",
+                              "--max-new-tokens", "8", "--out", str(tmp_path / "res.jsonl")])
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["num_tasks"] == 3 and set(summary["pass_at_k"]) == {"pass@1", "pass@2"}
+    assert (tmp_path / "res.summary.json").exists()
+
+
+def test_evaluate_metric_offline(pool):
+    """The `evaluate` metric loads from its local folder and agrees with rewards.pass_at_k."""
+    evaluate = pytest.importorskip("evaluate")
+    metric = evaluate.load(str(METRIC_DIR))
+    tasks = _tasks()
+    preds = [[t.prompt + RIGHT[t.task_id], t.prompt + WRONG[t.task_id], t.prompt + BROKEN] for t in tasks]
+    refs = [t.test_code for t in tasks]
+    scores, results = metric.compute(predictions=preds, references=refs, k=[1, 2, 3])
+    for k in (1, 2, 3):
+        assert scores[f"pass@{k}"] == pytest.approx(pass_at_k(3, 1, k))
+    assert [r["passed"] for r in results[0]] == [True, False, False]

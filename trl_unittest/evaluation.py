@@ -1,0 +1,382 @@
+"""Evaluation: sample n completions per task, run them against the task's tests in the sandboxed pool, report
+unbiased pass@k per task and overall, and write one jsonl row per task.
+
+Completion-style, as in Codex/HumanEval practice: the program is ``prompt + completion`` and a completion is cut
+at its first non-blank line that starts at column 0 (a new top-level statement), or at EOS.
+
+    >>> report = evaluate_model("path/to/model", "humaneval", n=10, k=(1, 10), out_jsonl="he.jsonl")
+    >>> report.pass_at_k
+    {'pass@1': ..., 'pass@10': ...}
+
+``tasks`` may be a task ``datasets.Dataset``, a list of :class:`~trl_unittest.tasks.Task`, or a spec understood by
+:func:`load_task_source`: ``"humaneval"``, ``"mbpp"`` / ``"mbpp:SPLIT"`` (local copy), ``"mbpp:PATH[:SPLIT]"``, or
+the output of ``trl-unittest build`` (its folder, ``dataset/`` folder, ``.parquet`` or ``.jsonl``). Generation uses
+``transformers``' batched ``generate`` (left padding); vLLM is used only when it is installed and asked for.
+``model`` may also be any callable ``(prompts, n) -> list of n completions per prompt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from trl_unittest.rewards import outcome_metrics, pass_at_k
+
+
+# ------------------------------------------------------------------------------------------- completions
+def truncate_completion(completion: str, continues_line: bool = False) -> str:
+    """Cut a completion at its first non-blank line that starts at column 0 (a new top-level statement).
+
+    ``continues_line``: the prompt does not end with a newline, so the completion's first line continues the
+    prompt's last line and is never a cut point."""
+    lines = completion.split("\n")
+    kept = []
+    for i, line in enumerate(lines):
+        if i == 0 and continues_line:
+            kept.append(line)
+            continue
+        if line.strip() and not line[0].isspace():
+            break
+        kept.append(line)
+    else:
+        return completion
+    return "\n".join(kept).rstrip() + "\n"
+
+
+def _is_cut(text: str, continues_line: bool) -> bool:
+    """Whether the generated text already holds a top-level line after its first (generation can stop)."""
+    start = text.find("\n") + 1 if continues_line else 0
+    if continues_line and start == 0:
+        return False
+    pos = start
+    while pos < len(text):
+        end = text.find("\n", pos)
+        line = text[pos:] if end < 0 else text[pos:end]
+        if line.strip() and not line[0].isspace():
+            return True
+        if end < 0:
+            return False
+        pos = end + 1
+    return False
+
+
+# -------------------------------------------------------------------------------------------- task sources
+def load_task_source(spec: Any):
+    """A task dataset from a spec (see the module docstring), a Dataset or a list of Task."""
+    from datasets import Dataset
+
+    from trl_unittest.tasks import Task, to_dataset
+
+    if isinstance(spec, Dataset):
+        return spec
+    if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], Task):
+        return to_dataset(spec)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"tasks must be a Dataset, a list of Task or a spec string, got {type(spec).__name__}")
+    spec = str(spec)
+    if spec == "humaneval":
+        from trl_unittest.data.loaders import load_humaneval
+
+        return load_humaneval()
+    if spec == "mbpp" or spec.startswith("mbpp:"):
+        from trl_unittest.data.loaders import MBPP_SPLITS, load_mbpp
+
+        parts = spec.split(":")[1:]
+        split = parts.pop() if parts and parts[-1] in (*MBPP_SPLITS, "all") else "test"
+        path = ":".join(parts) or None
+        return load_mbpp(path, split=split)
+    from trl_unittest.data.builder import load_tasks
+
+    path = Path(spec)
+    if path.is_dir() and (path / "dataset").is_dir():  # a `trl-unittest build --out` folder
+        path = path / "dataset"
+    if not path.exists():
+        raise FileNotFoundError(f"no task dataset at {spec!r}: expected 'humaneval', 'mbpp[:split]', "
+                                f"'mbpp:PATH[:split]', a build folder, a .parquet or a .jsonl file")
+    return load_tasks(path)
+
+
+# ---------------------------------------------------------------------------------------------- generation
+def _load_model(model: Any, tokenizer: Any = None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(model, (str, os.PathLike)):
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
+        model = AutoModelForCausalLM.from_pretrained(str(model))
+    elif tokenizer is None:
+        path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+        if not path:
+            raise ValueError("pass tokenizer= with an in-memory model")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def generate_completions(model: Any, prompts: Sequence[str], n: int = 1, temperature: float = 0.8,
+                         top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, tokenizer: Any = None,
+                         seed: int = 0, progress: bool = True, use_vllm: bool = False) -> list[list[str]]:
+    """n completions per prompt (truncated at the first top-level line). Greedy when ``temperature == 0`` (one
+    generation, repeated n times)."""
+    if callable(model) and not hasattr(model, "generate"):
+        raw = model(list(prompts), n)
+        return [[truncate_completion(c, not p.endswith("\n")) for c in cs] for p, cs in zip(prompts, raw)]
+    if use_vllm:
+        return _generate_vllm(model, prompts, n, temperature, top_p, max_new_tokens, seed)
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    model, tokenizer = _load_model(model, tokenizer)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    sample = temperature > 0
+    copies = n if sample else 1
+    jobs = [i for i in range(len(prompts)) for _ in range(copies)]
+    jobs.sort(key=lambda i: len(prompts[i]))  # similar lengths per batch: less padding
+    max_pos = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048)
+    keep = max(8, max_pos - max_new_tokens)
+    out: list[list[str]] = [[] for _ in prompts]
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+
+    class _TopLevelStop(StoppingCriteria):
+        def __init__(self, start: int, continues: list[bool]):
+            self.start, self.continues = start, continues
+
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+            return torch.tensor([_is_cut(t, c) for t, c in zip(texts, self.continues)], device=input_ids.device)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="generating", unit="sample", leave=False)
+    try:
+        for b in range(0, len(jobs), batch_size):
+            idx = jobs[b: b + batch_size]
+            texts = [prompts[i] for i in idx]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            if enc["input_ids"].shape[1] > keep:  # left-truncate long prompts to fit the context window
+                enc = {k: v[:, -keep:] for k, v in enc.items()}
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            start = enc["input_ids"].shape[1]
+            continues = [not t.endswith("\n") for t in texts]
+            kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if sample else dict(do_sample=False)
+            with torch.no_grad():
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                     stopping_criteria=StoppingCriteriaList([_TopLevelStop(start, continues)]),
+                                     **kwargs)
+            decoded = tokenizer.batch_decode(gen[:, start:], skip_special_tokens=True)
+            for i, text, c in zip(idx, decoded, continues):
+                out[i].append(truncate_completion(text, c))
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+        if was_training:
+            model.train()
+    if not sample:
+        out = [cs * n for cs in out]
+    return out
+
+
+def _generate_vllm(model: Any, prompts, n, temperature, top_p, max_new_tokens, seed) -> list[list[str]]:
+    """vLLM path (only when ``import vllm`` works): stop strings approximate the column-0 cut, which is then
+    applied exactly."""
+    from vllm import LLM, SamplingParams  # noqa: PLC0415 (optional dependency)
+
+    llm = model if isinstance(model, LLM) else LLM(model=str(model), seed=seed)
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                            max_tokens=max_new_tokens, stop=["\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#"])
+    results = llm.generate(list(prompts), params)
+    return [[truncate_completion(o.text, not p.endswith("\n")) for o in r.outputs] for p, r in zip(prompts, results)]
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except Exception:  # noqa: BLE001 (any import failure means: not usable here)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+@dataclass
+class EvalReport:
+    """Overall pass@k (mean over tasks of the unbiased estimator), pass@k per source, outcome rates, and one row
+    per task (``rows``; written as jsonl)."""
+
+    pass_at_k: dict[str, float]
+    num_tasks: int
+    num_samples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    by_source: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pass_at_k": self.pass_at_k, "num_tasks": self.num_tasks, "num_samples": self.num_samples,
+                "metrics": self.metrics, "by_source": self.by_source, "seconds": round(self.seconds, 2)}
+
+    def write_jsonl(self, path: str | os.PathLike) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            for row in self.rows:
+                f.write(json.dumps(row) + "\n")
+
+    def table(self, title: str = "evaluation"):
+        from rich.table import Table
+
+        ks = list(self.pass_at_k)
+        t = Table(title=f"{title}: {self.num_tasks} tasks x {self.num_samples} samples")
+        t.add_column("source")
+        t.add_column("tasks", justify="right")
+        for k in ks:
+            t.add_column(k, justify="right")
+        for source, vals in sorted(self.by_source.items()):
+            t.add_row(source, str(int(vals["tasks"])), *(f"{vals[k]:.3f}" for k in ks))
+        t.add_row("[bold]all[/bold]", str(self.num_tasks), *(f"[bold]{self.pass_at_k[k]:.3f}[/bold]" for k in ks))
+        return t
+
+
+def _source(task_id: str, provenance: dict | None) -> str:
+    src = (provenance or {}).get("source") or task_id.split("/")[0]
+    return str(src)
+
+
+def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: Iterable[int] = (1, 10),
+                         pool: Any = None, out_jsonl: str | os.PathLike | None = None, progress: bool = False,
+                         sandbox: str = "auto") -> EvalReport:
+    """Run given completions (``completions[i]``: the samples of task i) through the executor and report pass@k.
+    ``k`` values larger than the number of samples of some task are dropped."""
+    from trl_unittest.execution import ExecutionPool
+    from trl_unittest.rewards import UnitTestReward
+
+    t0 = time.perf_counter()
+    ds = load_task_source(tasks)
+    if len(completions) != len(ds):
+        raise ValueError(f"got completions for {len(completions)} tasks, the dataset has {len(ds)}")
+    counts = [len(c) for c in completions]
+    if not counts or min(counts) < 1:
+        raise ValueError("every task needs at least one completion")
+    ks = sorted({int(x) for x in k if int(x) <= min(counts)})
+    if not ks:
+        raise ValueError(f"no k in {list(k)} is <= the number of samples per task ({min(counts)})")
+    cols: dict[str, list[Any]] = defaultdict(list)
+    prompts, flat = [], []
+    for row, cs in zip(ds, completions):
+        for c in cs:
+            prompts.append(row["prompt"])
+            flat.append(c)
+            for name in ("tests", "entry_point", "context", "test_setup", "reference_runtime"):
+                cols[name].append(row.get(name))
+    own_pool = pool is None
+    pool = pool or ExecutionPool(sandbox=sandbox)
+    try:
+        reward = UnitTestReward(pool=pool, scheme="binary")
+        results = pool.run_batch(reward.programs(prompts, flat, **cols), progress=progress, desc="executing")
+    finally:
+        if own_pool:
+            pool.close()
+    rows, pos = [], 0
+    per_source: dict[str, list[dict]] = defaultdict(list)
+    for row, cs in zip(ds, completions):
+        rs = results[pos: pos + len(cs)]
+        pos += len(cs)
+        c = sum(r.all_passed for r in rs)
+        out = {"task_id": row["task_id"], "source": _source(row["task_id"], row.get("provenance")), "n": len(cs),
+               "correct": c}
+        out.update({f"pass@{x}": pass_at_k(len(cs), c, x) for x in ks})
+        out["completions"] = list(cs)
+        out["passed"] = [r.all_passed for r in rs]
+        out["status"] = [r.status if r.status != "ran" else f"{r.passed}/{r.total}" for r in rs]
+        rows.append(out)
+        per_source[out["source"]].append(out)
+    overall = {f"pass@{x}": math.fsum(r[f"pass@{x}"] for r in rows) / len(rows) for x in ks}
+    by_source = {s: {"tasks": float(len(rs)), **{f"pass@{x}": math.fsum(r[f"pass@{x}"] for r in rs) / len(rs)
+                                                 for x in ks}} for s, rs in per_source.items()}
+    report = EvalReport(pass_at_k=overall, num_tasks=len(rows), num_samples=min(counts),
+                        metrics=outcome_metrics(results), by_source=by_source, rows=rows,
+                        seconds=time.perf_counter() - t0)
+    if out_jsonl is not None:
+        report.write_jsonl(out_jsonl)
+    return report
+
+
+def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 10), temperature: float = 0.8,
+                   top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, pool: Any = None,
+                   out_jsonl: str | os.PathLike | None = None, tokenizer: Any = None, seed: int = 0,
+                   progress: bool = True, use_vllm: bool | None = None, sandbox: str = "auto") -> EvalReport:
+    """Sample ``n`` completions per task from ``model`` (a path, a ``transformers`` model with ``tokenizer``, a vLLM
+    ``LLM``, or a callable ``(prompts, n) -> completions``), execute them, and report pass@k.
+
+    ``use_vllm``: None uses vLLM when it is importable and ``model`` is a path; False never does."""
+    ds = load_task_source(tasks)
+    t0 = time.perf_counter()
+    if use_vllm is None:
+        use_vllm = isinstance(model, (str, os.PathLike)) and vllm_available()
+    completions = generate_completions(model, list(ds["prompt"]), n=n, temperature=temperature, top_p=top_p,
+                                       max_new_tokens=max_new_tokens, batch_size=batch_size, tokenizer=tokenizer,
+                                       seed=seed, progress=progress, use_vllm=use_vllm)
+    report = evaluate_completions(ds, completions, k=k, pool=pool, out_jsonl=out_jsonl, progress=progress,
+                                  sandbox=sandbox)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("eval", help="sample completions, run the unit tests, report pass@k",
+                              description="Evaluate a causal LM (path) on a task dataset: n samples per task, "
+                                          "sandboxed execution, unbiased pass@k; per-task rows as jsonl.")
+    p.add_argument("--model", required=True, help="model folder (or Hub name), loaded with transformers "
+                                                  "(or vLLM with --vllm); 'quickstart' = the small model built "
+                                                  "offline (trl_unittest.models)")
+    p.add_argument("--dataset", required=True, help="'humaneval', 'mbpp[:split]', 'mbpp:PATH[:split]', a build "
+                                                    "folder, a .parquet or .jsonl task file")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 10], help="k values of pass@k (default: 1 10)")
+    p.add_argument("--n", type=int, default=None, help="samples per task (default: max k)")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first LIMIT tasks only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it")
+    p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
+    p.add_argument("--vllm", action="store_true", help="generate with vLLM (must be installed)")
+    p.set_defaults(func=run_eval)
+    return p
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    ds = load_task_source(args.dataset)
+    if args.limit:
+        ds = ds.select(range(min(args.limit, len(ds))))
+    model = args.model
+    if model == "quickstart":
+        from trl_unittest.models import ensure_code_model
+
+        model = ensure_code_model()
+    n = args.n or max(args.k)
+    report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
+                            seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox)
+    Console(stderr=True).print(report.table(f"{args.model} on {args.dataset}"))
+    summary = {"model": str(args.model), "dataset": args.dataset, **report.to_dict()}
+    if args.out:
+        Path(args.out).with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary), file=sys.stdout)
+    return 0
