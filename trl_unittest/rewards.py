@@ -63,12 +63,15 @@ class UnitTestReward:
     Args:
         scheme: one of ``binary``, ``fraction``, ``coderl``, ``partial``.
         pool: an ``ExecutionPool`` to share; by default one is created on first use (``num_workers``,
-            ``sandbox``, ``limits`` configure it) and closed with :meth:`close`.
+            ``sandbox``, ``limits``, ``python_paths`` configure it) and closed with :meth:`close`.
+        python_paths: import paths made visible (read-only) to programs, e.g.
+            ``trl_unittest.execution.site_packages()`` when tasks need third-party packages such as numpy.
         tests_column, entry_point_column, context_column, runtime_column: dataset column names.
     """
 
     def __init__(self, scheme: str = "partial", pool: ExecutionPool | None = None, num_workers: int | None = None,
-                 sandbox: str = "auto", limits: Limits | None = None, tests_column: str = "tests",
+                 sandbox: str = "auto", limits: Limits | None = None, python_paths: Sequence[str] = (),
+                 tests_column: str = "tests",
                  entry_point_column: str = "entry_point", context_column: str = "context",
                  test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime"):
         if scheme not in SCHEMES:
@@ -80,7 +83,8 @@ class UnitTestReward:
         self.test_setup_column = test_setup_column
         self.limits = limits or (pool.limits if pool is not None else Limits())
         self._pool, self._owns_pool = pool, pool is None
-        self._pool_args = {"num_workers": num_workers, "sandbox": sandbox, "limits": self.limits}
+        self._pool_args = {"num_workers": num_workers, "sandbox": sandbox, "limits": self.limits,
+                           "python_paths": tuple(python_paths)}
         self._rewrite_cache: dict[str, tuple[list[Test], str]] = {}
 
     # -------------------------------------------------------------------------------------------- TRL entry

@@ -148,8 +148,26 @@ def test_bad_arguments_are_named():
 
 
 @pytest.mark.parametrize("mode", ["unshare", "none"])
-def test_fallback_modes_give_the_same_verdicts(mode):
+def test_fallback_modes_give_the_same_verdicts_and_clean_up(mode):
+    import tempfile
+
+    before = {d for d in os.listdir(tempfile.gettempdir()) if d.startswith("trl_unittest-")}
     with ExecutionPool(num_workers=1, sandbox=mode, limits=Limits(test_timeout=1.0)) as p:
         r = p.run(Program(ADD + "import time\ndef slow():\n    time.sleep(100)\n",
                           [call("add(1, 2)", "3"), call("add(1, 2)", "4"), call("slow()", "None")]))
+        # outside bubblewrap the scratch space is a host temp dir: it exists while the pool runs...
+        assert {d for d in os.listdir(tempfile.gettempdir()) if d.startswith("trl_unittest-")} - before
     assert [t.outcome for t in r.tests] == ["passed", "failed", "timeout"]
+    # ...and is gone after close()
+    assert {d for d in os.listdir(tempfile.gettempdir()) if d.startswith("trl_unittest-")} == before
+
+
+def test_site_packages_are_visible_only_when_asked():
+    from trl_unittest.execution import site_packages
+
+    code = "def f():\n    import yaml\n    return yaml.safe_load('[1, 2]')\n"
+    with ExecutionPool(num_workers=1) as p:
+        r = p.run(Program(code, [call("f()", "[1, 2]")]))
+    assert r.tests[0].error_type == "ModuleNotFoundError"
+    with ExecutionPool(num_workers=1, python_paths=site_packages()) as p:
+        assert p.run(Program(code, [call("f()", "[1, 2]")])).all_passed
