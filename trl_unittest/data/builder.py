@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -83,7 +84,7 @@ class BuilderConfig:
     hash_seeds: tuple = _h("two PYTHONHASHSEED values; observations must agree under both", (0, 1))
     num_workers: int | None = _h("sandbox workers per pool (default: CPU cores)", None)
     sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
-    batch_size: int = _h("functions per executor batch", 64)
+    batch_size: int = _h("in-flight window: at most 4x this many functions between extraction and tests", 64)
     shard_size: int = _h("source files per shard (resumable unit)", 200)
     max_context_lines: int = _h("largest carried context (lines)", 200)
     decontaminate: bool = _h("drop functions overlapping HumanEval/MBPP", True)
@@ -298,6 +299,9 @@ class _Work:
     final_tests: list[Test] = field(default_factory=list)
 
 
+_RETRIES = 20
+
+
 class Builder:
     """Runs the pipeline; use :func:`build_dataset` unless you need the pieces."""
 
@@ -315,6 +319,7 @@ class Builder:
             else:
                 logger.warning("trl_unittest: decontamination requested but no HumanEval/MBPP data was found")
         self._pools = None
+        self.retries = 0  # gh-106905 retries (diagnostics)
 
     # -------------------------------------------------------------------------------------------- pools
     def pools(self):
@@ -385,8 +390,11 @@ class Builder:
             if e not in exprs:
                 exprs.append(e)
         tests = [Test(kind="call", expr=e, op="eq", expected="None") for e in exprs]
-        mutants = generate_mutants(cand.func_src, cand.entry_point, self.config.max_mutants, self.config.seed)
-        return _Work(cand, fp, expected, tests, mutants)
+        # mutants are made later (:meth:`add_mutants`), only for functions whose reference runs were usable
+        return _Work(cand, fp, expected, tests, [])
+
+    def add_mutants(self, w: _Work) -> None:
+        w.mutants = generate_mutants(w.cand.func_src, w.cand.entry_point, self.config.max_mutants, self.config.seed)
 
     def reference_programs(self, w: _Work):
         from trl_unittest.execution import Program
@@ -542,57 +550,104 @@ class Builder:
                         "license": cand.license},
             mutation_score=score, coverage=coverage)
 
-    # -------------------------------------------------------------------------------------------- batches
-    def run_candidates(self, cands: list[tuple[Candidate, str]], report: BuildReport) -> tuple[list[Task], list[str]]:
-        """Dynamic stages for a batch of statically-filtered candidates. Returns tasks and their fingerprints."""
-        pa, pb = self.pools()
-        works = [self.prepare(c, fp) for c, fp in cands]
-        futures = []
-        for w in works:
-            a, b = self.reference_programs(w)
-            futures.append((pa.submit(a), pb.submit(b)))
-        report.programs += 2 * len(works)
-        alive = []
-        for w, (fa, fb) in zip(works, futures):
-            reason = self.judge_reference(w, fa.result(), fb.result(), report)
-            if reason:
-                report.drop(reason)
-            else:
-                alive.append(w)
-        report.tested += len(alive)
-        mfutures = []
-        pools = [pa, pb]
-        for k, w in enumerate(alive):
-            prog = self.mutant_program(w)
-            mfutures.append(pools[k % 2].submit(prog) if prog is not None else None)
-            report.programs += prog is not None
-        tasks, fps = [], []
-        for w, f in zip(alive, mfutures):
-            out = self.finish(w, f.result() if f is not None else None, report)
-            if isinstance(out, str):
-                report.drop(out)
-            else:
-                tasks.append(out)
-                fps.append(w.fingerprint)
-                report.kept += 1
-        return tasks, fps
+    # -------------------------------------------------------------------------------------------- pipeline
+    def _retrying(self, fn, *args, report: BuildReport):
+        """``fn(*args, scratch_report)``, repeated when ``execution.values.decode_value`` on this thread meets
+        gh-106905's spurious SystemError (the pool's threads parse at the same time); counts go to ``report``
+        only from the attempt that succeeded."""
+        for attempt in range(_RETRIES + 1):
+            scratch = BuildReport()
+            try:
+                out = fn(*args, scratch)
+            except SystemError:
+                if attempt == _RETRIES:
+                    raise
+                self.retries += 1
+                continue
+            report.merge(scratch)
+            return out
+
+    def _pool_for(self, w: _Work):
+        """The pool (hash seed) that runs a function's mutant program: fixed per function, so that the result
+        does not depend on how functions are batched or sharded (the Ray pipeline relies on that)."""
+        import zlib
+
+        return self.pools()[zlib.crc32(w.cand.task_id.encode()) % 2]
 
     def process_files(self, files: Iterable[SourceFile], report: BuildReport, progress=None) -> list[Task]:
-        tasks: list[Task] = []
-        pending: list[tuple[Candidate, str]] = []
+        """Static stages, sandboxed runs and test choice for the functions of ``files``; tasks in source order.
+
+        One thread, three stages overlapped through the pools' futures: while the sandbox workers run the
+        programs already submitted, this thread extracts the next files and prepares their programs, and in
+        between it collects whatever has finished (reference runs -> mutant program submitted; mutant runs ->
+        task). AST work stays on this thread (CPython 3.11's parser is not safe to use from two threads,
+        gh-106905). At most ``4 * batch_size`` functions are in flight."""
+        pa, pb = self.pools()
+        limit = max(1, 4 * self.config.batch_size)
+        refs: dict[int, tuple[_Work, Any, Any]] = {}  # seq -> work, future A, future B
+        muts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant future (None: no mutant program)
+        tasks: dict[int, Task] = {}
+        seq = 0
+
+        def result(pool, fut, make_program):
+            """A future's result; a program whose grading hit gh-106905 (a SystemError raised on the pool's
+            thread) is run again, up to ``_RETRIES`` times."""
+            for _ in range(_RETRIES):
+                try:
+                    return fut.result()
+                except SystemError:
+                    self.retries += 1
+                    fut = pool.submit(make_program())
+            return fut.result()
+
+        def collect(block: bool) -> None:
+            ready = any(fa.done() and fb.done() for _, fa, fb in refs.values()) or \
+                any(fm is None or fm.done() for _, fm in muts.values())
+            if block and not ready:
+                pending = [f for _, fa, fb in refs.values() for f in (fa, fb) if not f.done()] + \
+                          [fm for _, fm in muts.values() if not fm.done()]
+                wait(pending, return_when=FIRST_COMPLETED)
+            for k in sorted(k for k, (_, fa, fb) in refs.items() if fa.done() and fb.done()):
+                w, fa, fb = refs.pop(k)
+                ra = result(pa, fa, lambda: self.reference_programs(w)[0])
+                rb = result(pb, fb, lambda: self.reference_programs(w)[1])
+                reason = self._retrying(self.judge_reference, w, ra, rb, report=report)
+                if reason:
+                    report.drop(reason)
+                    continue
+                report.tested += 1
+                self.add_mutants(w)
+                prog = self.mutant_program(w)
+                report.programs += prog is not None
+                muts[k] = (w, self._pool_for(w).submit(prog) if prog is not None else None)
+            for k in sorted(k for k, (_, fm) in muts.items() if fm is None or fm.done()):
+                w, fm = muts.pop(k)
+                rm = result(self._pool_for(w), fm, lambda: self.mutant_program(w)) if fm is not None else None
+                out = self._retrying(self.finish, w, rm, report=report)
+                if isinstance(out, str):
+                    report.drop(out)
+                else:
+                    tasks[k] = out
+                    report.kept += 1
+
         for f in files:
             for cand in self.extract(f, report):
                 fp = self.static_filter(cand, report)
-                if fp is not None:
-                    pending.append((cand, fp))
+                if fp is None:
+                    continue
+                w = self.prepare(cand, fp)
+                a, b = self.reference_programs(w)
+                refs[seq] = (w, pa.submit(a), pb.submit(b))
+                report.programs += 2
+                seq += 1
             if progress is not None:
                 progress.update(1)
-            if len(pending) >= self.config.batch_size:
-                tasks.extend(self.run_candidates(pending, report)[0])
-                pending = []
-        if pending:
-            tasks.extend(self.run_candidates(pending, report)[0])
-        return tasks
+            collect(block=False)
+            while len(refs) + len(muts) > limit:
+                collect(block=True)
+        while refs or muts:
+            collect(block=True)
+        return [tasks[k] for k in sorted(tasks)]
 
 
 # ------------------------------------------------------------------------------------------------ entry point

@@ -14,6 +14,7 @@ import ast
 import builtins
 import symtable
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -92,16 +93,28 @@ class ModuleResult:
         return len(self.candidates) + len(self.rejections)
 
 
+PARSE_RETRIES = 50
+parse_retries = 0  # spurious SystemErrors retried in this process (gh-106905), for diagnostics
+
+
 def parse(source: str, mode: str = "exec") -> ast.AST:
     """``ast.parse`` that survives CPython 3.11's spurious "AST constructor recursion depth mismatch"
-    SystemError (gh-106905) by retrying once; a second failure is reported as a SyntaxError."""
-    try:
-        return ast.parse(source, mode=mode)
-    except SystemError:
+    SystemError (gh-106905).
+
+    The error is transient: it comes from another thread (the execution pool grades results with ``ast.parse``
+    on its own threads) converting an AST at the same moment; the tree itself is never wrong. So the parse is
+    retried (``PARSE_RETRIES`` times, yielding the GIL in between); only then is it a SyntaxError."""
+    global parse_retries
+    for _ in range(PARSE_RETRIES):
         try:
             return ast.parse(source, mode=mode)
-        except SystemError as e:
-            raise SyntaxError(f"parser failure: {e}") from None
+        except SystemError:
+            parse_retries += 1
+            time.sleep(0)
+    try:
+        return ast.parse(source, mode=mode)
+    except SystemError as e:
+        raise SyntaxError(f"parser failure: {e}") from None
 
 
 def module_name(path: str) -> str:

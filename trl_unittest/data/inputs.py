@@ -126,10 +126,14 @@ def resolve_annotation(text: str | None) -> Any:
     for n in ast.walk(tree):
         if isinstance(n, ast.Name) and n.id not in ns:
             return None
-    try:
-        return eval(compile(tree, "<annotation>", "eval"), {"__builtins__": {}}, ns)  # noqa: S307 - vetted tree
-    except Exception:  # noqa: BLE001
-        return None
+    for _ in range(50):  # compile() of an AST object may hit gh-106905's spurious SystemError: retry it
+        try:
+            return eval(compile(tree, "<annotation>", "eval"), {"__builtins__": {}}, ns)  # noqa: S307 - vetted
+        except SystemError:
+            continue
+        except Exception:  # noqa: BLE001
+            return None
+    return None
 
 
 _ALPHABET = string.ascii_letters + string.digits + " _-.,"
@@ -196,9 +200,50 @@ def strategy_for(tp: Any, depth: int = 0):
         return None
 
 
-@functools.lru_cache(maxsize=512)
+_DRAW_CACHE: dict[str, list[str]] | None = None
+
+
+def _draw_cache_path():
+    import os
+    from pathlib import Path
+
+    import hypothesis
+
+    root = Path(os.environ.get("TRL_UNITTEST_CACHE") or Path.home() / ".cache" / "trl_unittest")
+    code = zlib.crc32(Path(__file__).read_bytes())  # the strategies are in this file: a change invalidates
+    return root / f"draws-v1-hypothesis-{hypothesis.__version__}-{code:08x}.json"
+
+
+@functools.lru_cache(maxsize=4096)
 def draw_examples(annotation: str, n: int = 10) -> tuple[str, ...]:
-    """Up to ``n`` distinct literal source texts drawn for an annotation (deterministic; cached)."""
+    """Up to ``n`` distinct literal source texts drawn for an annotation (deterministic; cached in memory and
+    on disk per Hypothesis version: a derandomized draw costs ~40 ms of Hypothesis engine per type)."""
+    import json
+    import os
+
+    global _DRAW_CACHE
+    path = _draw_cache_path()
+    if _DRAW_CACHE is None:
+        try:
+            _DRAW_CACHE = dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            _DRAW_CACHE = {}
+    key = f"{n}:{annotation}"
+    if key in _DRAW_CACHE:
+        return tuple(_DRAW_CACHE[key])
+    out = _draw_examples(annotation, n)
+    _DRAW_CACHE[key] = list(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(_DRAW_CACHE), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass
+    return out
+
+
+def _draw_examples(annotation: str, n: int) -> tuple[str, ...]:
     tp = resolve_annotation(annotation)
     if tp is None and annotation.strip() not in ("None",):
         return ()
