@@ -62,3 +62,18 @@ def test_missing_mbpp_is_named(tmp_path):
         load_mbpp(str(tmp_path), split="test")
     with pytest.raises(ValueError, match="split must be one of"):
         load_mbpp(str(tmp_path), split="dev")
+
+
+def test_reference_runtimes_set_budgets_and_failures_are_reported(pool):
+    from dataclasses import replace
+
+    from trl_unittest.data.loaders import add_reference_runtimes
+
+    tasks = load_humaneval(as_dataset=False)[:3]
+    broken = replace(tasks[2], reference=tasks[2].prompt + "    return None\n")
+    timed, failed = add_reference_runtimes([tasks[0], tasks[1], broken], pool)
+    assert failed == [broken.task_id]
+    assert all(t.reference_runtime is not None and 0 < t.reference_runtime < 1 for t in timed[:2])
+    assert timed[2].reference_runtime is None
+    budgets = pool.limits.test_timeouts(len(timed[0].tests), timed[0].reference_runtime)
+    assert budgets == [pool.limits.timeout_floor] * len(timed[0].tests)  # microsecond references: the floor

@@ -13,7 +13,8 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mbpp", default=None, help="folder with mbpp.jsonl (default: shared/data/mbpp near the checkout)")
     p.add_argument("--tasks", type=int, default=20, help="number of MBPP test-split tasks")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
-    p.add_argument("--test-timeout", type=float, default=0.5, help="seconds per test")
+    p.add_argument("--test-timeout", type=float, default=1.0,
+                   help="seconds per test when a task's reference runtime is unknown")
     p.set_defaults(func=run_demo)
     return p
 
@@ -46,14 +47,20 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from trl_unittest.data.loaders import load_mbpp
+    from trl_unittest.data.loaders import add_reference_runtimes, load_mbpp
     from trl_unittest.execution import ExecutionPool, Limits
     from trl_unittest.rewards import SCHEMES, UnitTestReward, outcome_metrics
 
     console = Console()
     tasks = load_mbpp(args.mbpp, split="test", as_dataset=False)[: args.tasks]
+    pool = ExecutionPool(sandbox=args.sandbox, limits=Limits(test_timeout=args.test_timeout))
+    # per-test budgets from each reference's own runtime: a hanging program costs a fraction of a second
+    tasks, failed = add_reference_runtimes(tasks, pool)
+    if failed:
+        console.print(f"[yellow]{len(failed)} references failed their tests (flat budgets kept): {failed}[/yellow]")
     kinds = list(_variants(tasks[0]))
-    prompts, completions, cols = [], [], {"tests": [], "entry_point": [], "test_setup": [], "context": []}
+    cols = {"tests": [], "entry_point": [], "test_setup": [], "context": [], "reference_runtime": []}
+    prompts, completions = [], []
     for task in tasks:
         for kind, program in _variants(task).items():
             prompts.append([{"role": "user", "content": task.prompt}])  # chat-style: the completion is the program
@@ -62,7 +69,8 @@ def run_demo(args: argparse.Namespace) -> int:
             cols["entry_point"].append(task.entry_point)
             cols["test_setup"].append(task.test_setup)
             cols["context"].append(task.context)
-    with ExecutionPool(sandbox=args.sandbox, limits=Limits(test_timeout=args.test_timeout)) as pool:
+            cols["reference_runtime"].append(task.reference_runtime)
+    with pool:
         console.print(f"[bold]{len(tasks)} MBPP tasks x {len(kinds)} solutions[/bold], sandbox: {pool.mode}, "
                       f"{pool.num_workers} workers")
         t0 = time.perf_counter()

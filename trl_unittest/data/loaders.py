@@ -159,3 +159,24 @@ def load_humaneval(path: str | None = None, as_dataset: bool = True):
                                       "qualname": row["entry_point"], "line": int(row["task_id"].split("/")[-1]),
                                       "license": "MIT"}))
     return to_dataset(tasks) if as_dataset else tasks
+
+
+def add_reference_runtimes(tasks: list[Task], pool) -> tuple[list[Task], list[str]]:
+    """Run each task's reference in the sandbox and record how long its tests took (``reference_runtime``), so
+    that per-test budgets become ``max(floor, factor x reference time)`` instead of a flat timeout.
+
+    Returns the tasks (a reference that fails its own tests keeps ``reference_runtime=None``) and the ids of
+    those whose reference failed, so that nothing is dropped silently."""
+    import dataclasses
+
+    from trl_unittest.execution import Program
+
+    results = pool.run_batch([Program(t.reference, t.tests, context=t.context, test_setup=t.test_setup) for t in tasks])
+    out, failed = [], []
+    for task, result in zip(tasks, results):
+        if result.all_passed:
+            out.append(dataclasses.replace(task, reference_runtime=sum(r.time for r in result.tests)))
+        else:
+            out.append(task)
+            failed.append(task.task_id)
+    return out, failed
