@@ -162,3 +162,23 @@ def test_bad_configuration_fails_at_construction(tiny_llama, tokenizer, prompts_
     model.base_model_prefix = "no_such_backbone"
     with pytest.raises(ValueError, match="hidden states"):
         make_trainer(model, low_ids, prompts_ds, tokenizer, tmp_path)
+
+
+def test_replayed_rows_wider_than_the_fresh_batch(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=1,
+                           replay_policy_batch_size=2, replay_min_reward=0.0, beta=0.1)
+    trainer.train()  # fills the buffer and records the sampling log-probabilities
+    for entry in trainer.replay.entries.values():  # longer prompts and completions than the batch below
+        entry.prompt_ids, entry.completion_ids = [7] * 5 + entry.prompt_ids, entry.completion_ids + [5] * 6
+    g = torch.Generator().manual_seed(0)
+    inputs = {"prompt_ids": torch.randint(2, 500, (2, 3), generator=g), "prompt_mask": torch.ones(2, 3, dtype=torch.long),
+              "completion_ids": torch.randint(2, 500, (2, 4), generator=g),
+              "completion_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
+              "returns": torch.tensor([0.5, 1.0]), "scorable": torch.ones(2), "replay_index": torch.tensor([-1, -1]),
+              "old_per_token_logps": torch.full((2, 4), -6.0), "ref_per_token_logps": torch.full((2, 4), -6.0)}
+    trainer.model.train()
+    loss = trainer._compute_loss(trainer.model, inputs)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert trainer._metrics["train"]["replay/policy_samples"][-1] == 2.0
+    assert all(p.grad is not None for p in trainer.critic.parameters())

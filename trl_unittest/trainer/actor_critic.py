@@ -179,6 +179,18 @@ class ActorCriticTrainer(GRPOTrainer):
         returns = inputs["returns"]
         n_fresh = prompt_ids.size(0)
 
+        # Hidden states of a replayed batch for the critic (no grad; taken before the policy's forward so that its
+        # activations are freed before the policy's graph is built)
+        replay_hidden = None
+        if mode == "train" and args.replay_critic_batch_size > 0 and len(self.replay) and not self.critic_frozen:
+            extra = collate(self.replay.sample(args.replay_critic_batch_size), self._tokenizer.pad_token_id, device)
+            with torch.no_grad(), self.accelerator.autocast():
+                ids = torch.cat([extra["prompt_ids"], extra["completion_ids"]], 1)
+                att = torch.cat([extra["prompt_mask"], extra["completion_mask"]], 1)
+                out = self._backbone(input_ids=ids, attention_mask=att, use_cache=False)
+                replay_hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            del out
+
         # Replayed high-reward programs join the batch (one forward for all rows).
         replayed = []
         if mode == "train" and args.replay_policy_batch_size > 0:
@@ -209,7 +221,9 @@ class ActorCriticTrainer(GRPOTrainer):
             raise RuntimeError("the critic's hook captured hidden states for a different batch than the policy's")
 
         values = self._values(hidden, logits_to_keep, mask)  # (B, T)
-        fresh, mask_f = slice(0, n_fresh), mask[:n_fresh].float() * inputs["scorable"][:, None]
+        # fresh rows and their completion columns (replayed rows may have widened the batch on either side)
+        fresh = (slice(0, n_fresh), slice(0, inputs["completion_ids"].size(1)))
+        mask_f = mask[fresh].float() * inputs["scorable"][:, None]
         advantages = (returns[:, None] - values).detach()
         if args.whiten_advantages:
             mean = self._gather_mean(advantages[fresh], mask_f)
@@ -256,17 +270,12 @@ class ActorCriticTrainer(GRPOTrainer):
                     entry.logp = seq_behaviour[i]
 
         # Critic: squared error on every scorable row of this batch and on a replayed batch.
-        crit_mask = torch.cat([mask_f, mask[n_fresh:].float()]) if replayed else mask_f
+        crit_mask = mask.float()
+        crit_mask[:n_fresh] *= inputs["scorable"][:, None]
         sq_err = (values - returns[:, None]) ** 2
         critic_sum, critic_count = (sq_err * crit_mask).sum(), crit_mask.sum()
-        if mode == "train" and args.replay_critic_batch_size > 0 and len(self.replay) and not self.critic_frozen:
-            extra = collate(self.replay.sample(args.replay_critic_batch_size), self._tokenizer.pad_token_id, device)
-            with torch.no_grad(), self.accelerator.autocast():
-                ids = torch.cat([extra["prompt_ids"], extra["completion_ids"]], 1)
-                att = torch.cat([extra["prompt_mask"], extra["completion_mask"]], 1)
-                out = self._backbone(input_ids=ids, attention_mask=att, use_cache=False)
-                h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-            r_values = self._values(h, extra["completion_ids"].size(1), extra["completion_mask"])
+        if replay_hidden is not None:
+            r_values = self._values(replay_hidden, extra["completion_ids"].size(1), extra["completion_mask"])
             r_mask = extra["completion_mask"].float()
             critic_sum = critic_sum + (((r_values - extra["returns"][:, None]) ** 2) * r_mask).sum()
             critic_count = critic_count + r_mask.sum()
@@ -283,8 +292,8 @@ class ActorCriticTrainer(GRPOTrainer):
         m = self._metrics[mode]
         m["policy_loss"].append(self.accelerator.reduce(policy_loss.detach(), reduction="mean").item())
         m["critic/loss"].append(self.accelerator.reduce(critic_loss.detach(), reduction="mean").item())
-        err = (returns[fresh, None] - values[fresh]).detach()
-        ret = returns[fresh, None].expand_as(err)
+        err = (returns[:n_fresh, None] - values[fresh]).detach()
+        ret = returns[:n_fresh, None].expand_as(err)
         sums = torch.stack([mask_f.sum(), (ret * mask_f).sum(), (ret ** 2 * mask_f).sum(), (err * mask_f).sum(),
                             (err ** 2 * mask_f).sum()])
         ev = explained_variance(self.accelerator.reduce(sums.float(), reduction="sum"))
