@@ -26,6 +26,7 @@ import builtins
 import json
 import logging
 import math
+import os
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -85,6 +86,8 @@ class BuilderConfig:
     num_workers: int | None = _h("sandbox workers per pool (default: CPU cores)", None)
     sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
     batch_size: int = _h("in-flight window: at most 4x this many functions between extraction and tests", 64)
+    static_workers: int | None = _h("worker processes for extraction, filters, inputs and mutants (default: CPU "
+                                    "cores; 0: in the builder's process)", None)
     shard_size: int = _h("source files per shard (resumable unit)", 200)
     max_context_lines: int = _h("largest carried context (lines)", 200)
     decontaminate: bool = _h("drop functions overlapping HumanEval/MBPP", True)
@@ -302,26 +305,212 @@ class _Work:
 _RETRIES = 20
 
 
+@dataclass
+class _Planned:
+    """A candidate after the static stages of a worker process (dedup is left to the builder: it is ordered)."""
+
+    cand: Candidate
+    fingerprint: str
+    contaminated: bool
+    doctest_expected: list = field(default_factory=list)
+    exprs: list = field(default_factory=list)
+
+
+@dataclass
+class _FileResult:
+    report: BuildReport
+    planned: list[_Planned]
+
+
+class StaticStages:
+    """The per-file work that needs no sandbox and no builder-wide state: extraction, side-effect and triviality
+    filters, fingerprint, contamination check, doctest cases and input generation; and mutant generation.
+    Pure functions of (file, config): they run in worker processes (see ``BuilderConfig.static_workers``), in
+    the builder's own process when there are none, or inside a Ray task."""
+
+    def __init__(self, config: BuilderConfig):
+        self.config = config
+        self.decontaminator = None
+        if config.decontaminate:
+            d = filters.Decontaminator(threshold=config.contamination_threshold)
+            d.add_humaneval(config.humaneval_path)
+            if config.mbpp_path:
+                d.add_mbpp(config.mbpp_path)
+            if d.code_grams or d.text_grams:
+                self.decontaminator = d
+            else:
+                logger.warning("trl_unittest: decontamination requested but no HumanEval/MBPP data was found")
+
+    def extract(self, f: SourceFile, report: BuildReport) -> list[Candidate]:
+        report.files += 1
+        res = extract_module(f.text, source=f.source, path=f.path, module=f.module, license=f.license,
+                             max_context_lines=self.config.max_context_lines)
+        if res.syntax_error:
+            report.files_unparsable += 1
+        report.seen += res.seen
+        for r in res.rejections:
+            report.drop(r.reason)
+        report.extracted += len(res.candidates)
+        return res.candidates
+
+    def check(self, cand: Candidate) -> tuple[str | None, str | None, bool]:
+        """(drop reason, fingerprint, contaminated): the static filters but the (ordered) duplicate check."""
+        reason = filters.side_effect_reason(cand.reference, cand.imports)
+        if reason is None and filters.is_trivial(cand.func_src):
+            reason = filters.R_TRIVIAL
+        if reason:
+            return reason, None, False
+        fp = filters.Deduplicator.fingerprint(cand.func_src)
+        contaminated = self.decontaminator is not None and \
+            self.decontaminator.is_contaminated(cand.docstring, cand.func_src)
+        return None, fp, contaminated
+
+    def plan_inputs(self, cand: Candidate) -> tuple[list, list[str]]:
+        """(expected (literal, exception) per doctest call, all call expressions: doctest calls first)."""
+        known = set(BUILTIN_NAMES) | _context_names(cand.context)
+        cases = doctest_cases(cand.docstring, cand.entry_point, known)
+        expected, exprs = [], []
+        for c in cases:
+            if c.expr in exprs:
+                continue
+            exprs.append(c.expr)
+            expected.append((c.expected, c.exception))
+        for e in generate_inputs(cand, exprs, max_inputs=self.config.max_inputs, seed=self.config.seed):
+            if e not in exprs:
+                exprs.append(e)
+        return expected, exprs
+
+    def file(self, f: SourceFile) -> _FileResult:
+        report = BuildReport()
+        planned = []
+        for cand in self.extract(f, report):
+            reason, fp, contaminated = self.check(cand)
+            if reason:
+                report.drop(reason)
+                continue
+            item = _Planned(cand, fp, contaminated)
+            if not contaminated:
+                item.doctest_expected, item.exprs = self.plan_inputs(cand)
+            planned.append(item)
+        return _FileResult(report, planned)
+
+    def mutants(self, func_src: str, entry_point: str) -> list[Mutant]:
+        return generate_mutants(func_src, entry_point, self.config.max_mutants, self.config.seed)
+
+
+_WORKER_STAGES: StaticStages | None = None
+
+
+def _worker_init(config: BuilderConfig) -> None:
+    global _WORKER_STAGES
+    _WORKER_STAGES = StaticStages(config)
+
+
+def _worker_file(f: SourceFile) -> _FileResult:
+    return _WORKER_STAGES.file(f)
+
+
+def _worker_mutants(func_src: str, entry_point: str) -> list[Mutant]:
+    return _WORKER_STAGES.mutants(func_src, entry_point)
+
+
+class _Spawned:
+    """A ``ProcessPoolExecutor`` (spawn) for the static stages whose children do not re-run the caller's
+    ``__main__``: spawn normally re-imports the main script in each child, which breaks (or repeats the side
+    effects of) a script that calls :func:`build_dataset` without an ``if __name__ == "__main__"`` guard. The
+    children need nothing from ``__main__``, so while a child may be started (in ``submit``) the parent's
+    ``sys.modules["__main__"]`` is a bare stand-in."""
+
+    def __init__(self, n: int, config: BuilderConfig):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._max_workers = n
+        self._ex = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                       initargs=(config,))
+
+    def submit(self, fn, *args):
+        import sys
+        import types
+
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            return self._ex.submit(fn, *args)
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+    def warm(self) -> None:
+        """Start all children now (each submit on an executor without idle children starts one)."""
+        for _ in range(self._max_workers):
+            self.submit(os.getpid)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._ex.shutdown(wait=wait, cancel_futures=True)
+
+
+class _Inline:
+    """``submit`` that runs at once in this process (no static worker processes)."""
+
+    def __init__(self, stages: StaticStages):
+        self.stages = stages
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        try:
+            fut.set_result({_worker_file: self.stages.file, _worker_mutants: self.stages.mutants}[fn](*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(e)
+        return fut
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
 class Builder:
     """Runs the pipeline; use :func:`build_dataset` unless you need the pieces."""
 
     def __init__(self, config: BuilderConfig | None = None):
         self.config = config or BuilderConfig()
         self.dedup = filters.Deduplicator()
-        self.decontaminator = None
-        if self.config.decontaminate:
-            d = filters.Decontaminator(threshold=self.config.contamination_threshold)
-            d.add_humaneval(self.config.humaneval_path)
-            if self.config.mbpp_path:
-                d.add_mbpp(self.config.mbpp_path)
-            if d.code_grams or d.text_grams:
-                self.decontaminator = d
-            else:
-                logger.warning("trl_unittest: decontamination requested but no HumanEval/MBPP data was found")
+        self._stages: StaticStages | None = None
+        self._static = None
         self._pools = None
         self.retries = 0  # gh-106905 retries (diagnostics)
 
+    @property
+    def stages(self) -> StaticStages:
+        if self._stages is None:
+            self._stages = StaticStages(self.config)
+        return self._stages
+
+    @property
+    def decontaminator(self):
+        return self.stages.decontaminator
+
     # -------------------------------------------------------------------------------------------- pools
+    def static_executor(self):
+        """Worker processes for the static stages (``config.static_workers``; 0: in this process)."""
+        if self._static is None:
+            n = self.config.static_workers
+            if n is None:
+                n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            if n <= 0:
+                self._static = _Inline(self.stages)
+            else:  # spawn, not fork: the builder has threads (the pools'), a fork could copy a held lock
+                self._static = _Spawned(n, self.config)
+                self._static.warm()
+        return self._static
+
+    def start(self) -> "Builder":
+        """Start the worker processes and the sandbox pools now (they start in the background)."""
+        self.static_executor()
+        self.pools()
+        return self
+
     def pools(self):
         if self._pools is None:
             from trl_unittest.execution import ExecutionPool, Limits
@@ -339,6 +528,9 @@ class Builder:
             for p in self._pools:
                 p.close()
             self._pools = None
+        if self._static is not None:
+            self._static.shutdown(wait=True)
+            self._static = None
 
     def __enter__(self):
         return self
@@ -348,53 +540,39 @@ class Builder:
 
     # -------------------------------------------------------------------------------------------- stages
     def extract(self, f: SourceFile, report: BuildReport) -> list[Candidate]:
-        report.files += 1
-        res = extract_module(f.text, source=f.source, path=f.path, module=f.module, license=f.license,
-                             max_context_lines=self.config.max_context_lines)
-        if res.syntax_error:
-            report.files_unparsable += 1
-        report.seen += res.seen
-        for r in res.rejections:
-            report.drop(r.reason)
-        report.extracted += len(res.candidates)
-        return res.candidates
+        return self.stages.extract(f, report)
+
+    def admit(self, fingerprint: str, contaminated: bool, report: BuildReport) -> bool:
+        """The ordered part of the static filter: first occurrence wins, then contamination."""
+        if fingerprint in self.dedup.seen:
+            report.drop(filters.R_DUPLICATE)
+            return False
+        self.dedup.seen.add(fingerprint)
+        if contaminated:
+            report.drop(filters.R_CONTAMINATED)
+            return False
+        return True
 
     def static_filter(self, cand: Candidate, report: BuildReport) -> str | None:
         """Returns the fingerprint if the candidate passes; counts and returns None otherwise."""
-        reason = filters.side_effect_reason(cand.reference, cand.imports)
-        if reason is None and filters.is_trivial(cand.func_src):
-            reason = filters.R_TRIVIAL
-        fp = None
-        if reason is None:
-            dup, fp = self.dedup.check(cand.func_src)
-            if dup:
-                reason = filters.R_DUPLICATE
-        if reason is None and self.decontaminator is not None and \
-                self.decontaminator.is_contaminated(cand.docstring, cand.func_src):
-            reason = filters.R_CONTAMINATED
+        reason, fp, contaminated = self.stages.check(cand)
         if reason:
             report.drop(reason)
             return None
-        return fp
+        return fp if self.admit(fp, contaminated, report) else None
 
     def prepare(self, cand: Candidate, fp: str) -> _Work:
-        known = set(BUILTIN_NAMES) | _context_names(cand.context)
-        cases = doctest_cases(cand.docstring, cand.entry_point, known)
-        tests, expected, exprs = [], [], []
-        for c in cases:
-            if c.expr in exprs:
-                continue
-            exprs.append(c.expr)
-            expected.append((c.expected, c.exception))
-        for e in generate_inputs(cand, exprs, max_inputs=self.config.max_inputs, seed=self.config.seed):
-            if e not in exprs:
-                exprs.append(e)
+        expected, exprs = self.stages.plan_inputs(cand)
+        return self._work(cand, fp, expected, exprs)
+
+    @staticmethod
+    def _work(cand: Candidate, fp: str, expected: list, exprs: list[str]) -> _Work:
         tests = [Test(kind="call", expr=e, op="eq", expected="None") for e in exprs]
-        # mutants are made later (:meth:`add_mutants`), only for functions whose reference runs were usable
+        # mutants are made later, only for functions whose reference runs were usable
         return _Work(cand, fp, expected, tests, [])
 
     def add_mutants(self, w: _Work) -> None:
-        w.mutants = generate_mutants(w.cand.func_src, w.cand.entry_point, self.config.max_mutants, self.config.seed)
+        w.mutants = self.stages.mutants(w.cand.func_src, w.cand.entry_point)
 
     def reference_programs(self, w: _Work):
         from trl_unittest.execution import Program
@@ -575,23 +753,30 @@ class Builder:
         return self.pools()[zlib.crc32(w.cand.task_id.encode()) % 2]
 
     def process_files(self, files: Iterable[SourceFile], report: BuildReport, progress=None) -> list[Task]:
-        """Static stages, sandboxed runs and test choice for the functions of ``files``; tasks in source order.
+        """All stages for the functions of ``files``; tasks in source order.
 
-        One thread, three stages overlapped through the pools' futures: while the sandbox workers run the
-        programs already submitted, this thread extracts the next files and prepares their programs, and in
-        between it collects whatever has finished (reference runs -> mutant program submitted; mutant runs ->
-        task). AST work stays on this thread (CPython 3.11's parser is not safe to use from two threads,
-        gh-106905). At most ``4 * batch_size`` functions are in flight."""
+        One thread drives everything through futures, so CPU work and sandboxed runs overlap: files go to the
+        static worker processes (extraction, filters, inputs), their candidates are admitted in file order
+        (first occurrence wins) and their two reference programs submitted to the pools; a usable reference
+        sends the function back to the workers for its mutants, then its mutant program to a pool; the mutant
+        results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
+        thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
+        At most ``4 * batch_size`` functions are in flight."""
         pa, pb = self.pools()
+        static = self.static_executor()
+        n_static = getattr(static, "_max_workers", 1)
         limit = max(1, 4 * self.config.batch_size)
-        refs: dict[int, tuple[_Work, Any, Any]] = {}  # seq -> work, future A, future B
-        muts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant future (None: no mutant program)
+        file_futs: list[Any] = []  # in file order
+        refs: dict[int, tuple[_Work, Any, Any]] = {}  # seq -> work, reference futures (seed A, seed B)
+        mgen: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant generation future (worker process)
+        muts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant program future (None: no program)
         tasks: dict[int, Task] = {}
         seq = 0
+        files_it = iter(files)
 
         def result(pool, fut, make_program):
-            """A future's result; a program whose grading hit gh-106905 (a SystemError raised on the pool's
-            thread) is run again, up to ``_RETRIES`` times."""
+            """A program's result; one whose grading hit gh-106905 (a SystemError raised on the pool's thread)
+            is run again, up to ``_RETRIES`` times."""
             for _ in range(_RETRIES):
                 try:
                     return fut.result()
@@ -600,27 +785,49 @@ class Builder:
                     fut = pool.submit(make_program())
             return fut.result()
 
-        def collect(block: bool) -> None:
-            ready = any(fa.done() and fb.done() for _, fa, fb in refs.values()) or \
-                any(fm is None or fm.done() for _, fm in muts.values())
-            if block and not ready:
-                pending = [f for _, fa, fb in refs.values() for f in (fa, fb) if not f.done()] + \
-                          [fm for _, fm in muts.values() if not fm.done()]
-                wait(pending, return_when=FIRST_COMPLETED)
-            for k in sorted(k for k, (_, fa, fb) in refs.items() if fa.done() and fb.done()):
+        def top_up() -> None:
+            while len(file_futs) < 2 * n_static + 2 and len(refs) + len(mgen) + len(muts) <= limit:
+                f = next(files_it, None)
+                if f is None:
+                    return
+                file_futs.append(static.submit(_worker_file, f))
+
+        def step() -> bool:
+            nonlocal seq
+            did = False
+            while file_futs and file_futs[0].done():
+                fr: _FileResult = file_futs.pop(0).result()
+                report.merge(fr.report)
+                for item in fr.planned:
+                    if not self.admit(item.fingerprint, item.contaminated, report):
+                        continue
+                    w = self._work(item.cand, item.fingerprint, item.doctest_expected, item.exprs)
+                    a, b = self.reference_programs(w)
+                    refs[seq] = (w, pa.submit(a), pb.submit(b))
+                    report.programs += 2
+                    seq += 1
+                if progress is not None:
+                    progress.update(1)
+                did = True
+            for k in [k for k, (_, fa, fb) in refs.items() if fa.done() and fb.done()]:
                 w, fa, fb = refs.pop(k)
                 ra = result(pa, fa, lambda: self.reference_programs(w)[0])
                 rb = result(pb, fb, lambda: self.reference_programs(w)[1])
                 reason = self._retrying(self.judge_reference, w, ra, rb, report=report)
                 if reason:
                     report.drop(reason)
-                    continue
-                report.tested += 1
-                self.add_mutants(w)
-                prog = self.mutant_program(w)
+                else:
+                    report.tested += 1
+                    mgen[k] = (w, static.submit(_worker_mutants, w.cand.func_src, w.cand.entry_point))
+                did = True
+            for k in [k for k, (_, fg) in mgen.items() if fg.done()]:
+                w, fg = mgen.pop(k)
+                w.mutants = fg.result()
+                prog = self._retrying(lambda r: self.mutant_program(w), report=report)
                 report.programs += prog is not None
                 muts[k] = (w, self._pool_for(w).submit(prog) if prog is not None else None)
-            for k in sorted(k for k, (_, fm) in muts.items() if fm is None or fm.done()):
+                did = True
+            for k in [k for k, (_, fm) in muts.items() if fm is None or fm.done()]:
                 w, fm = muts.pop(k)
                 rm = result(self._pool_for(w), fm, lambda: self.mutant_program(w)) if fm is not None else None
                 out = self._retrying(self.finish, w, rm, report=report)
@@ -629,24 +836,17 @@ class Builder:
                 else:
                     tasks[k] = out
                     report.kept += 1
+                did = True
+            return did
 
-        for f in files:
-            for cand in self.extract(f, report):
-                fp = self.static_filter(cand, report)
-                if fp is None:
-                    continue
-                w = self.prepare(cand, fp)
-                a, b = self.reference_programs(w)
-                refs[seq] = (w, pa.submit(a), pb.submit(b))
-                report.programs += 2
-                seq += 1
-            if progress is not None:
-                progress.update(1)
-            collect(block=False)
-            while len(refs) + len(muts) > limit:
-                collect(block=True)
-        while refs or muts:
-            collect(block=True)
+        top_up()
+        while file_futs or refs or mgen or muts:
+            if not step():
+                pending = [f for f in file_futs[:1]] + \
+                    [f for _, fa, fb in refs.values() for f in (fa, fb) if not f.done()] + \
+                    [f for _, f in mgen.values()] + [f for _, f in muts.values() if f is not None]
+                wait(pending, return_when=FIRST_COMPLETED)
+            top_up()
         return [tasks[k] for k in sorted(tasks)]
 
 
@@ -674,13 +874,17 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
     ``out_dir/shards/NNNNN`` as it finishes, a rerun skips finished shards, and the result is also saved to
     ``out_dir/dataset`` (``save_to_disk``).
     """
-    from datasets import Dataset, concatenate_datasets
-
-    from trl_unittest.tasks import features, to_dataset
-
     cfg = config or BuilderConfig()
     report = BuildReport()
     t0 = time.perf_counter()
+    builder = Builder(cfg).start()  # worker processes and sandbox workers start up while the rest is imported
+    try:
+        from datasets import Dataset, concatenate_datasets
+
+        from trl_unittest.tasks import features, to_dataset
+    except BaseException:
+        builder.close()
+        raise
     out = Path(out_dir) if out_dir is not None else None
     parts: list[Any] = []
     all_tasks: list[Task] = []
@@ -691,7 +895,7 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
 
         progress = tqdm(desc="files", unit="file")
     try:
-        with Builder(cfg) as builder:
+        with builder:
             for k, shard in enumerate(_shards(files, cfg.shard_size)):
                 if cfg.max_functions is not None and report.seen >= cfg.max_functions:
                     break
