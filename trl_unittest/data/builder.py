@@ -762,6 +762,17 @@ class Builder:
         results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
         At most ``4 * batch_size`` functions are in flight."""
+        tasks = self._run(report, files=files, progress=progress)
+        return [tasks[k] for k in sorted(tasks)]
+
+    def run_planned(self, admitted: Iterable[tuple[int, "_Planned"]], report: BuildReport) -> dict[int, Task]:
+        """The dynamic stages (sandboxed runs, mutants, test choice) for candidates already through the static
+        stages and admitted (deduplicated, not contaminated), each with its sequence number; returns the tasks
+        by sequence number. The second map of :mod:`trl_unittest.data.ray_pipeline`."""
+        return self._run(report, admitted=admitted)
+
+    def _run(self, report: BuildReport, files: Iterable[SourceFile] | None = None,
+             admitted: Iterable[tuple[int, "_Planned"]] | None = None, progress=None) -> dict[int, Task]:
         pa, pb = self.pools()
         static = self.static_executor()
         n_static = getattr(static, "_max_workers", 1)
@@ -772,7 +783,8 @@ class Builder:
         muts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant program future (None: no program)
         tasks: dict[int, Task] = {}
         seq = 0
-        files_it = iter(files)
+        files_it = iter(files if files is not None else ())
+        admitted_it = iter(admitted if admitted is not None else ())
 
         def result(pool, fut, make_program):
             """A program's result; one whose grading hit gh-106905 (a SystemError raised on the pool's thread)
@@ -785,12 +797,23 @@ class Builder:
                     fut = pool.submit(make_program())
             return fut.result()
 
+        def submit_references(k: int, item: _Planned) -> None:
+            w = self._work(item.cand, item.fingerprint, item.doctest_expected, item.exprs)
+            a, b = self.reference_programs(w)
+            refs[k] = (w, pa.submit(a), pb.submit(b))
+            report.programs += 2
+
         def top_up() -> None:
             while len(file_futs) < 2 * n_static + 2 and len(refs) + len(mgen) + len(muts) <= limit:
                 f = next(files_it, None)
                 if f is None:
-                    return
+                    break
                 file_futs.append(static.submit(_worker_file, f))
+            while len(refs) + len(mgen) + len(muts) <= limit:
+                nxt = next(admitted_it, None)
+                if nxt is None:
+                    break
+                submit_references(*nxt)
 
         def step() -> bool:
             nonlocal seq
@@ -801,10 +824,7 @@ class Builder:
                 for item in fr.planned:
                     if not self.admit(item.fingerprint, item.contaminated, report):
                         continue
-                    w = self._work(item.cand, item.fingerprint, item.doctest_expected, item.exprs)
-                    a, b = self.reference_programs(w)
-                    refs[seq] = (w, pa.submit(a), pb.submit(b))
-                    report.programs += 2
+                    submit_references(seq, item)
                     seq += 1
                 if progress is not None:
                     progress.update(1)
@@ -847,7 +867,7 @@ class Builder:
                     [f for _, f in mgen.values()] + [f for _, f in muts.values() if f is not None]
                 wait(pending, return_when=FIRST_COMPLETED)
             top_up()
-        return [tasks[k] for k in sorted(tasks)]
+        return tasks
 
 
 # ------------------------------------------------------------------------------------------------ entry point
