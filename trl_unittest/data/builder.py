@@ -86,8 +86,8 @@ class BuilderConfig:
     num_workers: int | None = _h("sandbox workers per pool (default: CPU cores)", None)
     sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
     batch_size: int = _h("in-flight window: at most 4x this many functions between extraction and tests", 64)
-    static_workers: int | None = _h("worker processes for extraction, filters, inputs and mutants (default: CPU "
-                                    "cores; 0: in the builder's process)", None)
+    static_workers: int | None = _h("worker processes for extraction, filters, inputs and mutants (default: 0 on "
+                                    "<= 2 cores, else cores // 3; 0: in the builder's process)", None)
     shard_size: int = _h("source files per shard (resumable unit)", 200)
     max_context_lines: int = _h("largest carried context (lines)", 200)
     decontaminate: bool = _h("drop functions overlapping HumanEval/MBPP", True)
@@ -496,8 +496,10 @@ class Builder:
         """Worker processes for the static stages (``config.static_workers``; 0: in this process)."""
         if self._static is None:
             n = self.config.static_workers
-            if n is None:
-                n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            if n is None:  # measured on 2 cores: in-process is fastest there (worker start-up and pickling cost
+                # more than the parallelism brings when the sandboxes already keep both cores busy)
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+                n = 0 if cores <= 2 else max(1, cores // 3)
             if n <= 0:
                 self._static = _Inline(self.stages)
             else:  # spawn, not fork: the builder has threads (the pools'), a fork could copy a held lock
@@ -838,7 +840,10 @@ class Builder:
                     report.drop(reason)
                 else:
                     report.tested += 1
-                    mgen[k] = (w, static.submit(_worker_mutants, w.cand.func_src, w.cand.entry_point))
+                    if len(w.usable) < self.config.min_tests:  # too few tests whatever the mutants do:
+                        muts[k] = (w, None)  # finish() drops it (no_usable_tests) without running them
+                    else:
+                        mgen[k] = (w, static.submit(_worker_mutants, w.cand.func_src, w.cand.entry_point))
                 did = True
             for k in [k for k, (_, fg) in mgen.items() if fg.done()]:
                 w, fg = mgen.pop(k)
