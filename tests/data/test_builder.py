@@ -252,3 +252,45 @@ def test_cli_build(tmp_path):
     assert args.func(args) == 0
     assert (tmp_path / "out" / "tasks.jsonl").exists() and (tmp_path / "out" / "dataset").is_dir()
     assert len(load_tasks(tmp_path / "out" / "tasks.jsonl")) >= 2
+
+
+def _comparable(ds):
+    rows = ds.to_list()
+    for r in rows:
+        r.pop("reference_runtime")  # wall-clock timing: differs between any two runs
+    return rows
+
+
+def test_static_worker_processes_give_the_same_tasks(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "text.py").write_text(MODULE)
+    (tmp_path / "pkg" / "more.py").write_text(MODULE.replace("def clamp(", "def clamp2("))  # duplicates
+    ds, report = build_dataset([str(tmp_path)], _config(static_workers=0), return_report=True)
+    ds2, report2 = build_dataset([str(tmp_path)], _config(static_workers=2), return_report=True)
+    assert report.dropped["duplicate"] >= 1
+    assert _comparable(ds2) == _comparable(ds)
+    a, b = report.to_dict(), report2.to_dict()
+    for d in (a, b):
+        d.pop("seconds")
+    assert a == b
+
+
+def test_static_workers_from_a_script_without_main_guard(tmp_path):
+    """Spawned workers must not re-run the caller's unguarded ``__main__`` (it would build again in each)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "mod.py").write_text(MODULE)
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from trl_unittest.data.builder import BuilderConfig, build_dataset\n"
+        f"open({str(marker)!r}, 'a').write('run\\n')\n"
+        f"ds = build_dataset([{str(tmp_path / 'src')!r}], BuilderConfig(progress=False, num_workers=1, "
+        "static_workers=2, max_inputs=8, max_mutants=4, min_mutation_score=0.0))\n"
+        "print('TASKS', len(ds))\n")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "TASKS" in p.stdout and int(p.stdout.split("TASKS")[1].split()[0]) >= 2
+    assert marker.read_text() == "run\n"
