@@ -47,13 +47,46 @@ def _dist_available(name: str) -> bool:
         return False
 
 
-def run_builder(sources: list[str], workers: int, max_functions: int | None):
+def run_builder(sources: list[str], workers: int, max_functions: int | None, static_workers: int | None = None):
+    """The builder on ``sources``; the time includes importing ``datasets`` (done by ``build_dataset``), as in
+    the first published figures, not the interpreter's start nor the builder module's import."""
     from trl_unittest.data.builder import BuilderConfig, build_dataset
 
-    cfg = BuilderConfig(num_workers=workers, progress=False, max_functions=max_functions)
     t0 = time.perf_counter()
+    cfg = BuilderConfig(num_workers=workers, progress=False, max_functions=max_functions,
+                        static_workers=static_workers)
     ds, report = build_dataset(sources, cfg, return_report=True)
     return ds, report, time.perf_counter() - t0
+
+
+def run_ray(sources: list[str], workers: int, cores: int, reference) -> dict:
+    """The same build on Ray Data in a local Ray (``cores`` CPUs): seconds, and whether its tasks are the
+    single-machine builder's (``reference``), reference runtimes aside."""
+    try:
+        import ray
+    except ImportError:
+        return {"status": "ray not installed (pip install 'trl-unittest[ray]')"}
+    from trl_unittest.data.builder import BuilderConfig
+    from trl_unittest.data.ray_pipeline import build_dataset_ray
+
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        t0 = time.perf_counter()
+        ds, report = build_dataset_ray(sources, BuilderConfig(num_workers=workers, progress=False),
+                                       return_report=True, cpus_per_task=1)
+        seconds = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+
+    def rows(d):
+        out = d.to_list()
+        for r in out:
+            r.pop("reference_runtime")
+        return out
+
+    return {"status": "ran", "seconds": round(seconds, 1), "tested": report.tested, "kept": report.kept,
+            "same_tasks_as_builder": rows(ds) == rows(reference), "consistent": report.consistent()}
 
 
 def _pynguin_exe() -> str | None:
@@ -138,13 +171,19 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pynguin", action="store_true")
     ap.add_argument("--pynguin-budget", type=int, default=None, help="Pynguin search seconds per module")
     ap.add_argument("--sample", type=Path, default=None, help="write 20 sample tasks (Markdown) here")
+    ap.add_argument("--static-workers", type=int, default=None,
+                    help="worker processes for the static stages (default: the builder's choice)")
+    ap.add_argument("--ray", action="store_true", help="also build on Ray Data (local Ray) and compare the tasks")
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     workers = args.workers or cores
     stdlib = "stdlib:" + ",".join(QUICK_STDLIB) if args.quick else "stdlib"
     dists = [d for d in (QUICK_DISTS if args.quick else FULL_DISTS) if _dist_available(d)]
     sources = [stdlib] + [f"dist:{d}" for d in dists]
-    ds, report, seconds = run_builder(sources, workers, None)
+    load_before = os.getloadavg()
+    cpu0 = time.process_time()
+    ds, report, seconds = run_builder(sources, workers, None, args.static_workers)
+    cpu_builder = time.process_time() - cpu0
     report.print()
     ms = [x for x in ds["mutation_score"] if x is not None]
     cov = [x for x in ds["coverage"] if x is not None]
@@ -166,7 +205,12 @@ def main(argv=None) -> int:
         "tests_per_task": round(sum(len(t) for t in ds["tests"]) / len(ds), 2) if len(ds) else 0,
         "dropped": dict(report.dropped.most_common()),
         "consistent": report.consistent(),
+        "programs": report.programs,
+        "builder_process_cpu_s": round(cpu_builder, 2),  # all threads of this process; not the sandboxes
+        "load_avg_1min_before": round(load_before[0], 2),
     }
+    if args.ray:
+        figures["ray"] = run_ray(sources, workers, cores, ds)
     if args.sample is not None and len(ds):
         write_sample(ds, args.sample)
     if not args.no_pynguin:

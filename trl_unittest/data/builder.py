@@ -15,6 +15,16 @@ line coverage of the chosen suite are stored with the task.
 
 Every function seen ends as kept or dropped with exactly one reason, so ``seen == kept + sum(dropped)``.
 Output is cut into shards of source files written under ``out_dir/shards``; a rerun skips finished shards.
+
+Execution model (:meth:`Builder.process_files`): one thread drives all stages through futures, so the builder's
+own CPU work overlaps the sandboxed runs instead of alternating with them. The static stages
+(:class:`StaticStages`: extraction, filters, inputs, mutants) are pure functions of a file or a function; they
+run in this process or in spawned worker processes (``static_workers``). Everything that decides a task depends
+only on the function (its inputs, its mutants, the pool that runs its mutants), so tasks do not depend on how
+functions are batched — the Ray pipeline (:mod:`trl_unittest.data.ray_pipeline`) relies on it. The one ordered
+step, deduplication (first occurrence wins), stays in the driving thread. CPython 3.11's parser is not safe to
+use from two threads at once (gh-106905: a spurious SystemError, the tree is never wrong) and the execution
+pool's threads parse results, so parses here are retried on that error.
 """
 
 from __future__ import annotations
