@@ -202,7 +202,7 @@ class ActorCriticTrainer(GRPOTrainer):
             prompt_mask = _pad_cat(prompt_mask, r["prompt_mask"], 0, left=True)
             completion_ids = _pad_cat(completion_ids, r["completion_ids"], self._tokenizer.pad_token_id, left=False)
             mask = _pad_cat(mask, r["completion_mask"], 0, left=False)
-            completion_mask = mask
+            completion_mask = _pad_cat(completion_mask, r["completion_mask"], 0, left=False)
             returns = torch.cat([returns, r["returns"]])
 
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
