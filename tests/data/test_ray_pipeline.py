@@ -147,7 +147,7 @@ def _comparable(ds):
 def test_ray_pipeline_matches_single_machine_builder(local_ray, tmp_path):
     from trl_unittest.data.ray_pipeline import build_dataset_ray
 
-    cfg = BuilderConfig(num_workers=1, progress=False, decontaminate=False, max_inputs=12, max_mutants=8,
+    cfg = BuilderConfig(num_workers=1, progress=False, max_inputs=12, max_mutants=8,
                         shard_size=1)  # one file per shard: the duplicate is found across shards
     single, single_report = build_dataset(_files(), cfg, return_report=True)
     dist, dist_report = build_dataset_ray(_files(), cfg, return_report=True, functions_per_task=2,

@@ -266,6 +266,7 @@ class Decontaminator:
         self.code_grams: set[int] = set()
         self.text_grams: set[int] = set()
         self.sources: list[str] = []
+        self._token_rows: list[tuple[list[str], list[str]]] = []
 
     def add(self, text: str = "", code: str = "") -> None:
         self._add_tokens(*self._tokens(text, code))
@@ -274,7 +275,22 @@ class Decontaminator:
     def _tokens(text: str = "", code: str = "") -> tuple[list[str], list[str]]:
         return (text_tokens(text) if text else []), (code_tokens(_strip_docstrings(code)) if code else [])
 
+    def __getstate__(self) -> dict:
+        """Pickled as its tokens: the n-gram sets hold ``hash`` values, which are salted per process (another
+        process, e.g. a Ray worker, rebuilds them from the tokens)."""
+        state = dict(self.__dict__)
+        state["code_grams"], state["text_grams"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.code_grams, self.text_grams = set(), set()
+        tokens, self._token_rows = self._token_rows, []
+        for text_toks, code_toks in tokens:
+            self._add_tokens(text_toks, code_toks)
+
     def _add_tokens(self, text_toks: list[str], code_toks: list[str]) -> None:
+        self._token_rows.append((text_toks, code_toks))
         if code_toks:
             self.code_grams |= _ngrams(code_toks, self.code_n)
         if text_toks:

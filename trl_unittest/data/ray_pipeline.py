@@ -16,8 +16,10 @@ mutants), so how functions are grouped into shards and Ray tasks does not change
 data and retries; there is no distribution code of our own. Tasks come back as a ``datasets.Dataset`` in the task
 schema (and ``out_dir/tasks.parquet`` + ``out_dir/report.json`` when ``out_dir`` is given).
 
-Each Ray task reserves ``cpus_per_task`` CPUs (default: its pools' sandbox workers, ``config.num_workers`` or 1),
-so Ray does not start more sandboxes than a node has cores.
+Each dynamic Ray task reserves ``cpus_per_task`` CPUs (default: ``config.num_workers``, the sandbox workers of each
+of its two pools; 1 when unset), so Ray does not start many more sandboxes than a node has cores. The static
+stages are built once on the driver (the contamination references included, shipped as tokens: ``hash`` is
+salted per process) and shipped to the tasks, so every node filters alike even without the MBPP/HumanEval files.
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ from trl_unittest.data.builder import (Builder, BuilderConfig, BuildReport, Stat
 from trl_unittest.data.sources import SourceFile, iter_sources
 
 
-def _static_map(row: dict[str, Any], config: BuilderConfig) -> dict[str, Any]:
+def _static_map(row: dict[str, Any], stages: StaticStages) -> dict[str, Any]:
     files: list[SourceFile] = pickle.loads(row["files"])
-    stages = StaticStages(config)
     results: list[_FileResult] = [stages.file(f) for f in files]
     return {"shard": row["shard"], "results": pickle.dumps(results)}
 
@@ -73,10 +74,12 @@ def build_dataset_ray(sources: Iterable[Any], config: BuilderConfig | None = Non
     t0 = time.perf_counter()
 
     cfg = dataclasses.replace(config or BuilderConfig(), progress=False, static_workers=0)
+    if cfg.num_workers is None:  # not "all the node's cores" in every task
+        cfg = dataclasses.replace(cfg, num_workers=1)
     if cfg.max_functions is not None:
         raise ValueError("max_functions is not supported by build_dataset_ray (it stops a sequential build)")
     per_task = max(1, functions_per_task or cfg.batch_size)
-    cpus = cpus_per_task if cpus_per_task is not None else float(cfg.num_workers or 1)
+    cpus = cpus_per_task if cpus_per_task is not None else float(cfg.num_workers)
 
     shards = [{"shard": k, "files": pickle.dumps(list(shard))}
               for k, shard in enumerate(_shards(iter_sources(sources, column=column), cfg.shard_size))]
@@ -85,7 +88,7 @@ def build_dataset_ray(sources: Iterable[Any], config: BuilderConfig | None = Non
     if shards:
         # 1. static map, one Ray task per shard of files
         static_rows = _rows(ray.data.from_items(shards, override_num_blocks=len(shards))
-                            .map(_static_map, fn_kwargs={"config": cfg}))
+                            .map(_static_map, fn_kwargs={"stages": StaticStages(cfg)}))
         # 2. admission in source order, on fingerprints (the builder's own rule: Builder.admit)
         admitter = Builder(cfg)
         admitted: list[tuple[int, _Planned]] = []
