@@ -94,3 +94,49 @@ def test_ppo_trainer_trains_on_the_unit_test_reward(tiny_llama, tokenizer, tmp_p
     returned = [sum(c["rewards"]) / len(c["rewards"]) for c in reward.calls]
     assert sum(scores) / len(scores) == pytest.approx(sum(returned) / len(returned), abs=1e-5)  # same reward
     assert any(not torch.equal(v, policy.state_dict()[k]) for k, v in before.items())
+
+
+UNIT_TASKS = [
+    {"prompt": "def add(a, b):\n", "entry_point": "add", "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]},
+    {"prompt": "def neg(x):\n", "entry_point": "neg", "tests": ["assert neg(1) == -1"]},
+]
+
+
+@pytest.fixture
+def unit_test_reward():
+    rewards = pytest.importorskip("trl_unittest.rewards")
+    reward = rewards.UnitTestReward()
+    try:
+        probe = reward(prompts=["def f():\n"], completions=["    return 1\n"], tests=[["assert f() == 1"]],
+                       entry_point=["f"])
+    except Exception as exc:  # no sandbox on this machine
+        reward.close()
+        pytest.skip(f"UnitTestReward cannot run here: {exc}")
+    assert probe == [1.0]
+    yield reward
+    reward.close()
+
+
+def test_same_reward_as_unit_test_reward(tokenizer, unit_test_reward):
+    rm = UnitTestRewardModel(unit_test_reward, tokenizer, UNIT_TASKS)
+    completions = ["    return a + b\n", "    return x\n"]
+    direct = unit_test_reward(prompts=[t["prompt"] for t in UNIT_TASKS], completions=completions,
+                              tests=[t["tests"] for t in UNIT_TASKS], entry_point=[t["entry_point"] for t in UNIT_TASKS])
+    ids = torch.tensor([encode(tokenizer, t["prompt"], c, 24)[0] for t, c in zip(UNIT_TASKS, completions)])
+    assert direct == [1.0, -0.3]
+    assert rm(ids).tolist() == pytest.approx(direct)
+
+
+@pytest.mark.slow
+def test_actor_critic_trains_on_unit_test_reward(tiny_llama, tokenizer, unit_test_reward, tmp_path):
+    from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
+
+    ds = Dataset.from_list(UNIT_TASKS * 4)
+    args = ActorCriticConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, max_completion_length=8,
+                             max_steps=2, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
+                             disable_tqdm=True)
+    trainer = ActorCriticTrainer(tiny_llama, unit_test_reward, args=args, train_dataset=ds, processing_class=tokenizer)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    assert len(logs) == 2
+    assert all(-1.0 <= h["reward"] <= 1.0 and "pass_rate" in h and "critic/loss" in h for h in logs)
