@@ -490,6 +490,12 @@ class Builder:
         self._static = None
         self._pools = None
         self.retries = 0  # gh-106905 retries (diagnostics)
+        self._idle_hooks: list = []
+
+    def when_idle(self, fn) -> None:
+        """Run ``fn()`` once, the first time this thread has only sandbox results left to wait for (used to
+        import ``datasets`` while the sandboxes finish instead of before they start)."""
+        self._idle_hooks.append(fn)
 
     @property
     def stages(self) -> StaticStages:
@@ -877,6 +883,11 @@ class Builder:
         top_up()
         while file_futs or refs or mgen or muts:
             if not step():
+                if not file_futs and self._idle_hooks:  # nothing left to extract: wait usefully
+                    hooks, self._idle_hooks = self._idle_hooks, []
+                    for hook in hooks:
+                        hook()
+                    continue
                 pending = [f for f in file_futs[:1]] + \
                     [f for _, fa, fb in refs.values() for f in (fa, fb) if not f.done()] + \
                     [f for _, f in mgen.values()] + [f for _, f in muts.values() if f is not None]
@@ -898,6 +909,20 @@ def _shards(files: Iterator[SourceFile], size: int) -> Iterator[list[SourceFile]
         yield shard
 
 
+def _import_datasets() -> None:
+    """``import datasets`` (and the task schema), retried on gh-106905's SystemError: the import runs a few
+    ``ast.parse`` (``inspect``) and may overlap the execution pool's threads parsing results."""
+    for attempt in range(_RETRIES + 1):
+        try:
+            import datasets  # noqa: F401
+
+            import trl_unittest.tasks  # noqa: F401
+            return
+        except SystemError:
+            if attempt == _RETRIES:
+                raise
+
+
 def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, out_dir: str | Path | None = None,
                   column: str = "content", return_report: bool = False):
     """Mine tasks from sources and return a ``datasets.Dataset`` in the task schema (with the
@@ -912,14 +937,8 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
     cfg = config or BuilderConfig()
     report = BuildReport()
     t0 = time.perf_counter()
-    builder = Builder(cfg).start()  # worker processes and sandbox workers start up while the rest is imported
-    try:
-        from datasets import Dataset, concatenate_datasets
-
-        from trl_unittest.tasks import features, to_dataset
-    except BaseException:
-        builder.close()
-        raise
+    builder = Builder(cfg).start()  # worker processes and sandbox workers start up in the background
+    builder.when_idle(_import_datasets)  # ~1 s of imports, done while the last programs run
     out = Path(out_dir) if out_dir is not None else None
     parts: list[Any] = []
     all_tasks: list[Task] = []
@@ -941,6 +960,11 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                     report.shards_resumed += 1
                     builder.dedup.seen.update(meta.get("fingerprints", []))
                     if (sdir / "tasks.parquet").exists():
+                        from datasets import Dataset
+
+                        from trl_unittest.tasks import features
+
+                        _import_datasets()
                         parts.append(Dataset.from_parquet(str(sdir / "tasks.parquet"), features=features()))
                     if progress is not None:
                         progress.update(len(shard))
@@ -955,6 +979,9 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                 if sdir is not None:
                     sdir.mkdir(parents=True, exist_ok=True)
                     if tasks:
+                        _import_datasets()
+                        from trl_unittest.tasks import to_dataset
+
                         to_dataset(tasks).to_parquet(str(sdir / "tasks.parquet"))
                     meta = {"report": shard_report.to_dict(), "fingerprints": sorted(builder.dedup.seen - before)}
                     tmp = sdir / "report.json.tmp"
@@ -964,6 +991,11 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
     finally:
         if progress is not None:
             progress.close()
+    _import_datasets()
+    from datasets import concatenate_datasets
+
+    from trl_unittest.tasks import to_dataset
+
     if all_tasks:
         parts.append(to_dataset(all_tasks))
     parts = [p for p in parts if len(p)]
