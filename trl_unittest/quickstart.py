@@ -1,0 +1,268 @@
+"""The main job: data -> reward -> training -> a better pass@k, on embedded defaults, on a CPU, in minutes.
+
+``trl-unittest quickstart [--budget tiny|small] [--out DIR]``:
+
+1. build the task datasets (the standard library + the synthetic exercises of :mod:`trl_unittest.models`, split
+   into train and held-out sources; cached);
+2. train (or find in the cache) the small code model of :mod:`trl_unittest.models`;
+3. evaluate it on held-out tasks (pass@k, per source);
+4. train it with :class:`~trl_unittest.trainer.ActorCriticTrainer` and :class:`~trl_unittest.rewards.UnitTestReward`
+   on the train tasks for a short budget, measuring held-out pass@1 at a few points during training;
+5. evaluate again, print a before/after table, write ``OUT/training.png`` (reward and pass@1 over training),
+   ``OUT/summary.json``, per-task ``OUT/eval_{base,trained}.jsonl`` and the trained model in ``OUT/model``.
+
+Each step is also a subcommand: ``trl-unittest build``, ``trl-unittest train --config ...``, ``trl-unittest eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from trl_unittest.evaluation import truncate_completion
+from trl_unittest.rewards import UnitTestReward
+
+
+@dataclass
+class Budget:
+    model: str  # a budget of trl_unittest.models.BUDGETS
+    eval_tasks: int  # held-out tasks evaluated (an even spread over the held-out set)
+    n: int  # samples per task
+    k: tuple[int, ...]
+    steps: int  # RL optimiser steps
+    checkpoints: int  # held-out pass@1 measurements during training (besides before/after)
+    checkpoint_tasks: int  # held-out tasks for those measurements
+    batch_size: int
+    max_completion_length: int
+    learning_rate: float
+    temperature: float = 0.8
+
+
+BUDGETS = {
+    "tiny": Budget(model="tiny", eval_tasks=40, n=4, k=(1, 4), steps=8, checkpoints=1, checkpoint_tasks=24,
+                   batch_size=16, max_completion_length=48, learning_rate=2e-4),
+    "small": Budget(model="small", eval_tasks=185, n=10, k=(1, 10), steps=80, checkpoints=3, checkpoint_tasks=60,
+                    batch_size=32, max_completion_length=64, learning_rate=1e-4),
+}
+
+
+class CompletionReward(UnitTestReward):
+    """UnitTestReward on completions cut at their first top-level line, exactly as evaluation cuts them."""
+
+    def programs(self, prompts, completions, **columns):
+        cut = [truncate_completion(c, not (isinstance(p, str) and p.endswith("\n"))) if isinstance(c, str) else c
+               for p, c in zip(prompts, completions)]
+        return super().programs(prompts, cut, **columns)
+
+
+def spread(ds, count: int):
+    """``count`` rows spread evenly over the dataset (deterministic; keeps the mix of sources)."""
+    if count >= len(ds):
+        return ds
+    step = len(ds) / count
+    return ds.select(sorted({int(i * step) for i in range(count)}))
+
+
+def fit_prompts(ds, tokenizer, max_prompt_tokens: int):
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in ds["prompt"]]
+    return ds.select([i for i, n in enumerate(lengths) if n <= max_prompt_tokens])
+
+
+def _pass1_callback(eval_ds, every: int, n: int, temperature: float, tokenizer, pool, record: list):
+    from transformers import TrainerCallback
+
+    from trl_unittest.evaluation import evaluate_model
+
+    class PassAtOne(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if every and state.global_step % every == 0 and state.global_step < state.max_steps:
+                rep = evaluate_model(model, eval_ds, n=n, k=(1,), temperature=temperature, max_new_tokens=64,
+                                     tokenizer=tokenizer, pool=pool, progress=False, batch_size=32)
+                record.append({"step": state.global_step, "pass@1": rep.pass_at_k["pass@1"]})
+
+    return PassAtOne()
+
+
+def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-out", seed: int = 0,
+                   progress: bool = True) -> dict[str, Any]:
+    import torch
+    from rich.console import Console
+    from transformers import AutoTokenizer
+
+    from trl_unittest.evaluation import evaluate_model
+    from trl_unittest.execution import ExecutionPool, Limits
+    from trl_unittest.models import build_split_datasets, ensure_code_model, model_figures, recipe_for
+    from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
+
+    b = BUDGETS[budget]
+    console = Console(stderr=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+    torch.manual_seed(seed)
+
+    console.rule(f"[bold]trl-unittest quickstart[/bold] (budget {budget})")
+    console.print("1/5 datasets: stdlib modules + synthetic exercises, split into train / held-out sources")
+    t = time.perf_counter()
+    data = build_split_datasets(b.model, progress=progress)
+    times["datasets"] = time.perf_counter() - t
+    console.print(f"    {data.info}")
+
+    console.print("2/5 the small code model (tokenizer + pretraining + SFT on train sources; cached)")
+    t = time.perf_counter()
+    model_dir = ensure_code_model(b.model, train_tasks=data.train, progress=progress)
+    times["model"] = time.perf_counter() - t
+    figures = model_figures(model_dir)
+    console.print(f"    {model_dir} ({figures.get('parameters', 0) / 1e6:.2f} M parameters)")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    recipe = recipe_for(b.model)
+
+    heldout = spread(data.heldout, b.eval_tasks)
+    checkpoint_ds = spread(heldout, b.checkpoint_tasks)
+    train_ds = fit_prompts(data.train, tokenizer, recipe.max_positions - b.max_completion_length)
+    gen = dict(n=b.n, k=b.k, temperature=b.temperature, max_new_tokens=64, batch_size=32, seed=seed)
+
+    with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
+        console.print(f"3/5 base model on {len(heldout)} held-out tasks, {b.n} samples each")
+        t = time.perf_counter()
+        base = evaluate_model(model_dir, heldout, pool=pool, out_jsonl=out / "eval_base.jsonl",
+                              progress=progress, **gen)
+        times["eval_base"] = time.perf_counter() - t
+        console.print(base.table("base model"))
+
+        console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
+                      f"train tasks")
+        t = time.perf_counter()
+        reward = CompletionReward(pool=pool)
+        args = ActorCriticConfig(
+            output_dir=str(out / "trainer"), per_device_train_batch_size=b.batch_size,
+            max_completion_length=b.max_completion_length, learning_rate=b.learning_rate, max_steps=b.steps,
+            temperature=b.temperature, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
+            disable_tqdm=not progress, lr_scheduler_type="constant", seed=seed, critic_learning_rate=1e-3,
+            replay_capacity=256, replay_critic_batch_size=8, whiten_advantages=False)
+        trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=train_ds.shuffle(seed=seed),
+                                     processing_class=tokenizer)
+        curve: list[dict[str, float]] = []
+        every = max(1, b.steps // (b.checkpoints + 1)) if b.checkpoints else 0
+        trainer.add_callback(_pass1_callback(checkpoint_ds, every, 2, b.temperature, tokenizer, pool, curve))
+        ck0 = evaluate_model(model_dir, checkpoint_ds, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
+                             pool=pool, progress=False)
+        curve.insert(0, {"step": 0, "pass@1": ck0.pass_at_k["pass@1"]})
+        trainer.train()
+        times["train"] = time.perf_counter() - t
+        trainer.save_model(str(out / "model"))
+        tokenizer.save_pretrained(str(out / "model"))
+        model = trainer.model
+        ckf = evaluate_model(model, checkpoint_ds, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
+                             tokenizer=tokenizer, pool=pool, progress=False)
+        curve.append({"step": b.steps, "pass@1": ckf.pass_at_k["pass@1"]})
+        history = [{"step": h["step"], "reward": h["reward"], "pass_rate": h.get("pass_rate")}
+                   for h in trainer.state.log_history if "reward" in h and "step" in h]
+
+        console.print(f"5/5 trained model on the same {len(heldout)} held-out tasks")
+        t = time.perf_counter()
+        trained = evaluate_model(model, heldout, tokenizer=tokenizer, pool=pool, out_jsonl=out / "eval_trained.jsonl",
+                                 progress=progress, **gen)
+        times["eval_trained"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t_start
+
+    console.print(_before_after(base, trained, history))
+    plot = _plot(history, curve, out / "training.png", budget)
+    summary = {
+        "budget": budget, "budget_settings": asdict(b), "model": model_dir, "model_figures": figures,
+        "data": data.info, "heldout_eval_tasks": len(heldout), "train_tasks": len(train_ds),
+        "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": history,
+        "pass1_curve": curve, "seconds": {k: round(v, 1) for k, v in times.items()},
+        "files": {"plot": str(plot), "eval_base": str(out / "eval_base.jsonl"),
+                  "eval_trained": str(out / "eval_trained.jsonl"), "model": str(out / "model")},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    console.print(f"wrote {out / 'summary.json'}, {plot}; total {times['total']:.0f} s")
+    return summary
+
+
+def _before_after(base, trained, history):
+    from rich.table import Table
+
+    t = Table(title="held-out tasks: before and after RL from unit tests")
+    t.add_column("metric")
+    t.add_column("base", justify="right")
+    t.add_column("trained", justify="right")
+    t.add_column("change", justify="right")
+    for key in base.pass_at_k:
+        a, b = base.pass_at_k[key], trained.pass_at_k[key]
+        t.add_row(f"{key} (all)", f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}")
+    for src in sorted(base.by_source):
+        for key in base.pass_at_k:
+            a, b = base.by_source[src][key], trained.by_source.get(src, {}).get(key, float("nan"))
+            t.add_row(f"{key} ({src}, {int(base.by_source[src]['tasks'])} tasks)", f"{a:.3f}", f"{b:.3f}",
+                      f"{b - a:+.3f}")
+    for key in ("tests_passed", "compile_error"):
+        a, b = base.metrics.get(key, math.nan), trained.metrics.get(key, math.nan)
+        t.add_row(key.replace("_", " ") + " (per sample)", f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}")
+    if history:
+        q = max(1, len(history) // 4)
+        first = sum(h["reward"] for h in history[:q]) / q
+        last = sum(h["reward"] for h in history[-q:]) / q
+        t.add_row(f"train reward (first / last {q} steps)", f"{first:+.3f}", f"{last:+.3f}", f"{last - first:+.3f}")
+    return t
+
+
+def _plot(history, curve, path: Path, budget: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = [h["step"] for h in history]
+    rewards = [h["reward"] for h in history]
+    ax1.plot(steps, rewards, ".", alpha=0.5, label="batch mean")
+    if len(rewards) >= 3:
+        w = max(2, len(rewards) // 8)
+        smooth = [sum(rewards[max(0, i - w + 1): i + 1]) / len(rewards[max(0, i - w + 1): i + 1])
+                  for i in range(len(rewards))]
+        ax1.plot(steps, smooth, "-", label=f"moving mean ({w})")
+    ax1.set_xlabel("optimiser step")
+    ax1.set_ylabel("unit-test reward (partial)")
+    ax1.set_title("reward on train tasks")
+    ax1.legend()
+    ax2.plot([c["step"] for c in curve], [c["pass@1"] for c in curve], "o-")
+    ax2.set_xlabel("optimiser step")
+    ax2.set_ylabel("pass@1")
+    ax2.set_ylim(0, max(0.05, max(c["pass@1"] for c in curve) * 1.2))
+    ax2.set_title("held-out pass@1 (subset)")
+    fig.suptitle(f"trl-unittest quickstart ({budget})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def add_quickstart_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("quickstart", help="build data, evaluate, train with ActorCriticTrainer, evaluate "
+                                                 "again: the whole loop on a CPU in minutes")
+    p.add_argument("--budget", default="small", choices=sorted(BUDGETS),
+                   help="tiny: CI smoke run (a few minutes with model build); small: the default demo")
+    p.add_argument("--out", default="quickstart-out", help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_cli)
+    return p
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    summary = run_quickstart(args.budget, args.out, seed=args.seed, progress=not args.no_progress)
+    print(json.dumps({"budget": summary["budget"], "base": summary["base"]["pass_at_k"],
+                      "trained": summary["trained"]["pass_at_k"], "seconds": summary["seconds"]["total"],
+                      "out": str(args.out)}), file=sys.stdout)
+    return 0
