@@ -47,3 +47,33 @@ def test_quickstart_parser():
     add_quickstart_parser(parser.add_subparsers())
     args = parser.parse_args(["quickstart", "--budget", "tiny", "--out", "x"])
     assert args.budget == "tiny" and args.out == "x" and callable(args.func)
+
+
+@pytest.mark.slow
+def test_train_cli_with_yaml_config(tmp_path, capsys):
+    """`trl-unittest train --config configs/actor_critic_tiny.yaml` (TrlParser: YAML, then flags on top)."""
+    from pathlib import Path
+
+    from trl_unittest.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "trl_unittest" / "configs" / "actor_critic_tiny.yaml"
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--output_dir", str(out), "--max_steps", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(summary["reward_history"]) == 2
+    assert all(-1.0 <= r <= 1.0 for r in summary["reward_history"])
+    for which in ("base", "trained"):
+        assert set(summary[which]["pass_at_k"]) == {"pass@1", "pass@2"}
+    assert (out / "config.json").exists() and (out / "train_summary.json").exists()
+
+
+def test_train_args_parse_yaml_and_flags():
+    from pathlib import Path
+
+    from trl_unittest.quickstart import parse_train_args
+
+    config = Path(__file__).resolve().parents[1] / "trl_unittest" / "configs" / "actor_critic.yaml"
+    script, training, model = parse_train_args(["--config", str(config), "--max_steps", "5", "--eval_tasks", "7"])
+    assert training.max_steps == 5 and script.eval_tasks == 7  # flags override the YAML
+    assert model.model_name_or_path == "quickstart:small" and training.num_generations == 1
+    assert type(training).__name__ == "ActorCriticConfig" and training.critic_learning_rate == 1e-3

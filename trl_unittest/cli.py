@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     from trl_unittest.data.cli import add_build_parser
 
     add_build_parser(sub)
+    from trl_unittest.evaluation import add_eval_parser
+    from trl_unittest.models import add_model_parser
+    from trl_unittest.quickstart import add_quickstart_parser, add_train_parser
+
+    add_train_parser(sub)
+    add_eval_parser(sub)
+    add_quickstart_parser(sub)
+    add_model_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

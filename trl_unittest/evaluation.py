@@ -366,10 +366,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.limit:
         ds = ds.select(range(min(args.limit, len(ds))))
     model = args.model
-    if model == "quickstart":
+    if model == "quickstart" or model.startswith("quickstart:"):
         from trl_unittest.models import ensure_code_model
 
-        model = ensure_code_model()
+        model = ensure_code_model(model.partition(":")[2] or "small")
     n = args.n or max(args.k)
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,

@@ -252,16 +252,16 @@ class CodeModelRecipe:
     heads: int = 4
     max_positions: int = 512
     corpus_chars: int = 3_000_000  # pretraining text from train-split stdlib modules
-    pretrain_steps: int = 400
+    pretrain_steps: int = 200
     pretrain_seq_len: int = 256
     pretrain_batch: int = 16
     pretrain_lr: float = 2e-3
     sft_exercises: int = 3000
-    sft_steps: int = 1500
+    sft_steps: int = 800
     sft_batch: int = 32
     sft_lr: float = 1e-3
-    sft_prompt_tokens: int = 96  # SFT keeps the last tokens of each prompt (short batches on a CPU)
-    sft_completion_tokens: int = 160  # longer reference bodies are left out of SFT
+    sft_prompt_tokens: int = 64  # SFT keeps the last tokens of each prompt (short batches on a CPU)
+    sft_completion_tokens: int = 64  # longer reference bodies are left out of SFT
     seed: int = 0
     version: int = RECIPE_VERSION
 

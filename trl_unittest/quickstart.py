@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +266,110 @@ def _run_cli(args: argparse.Namespace) -> int:
                       "trained": summary["trained"]["pass_at_k"], "seconds": summary["seconds"]["total"],
                       "out": str(args.out)}), file=sys.stdout)
     return 0
+
+
+# ------------------------------------------------------------------------------------------- train (CLI)
+@dataclass
+class TrainScriptArguments:
+    """Script arguments of ``trl-unittest train`` (with ``ActorCriticConfig`` and TRL's ``ModelConfig``)."""
+
+    dataset: str = field(default="quickstart", metadata={
+        "help": "train tasks: 'quickstart' (the train split of trl_unittest.models), 'humaneval', 'mbpp[:split]', "
+                "a `trl-unittest build` folder, a .parquet or a .jsonl task file"})
+    eval_dataset: str | None = field(default="quickstart", metadata={
+        "help": "held-out tasks evaluated before and after training ('quickstart': the held-out split); "
+                "empty to skip"})
+    eval_tasks: int = field(default=60, metadata={"help": "held-out tasks evaluated (an even spread)"})
+    eval_n: int = field(default=4, metadata={"help": "samples per held-out task"})
+    eval_k: list[int] = field(default_factory=lambda: [1, 4], metadata={"help": "k values of pass@k"})
+    reward_scheme: str = field(default="partial", metadata={"help": "binary, fraction, coderl or partial"})
+    sandbox: str = field(default="auto", metadata={"help": "auto, bwrap, unshare or none"})
+    test_timeout: float = field(default=1.0, metadata={"help": "seconds per test without a reference runtime"})
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="RL from unit tests with ActorCriticTrainer, configured like `trl grpo` (YAML + flags)",
+        description="Train with ActorCriticTrainer and UnitTestReward. Arguments: TrainScriptArguments, "
+                    "ActorCriticConfig (every GRPOConfig field too) and TRL's ModelConfig, from --config YAML and/or "
+                    "--flags (flags win), parsed by trl.TrlParser. model_name_or_path 'quickstart:tiny' / "
+                    "'quickstart:small' is the small code model built offline.",
+        prefix_chars="+", add_help=False)  # every --flag (and --help) goes to TrlParser
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="--config YAML (e.g. trl_unittest/configs/actor_critic.yaml) and --field value pairs")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def parse_train_args(argv: list[str]):
+    from trl import ModelConfig, TrlParser
+
+    from trl_unittest.trainer import ActorCriticConfig
+
+    parser = TrlParser((TrainScriptArguments, ActorCriticConfig, ModelConfig), prog="trl-unittest train")
+    return parser.parse_args_and_config(args=argv)[:3]
+
+
+def run_train(args: argparse.Namespace) -> int:
+    argv = list(args.rest or [])
+    script_args, training_args, model_args = parse_train_args(argv)
+    summary = train(script_args, training_args, model_args)
+    print(json.dumps(summary), file=sys.stdout)
+    return 0
+
+
+def train(script_args: TrainScriptArguments, training_args, model_args) -> dict[str, Any]:
+    """What ``trl-unittest train`` runs: optional held-out evaluation, ActorCriticTrainer, evaluation again."""
+    from transformers import AutoTokenizer
+    from trl import get_peft_config
+
+    from trl_unittest.evaluation import evaluate_model, load_task_source
+    from trl_unittest.execution import ExecutionPool, Limits
+    from trl_unittest.models import build_split_datasets, ensure_code_model, set_threads
+    from trl_unittest.trainer import ActorCriticTrainer
+
+    set_threads()
+    model = model_args.model_name_or_path or "quickstart:small"
+    budget = model.split(":", 1)[1] if model.startswith("quickstart:") else "small"
+    split = None
+    if script_args.dataset == "quickstart" or script_args.eval_dataset == "quickstart":
+        split = build_split_datasets(budget)
+    if model.startswith("quickstart:"):
+        model = ensure_code_model(budget, train_tasks=split.train if split else None)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    train_ds = split.train if script_args.dataset == "quickstart" else load_task_source(script_args.dataset)
+    max_pos = 512
+    try:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(model)
+        max_pos = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 512)
+    except Exception:  # noqa: BLE001 (a model without a readable config: keep the default)
+        pass
+    train_ds = fit_prompts(train_ds, tokenizer, max_pos - training_args.max_completion_length)
+    eval_ds = None
+    if script_args.eval_dataset:
+        eval_ds = split.heldout if script_args.eval_dataset == "quickstart" else load_task_source(
+            script_args.eval_dataset)
+        eval_ds = spread(eval_ds, script_args.eval_tasks)
+    out = Path(training_args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"model": model, "train_tasks": len(train_ds), "output_dir": str(out)}
+    gen = dict(n=script_args.eval_n, k=tuple(script_args.eval_k), temperature=training_args.temperature,
+               max_new_tokens=training_args.max_completion_length, batch_size=32)
+    with ExecutionPool(sandbox=script_args.sandbox, limits=Limits(test_timeout=script_args.test_timeout)) as pool:
+        if eval_ds is not None:
+            summary["base"] = evaluate_model(model, eval_ds, pool=pool, out_jsonl=out / "eval_base.jsonl",
+                                             **gen).to_dict()
+        reward = CompletionReward(scheme=script_args.reward_scheme, pool=pool)
+        trainer = ActorCriticTrainer(model, reward, args=training_args, train_dataset=train_ds,
+                                     processing_class=tokenizer, peft_config=get_peft_config(model_args))
+        trainer.train()
+        trainer.save_model(str(out))
+        tokenizer.save_pretrained(str(out))
+        if eval_ds is not None:
+            summary["trained"] = evaluate_model(trainer.model, eval_ds, tokenizer=tokenizer, pool=pool,
+                                                out_jsonl=out / "eval_trained.jsonl", **gen).to_dict()
+    summary["reward_history"] = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
