@@ -182,3 +182,16 @@ def test_replayed_rows_wider_than_the_fresh_batch(tiny_llama, tokenizer, prompts
     assert torch.isfinite(loss)
     assert trainer._metrics["train"]["replay/policy_samples"][-1] == 2.0
     assert all(p.grad is not None for p in trainer.critic.parameters())
+
+
+@pytest.mark.parametrize("backprop", [False, True])
+def test_critic_gradient_reaches_the_backbone_only_when_asked(backprop, tiny_llama, tokenizer, prompts_ds, tmp_path):
+    # during the critic warm-up the policy loss is zeroed, so the backbone moves only through the critic's loss
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=2, critic_warmup_steps=2,
+                           critic_backprop=backprop)
+    before = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    moved = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    assert bool(moved) == backprop, moved
+    assert all("embed_tokens" not in k or backprop for k in moved)
