@@ -56,10 +56,13 @@ MICRO = M.CodeModelRecipe(hidden=32, layers=2, heads=2, vocab_size=400, max_posi
                           sft_batch=8, sft_lr=3e-3)
 
 
-def test_train_code_model_micro(tmp_path):
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_train_code_model_micro(tmp_path, arch):
+    from dataclasses import replace
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    figures = M.train_code_model(tmp_path / "m", MICRO, progress=False)
+    figures = M.train_code_model(tmp_path / "m", replace(MICRO, arch=arch), progress=False)
     for key in ("pretrain_loss_first", "pretrain_loss_last", "sft_loss_first", "sft_loss_last"):
         assert math.isfinite(figures[key])
     assert figures["sft_loss_last"] < figures["sft_loss_first"]
@@ -67,7 +70,7 @@ def test_train_code_model_micro(tmp_path):
     assert figures["sft_pairs"] == 200
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
-    assert model.config.model_type == "llama" and len(tok) == model.config.vocab_size
+    assert model.config.model_type == arch and len(tok) == model.config.vocab_size
     assert json.loads((tmp_path / "m" / "trl_unittest_model.json").read_text())["parameters"] > 0
 
 
