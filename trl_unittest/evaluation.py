@@ -362,6 +362,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 def run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from trl_unittest.models import set_threads
+
+    set_threads()
     ds = load_task_source(args.dataset)
     if args.limit:
         ds = ds.select(range(min(args.limit, len(ds))))

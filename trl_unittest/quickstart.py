@@ -98,9 +98,10 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
 
     from trl_unittest.evaluation import evaluate_model
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import build_split_datasets, ensure_code_model, model_figures, recipe_for
+    from trl_unittest.models import build_split_datasets, ensure_code_model, model_figures, recipe_for, set_threads
     from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
+    set_threads()
     b = BUDGETS[budget]
     console = Console(stderr=True)
     out = Path(out)
