@@ -6,7 +6,26 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import threading
 from typing import Any
+
+# CPython 3.11 keeps ast.parse's recursion counter in shared module state, so parses running in two threads at
+# once can fail with "SystemError: AST constructor recursion depth mismatch" (python/cpython gh-106905, fixed in
+# 3.12). The executor grades results on its dispatcher threads; every parse of ours goes through this lock and
+# retries once if a parse outside the lock (user code) collided with it.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse(source: str, mode: str = "exec") -> ast.AST:
+    """``ast.parse`` made safe to call from several threads on CPython 3.11 (see above)."""
+    for attempt in range(3):
+        with _PARSE_LOCK:
+            try:
+                return ast.parse(source, mode=mode)
+            except SystemError:
+                if attempt == 2:
+                    raise
+    raise AssertionError("unreachable")
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
@@ -49,7 +68,7 @@ def fenced_code(text: str) -> str | None:
 def defines(code: str, name: str) -> bool:
     """Whether the code defines `name` at module level (def, class or assignment); False when it does not parse."""
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except (SyntaxError, ValueError):
         return False
     for node in tree.body:
@@ -83,7 +102,7 @@ def build_program(prompt: Any, completion: Any, entry_point: str = "") -> str:
 
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        parse(code)
     except (SyntaxError, ValueError):
         return False
     return True
@@ -123,7 +142,7 @@ def normalized_ast(code: str) -> str | None:
     """A canonical dump of the code's AST (names of locals normalised, docstrings dropped), or None if the code
     does not parse."""
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     tree = _Normaliser().visit(tree)

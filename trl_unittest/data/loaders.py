@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from trl_unittest.code import parse
 from trl_unittest.execution.asserts import rewrite_asserts
 from trl_unittest.tasks import Task, to_dataset
 
@@ -105,12 +106,12 @@ def _mbpp_task(row: dict[str, Any], prompt_style: str, sanitized: bool) -> Task:
 def _entry_point(code: str, tests: list[str]) -> str:
     """The function the tests call that the reference defines (the last such definition wins)."""
     try:
-        defined = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        defined = [n.name for n in parse(code).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
     except SyntaxError:
         defined = []
     called = set()
     for t in tests:
-        for node in ast.walk(ast.parse(t)):
+        for node in ast.walk(parse(t)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 called.add(node.func.id)
     for name in reversed(defined):
@@ -122,7 +123,7 @@ def _entry_point(code: str, tests: list[str]) -> str:
 def _completion_prompt(code: str, entry_point: str, text: str, example: str) -> str:
     """Imports and helper definitions of the reference that precede the entry point, then the entry point's
     signature with a docstring (the task text and one example)."""
-    tree = ast.parse(code)
+    tree = parse(code)
     lines = code.splitlines()
     header, signature = [], f"def {entry_point}(*args):"
     for node in tree.body:

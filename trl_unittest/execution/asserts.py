@@ -21,6 +21,7 @@ import ast
 from collections import Counter
 from dataclasses import dataclass, field
 
+from trl_unittest.code import parse
 from trl_unittest.execution.values import LiteralError, decode_value
 from trl_unittest.tasks import Test
 
@@ -40,7 +41,7 @@ def rewrite_asserts(test_code: str | list[str], entry_point: str = "", candidate
         test_code = "\n".join(test_code)
     report = RewriteReport()
     try:
-        tree = ast.parse(test_code)
+        tree = parse(test_code)
     except SyntaxError as e:
         raise ValueError(f"test code does not parse: {e}") from None
     setup = []

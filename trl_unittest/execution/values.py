@@ -19,6 +19,8 @@ import ast
 import math
 from typing import Any
 
+from trl_unittest.code import parse
+
 MAX_LITERAL_CHARS = 4 * 1024 * 1024
 MAX_DEPTH = 100
 
@@ -37,7 +39,7 @@ def decode_value(text: str) -> Any:
     if len(text) > MAX_LITERAL_CHARS:
         raise LiteralError(f"literal of {len(text)} characters exceeds the limit of {MAX_LITERAL_CHARS}")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise LiteralError(f"cannot parse {text[:80]!r}: {type(e).__name__}") from None
     try:
