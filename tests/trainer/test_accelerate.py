@@ -16,7 +16,8 @@ def test_accelerate_launch_two_cpu_processes(tiny_llama, tmp_path):
     # `use_cpu=True` makes the processes form a gloo (MULTI_CPU) group.
     script = Path(__file__).with_name("accelerate_script.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", str(script), tiny_llama, str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

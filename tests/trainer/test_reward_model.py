@@ -121,7 +121,8 @@ def test_same_reward_as_unit_test_reward(tokenizer, unit_test_reward):
     rm = UnitTestRewardModel(unit_test_reward, tokenizer, UNIT_TASKS)
     completions = ["    return a + b\n", "    return x\n"]
     direct = unit_test_reward(prompts=[t["prompt"] for t in UNIT_TASKS], completions=completions,
-                              tests=[t["tests"] for t in UNIT_TASKS], entry_point=[t["entry_point"] for t in UNIT_TASKS])
+                              tests=[t["tests"] for t in UNIT_TASKS],
+                              entry_point=[t["entry_point"] for t in UNIT_TASKS])
     ids = torch.tensor([encode(tokenizer, t["prompt"], c, 24)[0] for t, c in zip(UNIT_TASKS, completions)])
     assert direct == [1.0, -0.3]
     assert rm(ids).tolist() == pytest.approx(direct)

@@ -155,7 +155,8 @@ def test_bad_configuration_fails_at_construction(tiny_llama, tokenizer, prompts_
     from trl import GRPOConfig
 
     with pytest.raises(TypeError, match="ActorCriticConfig"):
-        ActorCriticTrainer(tiny_llama, low_ids, args=GRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True),
+        ActorCriticTrainer(tiny_llama, low_ids,
+                           args=GRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True),
                            train_dataset=prompts_ds, processing_class=tokenizer)
     # a model that does not expose its backbone's hidden states
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
@@ -171,7 +172,8 @@ def test_replayed_rows_wider_than_the_fresh_batch(tiny_llama, tokenizer, prompts
     for entry in trainer.replay.entries.values():  # longer prompts and completions than the batch below
         entry.prompt_ids, entry.completion_ids = [7] * 5 + entry.prompt_ids, entry.completion_ids + [5] * 6
     g = torch.Generator().manual_seed(0)
-    inputs = {"prompt_ids": torch.randint(2, 500, (2, 3), generator=g), "prompt_mask": torch.ones(2, 3, dtype=torch.long),
+    inputs = {"prompt_ids": torch.randint(2, 500, (2, 3), generator=g),
+              "prompt_mask": torch.ones(2, 3, dtype=torch.long),
               "completion_ids": torch.randint(2, 500, (2, 4), generator=g),
               "completion_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
               "returns": torch.tensor([0.5, 1.0]), "scorable": torch.ones(2), "replay_index": torch.tensor([-1, -1]),
