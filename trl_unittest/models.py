@@ -270,8 +270,8 @@ class CodeModelRecipe:
 
 
 BUDGETS: dict[str, CodeModelRecipe] = {
-    "tiny": CodeModelRecipe(hidden=96, layers=3, corpus_chars=600_000, pretrain_steps=100, pretrain_seq_len=128,
-                            sft_exercises=1500, sft_steps=250, sft_batch=32),
+    "tiny": CodeModelRecipe(hidden=128, layers=3, corpus_chars=600_000, pretrain_steps=60, pretrain_seq_len=128,
+                            sft_exercises=1500, sft_steps=400, sft_batch=32),
     "small": CodeModelRecipe(),
 }
 

@@ -43,6 +43,8 @@ class Budget:
     max_completion_length: int
     learning_rate: float
     temperature: float = 0.8
+    probe_samples: int = 4  # curriculum: RL only on train tasks that the base model solves in >= 1 of these samples
+                            # (0: train on every task); unsolved tasks give a model this small no learning signal
 
 
 BUDGETS = {
@@ -153,9 +155,21 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
         times["eval_base"] = time.perf_counter() - t
         console.print(base.table("base model"))
 
+        t = time.perf_counter()
+        probe = None
+        if b.probe_samples:
+            probe = evaluate_model(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
+                                   max_new_tokens=b.max_completion_length, batch_size=32, seed=seed + 1, pool=pool,
+                                   progress=progress)
+            solved = [i for i, r in enumerate(probe.rows) if r["correct"] > 0]
+            console.print(f"    curriculum: {len(solved)} of {len(train_ds)} train tasks solved at least once in "
+                          f"{b.probe_samples} samples; RL trains on those")
+            if len(solved) >= b.batch_size:
+                train_ds = train_ds.select(solved)
+            else:  # a model too weak for the curriculum (the `tiny` CI budget): train on everything
+                console.print("    too few for a batch: RL trains on every train task")
         console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
                       f"train tasks")
-        t = time.perf_counter()
         reward = CompletionReward(pool=pool)
         args = ActorCriticConfig(
             output_dir=str(out / "trainer"), per_device_train_batch_size=b.batch_size,
@@ -194,6 +208,7 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
     summary = {
         "budget": budget, "budget_settings": asdict(b), "model": model_dir, "model_figures": figures,
         "data": data.info, "heldout_eval_tasks": len(heldout), "train_tasks": len(train_ds),
+        "train_probe": probe.to_dict() if probe is not None else None,
         "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": history,
         "pass1_curve": curve, "seconds": {k: round(v, 1) for k, v in times.items()},
         "files": {"plot": str(plot), "eval_base": str(out / "eval_base.jsonl"),
