@@ -77,19 +77,3 @@ def test_train_args_parse_yaml_and_flags():
     assert training.max_steps == 5 and script.eval_tasks == 7  # flags override the YAML
     assert model.model_name_or_path == "quickstart:small" and training.num_generations == 1
     assert type(training).__name__ == "ActorCriticConfig" and training.critic_learning_rate == 1e-3
-
-
-def test_completion_reward_cuts_and_penalises_empty(pool):
-    from trl_unittest.quickstart import CompletionReward
-    from trl_unittest.tasks import Test
-
-    prompt = 'def add(a, b):\n    """Return a + b."""\n'
-    tests = [[Test(expr="add(1, 2)", expected="3").to_dict()]] * 4
-    completions = ["    return a + b\nprint(undefined)\n",  # cut before the top-level line: passes
-                   "", "   \n",  # adds no code: a compile error, not a cheap -0.3
-                   "    return a - b\n"]
-    reward = CompletionReward(pool=pool)
-    scores = reward([prompt] * 4, completions, tests=tests, entry_point=["add"] * 4)
-    assert scores[0] == 1.0 and scores[1] == scores[2] == -1.0 and scores[3] == pytest.approx(-0.3)
-    binary = CompletionReward(pool=pool, scheme="binary")
-    assert binary([prompt] * 4, completions, tests=tests, entry_point=["add"] * 4) == [1.0, 0.0, 0.0, 0.0]

@@ -118,3 +118,19 @@ def test_pass_at_k_closed_forms():
     with pytest.raises(ValueError):
         pass_at_k(5, 6, 1)
     assert math.isnan(mean_pass_at_k([], 1))
+
+
+def test_completions_are_cut_like_evaluation_and_empty_ones_score_as_compile_errors(pool):
+    prompt = 'def add(a, b):\n    """Return a + b."""\n'
+    tests = [[Test(expr="add(1, 2)", expected="3").to_dict()]] * 6
+    completions = ["    return a + b\nprint(undefined)\n",  # cut before the top-level line: passes
+                   "", "   \n", "    # TODO\n",  # adds no code: a compile error, not a cheap -0.3
+                   "    return a - b\n",
+                   "def add(a, b):\n    return b + a\n"]  # a whole definition is not cut away
+    reward = UnitTestReward(pool=pool)
+    scores = reward([prompt] * 6, completions, tests=tests, entry_point=["add"] * 6)
+    assert scores == pytest.approx([1.0, -1.0, -1.0, -1.0, -0.3, 1.0])
+    binary = UnitTestReward(pool=pool, scheme="binary")
+    assert binary([prompt] * 6, completions, tests=tests, entry_point=["add"] * 6) == [1.0, 0, 0, 0, 0, 1.0]
+    uncut = UnitTestReward(pool=pool, truncate=False)
+    assert uncut([prompt], completions[:1], tests=tests[:1], entry_point=["add"])[0] == -1.0 + 0.4  # NameError

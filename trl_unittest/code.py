@@ -79,13 +79,33 @@ def defines(code: str, name: str) -> bool:
     return False
 
 
-def build_program(prompt: Any, completion: Any, entry_point: str = "") -> str:
+def truncate_completion(completion: str, continues_line: bool = False) -> str:
+    """Cut a completion at its first non-blank line that starts at column 0 (a new top-level statement).
+
+    ``continues_line``: the prompt does not end with a newline, so the completion's first line continues the
+    prompt's last line and is never a cut point."""
+    lines = completion.split("\n")
+    kept = []
+    for i, line in enumerate(lines):
+        if i == 0 and continues_line:
+            kept.append(line)
+            continue
+        if line.strip() and not line[0].isspace():
+            break
+        kept.append(line)
+    else:
+        return completion
+    return "\n".join(kept).rstrip() + "\n"
+
+
+def build_program(prompt: Any, completion: Any, entry_point: str = "", truncate: bool = False) -> str:
     """The program to test for a completion.
 
     * chat completions and answers with markdown fences: the fenced code (or the whole answer);
     * completion-style: ``prompt + completion`` (the prompt ends inside the function to complete), unless the
       completion alone defines the entry point and the joined text does not parse, in which case the
-      completion stands alone.
+      completion stands alone. With ``truncate``, a completion-style body is first cut at its first top-level
+      line (:func:`truncate_completion`), as evaluation does.
     """
     text = completion_text(completion)
     fenced = fenced_code(text)
@@ -94,10 +114,23 @@ def build_program(prompt: Any, completion: Any, entry_point: str = "") -> str:
         return fenced
     if conversational or not isinstance(prompt, str):
         return text
-    joined = prompt + text
-    if entry_point and defines(text, entry_point) and not _parses(joined):
-        return text
-    return joined
+    if entry_point and defines(text, entry_point):  # a whole definition: keep it (and the prompt's context)
+        return prompt + text if _parses(prompt + text) else text
+    if truncate:
+        text = truncate_completion(text, continues_line=not prompt.endswith("\n"))
+    return prompt + text
+
+
+def adds_code(prompt: Any, completion: Any, entry_point: str = "", truncate: bool = False) -> bool:
+    """Whether the completion contributes code to its program. An empty (or comment-only) body does not: for a
+    completion-style prompt the prompt alone is a valid function returning None, which would otherwise score as
+    a mere failed test, and RL learns to stop at once (seen in the quickstart)."""
+    text = completion_text(completion)
+    if not (isinstance(prompt, str) and isinstance(completion, str)) or fenced_code(text) is not None:
+        text = build_program(prompt, completion, entry_point, truncate)
+    elif truncate and not (entry_point and defines(text, entry_point)):
+        text = truncate_completion(text, continues_line=not prompt.endswith("\n"))
+    return any(line.strip() and not line.strip().startswith("#") for line in text.splitlines())
 
 
 def _parses(code: str) -> bool:

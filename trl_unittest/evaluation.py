@@ -28,29 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from trl_unittest.code import truncate_completion  # noqa: F401 (re-exported: evaluation's cut)
 from trl_unittest.rewards import outcome_metrics, pass_at_k
 
 
 # ------------------------------------------------------------------------------------------- completions
-def truncate_completion(completion: str, continues_line: bool = False) -> str:
-    """Cut a completion at its first non-blank line that starts at column 0 (a new top-level statement).
-
-    ``continues_line``: the prompt does not end with a newline, so the completion's first line continues the
-    prompt's last line and is never a cut point."""
-    lines = completion.split("\n")
-    kept = []
-    for i, line in enumerate(lines):
-        if i == 0 and continues_line:
-            kept.append(line)
-            continue
-        if line.strip() and not line[0].isspace():
-            break
-        kept.append(line)
-    else:
-        return completion
-    return "\n".join(kept).rstrip() + "\n"
-
-
 def _is_cut(text: str, continues_line: bool) -> bool:
     """Whether the generated text already holds a top-level line after its first (generation can stop)."""
     start = text.find("\n") + 1 if continues_line else 0

@@ -26,8 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl_unittest.evaluation import truncate_completion
-from trl_unittest.rewards import COMPILE_ERROR, UnitTestReward
+from trl_unittest.rewards import UnitTestReward
 
 
 @dataclass
@@ -53,29 +52,6 @@ BUDGETS = {
     "small": Budget(model="small", eval_tasks=100, n=10, k=(1, 10), steps=60, checkpoints=2, checkpoint_tasks=40,
                     batch_size=32, max_completion_length=64, learning_rate=5e-5),
 }
-
-
-class CompletionReward(UnitTestReward):
-    """UnitTestReward on completions cut at their first top-level line, exactly as evaluation cuts them, with one
-    guard: a completion that adds no code scores as a compile error (-1 with ``partial``/``coderl``, 0 otherwise).
-
-    Why: a completion-style prompt alone is a valid function (signature + docstring, returning None), so an
-    empty completion "runs" and fails its tests at -0.3 under ``partial`` -- better than a runtime error (-0.6) or
-    a compile error (-1). Without the guard RL learns to stop at once on every task it is unsure of (seen in the
-    quickstart: held-out pass@1 fell while the train reward rose)."""
-
-    def _cut(self, prompts, completions):
-        return [truncate_completion(c, not (isinstance(p, str) and p.endswith("\n"))) if isinstance(c, str) else c
-                for p, c in zip(prompts, completions)]
-
-    def programs(self, prompts, completions, **columns):
-        return super().programs(prompts, self._cut(prompts, completions), **columns)
-
-    def __call__(self, prompts, completions, completion_ids=None, **columns):
-        rewards = super().__call__(prompts, completions, completion_ids, **columns)
-        empty = COMPILE_ERROR if self.scheme in ("partial", "coderl") else 0.0
-        return [empty if isinstance(c, str) and not c.strip() else r
-                for c, r in zip(self._cut(prompts, completions), rewards)]
 
 
 def spread(ds, count: int):
@@ -170,7 +146,7 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
                 console.print("    too few for a batch: RL trains on every train task")
         console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
                       f"train tasks")
-        reward = CompletionReward(pool=pool)
+        reward = UnitTestReward(pool=pool)
         args = ActorCriticConfig(
             output_dir=str(out / "trainer"), per_device_train_batch_size=b.batch_size,
             max_completion_length=b.max_completion_length, learning_rate=b.learning_rate, max_steps=b.steps,
@@ -391,7 +367,7 @@ def train(script_args: TrainScriptArguments, training_args, model_args) -> dict[
         if eval_ds is not None:
             summary["base"] = evaluate_model(model, eval_ds, pool=pool, out_jsonl=out / "eval_base.jsonl",
                                              **gen).to_dict()
-        reward = CompletionReward(scheme=script_args.reward_scheme, pool=pool)
+        reward = UnitTestReward(scheme=script_args.reward_scheme, pool=pool)
         trainer = ActorCriticTrainer(model, reward, args=training_args, train_dataset=train_ds,
                                      processing_class=tokenizer, peft_config=get_peft_config(model_args))
         trainer.train()

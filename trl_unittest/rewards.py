@@ -24,7 +24,7 @@ import math
 from collections import Counter
 from typing import Any, Callable, Sequence
 
-from trl_unittest.code import build_program
+from trl_unittest.code import adds_code, build_program
 from trl_unittest.execution import ExecutionPool, Limits, Program, ProgramResult, rewrite_asserts
 from trl_unittest.tasks import Test, TaskValidationError, parse_tests
 
@@ -66,14 +66,20 @@ class UnitTestReward:
             ``sandbox``, ``limits``, ``python_paths`` configure it) and closed with :meth:`close`.
         python_paths: import paths made visible (read-only) to programs, e.g.
             ``trl_unittest.execution.site_packages()`` when tasks need third-party packages such as numpy.
-        tests_column, entry_point_column, context_column, runtime_column: dataset column names.
+        tests_column, entry_point_column, context_column, test_setup_column, runtime_column: dataset column names.
+        truncate: cut completion-style completions at their first top-level line, as evaluation does (a model
+            that rambles past the function body is scored on the function).
+        empty_reward: the reward of a completion that adds no code (default: the compile-error reward for
+            ``partial``/``coderl``, 0 otherwise). Without it an empty body -- the prompt alone, a valid function
+            returning None -- scores as a merely failed program, and RL learns to stop at once.
     """
 
     def __init__(self, scheme: str = "partial", pool: ExecutionPool | None = None, num_workers: int | None = None,
                  sandbox: str = "auto", limits: Limits | None = None, python_paths: Sequence[str] = (),
                  tests_column: str = "tests",
                  entry_point_column: str = "entry_point", context_column: str = "context",
-                 test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime"):
+                 test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime",
+                 truncate: bool = True, empty_reward: float | None = None):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         self.scheme = scheme
@@ -86,13 +92,16 @@ class UnitTestReward:
         self._pool_args = {"num_workers": num_workers, "sandbox": sandbox, "limits": self.limits,
                            "python_paths": tuple(python_paths)}
         self._rewrite_cache: dict[str, tuple[list[Test], str]] = {}
+        self.truncate = truncate
+        self.empty_reward = empty_reward if empty_reward is not None else (
+            COMPILE_ERROR if scheme in ("partial", "coderl") else 0.0)
 
     # -------------------------------------------------------------------------------------------- TRL entry
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
                  **columns: Any) -> list[float]:
         programs = self.programs(prompts, completions, **columns)
         results = self.pool.run_batch(programs)
-        return self._finish(results, columns)
+        return self._finish(results, columns, self._empty(prompts, completions, columns))
 
     def results(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[ProgramResult]:
         """The full execution results instead of scalars (for evaluation and analysis)."""
@@ -133,7 +142,7 @@ class UnitTestReward:
             entry = entry_col[i] or ""
             tests, setup = self._tests(tests_col[i], entry, where=f"row {i}")
             test_setup = "\n".join(c for c in (setup_col[i] or "", setup) if c)
-            code = build_program(prompts[i], completions[i], entry)
+            code = build_program(prompts[i], completions[i], entry, truncate=self.truncate)
             timeouts = self.limits.test_timeouts(len(tests), runtime_col[i])
             programs.append(Program(code=code, tests=tests, context=context_col[i] or "", test_setup=test_setup,
                                     timeouts=timeouts))
@@ -167,12 +176,17 @@ class UnitTestReward:
             self._rewrite_cache[key] = (report.tests, report.setup)
         return self._rewrite_cache[key]
 
-    def _finish(self, results: list[ProgramResult], columns: dict[str, Any]) -> list[float]:
-        rewards = [score(r, self.scheme) for r in results]
+    def _empty(self, prompts, completions, columns) -> list[bool]:
+        entries = _column(columns, self.entry_point_column, len(completions), default="")
+        return [not adds_code(p, c, e or "", self.truncate) for p, c, e in zip(prompts, completions, entries)]
+
+    def _finish(self, results: list[ProgramResult], columns: dict[str, Any], empty: list[bool]) -> list[float]:
+        rewards = [self.empty_reward if e else score(r, self.scheme) for r, e in zip(results, empty)]
         log_metric: Callable | None = columns.get("log_metric")
         if log_metric is not None and results:
             for name, value in outcome_metrics(results).items():
                 log_metric(f"{self.__name__}/{name}", value)
+            log_metric(f"{self.__name__}/empty_completion", sum(empty) / len(empty))
         log_extra: Callable | None = columns.get("log_extra")
         if log_extra is not None:
             log_extra(f"{self.__name__}/outcome", [_outcome_label(r) for r in results])
@@ -185,7 +199,7 @@ class AsyncUnitTestReward(UnitTestReward):
     async def __call__(self, prompts, completions, completion_ids=None, **columns):  # type: ignore[override]
         programs = self.programs(prompts, completions, **columns)
         results = await self.pool.run_batch_async(programs)
-        return self._finish(results, columns)
+        return self._finish(results, columns, self._empty(prompts, completions, columns))
 
 
 def _column(columns: dict[str, Any], name: str, n: int, default: Any = "") -> list[Any]:
