@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from conftest import by_prompt, low_ids
+from ac_toys import by_prompt, low_ids
 from transformers import AutoModelForCausalLM
 
 from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
