@@ -61,8 +61,12 @@ def _parents(path: str) -> list[str]:
 
 
 def bwrap_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]) -> list[str]:
-    cmd = ["bwrap", *_system_binds()]
+    cmd = ["bwrap", *_system_binds(),
+           "--proc", "/proc",
+           "--dev", "/dev",
+           "--size", str(spec.tmpfs_bytes), "--perms", "0755", "--tmpfs", "/tmp"]
     made = set()
+    # after the tmpfs on /tmp, so that an interpreter or site-packages that lives under /tmp stays visible
     for path in [p for p in spec.prefixes if not p.startswith("/usr/")] + list(spec.python_paths):
         # parents such as /root would otherwise copy the host's 0700 and lock the program's uid out
         for parent in _parents(path):
@@ -72,9 +76,6 @@ def bwrap_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]
         cmd += ["--ro-bind", path, path]
     cmd += [
         "--ro-bind", WORKER_SCRIPT, _WORKER_INSIDE,
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--size", str(spec.tmpfs_bytes), "--perms", "0755", "--tmpfs", "/tmp",
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--die-with-parent", "--new-session", "--clearenv",
         "--chdir", "/tmp",
