@@ -141,6 +141,18 @@ def _parses(code: str) -> bool:
     return True
 
 
+class RenameNames(ast.NodeTransformer):
+    """Renames ``Name`` nodes in place by a mapping (old name -> new name)."""
+
+    def __init__(self, mapping: dict[str, str]):
+        self.mapping = mapping
+
+    def visit_Name(self, node):  # noqa: N802 (ast API)
+        if node.id in self.mapping:
+            node.id = self.mapping[node.id]
+        return node
+
+
 class _Normaliser(ast.NodeTransformer):
     """Renames locals and arguments to positional names and drops docstrings, so that programs which differ
     only in naming, comments, formatting or docstrings get the same fingerprint."""

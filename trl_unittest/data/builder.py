@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from trl_unittest.code import RenameNames
 from trl_unittest.data import filters
 from trl_unittest.data.doctests import doctest_cases
 from trl_unittest.data.extract import BUILTIN_NAMES, Candidate, extract_module
@@ -200,19 +201,9 @@ def _bound(stmt: ast.stmt) -> set[str]:
     return _stored_names(stmt)
 
 
-class _RenameCall(ast.NodeTransformer):
-    def __init__(self, old: str, new: str):
-        self.old, self.new = old, new
-
-    def visit_Name(self, node):  # noqa: N802
-        if node.id == self.old:
-            node.id = self.new
-        return node
-
-
 def rename_expr(expr: str, old: str, new: str) -> str:
     tree = _parse(expr, mode="eval")
-    return ast.unparse(_RenameCall(old, new).visit(tree))
+    return ast.unparse(RenameNames({old: new}).visit(tree))
 
 
 def _has_float(v: Any) -> bool:

@@ -18,6 +18,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from trl_unittest.code import parse as locked_parse
+
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__doc__", "__builtins__"}
 STDLIB_MODULES = frozenset(sys.stdlib_module_names)
 
@@ -107,12 +109,12 @@ def parse(source: str, mode: str = "exec") -> ast.AST:
     global parse_retries
     for _ in range(PARSE_RETRIES):
         try:
-            return ast.parse(source, mode=mode)
+            return locked_parse(source, mode=mode)  # serialised with the pool's grading parses
         except SystemError:
             parse_retries += 1
             time.sleep(0)
     try:
-        return ast.parse(source, mode=mode)
+        return locked_parse(source, mode=mode)
     except SystemError as e:
         raise SyntaxError(f"parser failure: {e}") from None
 

@@ -113,16 +113,6 @@ def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
                         return
 
 
-class _Rename(ast.NodeTransformer):
-    def __init__(self, old: str, new: str):
-        self.old, self.new = old, new
-
-    def visit_Name(self, node):  # noqa: N802
-        if node.id == self.old:
-            node.id = self.new
-        return node
-
-
 def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, seed: int = 0) -> list[Mutant]:
     """Up to ``max_mutants`` distinct mutants, chosen deterministically and spread over operators and lines.
 

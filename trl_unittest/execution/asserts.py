@@ -21,7 +21,7 @@ import ast
 from collections import Counter
 from dataclasses import dataclass, field
 
-from trl_unittest.code import parse
+from trl_unittest.code import RenameNames, parse
 from trl_unittest.execution.values import LiteralError, decode_value
 from trl_unittest.tasks import Test
 
@@ -78,7 +78,7 @@ def _add(report: RewriteReport, node: ast.Assert, renames: dict[str, str], sourc
     if isinstance(node.test, ast.Constant) and node.test.value is True:
         report.skipped_trivial += 1
         return
-    node = _Rename(renames).visit(node) if renames else node
+    node = RenameNames(renames).visit(node) if renames else node
     test, reason = _rewrite(node.test)
     if test is None:
         report.tests.append(Test(kind="code", code=ast.unparse(ast.Assert(test=node.test, msg=None))))
@@ -87,16 +87,6 @@ def _add(report: RewriteReport, node: ast.Assert, renames: dict[str, str], sourc
     else:
         report.tests.append(test)
         report.rewritten += 1
-
-
-class _Rename(ast.NodeTransformer):
-    def __init__(self, renames: dict[str, str]):
-        self.renames = renames
-
-    def visit_Name(self, node):  # noqa: N802
-        if node.id in self.renames:
-            return ast.copy_location(ast.Name(id=self.renames[node.id], ctx=node.ctx), node)
-        return node
 
 
 def _literal(node: ast.AST) -> str | None:
