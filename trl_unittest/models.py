@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from trl_unittest.cache import cache_root
+
 logger = logging.getLogger(__name__)
 
 RECIPE_VERSION = 1
@@ -50,7 +52,7 @@ HELDOUT_PERCENT = 30
 
 # ------------------------------------------------------------------------------------------------- cache
 def cache_dir() -> Path:
-    root = Path(os.environ.get("TRL_UNITTEST_CACHE") or Path.home() / ".cache" / "trl_unittest")
+    root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
+from trl_unittest.cache import cache_root, write_json_atomic
 from trl_unittest.code import ast_fingerprint
 
 R_SIDE_FILES = "side_effect:files"
@@ -301,12 +302,10 @@ class Decontaminator:
         (tokenising a benchmark's solutions parses and unparses each one: ~0.8 s for MBPP + HumanEval, paid
         again by every build otherwise). The cache holds tokens, not hashes: ``hash`` is salted per process."""
         import hashlib
-        import os
 
         st = path.stat()
         key = hashlib.sha1(f"v1:{kind}:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:20]
-        root = Path(os.environ.get("TRL_UNITTEST_CACHE") or Path.home() / ".cache" / "trl_unittest")
-        cache = root / "decontamination" / f"{kind}-{key}.json"
+        cache = cache_root() / "decontamination" / f"{kind}-{key}.json"
         toks = None
         try:
             toks = json.loads(cache.read_text(encoding="utf-8"))
@@ -314,13 +313,7 @@ class Decontaminator:
             pass
         if not isinstance(toks, list):
             toks = [self._tokens(text, code) for text, code in rows()]
-            try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(json.dumps(toks), encoding="utf-8")
-                tmp.replace(cache)
-            except OSError:
-                pass
+            write_json_atomic(cache, toks)
         for text_toks, code_toks in toks:
             self._add_tokens(text_toks, code_toks)
         return len(toks)

@@ -25,6 +25,7 @@ import string
 import zlib
 from typing import Any
 
+from trl_unittest.cache import cache_root, write_json_atomic
 from trl_unittest.data.extract import Candidate, Param
 from trl_unittest.execution.values import LiteralError, decode_value
 
@@ -204,12 +205,11 @@ _DRAW_CACHE: dict[str, list[str]] | None = None
 
 
 def _draw_cache_path():
-    import os
     from pathlib import Path
 
     import hypothesis
 
-    root = Path(os.environ.get("TRL_UNITTEST_CACHE") or Path.home() / ".cache" / "trl_unittest")
+    root = cache_root()
     code = zlib.crc32(Path(__file__).read_bytes())  # the strategies are in this file: a change invalidates
     return root / f"draws-v1-hypothesis-{hypothesis.__version__}-{code:08x}.json"
 
@@ -219,7 +219,6 @@ def draw_examples(annotation: str, n: int = 10) -> tuple[str, ...]:
     """Up to ``n`` distinct literal source texts drawn for an annotation (deterministic; cached in memory and
     on disk per Hypothesis version: a derandomized draw costs ~40 ms of Hypothesis engine per type)."""
     import json
-    import os
 
     global _DRAW_CACHE
     path = _draw_cache_path()
@@ -233,13 +232,7 @@ def draw_examples(annotation: str, n: int = 10) -> tuple[str, ...]:
         return tuple(_DRAW_CACHE[key])
     out = _draw_examples(annotation, n)
     _DRAW_CACHE[key] = list(out)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(_DRAW_CACHE), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass
+    write_json_atomic(path, _DRAW_CACHE)
     return out
 
 
