@@ -134,3 +134,15 @@ def test_completions_are_cut_like_evaluation_and_empty_ones_score_as_compile_err
     assert binary([prompt] * 6, completions, tests=tests, entry_point=["add"] * 6) == [1.0, 0, 0, 0, 0, 1.0]
     uncut = UnitTestReward(pool=pool, truncate=False)
     assert uncut([prompt], completions[:1], tests=tests[:1], entry_point=["add"])[0] == -1.0 + 0.4  # NameError
+
+
+def test_reward_survives_pickling_and_starts_its_own_pool(pool):
+    import pickle
+
+    shared = UnitTestReward(pool=pool)
+    copy = pickle.loads(pickle.dumps(shared))
+    try:
+        assert copy([PROMPT], ["    return 2 * x\n"], None, **columns(1)) == [1.0]
+        assert copy.pool is not pool and copy.limits == pool.limits
+    finally:
+        copy.close()

@@ -119,9 +119,11 @@ class UnitTestReward:
             self._pool.close()
             self._pool = None
 
-    def __getstate__(self):  # picklable (TRL may copy reward functions): the pool is rebuilt on first use
+    def __getstate__(self):
+        # picklable (TRL and accelerate may copy reward functions): a pool (threads, processes) does not travel;
+        # the copy starts its own on first use, with the same limits
         state = dict(self.__dict__)
-        state["_pool"] = None if self._owns_pool else state["_pool"]
+        state["_pool"], state["_owns_pool"] = None, True
         return state
 
     def programs(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[Program]:
