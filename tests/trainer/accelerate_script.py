@@ -31,6 +31,11 @@ def main(model_dir, out_dir):
         json.dump({"world": trainer.accelerator.num_processes, "critic": critic.double().sum().item(),
                    "critic_abs": critic.abs().double().sum().item(), "policy": policy.double().sum().item(),
                    "log": trainer.state.log_history, "replay": len(trainer.replay)}, f)
+    # tear the gloo group down before exit: left to interpreter shutdown, its threads can abort the process
+    # ("terminate called without an active exception", seen once in CI)
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
