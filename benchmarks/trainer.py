@@ -1,7 +1,7 @@
 """Throughput and peak memory of ActorCriticTrainer against TRL 1.12's PPOTrainer and GRPOTrainer.
 
-All trainers get the same randomly initialised Llama-style model (about 25M parameters, built offline), the same
-prompts, the same number of completions per optimiser step, the same completion length (generation is forced to
+All trainers get the same randomly initialised model (by default Llama-style, about 25M parameters, built offline;
+`--arch qwen2 --size 0.5b` in the GPU run of `device_check.sh`), the same prompts, the same number of completions per optimiser step, the same completion length (generation is forced to
 run to the full length), the same gradient-checkpointing setting (TRL's default, on) and the same reward
 (`UnitTestRewardModel` wraps it for PPO). Each trainer runs in its own process, so peak memory is its own: on CPU
 the peak resident set size minus the resident size after the imports, on GPU `torch.cuda.max_memory_allocated`.
@@ -145,6 +145,7 @@ def worker(opts) -> dict:
 
     median = sorted(timer.durations)[len(timer.durations) // 2]
     return {"method": opts.method, "trl": trl.__version__, "samples_per_s": opts.batch / median,
+            "completion_tokens_per_s": opts.batch * opts.length / median,
             "samples_per_s_mean": opts.batch * timer.steps / (timer.end - timer.start),
             "samples_per_cpu_s": opts.batch * timer.steps / (timer.cpu_end - timer.cpu_start),
             "peak_mem_mb": peak, "timed_steps": timer.steps,
@@ -171,6 +172,12 @@ def main():
     p.add_argument("--grpo-generations", type=int, default=4, help="GRPO group size (GRPO needs >= 2)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--ppo-python", default=None, help="interpreter with trl==1.12.0 for PPO")
+    p.add_argument("--arch", default="llama", choices=["llama", "gpt2", "qwen2"],
+                   help="architecture of the randomly initialised model")
+    p.add_argument("--size", default="bench", help="model size: 'bench' (~25M, CPU) or '0.5b' (qwen2 only, GPU)")
+    p.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary trained for the benchmark model")
+    p.add_argument("--pad-vocab-to", type=int, default=None,
+                   help="pad the vocabulary to a real model's size with unused tokens (151936 = Qwen2.5)")
     p.add_argument("--model-dir", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--method", default=None, help=argparse.SUPPRESS)
@@ -186,7 +193,8 @@ def main():
 
     from trl_unittest.trainer.tiny import build_model
 
-    model_dir = opts.model_dir or build_model(tempfile.mkdtemp(prefix="bench-model-"), "llama", size="bench")
+    model_dir = opts.model_dir or build_model(tempfile.mkdtemp(prefix="bench-model-"), opts.arch, size=opts.size,
+                                              vocab_size=opts.vocab_size, pad_vocab_to=opts.pad_vocab_to)
     ppo_python = opts.ppo_python or str(ROOT / ".venv-ppo" / "bin" / "python")
     if has_ppo(sys.executable):
         ppo_python = sys.executable
@@ -205,7 +213,8 @@ def main():
             cmd.append("--bf16")
         if opts.no_gradient_checkpointing:
             cmd.append("--no-gradient-checkpointing")
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(f"{method}: failed\n{proc.stderr[-3000:]}", flush=True)
@@ -213,9 +222,13 @@ def main():
         results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = results[method]
         print(f"{method:>13} (trl {r['trl']}): {r['samples_per_s']:8.2f} samples/s "
+              f"{r['completion_tokens_per_s']:9.1f} tokens/s "
               f"{r['samples_per_cpu_s']:8.2f} samples/CPU-s  peak {r['peak_mem_mb']:8.1f} MiB", flush=True)
 
-    summary = {"device": opts.device, "threads": opts.threads, "bf16": opts.bf16,
+    import torch
+
+    summary = {"device": torch.cuda.get_device_name() if opts.device == "cuda" else opts.device,
+               "arch": opts.arch, "size": opts.size, "threads": opts.threads, "bf16": opts.bf16,
                "gradient_checkpointing": not opts.no_gradient_checkpointing, "batch": opts.batch,
                "completion_length": opts.length,
                "timed_steps": opts.steps, "params_m": next(iter(results.values()))["params_m"] if results else None,

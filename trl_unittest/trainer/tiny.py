@@ -49,8 +49,9 @@ def build_tokenizer(out_dir: str | os.PathLike, vocab_size: int = 512):
 
 def model_config(arch: str, vocab_size: int, size: str = "tiny", **overrides):
     """A transformers config. `size="tiny"`: a few hundred thousand parameters (unit tests); `size="bench"`: a
-    Llama-style model of a few tens of millions of parameters (benchmarks)."""
-    from transformers import GPT2Config, LlamaConfig
+    few tens of millions (CPU benchmarks); `arch="qwen2", size="0.5b"`: the layer shapes of Qwen2.5-0.5B (GPU
+    benchmarks; the vocabulary is the tokenizer's, so the embedding is smaller than Qwen's 151,936 rows)."""
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config
 
     if arch == "gpt2":
         dims = dict(n_embd=64, n_layer=2, n_head=4, n_positions=256) if size == "tiny" else \
@@ -66,12 +67,23 @@ def model_config(arch: str, vocab_size: int, size: str = "tiny", **overrides):
         kw = dict(vocab_size=vocab_size, tie_word_embeddings=True, **dims)
         kw.update(overrides)
         return LlamaConfig(**kw)
-    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2' or 'llama'")
+    if arch == "qwen2":
+        dims = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=256) if size == "tiny" else \
+            dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, max_position_embeddings=4096)  # Qwen2.5-0.5B's shapes
+        kw = dict(vocab_size=vocab_size, tie_word_embeddings=True, **dims)
+        kw.update(overrides)
+        return Qwen2Config(**kw)
+    raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'llama' or 'qwen2'")
 
 
 def build_model(out_dir: str | os.PathLike, arch: str = "llama", size: str = "tiny", vocab_size: int = 512,
-                seed: int = 0, tokenizer=None, **overrides) -> str:
-    """Build a tokenizer (unless given) and a randomly initialised causal LM, save both to `out_dir`, return it."""
+                seed: int = 0, tokenizer=None, pad_vocab_to: int | None = None, **overrides) -> str:
+    """Build a tokenizer (unless given) and a randomly initialised causal LM, save both to `out_dir`, return it.
+
+    `pad_vocab_to` adds unused special tokens until the vocabulary has that many entries, so that the embedding and
+    the logits have a real model's size (151,936 for Qwen2.5): they dominate an RL trainer's memory."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -79,8 +91,9 @@ def build_model(out_dir: str | os.PathLike, arch: str = "llama", size: str = "ti
     out_dir.mkdir(parents=True, exist_ok=True)
     if tokenizer is None:
         tokenizer = build_tokenizer(out_dir, vocab_size=vocab_size)
-    else:
-        tokenizer.save_pretrained(str(out_dir))
+    if pad_vocab_to and pad_vocab_to > len(tokenizer):
+        tokenizer.add_tokens([f"<|unused_{i}|>" for i in range(pad_vocab_to - len(tokenizer))], special_tokens=True)
+    tokenizer.save_pretrained(str(out_dir))
     config = model_config(arch, len(tokenizer), size=size, **overrides)
     config.eos_token_id = tokenizer.eos_token_id
     config.bos_token_id = tokenizer.bos_token_id
