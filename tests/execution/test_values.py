@@ -82,3 +82,24 @@ def test_comparisons():
     assert values_close(0.1 + 0.2, 0.3, 1e-9, 0.0)
     assert values_close([1.0, 2.0000001], (1.0, 2.0), 1e-6, 0.0)
     assert not values_close(1.0, 1.1, 1e-6, 0.0)
+
+
+@pytest.mark.parametrize("text", ["3", "nan", "[nan, 1.5]", "{'a': (1, None)}", "frozenset({1, 2})", "-0.0"])
+def test_grading_identical_literal_text_passes(text):
+    from trl_unittest.execution.results import grade_test
+    from trl_unittest.tasks import Test
+
+    result = grade_test(Test(expr="f()", expected=text), {"outcome": "ok", "value": text, "t": 0.0})
+    assert result.outcome == "passed"
+
+
+@pytest.mark.parametrize("expected, observed, outcome", [
+    ("3", "4", "failed"), ("3", "3.0", "passed"), ("-0.0", "0.0", "passed"), ("[1, 2]", "(1, 2)", "failed"),
+    ("__import__('os')", "__import__('os')", "error"),  # same text, but not a literal: never a pass
+])
+def test_grading_decodes_when_text_differs_or_is_not_a_literal(expected, observed, outcome):
+    from trl_unittest.execution.results import grade_test
+    from trl_unittest.tasks import Test
+
+    result = grade_test(Test(expr="f()", expected=expected), {"outcome": "ok", "value": observed, "t": 0.0})
+    assert result.outcome == outcome
