@@ -42,15 +42,19 @@ class Budget:
     max_completion_length: int
     learning_rate: float
     temperature: float = 0.8
-    probe_samples: int = 4  # curriculum: RL only on train tasks that the base model solves in >= 1 of these samples
-                            # (0: train on every task); unsolved tasks give a model this small no learning signal
+    beta: float = 0.0  # KL penalty towards the starting model (TRL's `beta`)
+    probe_samples: int = 8  # curriculum: RL on the train tasks that the base model solves in some but not all of
+                            # these samples (0: train on every task). Always-solved tasks carry no learning signal
+                            # (R - V is ~0 once the critic knows them) and never-solved ones give a model this small
+                            # none either; measured: on the mixed train set the reward stayed flat, on the
+                            # in-between tasks it rises (benchmarks/RESULTS.md, "RL on the small model")
 
 
 BUDGETS = {
     "tiny": Budget(model="tiny", eval_tasks=40, n=4, k=(1, 4), steps=8, checkpoints=1, checkpoint_tasks=24,
-                   batch_size=16, max_completion_length=48, learning_rate=2e-4),
+                   batch_size=16, max_completion_length=48, learning_rate=2e-4, probe_samples=4),
     "small": Budget(model="small", eval_tasks=100, n=10, k=(1, 10), steps=60, checkpoints=2, checkpoint_tasks=40,
-                    batch_size=32, max_completion_length=64, learning_rate=5e-5),
+                    batch_size=32, max_completion_length=64, learning_rate=5e-5, beta=0.05),
 }
 
 
@@ -137,21 +141,28 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
             probe = evaluate_model(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
                                    max_new_tokens=b.max_completion_length, batch_size=32, seed=seed + 1, pool=pool,
                                    progress=progress)
+            between = [i for i, r in enumerate(probe.rows) if 0 < r["correct"] < r["n"]]
             solved = [i for i, r in enumerate(probe.rows) if r["correct"] > 0]
-            console.print(f"    curriculum: {len(solved)} of {len(train_ds)} train tasks solved at least once in "
-                          f"{b.probe_samples} samples; RL trains on those")
-            if len(solved) >= b.batch_size:
-                train_ds = train_ds.select(solved)
-            else:  # a model too weak for the curriculum (the `tiny` CI budget): train on everything
-                console.print("    too few for a batch: RL trains on every train task")
+            console.print(f"    curriculum: of {len(train_ds)} train tasks, {len(between)} solved in some but not all "
+                          f"of {b.probe_samples} samples, {len(solved)} solved at least once")
+            if len(between) >= b.batch_size:
+                rl_rows = between
+            elif len(solved) >= b.batch_size:
+                rl_rows = solved
+            else:  # a model too weak for a curriculum (the `tiny` CI budget): train on everything
+                rl_rows = list(range(len(train_ds)))
+            console.print(f"    RL trains on {len(rl_rows)} tasks")
+            train_ds = train_ds.select(rl_rows)
+            probe_rl = [probe.rows[i] for i in rl_rows]
+            rl_before = sum(r["correct"] / r["n"] for r in probe_rl) / max(len(probe_rl), 1)
         console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
                       f"train tasks")
         reward = UnitTestReward(pool=pool)
         args = ActorCriticConfig(
             output_dir=str(out / "trainer"), per_device_train_batch_size=b.batch_size,
             max_completion_length=b.max_completion_length, learning_rate=b.learning_rate, max_steps=b.steps,
-            temperature=b.temperature, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
-            disable_tqdm=not progress, lr_scheduler_type="constant", seed=seed, critic_learning_rate=1e-3,
+            temperature=b.temperature, beta=b.beta, logging_steps=1, report_to="none", save_strategy="no",
+            use_cpu=True, disable_tqdm=not progress, lr_scheduler_type="constant", seed=seed, critic_learning_rate=1e-3,
             replay_capacity=256, replay_critic_batch_size=8, whiten_advantages=False)
         trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=train_ds.shuffle(seed=seed),
                                      processing_class=tokenizer)
@@ -172,6 +183,13 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
         history = [{"step": h["step"], "reward": h["reward"], "pass_rate": h.get("pass_rate")}
                    for h in trainer.state.log_history if "reward" in h and "step" in h]
 
+        rl_after = None
+        if probe is not None:  # the tasks RL trained on, sampled as in the probe: did the policy learn them?
+            rl_eval = evaluate_model(model, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
+                                     max_new_tokens=b.max_completion_length, batch_size=32, seed=seed + 2,
+                                     tokenizer=tokenizer, pool=pool, progress=False)
+            rl_after = rl_eval.pass_at_k["pass@1"]
+
         console.print(f"5/5 trained model on the same {len(heldout)} held-out tasks")
         t = time.perf_counter()
         trained = evaluate_model(model, heldout, tokenizer=tokenizer, pool=pool, out_jsonl=out / "eval_trained.jsonl",
@@ -179,12 +197,15 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
         times["eval_trained"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t_start
 
-    console.print(_before_after(base, trained, history))
+    rl_tasks = None
+    if probe is not None:
+        rl_tasks = {"tasks": len(train_ds), "pass@1_before": rl_before, "pass@1_after": rl_after}
+    console.print(_before_after(base, trained, history, rl_tasks))
     plot = _plot(history, curve, out / "training.png", budget)
     summary = {
         "budget": budget, "budget_settings": asdict(b), "model": model_dir, "model_figures": figures,
         "data": data.info, "heldout_eval_tasks": len(heldout), "train_tasks": len(train_ds),
-        "train_probe": probe.to_dict() if probe is not None else None,
+        "train_probe": probe.to_dict() if probe is not None else None, "rl_tasks": rl_tasks,
         "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": history,
         "pass1_curve": curve, "seconds": {k: round(v, 1) for k, v in times.items()},
         "files": {"plot": str(plot), "eval_base": str(out / "eval_base.jsonl"),
@@ -195,7 +216,7 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
     return summary
 
 
-def _before_after(base, trained, history):
+def _before_after(base, trained, history, rl_tasks=None):
     from rich.table import Table
 
     t = Table(title="held-out tasks: before and after RL from unit tests")
@@ -214,6 +235,9 @@ def _before_after(base, trained, history):
     for key in ("tests_passed", "compile_error"):
         a, b = base.metrics.get(key, math.nan), trained.metrics.get(key, math.nan)
         t.add_row(key.replace("_", " ") + " (per sample)", f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}")
+    if rl_tasks and rl_tasks["pass@1_after"] is not None:
+        a, b = rl_tasks["pass@1_before"], rl_tasks["pass@1_after"]
+        t.add_row(f"pass@1 on the {rl_tasks['tasks']} RL train tasks", f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}")
     if history:
         q = max(1, len(history) // 4)
         first = sum(h["reward"] for h in history[:q]) / q

@@ -1,0 +1,125 @@
+"""RL on the quickstart's small code model: which tasks, trainer and step size move held-out pass@1?
+
+One run = one RL configuration on the cached small model (`trl_unittest.models`, budget "small"): pick the RL task
+set, optionally keep only the tasks a probe of the base model solves sometimes (`--curriculum`), train with
+ActorCriticTrainer or TRL's GRPOTrainer, then measure pass@1 on the quickstart's 100 held-out tasks (n samples at
+the training temperature). Prints one JSON object: the train reward and entropy per step, and held-out pass@1 per
+source. `--steps 0` measures the base model (at `--temperature`).
+
+    python benchmarks/rl_small.py --steps 0 --temperature 0.2            # base model, colder sampling
+    python benchmarks/rl_small.py --trainer actor_critic --curriculum between --lr 5e-5 --beta 0.05
+    python benchmarks/rl_small.py --trainer grpo --tasks heldout-family --curriculum solved
+
+Task sets: `train` (the quickstart's train split: its SFT data, so largely memorised), `heldout-family` (fresh
+synthetic exercises of the held-out split's shapes and vocabulary, none sharing a fingerprint with the evaluated
+held-out tasks: the closest a disjoint RL set can get to the evaluation distribution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def heldout_family_tasks(data, count: int = 400):
+    """Builder tasks from exercises of the held-out split that neither the evaluation set nor training has."""
+    from trl_unittest.data.builder import BuilderConfig, build_dataset
+    from trl_unittest.models import function_fingerprint, make_exercises, recipe_for, write_exercises
+
+    recipe = recipe_for("small")
+    taken = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
+    taken |= {e["fingerprint"] for e in make_exercises("heldout", 150, seed=recipe.seed + 1)}
+    fresh = [e for e in make_exercises("heldout", 4 * count, seed=recipe.seed + 7) if e["fingerprint"] not in taken]
+    root = Path(tempfile.mkdtemp(prefix="rl-small-"))
+    src = write_exercises(root / "src", fresh[:count])
+    return build_dataset([str(src)], BuilderConfig(progress=False, num_workers=2, shard_size=40), out_dir=root / "out")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trainer", default="actor_critic", choices=["actor_critic", "grpo"])
+    p.add_argument("--tasks", default="train", choices=["train", "heldout-family"])
+    p.add_argument("--curriculum", default="none", choices=["none", "solved", "between"],
+                   help="keep tasks the base model solves in >= 1 probe sample (solved) or in some but not all (between)")
+    p.add_argument("--probe-samples", type=int, default=8)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--batch", type=int, default=32, help="completions per optimiser step")
+    p.add_argument("--grpo-generations", type=int, default=4)
+    p.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--eval-n", type=int, default=8)
+    opts = p.parse_args()
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from trl_unittest.evaluation import evaluate_model
+    from trl_unittest.execution import ExecutionPool, Limits
+    from trl_unittest.models import build_split_datasets, ensure_code_model, recipe_for, set_threads
+    from trl_unittest.quickstart import fit_prompts, spread
+    from trl_unittest.rewards import UnitTestReward
+
+    set_threads()
+    torch.manual_seed(0)
+    data = build_split_datasets("small", progress=False)
+    model_dir = ensure_code_model("small", train_tasks=data.train, progress=False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    heldout = spread(data.heldout, 100)
+    tasks = data.train if opts.tasks == "train" else heldout_family_tasks(data)
+    tasks = fit_prompts(tasks, tok, recipe_for("small").max_positions - 64)
+    gen = dict(k=(1,), temperature=opts.temperature, max_new_tokens=64, batch_size=32, progress=False)
+    result = {"options": vars(opts)}
+    with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
+        if opts.steps == 0:
+            base = evaluate_model(model_dir, heldout, n=opts.eval_n, seed=0, pool=pool, **gen)
+            print(json.dumps({**result, "heldout": base.pass_at_k, "heldout_by_source": base.by_source}))
+            return
+        if opts.curriculum != "none":
+            probe = evaluate_model(model_dir, tasks, n=opts.probe_samples, seed=1, pool=pool, **gen)
+            keep = [i for i, r in enumerate(probe.rows)
+                    if r["correct"] > 0 and (opts.curriculum == "solved" or r["correct"] < r["n"])]
+            result["probe"] = {"tasks": len(tasks), "kept": len(keep), "pass@1": probe.pass_at_k["pass@1"]}
+            tasks = tasks.select(keep)
+        common = dict(output_dir=tempfile.mkdtemp(prefix="rl-small-trainer-"), per_device_train_batch_size=opts.batch,
+                      max_completion_length=64, learning_rate=opts.lr, max_steps=opts.steps,
+                      temperature=opts.temperature, beta=opts.beta, logging_steps=1, report_to="none",
+                      save_strategy="no", use_cpu=True, disable_tqdm=True, lr_scheduler_type="constant", seed=0,
+                      gradient_accumulation_steps=opts.gradient_accumulation_steps)
+        reward = UnitTestReward(pool=pool)
+        if opts.trainer == "actor_critic":
+            from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
+
+            args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=256,
+                                     replay_critic_batch_size=8)
+            trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=0),
+                                         processing_class=tok)
+        else:
+            from trl import GRPOConfig, GRPOTrainer
+
+            args = GRPOConfig(**common, num_generations=opts.grpo_generations)
+            trainer = GRPOTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=0),
+                                  processing_class=tok)
+        t = time.perf_counter()
+        trainer.train()
+        result["train_seconds"] = round(time.perf_counter() - t, 1)
+        history = [h for h in trainer.state.log_history if "reward" in h]
+        result["reward"] = [round(h["reward"], 3) for h in history]
+        result["entropy"] = [round(h.get("entropy", float("nan")), 3) for h in history]
+        q = max(1, len(history) // 4)
+        result["reward_first_last_quarter"] = [round(sum(result["reward"][:q]) / q, 3),
+                                               round(sum(result["reward"][-q:]) / q, 3)]
+        after = evaluate_model(trainer.model, heldout, tokenizer=tok, n=opts.eval_n, seed=0, pool=pool, **gen)
+        result["heldout"], result["heldout_by_source"] = after.pass_at_k, after.by_source
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
