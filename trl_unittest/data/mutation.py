@@ -124,6 +124,10 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
     func = tree.body[0]
     if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return []
+    body = func.body
+    if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        func.body = body[1:]  # mutants need no docstring; unparsing it (escaped char by char) cost the most
     sites = _sites(func)
     if not sites:
         return []
