@@ -43,10 +43,11 @@ def heldout_family_tasks(data, count: int = 400):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trainer", default="actor_critic", choices=["actor_critic", "grpo"])
+    p.add_argument("--trainer", default="actor_critic", choices=["actor_critic", "grpo", "ppo"],
+                   help="ppo needs trl==1.12.0 (run under .venv-ppo)")
     p.add_argument("--tasks", default="train", choices=["train", "heldout-family"])
     p.add_argument("--curriculum", default="none", choices=["none", "solved", "between"],
-                   help="keep tasks the base model solves in >= 1 probe sample (solved) or in some but not all (between)")
+                   help="keep tasks solved in >= 1 probe sample (solved) or in some but not all (between)")
     p.add_argument("--probe-samples", type=int, default=8)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--lr", type=float, default=5e-5)
@@ -54,6 +55,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32, help="completions per optimiser step")
     p.add_argument("--grpo-generations", type=int, default=4)
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    p.add_argument("--num-iterations", type=int, default=1,
+                   help="updates per generated batch for actor_critic / grpo (TRL's num_iterations)")
+    p.add_argument("--ppo-epochs", type=int, default=4, help="PPO's num_ppo_epochs (TRL's default: 4)")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--eval-n", type=int, default=8)
     opts = p.parse_args()
@@ -86,7 +90,9 @@ def main() -> None:
             probe = evaluate_model(model_dir, tasks, n=opts.probe_samples, seed=1, pool=pool, **gen)
             keep = [i for i, r in enumerate(probe.rows)
                     if r["correct"] > 0 and (opts.curriculum == "solved" or r["correct"] < r["n"])]
-            result["probe"] = {"tasks": len(tasks), "kept": len(keep), "pass@1": probe.pass_at_k["pass@1"]}
+            result["probe"] = {"tasks": len(tasks), "kept": len(keep), "pass@1": probe.pass_at_k["pass@1"],
+                               "kept_pass@1": sum(probe.rows[i]["correct"] / probe.rows[i]["n"] for i in keep)
+                               / max(len(keep), 1)}
             tasks = tasks.select(keep)
         common = dict(output_dir=tempfile.mkdtemp(prefix="rl-small-trainer-"), per_device_train_batch_size=opts.batch,
                       max_completion_length=64, learning_rate=opts.lr, max_steps=opts.steps,
@@ -98,25 +104,53 @@ def main() -> None:
             from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
             args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=256,
-                                     replay_critic_batch_size=8)
+                                     replay_critic_batch_size=8, num_iterations=opts.num_iterations)
             trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=0),
                                          processing_class=tok)
-        else:
+        elif opts.trainer == "grpo":
             from trl import GRPOConfig, GRPOTrainer
 
-            args = GRPOConfig(**common, num_generations=opts.grpo_generations)
+            args = GRPOConfig(**common, num_generations=opts.grpo_generations, num_iterations=opts.num_iterations)
             trainer = GRPOTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=0),
                                   processing_class=tok)
+        else:  # TRL 1.12's PPOTrainer: value model + reference model, the unit-test reward behind a reward "model"
+            import copy
+
+            from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+            from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+            from trl_unittest.trainer import UnitTestRewardModel
+
+            for key in ("max_completion_length", "max_steps", "beta", "lr_scheduler_type"):
+                common.pop(key)
+            args = PPOConfig(**common, total_episodes=opts.steps * opts.batch * opts.gradient_accumulation_steps,
+                             response_length=64, num_ppo_epochs=opts.ppo_epochs, num_mini_batches=1, kl_coef=opts.beta,
+                             stop_token="eos", missing_eos_penalty=None, num_sample_generations=0,
+                             lr_scheduler_type="constant")
+            policy = AutoModelForCausalLM.from_pretrained(model_dir)
+            trainer = PPOTrainer(
+                args=args, processing_class=tok, model=policy, ref_model=copy.deepcopy(policy),
+                reward_model=UnitTestRewardModel(reward, tok, tasks),
+                value_model=AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1),
+                train_dataset=tasks.shuffle(seed=0).map(lambda row: tok(row["prompt"]),
+                                                        remove_columns=tasks.column_names))
         t = time.perf_counter()
         trainer.train()
         result["train_seconds"] = round(time.perf_counter() - t, 1)
-        history = [h for h in trainer.state.log_history if "reward" in h]
-        result["reward"] = [round(h["reward"], 3) for h in history]
-        result["entropy"] = [round(h.get("entropy", float("nan")), 3) for h in history]
+        reward_key, entropy_key = ("objective/scores", "policy/entropy_avg") if opts.trainer == "ppo" \
+            else ("reward", "entropy")
+        history = [h for h in trainer.state.log_history if reward_key in h]
+        result["reward"] = [round(h[reward_key], 3) for h in history]
+        result["entropy"] = [round(h.get(entropy_key, float("nan")), 3) for h in history]
+        model = policy if opts.trainer == "ppo" else trainer.model
+        if opts.curriculum != "none":  # did the policy learn the tasks it trained on?
+            learned = evaluate_model(model, tasks, tokenizer=tok, n=opts.probe_samples, seed=2, pool=pool, **gen)
+            result["rl_tasks_pass@1"] = [round(result["probe"]["kept_pass@1"], 3),
+                                         round(learned.pass_at_k["pass@1"], 3)]
         q = max(1, len(history) // 4)
         result["reward_first_last_quarter"] = [round(sum(result["reward"][:q]) / q, 3),
                                                round(sum(result["reward"][-q:]) / q, 3)]
-        after = evaluate_model(trainer.model, heldout, tokenizer=tok, n=opts.eval_n, seed=0, pool=pool, **gen)
+        after = evaluate_model(model, heldout, tokenizer=tok, n=opts.eval_n, seed=0, pool=pool, **gen)
         result["heldout"], result["heldout_by_source"] = after.pass_at_k, after.by_source
     print(json.dumps(result))
 

@@ -53,7 +53,7 @@ class Budget:
 BUDGETS = {
     "tiny": Budget(model="tiny", eval_tasks=40, n=4, k=(1, 4), steps=8, checkpoints=1, checkpoint_tasks=24,
                    batch_size=16, max_completion_length=48, learning_rate=2e-4, probe_samples=4),
-    "small": Budget(model="small", eval_tasks=100, n=10, k=(1, 10), steps=60, checkpoints=2, checkpoint_tasks=40,
+    "small": Budget(model="small", eval_tasks=100, n=10, k=(1, 10), steps=240, checkpoints=3, checkpoint_tasks=40,
                     batch_size=32, max_completion_length=64, learning_rate=5e-5, beta=0.05),
 }
 
