@@ -49,32 +49,29 @@ def build_tokenizer(out_dir: str | os.PathLike, vocab_size: int = 512):
 
 def model_config(arch: str, vocab_size: int, size: str = "tiny", **overrides):
     """A transformers config. `size="tiny"`: a few hundred thousand parameters (unit tests); `size="bench"`: a
-    few tens of millions (CPU benchmarks); `arch="qwen2", size="0.5b"`: the layer shapes of Qwen2.5-0.5B (GPU
-    benchmarks; the vocabulary is the tokenizer's, so the embedding is smaller than Qwen's 151,936 rows)."""
+    few tens of millions (CPU benchmarks); `size="0.5b"` (Llama or Qwen2): the layer shapes of Qwen2.5-0.5B (GPU
+    benchmarks; the vocabulary is the tokenizer's: `build_model(pad_vocab_to=151936)` gives Qwen's)."""
     from transformers import GPT2Config, LlamaConfig, Qwen2Config
 
+    if size not in ("tiny", "bench", "0.5b"):
+        raise ValueError(f"unknown size {size!r}: expected 'tiny', 'bench' or '0.5b'")
     if arch == "gpt2":
+        if size == "0.5b":
+            raise ValueError("size '0.5b' is a Llama/Qwen2 shape: use arch 'llama' or 'qwen2'")
         dims = dict(n_embd=64, n_layer=2, n_head=4, n_positions=256) if size == "tiny" else \
             dict(n_embd=512, n_layer=8, n_head=8, n_positions=1024)
-        kw = dict(vocab_size=vocab_size, **dims)
-        kw.update(overrides)
-        return GPT2Config(**kw)
-    if arch == "llama":
-        dims = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, max_position_embeddings=256) if size == "tiny" else \
-            dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
-                 num_key_value_heads=4, max_position_embeddings=1024)
-        kw = dict(vocab_size=vocab_size, tie_word_embeddings=True, **dims)
-        kw.update(overrides)
-        return LlamaConfig(**kw)
-    if arch == "qwen2":
-        dims = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, max_position_embeddings=256) if size == "tiny" else \
-            dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, max_position_embeddings=4096)  # Qwen2.5-0.5B's shapes
-        kw = dict(vocab_size=vocab_size, tie_word_embeddings=True, **dims)
-        kw.update(overrides)
-        return Qwen2Config(**kw)
+        return GPT2Config(**{"vocab_size": vocab_size, **dims, **overrides})
+    if arch in ("llama", "qwen2"):
+        dims = {
+            "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=256),
+            "bench": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
+                          num_key_value_heads=4, max_position_embeddings=1024),
+            "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, max_position_embeddings=4096),
+        }[size]
+        config_cls = LlamaConfig if arch == "llama" else Qwen2Config
+        return config_cls(**{"vocab_size": vocab_size, "tie_word_embeddings": True, **dims, **overrides})
     raise ValueError(f"unknown architecture {arch!r}: expected 'gpt2', 'llama' or 'qwen2'")
 
 
