@@ -2,11 +2,11 @@
 
 All trainers get the same randomly initialised model (by default Llama-style, about 25M parameters, built offline;
 `--arch qwen2 --size 0.5b` in the GPU run of `device_check.sh`), the same prompts, the same number of completions
-per optimiser step, the same completion length (generation is forced to run to the full length), the same gradient-
-checkpointing setting (TRL's default, on) and the same reward (`UnitTestRewardModel` wraps it for PPO). Each trainer
-runs in its own process, so peak memory is its own: on CPU the peak resident set size minus the resident size after
-the imports, on GPU `torch.cuda.max_memory_allocated`. PPO runs under the interpreter of `--ppo-python` (default:
-the repo's `.venv-ppo`, with trl==1.12.0) when this one has no `trl.experimental.ppo`.
+per optimiser step, the same completion length (generation is forced to run to the full length), the same
+gradient-checkpointing setting (TRL's default, on) and the same reward (`UnitTestRewardModel` wraps it for PPO).
+Each trainer runs in its own process, so peak memory is its own: on CPU the peak resident set size minus the
+resident size after the imports, on GPU `torch.cuda.max_memory_allocated`. PPO runs under the interpreter of
+`--ppo-python` (default: the repo's `.venv-ppo`, with trl==1.12.0) when this one has no `trl.experimental.ppo`.
 
     python benchmarks/trainer.py --quick              # CPU, a few steps
     python benchmarks/trainer.py --device cuda --bf16 # GPU
