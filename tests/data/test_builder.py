@@ -275,6 +275,27 @@ def test_static_worker_processes_give_the_same_tasks(tmp_path):
     assert a == b
 
 
+def test_a_second_shard_moves_static_stages_to_worker_processes_on_two_cores(tmp_path, monkeypatch):
+    from trl_unittest.data import builder as builder_module
+
+    (tmp_path / "pkg").mkdir()
+    for i in range(2):
+        (tmp_path / "pkg" / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+    monkeypatch.setattr(builder_module.os, "sched_getaffinity", lambda pid: {0, 1})
+    kinds = []
+    grow = builder_module.Builder.grow_static
+
+    def spy(self):
+        grow(self)
+        kinds.append(type(self._static).__name__)
+
+    monkeypatch.setattr(builder_module.Builder, "grow_static", spy)
+    grown = build_dataset([str(tmp_path)], _config(shard_size=1))
+    kept_inline = build_dataset([str(tmp_path)], _config(shard_size=1, static_workers=0))
+    assert kinds == ["_Spawned", "_Inline"]  # default: grows at the second shard; an explicit 0 is kept
+    assert len(grown) >= 2 and _comparable(grown) == _comparable(kept_inline)
+
+
 def test_static_workers_from_a_script_without_main_guard(tmp_path):
     """Spawned workers must not re-run the caller's unguarded ``__main__`` (it would build again in each)."""
     import subprocess
