@@ -971,7 +971,7 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                     if progress is not None:
                         progress.update(len(shard))
                     continue
-                if k == 1:
+                if k >= 1:  # a second shard (resumed ones skipped): the input is large
                     builder.grow_static()
                 shard_report = BuildReport()
                 before = set(builder.dedup.seen)
