@@ -416,6 +416,10 @@ def _worker_mutants(func_src: str, entry_point: str) -> list[Mutant]:
     return _WORKER_STAGES.mutants(func_src, entry_point)
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class _Spawned:
     """A ``ProcessPoolExecutor`` (spawn) for the static stages whose children do not re-run the caller's
     ``__main__``: spawn normally re-imports the main script in each child, which breaks (or repeats the side
@@ -506,8 +510,7 @@ class Builder:
             n = self.config.static_workers
             if n is None:  # measured on 2 cores: in-process is fastest there (worker start-up and pickling cost
                 # more than the parallelism brings when the sandboxes already keep both cores busy)
-                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-                n = 0 if cores <= 2 else max(1, cores // 3)
+                n = 0 if _cores() <= 2 else max(1, _cores() // 3)
             if n <= 0:
                 self._static = _Inline(self.stages)
             else:  # spawn, not fork: the builder has threads (the pools'), a fork could copy a held lock
@@ -520,8 +523,7 @@ class Builder:
         process to 2 worker processes. Measured with ``benchmarks/builder.py`` on 2 idle cores: on the full run
         (1,530 files) 10.6 tested tasks/s/core in-process, 12.1 with 1 worker, 13.0 with 2; on the quick run
         (118 files, one shard) in-process was fastest, which is why small inputs never start workers."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        if self.config.static_workers is None and isinstance(self._static, _Inline) and cores == 2:
+        if self.config.static_workers is None and isinstance(self._static, _Inline) and _cores() == 2:
             self._static = _Spawned(2, self.config)
             self._static.warm()
 
