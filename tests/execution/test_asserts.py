@@ -18,7 +18,7 @@ def test_mbpp_style_asserts_become_call_tests():
     assert kinds == [("call", "eq"), ("call", "eq"), ("call", "approx"), ("call", "approx"), ("call", "truthy"),
                      ("call", "falsy"), ("call", "is"), ("call", "eq")]
     assert report.tests[0].expr == "remove_Occ('hello', 'l')" and report.tests[0].expected == "'heo'"
-    assert report.tests[1].expected == "set((4,))"
+    assert report.tests[1].expected == "{4}"  # stored as the sandbox encodes the value, not as written
     assert report.tests[2].rel_tol == 0.001 and report.tests[3].abs_tol == 0.01
     assert report.tests[7].expr == "add(2, 3)" and report.tests[7].expected == "5"
     assert report.rewritten == 8 and report.unrewritten == 0
@@ -56,3 +56,11 @@ def test_check_with_loops_becomes_one_code_test():
 def test_bad_test_code_names_the_problem():
     with pytest.raises(ValueError, match="does not parse"):
         rewrite_asserts("assert f(1 ==", entry_point="f")
+
+
+def test_expected_literals_are_stored_in_the_sandbox_encoding():
+    report = rewrite_asserts(["assert f(1) == [1,2 , (3,)]", "assert f(2) == float('nan')", "assert f(3) == -0.0",
+                              "assert f(4) == {'a':1}", "assert f(5) == 1+2j", "assert f(6) == nan"])
+    assert [t.expected for t in report.tests] == ["[1, 2, (3,)]", "float('nan')", "-0.0", "{'a': 1}", "(1+2j)",
+                                                  "float('nan')"]
+    assert report.rewritten == 6

@@ -69,6 +69,18 @@ def test_stdin_stdout_tests(pool):
     assert r.tests[2].error_type == "ValueError"
 
 
+def test_each_program_gets_pristine_text_streams(pool):
+    # the streams are made once by the worker and inherited: one program's buffered output or read-ahead must
+    # never reach the next, and they behave like streams on regular files (seekable, shared with fd 1)
+    writer = "import sys\nsys.stdout.write('leak')\nsys.stdin.read(1)\n"
+    reader = ("import os, sys\nprint(sys.stdin.read(), sys.stdout.seekable(), sys.stdout.fileno(), end=' ')\n"
+              "sys.stdout.flush()\nos.write(1, b'raw')\n")
+    for _ in range(2 * pool.num_workers):
+        pool.run(Program(writer, [Test(kind="io", stdin="abc", expected="")]))
+        r = pool.run(Program(reader, [Test(kind="io", stdin="xyz", expected="xyz True 1 raw")]))
+        assert r.tests[0].outcome == "passed", r.tests[0]
+
+
 def test_stdin_program_that_exits_cleanly_passes(pool):
     r = pool.run(Program("print('ok')\nexit(0)\n", [Test(kind="io", stdin="", expected="ok")]))
     assert r.tests[0].outcome == "passed"

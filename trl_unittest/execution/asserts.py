@@ -21,8 +21,9 @@ import ast
 from collections import Counter
 from dataclasses import dataclass, field
 
-from trl_unittest.code import RenameNames, parse
-from trl_unittest.execution.values import LiteralError, decode_value
+from trl_unittest.code import parse
+from trl_unittest.execution.values import MAX_LITERAL_CHARS, LiteralError, decode_value, literal_value
+from trl_unittest.execution.worker import Unencodable, encode_value
 from trl_unittest.tasks import Test
 
 
@@ -47,7 +48,7 @@ def rewrite_asserts(test_code: str | list[str], entry_point: str = "", candidate
     setup = []
     for node in tree.body:
         if isinstance(node, ast.Assert):
-            _add(report, node, {}, ast.unparse(node))
+            _add(report, node, {})
         elif isinstance(node, ast.FunctionDef) and node.name == "check":
             _add_check(report, node, entry_point, candidate)
         elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "METADATA" for t in node.targets):
@@ -66,7 +67,7 @@ def _add_check(report: RewriteReport, node: ast.FunctionDef, entry_point: str, c
     body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
     if entry_point and all(isinstance(s, ast.Assert) for s in body):
         for stmt in body:
-            _add(report, stmt, {name: entry_point}, None)
+            _add(report, stmt, {name: entry_point})
         return
     reason = "check() has statements other than asserts" if entry_point else "no entry point to call check() with"
     report.tests.append(Test(kind="code", code=ast.unparse(node) + f"\ncheck({entry_point or name})"))
@@ -74,14 +75,13 @@ def _add_check(report: RewriteReport, node: ast.FunctionDef, entry_point: str, c
     report.reasons[reason] += 1
 
 
-def _add(report: RewriteReport, node: ast.Assert, renames: dict[str, str], source: str | None) -> None:
+def _add(report: RewriteReport, node: ast.Assert, renames: dict[str, str]) -> None:
     if isinstance(node.test, ast.Constant) and node.test.value is True:
         report.skipped_trivial += 1
         return
-    node = RenameNames(renames).visit(node) if renames else node
-    test, reason = _rewrite(node.test)
+    test, reason = _rewrite(node.test, renames)
     if test is None:
-        report.tests.append(Test(kind="code", code=ast.unparse(ast.Assert(test=node.test, msg=None))))
+        report.tests.append(Test(kind="code", code=_source(ast.Assert(test=node.test, msg=None), renames)))
         report.unrewritten += 1
         report.reasons[reason] += 1
     else:
@@ -90,19 +90,36 @@ def _add(report: RewriteReport, node: ast.Assert, renames: dict[str, str], sourc
 
 
 def _literal(node: ast.AST) -> str | None:
-    text = ast.unparse(node)
+    """The node's value as literal text, or None when it is not a literal. The text is the sandbox's own
+    encoding of that value (``[1, 2]`` for ``[1,2]``), so a right answer usually matches without decoding."""
+    if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
+        return None  # `obj.method(x)` is never a literal
     try:
-        decode_value(text)
+        value = literal_value(node)
     except LiteralError:
         return None
-    return text
+    try:
+        return encode_value(value)
+    except Unencodable:
+        text = ast.unparse(node)  # e.g. a complex number with an infinite part
+        return text if len(text) <= MAX_LITERAL_CHARS else None
+
+
+def _source(node: ast.AST, renames: dict[str, str]) -> str:
+    """Source text of `node` with names renamed (in place: the tree was parsed here for this purpose only).
+    Only the side that runs gets renamed; the literal side is never walked."""
+    if renames:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and sub.id in renames:
+                sub.id = renames[sub.id]
+    return ast.unparse(node)
 
 
 def _is_value_expr(node: ast.AST) -> bool:
     return isinstance(node, (ast.Call, ast.Name, ast.Attribute, ast.Subscript))
 
 
-def _rewrite(expr: ast.AST) -> tuple[Test | None, str]:
+def _rewrite(expr: ast.AST, renames: dict[str, str]) -> tuple[Test | None, str]:
     if isinstance(expr, ast.Compare) and len(expr.ops) == 1:
         left, op, right = expr.left, expr.ops[0], expr.comparators[0]
         if isinstance(op, (ast.Eq, ast.NotEq)):
@@ -115,14 +132,14 @@ def _rewrite(expr: ast.AST) -> tuple[Test | None, str]:
                 return None, "compares two literals"
             else:
                 return None, "expected value is not a literal"
-            return Test(kind="call", expr=ast.unparse(value_side), op="eq" if isinstance(op, ast.Eq) else "ne",
+            return Test(kind="call", expr=_source(value_side, renames), op="eq" if isinstance(op, ast.Eq) else "ne",
                         expected=expected), ""
         if isinstance(op, (ast.Is, ast.IsNot)) and isinstance(right, ast.Constant) and right.value in (None, True, False):
             if isinstance(op, ast.IsNot):
                 return None, "`is not` comparison"
-            return Test(kind="call", expr=ast.unparse(left), op="is", expected=repr(right.value)), ""
+            return Test(kind="call", expr=_source(left, renames), op="is", expected=repr(right.value)), ""
         if isinstance(op, (ast.Lt, ast.LtE)):
-            approx = _abs_diff(left)
+            approx = _abs_diff(left, renames)
             tol = _literal(right)
             if approx is not None and tol is not None and type(decode_value(tol)) in (int, float):
                 value_side, expected = approx
@@ -140,13 +157,13 @@ def _rewrite(expr: ast.AST) -> tuple[Test | None, str]:
         if (lit_a is None) == (lit_b is None):
             return None, "isclose() needs exactly one literal side"
         value_side, expected = (a, lit_b) if lit_b is not None else (b, lit_a)
-        return Test(kind="call", expr=ast.unparse(value_side), op="approx", expected=expected,
+        return Test(kind="call", expr=_source(value_side, renames), op="approx", expected=expected,
                     rel_tol=float(decode_value(kw.get("rel_tol") or "1e-09")),
                     abs_tol=float(decode_value(kw.get("abs_tol") or "0.0"))), ""
     if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not) and _is_value_expr(expr.operand):
-        return Test(kind="call", expr=ast.unparse(expr.operand), op="falsy"), ""
+        return Test(kind="call", expr=_source(expr.operand, renames), op="falsy"), ""
     if _is_value_expr(expr):
-        return Test(kind="call", expr=ast.unparse(expr), op="truthy"), ""
+        return Test(kind="call", expr=_source(expr, renames), op="truthy"), ""
     return None, f"assert on {type(expr).__name__}"
 
 
@@ -154,7 +171,7 @@ def _is_isclose(func: ast.AST) -> bool:
     return (isinstance(func, ast.Attribute) and func.attr == "isclose") or (isinstance(func, ast.Name) and func.id == "isclose")
 
 
-def _abs_diff(node: ast.AST) -> tuple[str, str] | None:
+def _abs_diff(node: ast.AST, renames: dict[str, str]) -> tuple[str, str] | None:
     """`abs(E - L)` or `abs(L - E)` -> (E source, L literal)."""
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "abs"
             and len(node.args) == 1 and isinstance(node.args[0], ast.BinOp) and isinstance(node.args[0].op, ast.Sub)):
@@ -162,7 +179,7 @@ def _abs_diff(node: ast.AST) -> tuple[str, str] | None:
     a, b = node.args[0].left, node.args[0].right
     lit_a, lit_b = _literal(a), _literal(b)
     if lit_b is not None and lit_a is None:
-        return ast.unparse(a), lit_b
+        return _source(a, renames), lit_b
     if lit_a is not None and lit_b is None:
-        return ast.unparse(b), lit_a
+        return _source(b, renames), lit_a
     return None

@@ -48,6 +48,14 @@ def decode_value(text: str) -> Any:
         raise LiteralError("literal nested too deeply") from None
 
 
+def literal_value(node: ast.AST) -> Any:
+    """The value of an already parsed expression node in the strict literal format; LiteralError otherwise."""
+    try:
+        return _build(node, 0)
+    except RecursionError:
+        raise LiteralError("literal nested too deeply") from None
+
+
 def _build(node: ast.AST, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise LiteralError(f"literal nested deeper than {MAX_DEPTH}")
