@@ -617,8 +617,11 @@ class Worker:
     @staticmethod
     def _last_pid():
         try:
-            with open("/proc/sys/kernel/ns_last_pid", "rb") as f:
-                return int(f.read())
+            fd = os.open("/proc/sys/kernel/ns_last_pid", os.O_RDONLY)
+            try:
+                return int(os.read(fd, 64))
+            finally:
+                os.close(fd)
         except (OSError, ValueError):
             return None
 
