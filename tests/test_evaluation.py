@@ -3,6 +3,7 @@ correctness, jsonl rows, generation with a tiny model built offline, task source
 
 import json
 import math
+import types
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,53 @@ def test_callable_model_and_truncation(pool):
     report = evaluate_model(fake, to_dataset(tasks), n=2, k=(1,), pool=pool, progress=False)
     assert [r["correct"] for r in report.rows] == [2, 0, 2]
     assert report.rows[0]["completions"][0] == RIGHT["toy/add"]
+
+
+def _fake_vllm(calls):
+    """A stand-in for the slice of vLLM's API the adapter uses (``LLM(model=, seed=)``, ``SamplingParams(...)``,
+    ``LLM.generate(prompts, params)`` -> one result per prompt with ``.outputs[i].text``): vLLM is not installed
+    here, and this checks our side of that contract."""
+    bodies = {"add": RIGHT["toy/add"], "neg": RIGHT["toy/neg"], "up": RIGHT["other/upper"]}
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    class LLM:
+        def __init__(self, model, seed=0):
+            calls.append(("init", model, seed))
+
+        def generate(self, prompts, params):
+            calls.append(("generate", list(prompts), params))
+            return [types.SimpleNamespace(outputs=[
+                types.SimpleNamespace(text=bodies[p.split("(")[0].split()[-1]] + f"\ndef extra{i}():\n    pass\n")
+                for i in range(params.n)]) for p in prompts]
+
+    module = types.ModuleType("vllm")
+    module.LLM, module.SamplingParams = LLM, SamplingParams
+    LLM.__module__ = SamplingParams.__module__ = "vllm"
+    return module
+
+
+def test_vllm_path_with_a_stand_in(monkeypatch, pool):
+    calls = []
+    monkeypatch.setitem(__import__("sys").modules, "vllm", _fake_vllm(calls))
+    report = evaluate_model("some/model", to_dataset(_tasks()), n=3, k=(1,), temperature=0.7, top_p=0.9,
+                            max_new_tokens=40, seed=5, pool=pool, progress=False)  # use_vllm=None: picked up
+    assert calls[0] == ("init", "some/model", 5)
+    params = calls[1][2]
+    assert (params.n, params.temperature, params.top_p, params.max_tokens) == (3, 0.7, 0.9, 40)
+    assert "\ndef " in params.stop
+    assert [r["correct"] for r in report.rows] == [3, 3, 3]  # the trailing `def extraN` was cut off
+    assert report.rows[0]["completions"][0] == RIGHT["toy/add"]
+    # greedy: one generation per prompt, repeated n times; an LLM object is used as it is
+    llm = __import__("sys").modules["vllm"].LLM("x")
+    calls.clear()
+    outs = generate_completions(llm, [t.prompt for t in _tasks()], n=4, temperature=0.0, use_vllm=True)
+    assert calls[0][2].n == 1 and calls[0][2].temperature == 0.0
+    assert [len(o) for o in outs] == [4, 4, 4] and all(len(set(o)) == 1 for o in outs)
+    assert evaluate_model(llm, to_dataset(_tasks()), n=1, k=(1,), temperature=0.0, pool=pool,
+                          progress=False).pass_at_k["pass@1"] == 1.0
 
 
 def test_generate_with_tiny_model_stops_at_top_level(tmp_path, pool):

@@ -178,10 +178,17 @@ def _generate_vllm(model: Any, prompts, n, temperature, top_p, max_new_tokens, s
     from vllm import LLM, SamplingParams  # noqa: PLC0415 (optional dependency)
 
     llm = model if isinstance(model, LLM) else LLM(model=str(model), seed=seed)
-    params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                            max_tokens=max_new_tokens, stop=["\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#"])
+    sample = temperature > 0
+    # greedy: one generation repeated n times, as on the transformers path (vLLM rejects n > 1 when greedy in
+    # several releases)
+    params = SamplingParams(n=n if sample else 1, temperature=temperature if sample else 0.0,
+                            top_p=top_p if sample else 1.0, max_tokens=max_new_tokens,
+                            stop=["\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#"])
     results = llm.generate(list(prompts), params)
-    return [[truncate_completion(o.text, not p.endswith("\n")) for o in r.outputs] for p, r in zip(prompts, results)]
+    if len(results) != len(prompts):
+        raise RuntimeError(f"vLLM returned {len(results)} results for {len(prompts)} prompts")
+    out = [[truncate_completion(o.text, not p.endswith("\n")) for o in r.outputs] for p, r in zip(prompts, results)]
+    return out if sample else [cs[:1] * n for cs in out]
 
 
 def vllm_available() -> bool:
@@ -302,11 +309,13 @@ def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 1
     """Sample ``n`` completions per task from ``model`` (a path, a ``transformers`` model with ``tokenizer``, a vLLM
     ``LLM``, or a callable ``(prompts, n) -> completions``), execute them, and report pass@k.
 
-    ``use_vllm``: None uses vLLM when it is importable and ``model`` is a path; False never does."""
+    ``use_vllm``: None uses vLLM when it is importable and ``model`` is a path or a vLLM ``LLM``; False never
+    does."""
     ds = load_task_source(tasks)
     t0 = time.perf_counter()
     if use_vllm is None:
-        use_vllm = isinstance(model, (str, os.PathLike)) and vllm_available()
+        use_vllm = (isinstance(model, (str, os.PathLike)) or type(model).__module__.split(".")[0] == "vllm") \
+            and vllm_available()
     completions = generate_completions(model, list(ds["prompt"]), n=n, temperature=temperature, top_p=top_p,
                                        max_new_tokens=max_new_tokens, batch_size=batch_size, tokenizer=tokenizer,
                                        seed=seed, progress=progress, use_vllm=use_vllm)
