@@ -92,8 +92,6 @@ def _add(report: RewriteReport, node: ast.Assert, renames: dict[str, str]) -> No
 def _literal(node: ast.AST) -> str | None:
     """The node's value as literal text, or None when it is not a literal. The text is the sandbox's own
     encoding of that value (``[1, 2]`` for ``[1,2]``), so a right answer usually matches without decoding."""
-    if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
-        return None  # `obj.method(x)` is never a literal
     try:
         value = literal_value(node)
     except LiteralError:

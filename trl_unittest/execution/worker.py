@@ -335,8 +335,8 @@ class Worker:
     def __init__(self, config):
         self.uid = config.get("uid")
         # resolved to numbers here, so that children do no name lookups
-        self.rlimits = [(getattr(resource, name), value, value)
-                        for name, value in config.get("limits", {}).items() if name != "RLIMIT_CPU"]
+        self.rlimits = [(getattr(resource, name), value, value + (name == "RLIMIT_CPU"))
+                        for name, value in config.get("limits", {}).items()]
         self.frame_limit = int(config.get("frame_limit", 16 << 20))
         self.output_cap = int(config.get("output_cap", 4096))
         self.scratch_root = config.get("scratch_root") or "/tmp/scratch"
