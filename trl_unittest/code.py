@@ -141,16 +141,13 @@ def _parses(code: str) -> bool:
     return True
 
 
-class RenameNames(ast.NodeTransformer):
-    """Renames ``Name`` nodes in place by a mapping (old name -> new name)."""
-
-    def __init__(self, mapping: dict[str, str]):
-        self.mapping = mapping
-
-    def visit_Name(self, node):  # noqa: N802 (ast API)
-        if node.id in self.mapping:
-            node.id = self.mapping[node.id]
-        return node
+def rename_names(tree: ast.AST, mapping: dict[str, str]) -> ast.AST:
+    """Renames ``Name`` nodes of ``tree`` in place by a mapping (old name -> new name); returns ``tree``.
+    A plain walk: about half the cost of a ``NodeTransformer``, which rebuilds every field."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in mapping:
+            node.id = mapping[node.id]
+    return tree
 
 
 class _Normaliser(ast.NodeTransformer):

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from trl_unittest.code import RenameNames
+from trl_unittest.code import rename_names
 from trl_unittest.data import filters
 from trl_unittest.data.doctests import doctest_cases
 from trl_unittest.data.extract import BUILTIN_NAMES, Candidate, extract_module
@@ -204,7 +204,7 @@ def _bound(stmt: ast.stmt) -> set[str]:
 
 def rename_expr(expr: str, old: str, new: str) -> str:
     tree = _parse(expr, mode="eval")
-    return ast.unparse(RenameNames({old: new}).visit(tree))
+    return ast.unparse(rename_names(tree, {old: new}))
 
 
 def _has_float(v: Any) -> bool:

@@ -21,7 +21,7 @@ import ast
 from collections import Counter
 from dataclasses import dataclass, field
 
-from trl_unittest.code import parse
+from trl_unittest.code import parse, rename_names
 from trl_unittest.execution.values import MAX_LITERAL_CHARS, LiteralError, decode_value, literal_value
 from trl_unittest.execution.worker import Unencodable, encode_value
 from trl_unittest.tasks import Test
@@ -106,11 +106,7 @@ def _literal(node: ast.AST) -> str | None:
 def _source(node: ast.AST, renames: dict[str, str]) -> str:
     """Source text of `node` with names renamed (in place: the tree was parsed here for this purpose only).
     Only the side that runs gets renamed; the literal side is never walked."""
-    if renames:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and sub.id in renames:
-                sub.id = renames[sub.id]
-    return ast.unparse(node)
+    return ast.unparse(rename_names(node, renames) if renames else node)
 
 
 def _is_value_expr(node: ast.AST) -> bool:
