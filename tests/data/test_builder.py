@@ -315,3 +315,33 @@ def test_static_workers_from_a_script_without_main_guard(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "TASKS" in p.stdout and int(p.stdout.split("TASKS")[1].split()[0]) >= 2
     assert marker.read_text() == "run\n"
+
+
+def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
+    """The mutant program runs every mutant in one sandboxed program. A mutant that hangs is killed by that
+    input; the mutants after it must still run all their inputs (an equivalent mutant among them survives),
+    not be reported as unrun timeouts and counted as killed."""
+    from trl_unittest.data.mutation import Mutant
+
+    src = 'def step(n):\n    """Next value."""\n    return n + 1\n'
+    cand = extract_module(src, path="m.py").candidates[0]
+    mutants = [Mutant("hang", 3, "def m0(n):\n    while True:\n        pass\n", "m0"),
+               Mutant("equivalent", 3, "def m1(n):\n    return 1 + n\n", "m1"),
+               Mutant("wrong", 3, "def m2(n):\n    return n + 2\n", "m2")]
+    b = Builder(_config(max_tests=5, min_tests=1))
+    try:
+        w = b._work(cand, "fp", [], ["step(0)", "step(1)", "step(5)"])
+        report = BuildReport()
+        pool = b._pool_for(w)
+        assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
+        other = [p for p in b.pools() if p is not pool][0]
+        assert b.judge_reference(w, other.run(b.rerun_program(w)), report) is None
+        w.mutants = mutants
+        rm = pool.run(b.mutant_program(w))
+        outcomes = [(t.outcome, t.error_type) for t in rm.tests]
+        assert outcomes[:3] == [("timeout", "Timeout"), ("timeout", "NotRun"), ("timeout", "NotRun")]
+        assert [t.outcome for t in rm.tests[3:6]] == ["failed"] * 3  # the equivalent mutant ran every input
+        task = b.finish(w, rm, report)
+        assert task.mutation_score == pytest.approx(2 / 3)
+    finally:
+        b.close()

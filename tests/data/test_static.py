@@ -264,3 +264,65 @@ def test_mutants_compile_are_distinct_and_rename_recursion():
         compile(m.source, "<m>", "exec")
         assert f"def {m.name}(n):" in m.source and "fact(" not in m.source.replace(m.name + "(", "")
     assert generate_mutants(src, "fact", 5) == generate_mutants(src, "fact", 5)
+
+
+LOCAL_IMPORTS = '''
+import json
+
+
+def _load(text):
+    from yaml import safe_load
+    return safe_load(text)
+
+
+def parse_config(text):
+    """Parse a YAML config."""
+    return _load(text)
+
+
+def plot(xs):
+    """Plot xs."""
+    import matplotlib.pyplot as plt
+    return plt.plot(xs)
+
+
+def relative(x):
+    """Uses a sibling module."""
+    from . import sibling
+    return sibling.f(x)
+
+
+def dumps_sorted(obj):
+    """JSON with sorted keys."""
+    from collections import OrderedDict
+    return json.dumps(OrderedDict(sorted(obj.items())))
+'''
+
+
+def test_imports_inside_functions_are_checked_like_module_level_ones():
+    """A function (or a helper it carries) that imports a third-party module in its body is not self-contained:
+    its task would need that package wherever it runs. Function-local standard-library imports are fine."""
+    res = extract_module(LOCAL_IMPORTS, path="pkg/conf.py")
+    cands, rejected = _by_name(res)
+    assert rejected["plot"] == "non_stdlib_import"
+    assert rejected["parse_config"] == "non_stdlib_import"  # through the helper _load
+    assert rejected["relative"] == "non_stdlib_import"
+    details = {r.qualname: r.detail for r in res.rejections}
+    assert details["plot"] == "matplotlib.pyplot" and details["parse_config"] == "yaml"
+    assert details["relative"] == "."
+    assert "dumps_sorted" in cands and cands["dumps_sorted"].context == "import json"
+
+
+def test_errors_only_the_symbol_table_sees_reject_what_contains_them():
+    """ast.parse accepts these; the compiler does not. The function (or the function carrying the broken
+    helper) is rejected as a syntax error, the rest of the module is still mined."""
+    src = ('def dup(x, x):\n    """Duplicate argument."""\n    return x\n\n\n'
+           'def _helper(a):\n    global a\n    return a\n\n\n'
+           'def uses_helper(a):\n    """Calls a broken helper."""\n    return _helper(a)\n\n\n'
+           'def fine(a):\n    """Fine."""\n    return a + 1\n')
+    res = extract_module(src, path="m.py")
+    cands, rejected = _by_name(res)
+    assert not res.syntax_error
+    assert rejected["dup"] == "syntax_error" and rejected["uses_helper"] == "syntax_error"
+    assert "duplicate argument" in {r.qualname: r.detail for r in res.rejections}["dup"]
+    assert list(cands) == ["fine"]

@@ -39,6 +39,29 @@ def test_a_program_that_keeps_hanging_stops_costing_budget(pool):
     assert [t.error_type for t in r.tests] == ["Timeout"] * pool.limits.max_timeouts + ["NotRun"] * (5 - pool.limits.max_timeouts)
 
 
+def test_max_timeouts_per_program(pool):
+    code = "def f(x):\n    while True:\n        pass\n"
+    r = pool.run(Program(code, [call(f"f({i})", "0") for i in range(3)], timeouts=[0.3] * 3, max_timeouts=1))
+    assert [t.error_type for t in r.tests] == ["Timeout", "NotRun", "NotRun"]
+    with pytest.raises(ValueError, match="max_timeouts"):
+        pool.run(Program(code, [call("f(0)", "0")], max_timeouts=0))
+
+
+def test_a_hang_skips_the_rest_of_its_group_only(pool):
+    """As in a mutant program: each mutant's tests form a group; a mutant that hangs loses its remaining tests
+    (unrun), and every other mutant's tests still run, beyond the pool's max_timeouts."""
+    code = "def ok(x):\n    return x\n\ndef hang(x):\n    while True:\n        pass\n"
+    exprs = ["hang(0)", "hang(1)", "ok(2)", "ok(3)", "hang(4)", "hang(5)", "hang(6)", "hang(7)", "ok(8)"]
+    groups = [0, 0, 1, 1, 2, 2, 3, 3, 4]
+    tests = [call(e, e[-2]) for e in exprs]
+    r = pool.run(Program(code, tests, timeouts=[0.3] * 9, test_groups=groups, max_timeouts=5))
+    assert [(t.outcome, t.error_type) for t in r.tests] == [
+        ("timeout", "Timeout"), ("timeout", "NotRun"), ("passed", ""), ("passed", ""),
+        ("timeout", "Timeout"), ("timeout", "NotRun"), ("timeout", "Timeout"), ("timeout", "NotRun"), ("passed", "")]
+    with pytest.raises(ValueError, match="test groups"):
+        pool.run(Program(code, tests, test_groups=[0]))
+
+
 def test_program_level_statuses(pool):
     assert pool.run(Program("def f(:\n", [call("f()", "1")])).status == "compile_error"
     r = pool.run(Program("raise KeyError('boom')\n", [call("1", "1")]))

@@ -3,11 +3,13 @@ tasks in the schema of :mod:`trl_unittest.tasks`.
 
 Per candidate function the builder runs three programs through the executor, batched across functions:
 
-1. the reference on every candidate input (doctest calls + generated inputs) under hash seed A, with line and
-   arc tracing — one program, many tests;
-2. the same program under hash seed B (another ``PYTHONHASHSEED``, another process): tests whose observations
-   differ are dropped;
-3. one program holding all mutants (renamed) next to the reference, each mutant run on the usable inputs.
+1. the reference on every candidate input (doctest calls + generated inputs) under one hash seed, with line and
+   arc tracing — one program, many tests; it stops at the first input that times out (the function is dropped);
+2. the inputs that gave a usable observation, again under the other hash seed (another ``PYTHONHASHSEED``,
+   another process): tests whose observations differ are dropped. Only functions with usable inputs get this
+   second run, and only on those inputs;
+3. one program holding all mutants (renamed) next to the reference, each mutant run on the usable inputs; a
+   mutant that hangs is killed by that input and skips its other inputs (counted as no kill).
 
 Tests are then chosen greedily: doctests the reference agrees with first, then the input that kills the most
 not-yet-killed mutants, then new arcs/lines (branch/line coverage), up to ``max_tests``. The mutation score and
@@ -254,6 +256,11 @@ def _same(a: _Obs, b: _Obs) -> bool:
         return values_equal(decode_value(a.text), decode_value(b.text))
     except LiteralError:
         return a.text == b.text
+
+
+def _unrun(tr) -> bool:
+    """A test the sandbox skipped (its mutant had already hung): it kills nothing."""
+    return tr.outcome == "timeout" and tr.error_type == "NotRun"
 
 
 def _killed(ref: _Obs, test: Test, mut_tr) -> bool:
@@ -596,60 +603,79 @@ class Builder:
     def add_mutants(self, w: _Work) -> None:
         w.mutants = self.stages.mutants(w.cand.func_src, w.cand.entry_point)
 
-    def reference_programs(self, w: _Work):
+    def reference_program(self, w: _Work):
+        """The first run of the reference, traced, on every planned input. One timeout is enough to drop the
+        function, so the run stops at the first."""
         from trl_unittest.execution import Program
 
         timeouts = [self.config.reference_timeout] * len(w.tests)
-        a = Program(code=w.cand.func_src, tests=w.tests, context=w.cand.context, timeouts=timeouts, trace_lines=True)
-        b = Program(code=w.cand.func_src, tests=w.tests, context=w.cand.context, timeouts=timeouts)
-        return a, b
+        return Program(code=w.cand.func_src, tests=w.tests, context=w.cand.context, timeouts=timeouts,
+                       trace_lines=True, max_timeouts=1)
 
-    def judge_reference(self, w: _Work, ra, rb, report: BuildReport) -> str | None:
-        """Fills w.obs / w.usable from the two reference runs; returns a drop reason or None."""
-        if ra.status != "ran" or rb.status != "ran":
-            st = ra.status if ra.status != "ran" else rb.status
-            err = ra.error or rb.error
-            if st == "compile_error":
-                return R_COMPILE
-            if st == "import_error":
-                return R_RUNTIME_EFFECT if err in RUNTIME_EFFECT_ERRORS else R_IMPORT
-            return R_SANDBOX
+    def rerun_program(self, w: _Work):
+        """The second run, under the other hash seed, of the inputs the first run found usable: only those can
+        turn out nondeterministic."""
+        from trl_unittest.execution import Program
+
+        tests = [w.tests[i] for i in w.usable]
+        return Program(code=w.cand.func_src, tests=tests, context=w.cand.context,
+                       timeouts=[self.config.reference_timeout] * len(tests), max_timeouts=1)
+
+    @staticmethod
+    def _status_reason(r) -> str:
+        if r.status == "compile_error":
+            return R_COMPILE
+        if r.status == "import_error":
+            return R_RUNTIME_EFFECT if r.error in RUNTIME_EFFECT_ERRORS else R_IMPORT
+        return R_SANDBOX
+
+    def screen_reference(self, w: _Work, ra, report: BuildReport) -> str | None:
+        """Fills w.obs and w.usable (the inputs worth a second run) from the first run; or a drop reason."""
+        if ra.status != "ran":
+            return self._status_reason(ra)
         oa = [_observe(t) for t in ra.tests]
-        ob = [_observe(t) for t in rb.tests]
         w.obs = oa
-        if any(o.kind == "raises" and o.text in RUNTIME_EFFECT_ERRORS for o in oa + ob):
+        if any(o.kind == "raises" and o.text in RUNTIME_EFFECT_ERRORS for o in oa):
             return R_RUNTIME_EFFECT
+        if any(o.kind == "timeout" for o in oa):  # non-terminating (or too slow) on some input
+            return R_TIMEOUT
         n_doc = len(w.doctest_expected)
-        nondet = unenc = timeouts = 0
+        unenc = 0
         usable = []
-        for i, (x, y) in enumerate(zip(oa, ob)):
-            if x.kind == "timeout" or y.kind == "timeout":
-                timeouts += 1
-                continue
-            if not _same(x, y):
-                nondet += 1
-                continue
+        for i, x in enumerate(oa):
             if x.kind == "unencodable":
                 unenc += 1
-                continue
-            if x.kind == "value" and len(x.text) > self.config.max_value_chars:
-                continue
-            if x.kind == "raises" and (x.text.startswith("__candidate__.") or (x.text in NOISE_ERRORS and i >= n_doc)):
-                continue
-            if x.kind not in ("value", "raises"):
-                continue
-            usable.append(i)
+            elif x.kind == "value" and len(x.text) <= self.config.max_value_chars:
+                usable.append(i)
+            elif x.kind == "raises" and not (x.text.startswith("__candidate__.") or
+                                             (x.text in NOISE_ERRORS and i >= n_doc)):
+                usable.append(i)
+        if not usable:
+            return R_UNENCODABLE if unenc else R_NO_TESTS
+        if sum(oa[i].time for i in usable) > self.config.max_reference_time:
+            return R_TIMEOUT
+        w.usable = usable
+        return None
+
+    def judge_reference(self, w: _Work, rb, report: BuildReport) -> str | None:
+        """Keeps in w.usable the inputs whose second run (rb, on w.usable) agrees with the first; or a drop
+        reason."""
+        if rb.status != "ran":
+            return self._status_reason(rb)
+        ob = [_observe(t) for t in rb.tests]
+        if any(o.kind == "raises" and o.text in RUNTIME_EFFECT_ERRORS for o in ob):
+            return R_RUNTIME_EFFECT
+        if any(o.kind == "timeout" for o in ob):
+            return R_TIMEOUT
+        usable = [i for i, y in zip(w.usable, ob) if _same(w.obs[i], y)]
+        nondet = len(w.usable) - len(usable)
         report.nondeterministic_tests += nondet
         if nondet and len(usable) < self.config.min_tests:
             return R_NONDET
-        if timeouts:  # non-terminating (or too slow) on some input: not a task for RL from unit tests
-            return R_TIMEOUT
-        if sum(oa[i].time for i in usable) > self.config.max_reference_time:
-            return R_TIMEOUT
         if not usable:
-            return R_UNENCODABLE if unenc else R_NO_TESTS
+            return R_NO_TESTS
         # all results identical and no doctest: the suite cannot tell the function from a constant
-        if len({oa[i].key() for i in usable}) == 1 and len(usable) > 1 and n_doc == 0:
+        if len({w.obs[i].key() for i in usable}) == 1 and len(usable) > 1 and not w.doctest_expected:
             return R_NO_TESTS
         w.usable = usable
         return None
@@ -659,16 +685,20 @@ class Builder:
 
         if not w.mutants:
             return None
-        tests, timeouts = [], []
+        tests, timeouts, groups = [], [], []
         placeholder = "__trl_unittest_mutant__"
         templates = [rename_expr(w.tests[i].expr, w.cand.entry_point, placeholder) for i in w.usable]
-        for m in w.mutants:
+        for j, m in enumerate(w.mutants):
             for i, template in zip(w.usable, templates):
                 tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq", expected="None"))
                 timeouts.append(max(self.config.mutant_timeout_floor,
                                     self.config.mutant_timeout_factor * w.obs[i].time))
+                groups.append(j)
         context = (w.cand.context + "\n\n" if w.cand.context else "") + "\n\n".join(m.source for m in w.mutants)
-        return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts)
+        # a mutant that hangs is killed by that test, and its other tests are skipped (unrun, not counted as
+        # kills); every other mutant still runs all its tests
+        return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
+                       test_groups=groups, max_timeouts=len(w.mutants))
 
     def finish(self, w: _Work, rm, report: BuildReport) -> Task | str:
         """Chooses the tests, computes mutation score and coverage; returns a Task or a drop reason."""
@@ -704,7 +734,7 @@ class Builder:
             k = 0
             for m_idx in range(len(w.mutants)):
                 for i in w.usable:
-                    if _killed(w.obs[i], candidates[i], rm.tests[k]):
+                    if not _unrun(rm.tests[k]) and _killed(w.obs[i], candidates[i], rm.tests[k]):
                         kills[i].add(m_idx)
                     k += 1
         elif rm is not None and rm.status in ("compile_error", "import_error"):
@@ -768,8 +798,9 @@ class Builder:
             return out
 
     def _pool_for(self, w: _Work):
-        """The pool (hash seed) that runs a function's mutant program: fixed per function, so that the result
-        does not depend on how functions are batched or sharded (the Ray pipeline relies on that)."""
+        """The pool (hash seed) that runs a function's first reference run and its mutant program (the second
+        run goes to the other pool): fixed per function, so that the result does not depend on how functions are
+        batched or sharded (the Ray pipeline relies on that), and the two pools share the traced runs."""
         import zlib
 
         return self.pools()[zlib.crc32(w.cand.task_id.encode()) % 2]
@@ -779,9 +810,9 @@ class Builder:
 
         One thread drives everything through futures, so CPU work and sandboxed runs overlap: files go to the
         static worker processes (extraction, filters, inputs), their candidates are admitted in file order
-        (first occurrence wins) and their two reference programs submitted to the pools; a usable reference
-        sends the function back to the workers for its mutants, then its mutant program to a pool; the mutant
-        results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
+        (first occurrence wins) and their first reference program submitted to a pool; a usable first run
+        sends its usable inputs to the other pool, an agreeing second run sends the function back to the
+        workers for its mutants, then its mutant program to a pool; the mutant results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
         At most ``4 * batch_size`` functions are in flight."""
         tasks = self._run(report, files=files, progress=progress)
@@ -800,7 +831,8 @@ class Builder:
         n_static = getattr(static, "_max_workers", 1)
         limit = max(1, 4 * self.config.batch_size)
         file_futs: list[Any] = []  # in file order
-        refs: dict[int, tuple[_Work, Any, Any]] = {}  # seq -> work, reference futures (seed A, seed B)
+        refs: dict[int, tuple[_Work, Any]] = {}  # seq -> work, first reference run (traced, usually seed A)
+        reruns: dict[int, tuple[_Work, Any]] = {}  # seq -> work, second run of the usable inputs (other seed)
         mgen: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant generation future (worker process)
         muts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant program future (None: no program)
         tasks: dict[int, Task] = {}
@@ -819,19 +851,21 @@ class Builder:
                     fut = pool.submit(make_program())
             return fut.result()
 
+        def other(pool):
+            return pb if pool is pa else pa
+
         def submit_references(k: int, item: _Planned) -> None:
             w = self._work(item.cand, item.fingerprint, item.doctest_expected, item.exprs)
-            a, b = self.reference_programs(w)
-            refs[k] = (w, pa.submit(a), pb.submit(b))
-            report.programs += 2
+            refs[k] = (w, self._pool_for(w).submit(self.reference_program(w)))
+            report.programs += 1
 
         def top_up() -> None:
-            while len(file_futs) < 2 * n_static + 2 and len(refs) + len(mgen) + len(muts) <= limit:
+            while len(file_futs) < 2 * n_static + 2 and len(refs) + len(reruns) + len(mgen) + len(muts) <= limit:
                 f = next(files_it, None)
                 if f is None:
                     break
                 file_futs.append(static.submit(_worker_file, f))
-            while len(refs) + len(mgen) + len(muts) <= limit:
+            while len(refs) + len(reruns) + len(mgen) + len(muts) <= limit:
                 nxt = next(admitted_it, None)
                 if nxt is None:
                     break
@@ -851,11 +885,20 @@ class Builder:
                 if progress is not None:
                     progress.update(1)
                 did = True
-            for k in [k for k, (_, fa, fb) in refs.items() if fa.done() and fb.done()]:
-                w, fa, fb = refs.pop(k)
-                ra = result(pa, fa, lambda: self.reference_programs(w)[0])
-                rb = result(pb, fb, lambda: self.reference_programs(w)[1])
-                reason = self._retrying(self.judge_reference, w, ra, rb, report=report)
+            for k in [k for k, (_, fa) in refs.items() if fa.done()]:
+                w, fa = refs.pop(k)
+                ra = result(self._pool_for(w), fa, lambda: self.reference_program(w))
+                reason = self._retrying(self.screen_reference, w, ra, report=report)
+                if reason:
+                    report.drop(reason)
+                else:
+                    reruns[k] = (w, other(self._pool_for(w)).submit(self.rerun_program(w)))
+                    report.programs += 1
+                did = True
+            for k in [k for k, (_, fb) in reruns.items() if fb.done()]:
+                w, fb = reruns.pop(k)
+                rb = result(other(self._pool_for(w)), fb, lambda: self.rerun_program(w))
+                reason = self._retrying(self.judge_reference, w, rb, report=report)
                 if reason:
                     report.drop(reason)
                 else:
@@ -885,7 +928,7 @@ class Builder:
             return did
 
         top_up()
-        while file_futs or refs or mgen or muts:
+        while file_futs or refs or reruns or mgen or muts:
             if not step():
                 if not file_futs and self._idle_hooks:  # nothing left to extract: wait usefully
                     hooks, self._idle_hooks = self._idle_hooks, []
@@ -893,7 +936,7 @@ class Builder:
                         hook()
                     continue
                 pending = [f for f in file_futs[:1]] + \
-                    [f for _, fa, fb in refs.values() for f in (fa, fb) if not f.done()] + \
+                    [f for _, f in refs.values()] + [f for _, f in reruns.values()] + \
                     [f for _, f in mgen.values()] + [f for _, f in muts.values() if f is not None]
                 wait(pending, return_when=FIRST_COMPLETED)
             top_up()

@@ -294,14 +294,19 @@ class ExecutionPool:
         timeouts = list(program.timeouts) if program.timeouts is not None else self.limits.test_timeouts(n)
         if len(timeouts) != n:
             raise ValueError(f"Program has {n} tests but {len(timeouts)} timeouts")
+        if program.test_groups is not None and len(program.test_groups) != n:
+            raise ValueError(f"Program has {n} tests but {len(program.test_groups)} test groups")
+        max_timeouts = self.limits.max_timeouts if program.max_timeouts is None else program.max_timeouts
+        if max_timeouts < 1:
+            raise ValueError(f"max_timeouts must be >= 1, got {max_timeouts}")
         setup = self.limits.setup_timeout
         cpu = math.ceil(setup + sum(timeouts)) + 1
         payload = {"code": program.code, "context": program.context,
                    "test_setup": program.test_setup, "tests": request_tests(program),
                    "timeouts": timeouts, "setup_timeout": setup, "trace": program.trace_lines,
-                   "cpu_seconds": cpu, "max_timeouts": self.limits.max_timeouts}
+                   "cpu_seconds": cpu, "max_timeouts": max_timeouts, "groups": program.test_groups}
         # worst case: tests time out until max_timeouts, and each restart re-runs the set-up
-        worst = sum(sorted(timeouts, reverse=True)[: self.limits.max_timeouts]) + sum(timeouts)
+        worst = sum(sorted(timeouts, reverse=True)[:max_timeouts]) + sum(timeouts)
         deadline = time.monotonic() + worst + setup * (n + 2) + 10.0
         raw = worker.request(payload, deadline)
         if not isinstance(raw, dict):

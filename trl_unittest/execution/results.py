@@ -52,6 +52,12 @@ class Program:
     test_setup: str = ""
     timeouts: list[float] | None = None
     trace_lines: bool = False  # report the lines (and arcs) of `code` each test executes
+    # after this many tests time out, the rest count as timeouts unrun (default: the pool's Limits.max_timeouts)
+    max_timeouts: int | None = None
+    # a group label per test (e.g. one per mutant): a test that times out also ends the run of the tests
+    # right after it in the same group, which count as timeouts unrun ("NotRun"), and the next group starts
+    # in a fresh child; None: every test is its own group
+    test_groups: list[int] | None = None
 
 
 @dataclass

@@ -398,7 +398,8 @@ class Worker:
         io_idx = [i for i, t in enumerate(tests) if t["kind"] == "io"]
         call_idx = [i for i, t in enumerate(tests) if t["kind"] != "io"]
         if call_idx or not tests:
-            sub = {**req, "tests": [tests[i] for i in call_idx]}
+            groups = req.get("groups")
+            sub = {**req, "tests": [tests[i] for i in call_idx], "groups": groups and [groups[i] for i in call_idx]}
             sub_timeouts = [timeouts[i] for i in call_idx]
             sub_results = [None] * len(call_idx)
             self.run_children(sub, sub_timeouts, setup_timeout, sub_results, resp, stdin=None)
@@ -409,7 +410,7 @@ class Worker:
                 results[i] = {"outcome": "error", "error": resp["error"], "t": 0.0}
                 continue
             one = [None]
-            sub = {**req, "tests": [tests[i]]}
+            sub = {**req, "tests": [tests[i]], "groups": None}
             self.run_children(sub, [timeouts[i]], setup_timeout, one, resp, stdin=tests[i].get("stdin", ""))
             results[i] = one[0]
         return resp
@@ -420,11 +421,20 @@ class Worker:
         start = 0
         n = len(req["tests"])
         max_timeouts = int(req.get("max_timeouts") or n)
+        groups = req.get("groups")
         while True:
             start = self.run_child(req, timeouts, setup_timeout, results, resp, start, stdin)
             if start is None or start >= n:
                 break
-            if sum(1 for r in results if r is not None and r["outcome"] == "timeout") >= max_timeouts:
+            if groups and results[start - 1] is not None and results[start - 1]["outcome"] == "timeout":
+                # the rest of the group that hung is not run; the next group gets a fresh child
+                while start < n and groups[start] == groups[start - 1]:
+                    results[start] = {"outcome": "timeout", "error": ["NotRun"], "t": float("nan")}
+                    start += 1
+                if start >= n:
+                    break
+            if sum(1 for r in results if r is not None and r["outcome"] == "timeout" and r.get("error") != ["NotRun"]
+                   ) >= max_timeouts:
                 for i in range(start, n):  # it hangs again and again: don't spend a budget on every test
                     results[i] = {"outcome": "timeout", "error": ["NotRun"], "t": float("nan")}
                 break
