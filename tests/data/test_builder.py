@@ -275,25 +275,27 @@ def test_static_worker_processes_give_the_same_tasks(tmp_path):
     assert a == b
 
 
-def test_a_second_shard_moves_static_stages_to_worker_processes_on_two_cores(tmp_path, monkeypatch):
+def test_a_large_input_moves_static_stages_to_worker_processes_on_two_cores(tmp_path, monkeypatch):
     from trl_unittest.data import builder as builder_module
 
     (tmp_path / "pkg").mkdir()
-    for i in range(2):
+    for i in range(3):
         (tmp_path / "pkg" / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
     monkeypatch.setattr(builder_module.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(builder_module, "_GROW_AFTER_FILES", 2)
     kinds = []
     grow = builder_module.Builder.grow_static
 
     def spy(self):
         grow(self)
-        kinds.append(type(self._static).__name__)
+        kinds.append((self.files_started, type(self._static).__name__))
 
     monkeypatch.setattr(builder_module.Builder, "grow_static", spy)
-    grown = build_dataset([str(tmp_path)], _config(shard_size=1))
-    kept_inline = build_dataset([str(tmp_path)], _config(shard_size=1, static_workers=0))
-    assert kinds == ["_Spawned", "_Inline"]  # default: grows at the second shard; an explicit 0 is kept
-    assert len(grown) >= 2 and _comparable(grown) == _comparable(kept_inline)
+    grown = build_dataset([str(tmp_path)], _config())
+    kept_inline = build_dataset([str(tmp_path)], _config(static_workers=0))
+    # default: the second file starts the workers (mid-shard); an explicit 0 is kept
+    assert kinds == [(2, "_Spawned"), (2, "_Inline")]
+    assert len(grown) >= 3 and _comparable(grown) == _comparable(kept_inline)
 
 
 def test_static_workers_from_a_script_without_main_guard(tmp_path):
@@ -318,9 +320,9 @@ def test_static_workers_from_a_script_without_main_guard(tmp_path):
 
 
 def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
-    """The mutant program runs every mutant in one sandboxed program. A mutant that hangs is killed by that
-    input; the mutants after it must still run all their inputs (an equivalent mutant among them survives),
-    not be reported as unrun timeouts and counted as killed."""
+    """The second program reruns the usable inputs, then runs every mutant, in one sandboxed program. A mutant
+    that hangs is killed by that input; the mutants after it must still run all their inputs (an equivalent
+    mutant among them survives), not be reported as unrun timeouts and counted as killed."""
     from trl_unittest.data.mutation import Mutant
 
     src = 'def step(n):\n    """Next value."""\n    return n + 1\n'
@@ -334,10 +336,11 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
         report = BuildReport()
         pool = b._pool_for(w)
         assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
-        other = [p for p in b.pools() if p is not pool][0]
-        assert b.judge_reference(w, other.run(b.rerun_program(w)), report) is None
         w.mutants = mutants
-        rm = pool.run(b.mutant_program(w))
+        other = [p for p in b.pools() if p is not pool][0]
+        rerun, rm = b.split_second(w, other.run(b.second_program(w)))
+        assert [t.observed for t in rerun.tests] == ["1", "2", "6"]
+        assert b.judge_reference(w, rerun, report) is None
         outcomes = [(t.outcome, t.error_type) for t in rm.tests]
         assert outcomes[:3] == [("timeout", "Timeout"), ("timeout", "NotRun"), ("timeout", "NotRun")]
         assert [t.outcome for t in rm.tests[3:6]] == ["failed"] * 3  # the equivalent mutant ran every input
@@ -345,3 +348,21 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
         assert task.mutation_score == pytest.approx(2 / 3)
     finally:
         b.close()
+
+
+def test_a_mutant_that_breaks_the_shared_program_leaves_the_rerun_and_the_task(tmp_path):
+    """Mutants share the second program with the rerun; if one breaks the program at set-up (here: a mutated
+    default argument that raises), the rerun is repeated alone and the task is kept, its score unmeasured."""
+    from trl_unittest.data import builder as builder_module
+
+    src = 'def step(n):\n    """Next value."""\n    return n + 1\n'
+    (tmp_path / "m.py").write_text(src)
+    broken = builder_module.Mutant("broken", 1, "def m0(n=1 // 0):\n    return n\n", "m0")
+    orig = builder_module.StaticStages.mutants
+    try:
+        builder_module.StaticStages.mutants = lambda self, func_src, entry_point: [broken]
+        ds, report = build_dataset([str(tmp_path)], _config(min_tests=1, static_workers=0), return_report=True)
+    finally:
+        builder_module.StaticStages.mutants = orig
+    assert report.kept == 1 and report.tested == 1
+    assert ds[0]["mutation_score"] is None

@@ -1,15 +1,15 @@
 """The dataset builder: sources -> candidates -> static filters -> sandboxed observation -> mutation adequacy ->
 tasks in the schema of :mod:`trl_unittest.tasks`.
 
-Per candidate function the builder runs three programs through the executor, batched across functions:
+Per candidate function the builder runs two programs through the executor, batched across functions:
 
 1. the reference on every candidate input (doctest calls + generated inputs) under one hash seed, with line and
    arc tracing — one program, many tests; it stops at the first input that times out (the function is dropped);
-2. the inputs that gave a usable observation, again under the other hash seed (another ``PYTHONHASHSEED``,
-   another process): tests whose observations differ are dropped. Only functions with usable inputs get this
-   second run, and only on those inputs;
-3. one program holding all mutants (renamed) next to the reference, each mutant run on the usable inputs; a
-   mutant that hangs is killed by that input and skips its other inputs (counted as no kill).
+2. under the other hash seed (another ``PYTHONHASHSEED``, another process), one program holding the reference
+   and all its mutants (renamed): first the inputs the first run found usable, again — tests whose
+   observations differ are dropped — then each mutant on those inputs. A mutant that hangs is killed by that
+   input and skips its other inputs (counted as no kill). If a mutant breaks the shared program, the rerun
+   runs again alone and the mutation score stays unmeasured.
 
 Tests are then chosen greedily: doctests the reference agrees with first, then the input that kills the most
 not-yet-killed mutants, then new arcs/lines (branch/line coverage), up to ``max_tests``. The mutation score and
@@ -90,7 +90,9 @@ class BuilderConfig:
     min_tests: int = _h("tests a task needs to be kept", 2)
     max_mutants: int = _h("mutants generated per function", 16)
     min_mutation_score: float = _h("drop tasks whose tests kill fewer mutants than this (0 keeps all)", 0.5)
-    reference_timeout: float = _h("seconds per test for the reference", 1.0)
+    # a reference slower than this on one input is no RL task (the reward runs its tests for every completion);
+    # on the full benchmark corpus, 5 of 16,850 first-run calls took more than 0.05 s (2026-11-26)
+    reference_timeout: float = _h("seconds per test for the reference: slower functions are dropped", 0.25)
     max_reference_time: float = _h("drop functions whose kept inputs take longer than this in total (s)", 2.0)
     mutant_timeout_floor: float = _h("minimum seconds per mutant test", 0.05)
     mutant_timeout_factor: float = _h("mutant test budget as a multiple of the reference's time", 20.0)
@@ -100,7 +102,7 @@ class BuilderConfig:
     sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
     batch_size: int = _h("in-flight window: at most 4x this many functions between extraction and tests", 64)
     static_workers: int | None = _h("worker processes for extraction, filters, inputs and mutants (default: 0 on "
-                                    "<= 2 cores, 2 from the second shard on 2 cores, else cores // 3; 0: in the "
+                                    "<= 2 cores, 2 once an input passes 150 files, else cores // 3; 0: in the "
                                     "builder's process)", None)
     shard_size: int = _h("source files per shard (resumable unit)", 200)
     max_context_lines: int = _h("largest carried context (lines)", 200)
@@ -309,9 +311,14 @@ class _Work:
     obs: list[_Obs] = field(default_factory=list)
     usable: list[int] = field(default_factory=list)
     final_tests: list[Test] = field(default_factory=list)
+    mutant_inputs: list[int] = field(default_factory=list)  # the usable inputs when the second program was made
+    mutants_broke: str = ""  # status of a second program whose mutants broke it (then rerun without them)
 
 
 _RETRIES = 20
+# files extracted in-process before the static stages move to worker processes (2-core machines, see
+# Builder.grow_static): small inputs (tests, single modules) never pay their start-up
+_GROW_AFTER_FILES = 50
 
 
 @dataclass
@@ -493,6 +500,7 @@ class Builder:
         self._static = None
         self._pools = None
         self.retries = 0  # gh-106905 retries (diagnostics)
+        self.files_started = 0
         self._idle_hooks: list = []
 
     def when_idle(self, fn) -> None:
@@ -526,10 +534,10 @@ class Builder:
         return self._static
 
     def grow_static(self) -> None:
-        """The input has proved large (a second shard): on a 2-core machine the static stages move from this
-        process to 2 worker processes. Measured with ``benchmarks/builder.py`` on 2 idle cores: on the full run
-        (1,530 files) 10.6 tested tasks/s/core in-process, 12.1 with 1 worker, 13.0 with 2; on the quick run
-        (118 files, one shard) in-process was fastest, which is why small inputs never start workers."""
+        """The input has proved large (``_GROW_AFTER_FILES`` files): on a 2-core machine the static stages move
+        from this process to 2 worker processes. Measured with ``benchmarks/builder.py`` on 2 idle cores: on the
+        full run (1,530 files) 10.6 tested tasks/s/core in-process, 12.1 with 1 worker, 13.0 with 2; on the quick
+        run (118 files) in-process was fastest, which is why small inputs never start workers."""
         if self.config.static_workers is None and isinstance(self._static, _Inline) and _cores() == 2:
             self._static = _Spawned(2, self.config)
             self._static.warm()
@@ -612,14 +620,43 @@ class Builder:
         return Program(code=w.cand.func_src, tests=w.tests, context=w.cand.context, timeouts=timeouts,
                        trace_lines=True, max_timeouts=1)
 
-    def rerun_program(self, w: _Work):
-        """The second run, under the other hash seed, of the inputs the first run found usable: only those can
-        turn out nondeterministic."""
+    def second_program(self, w: _Work):
+        """One program under the other hash seed: first the inputs the first run found usable, again (only
+        those can turn out nondeterministic; a timeout among them ends their run), then every mutant on them.
+        A mutant that hangs is killed by that input and skips its other inputs (unrun, not counted as kills);
+        every other mutant still runs all of its inputs."""
         from trl_unittest.execution import Program
 
+        w.mutant_inputs = list(w.usable)
         tests = [w.tests[i] for i in w.usable]
-        return Program(code=w.cand.func_src, tests=tests, context=w.cand.context,
-                       timeouts=[self.config.reference_timeout] * len(tests), max_timeouts=1)
+        timeouts = [self.config.reference_timeout] * len(tests)
+        groups = [-1] * len(tests)
+        context = w.cand.context
+        if w.mutants:
+            placeholder = "__trl_unittest_mutant__"
+            templates = [rename_expr(w.tests[i].expr, w.cand.entry_point, placeholder) for i in w.usable]
+            for j, m in enumerate(w.mutants):
+                for i, template in zip(w.usable, templates):
+                    tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq",
+                                      expected="None"))
+                    timeouts.append(max(self.config.mutant_timeout_floor,
+                                        self.config.mutant_timeout_factor * w.obs[i].time))
+                    groups.append(j)
+            context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.mutants)
+        return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
+                       test_groups=groups, max_timeouts=len(w.mutants) + 1)
+
+    def split_second(self, w: _Work, r2):
+        """(the rerun's result, the mutants' result or None) of a second program's result."""
+        from trl_unittest.execution import ProgramResult
+
+        n = len(w.mutant_inputs)
+        rerun = ProgramResult(status=r2.status, tests=r2.tests[:n], error=r2.error)
+        if w.mutants_broke:
+            return rerun, ProgramResult(status=w.mutants_broke, tests=[], error="")
+        if not w.mutants:
+            return rerun, None
+        return rerun, ProgramResult(status=r2.status, tests=r2.tests[n:], error=r2.error)
 
     @staticmethod
     def _status_reason(r) -> str:
@@ -680,26 +717,6 @@ class Builder:
         w.usable = usable
         return None
 
-    def mutant_program(self, w: _Work):
-        from trl_unittest.execution import Program
-
-        if not w.mutants:
-            return None
-        tests, timeouts, groups = [], [], []
-        placeholder = "__trl_unittest_mutant__"
-        templates = [rename_expr(w.tests[i].expr, w.cand.entry_point, placeholder) for i in w.usable]
-        for j, m in enumerate(w.mutants):
-            for i, template in zip(w.usable, templates):
-                tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq", expected="None"))
-                timeouts.append(max(self.config.mutant_timeout_floor,
-                                    self.config.mutant_timeout_factor * w.obs[i].time))
-                groups.append(j)
-        context = (w.cand.context + "\n\n" if w.cand.context else "") + "\n\n".join(m.source for m in w.mutants)
-        # a mutant that hangs is killed by that test, and its other tests are skipped (unrun, not counted as
-        # kills); every other mutant still runs all its tests
-        return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
-                       test_groups=groups, max_timeouts=len(w.mutants))
-
     def finish(self, w: _Work, rm, report: BuildReport) -> Task | str:
         """Chooses the tests, computes mutation score and coverage; returns a Task or a drop reason."""
         cand, cfg = w.cand, self.config
@@ -733,8 +750,8 @@ class Builder:
             n_mut = len(w.mutants)
             k = 0
             for m_idx in range(len(w.mutants)):
-                for i in w.usable:
-                    if not _unrun(rm.tests[k]) and _killed(w.obs[i], candidates[i], rm.tests[k]):
+                for i in w.mutant_inputs:  # a superset of w.usable (nondeterministic inputs left since)
+                    if i in kills and not _unrun(rm.tests[k]) and _killed(w.obs[i], candidates[i], rm.tests[k]):
                         kills[i].add(m_idx)
                     k += 1
         elif rm is not None and rm.status in ("compile_error", "import_error"):
@@ -798,9 +815,9 @@ class Builder:
             return out
 
     def _pool_for(self, w: _Work):
-        """The pool (hash seed) that runs a function's first reference run and its mutant program (the second
-        run goes to the other pool): fixed per function, so that the result does not depend on how functions are
-        batched or sharded (the Ray pipeline relies on that), and the two pools share the traced runs."""
+        """The pool (hash seed) that runs a function's first reference run (the second program goes to the other
+        pool): fixed per function, so that the result does not depend on how functions are batched or sharded
+        (the Ray pipeline relies on that), and the two pools share the traced runs."""
         import zlib
 
         return self.pools()[zlib.crc32(w.cand.task_id.encode()) % 2]
@@ -811,8 +828,8 @@ class Builder:
         One thread drives everything through futures, so CPU work and sandboxed runs overlap: files go to the
         static worker processes (extraction, filters, inputs), their candidates are admitted in file order
         (first occurrence wins) and their first reference program submitted to a pool; a usable first run
-        sends its usable inputs to the other pool, an agreeing second run sends the function back to the
-        workers for its mutants, then its mutant program to a pool; the mutant results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
+        sends the function back to the workers for its mutants, then its second program (rerun + mutants) to the
+        other pool; its results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
         At most ``4 * batch_size`` functions are in flight."""
         tasks = self._run(report, files=files, progress=progress)
@@ -831,14 +848,22 @@ class Builder:
         n_static = getattr(static, "_max_workers", 1)
         limit = max(1, 4 * self.config.batch_size)
         file_futs: list[Any] = []  # in file order
-        refs: dict[int, tuple[_Work, Any]] = {}  # seq -> work, first reference run (traced, usually seed A)
-        reruns: dict[int, tuple[_Work, Any]] = {}  # seq -> work, second run of the usable inputs (other seed)
-        mgen: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant generation future (worker process)
-        muts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant program future (None: no program)
+        firsts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, first reference run (traced)
+        mgen: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant generation (static stages)
+        seconds: dict[int, tuple[_Work, Any]] = {}  # seq -> work, second program (rerun + mutants, other seed)
         tasks: dict[int, Task] = {}
         seq = 0
         files_it = iter(files if files is not None else ())
         admitted_it = iter(admitted if admitted is not None else ())
+
+        def in_flight() -> int:
+            return len(firsts) + len(mgen) + len(seconds)
+
+        def first_pool(w: _Work):
+            return self._pool_for(w)
+
+        def second_pool(w: _Work):
+            return pb if self._pool_for(w) is pa else pa
 
         def result(pool, fut, make_program):
             """A program's result; one whose grading hit gh-106905 (a SystemError raised on the pool's thread)
@@ -851,25 +876,33 @@ class Builder:
                     fut = pool.submit(make_program())
             return fut.result()
 
-        def other(pool):
-            return pb if pool is pa else pa
-
-        def submit_references(k: int, item: _Planned) -> None:
+        def submit_first(k: int, item: _Planned) -> None:
             w = self._work(item.cand, item.fingerprint, item.doctest_expected, item.exprs)
-            refs[k] = (w, self._pool_for(w).submit(self.reference_program(w)))
+            firsts[k] = (w, first_pool(w).submit(self.reference_program(w)))
+            report.programs += 1
+
+        def submit_second(k: int, w: _Work) -> None:
+            prog = self._retrying(lambda r: self.second_program(w), report=report)
+            seconds[k] = (w, second_pool(w).submit(prog))
             report.programs += 1
 
         def top_up() -> None:
-            while len(file_futs) < 2 * n_static + 2 and len(refs) + len(reruns) + len(mgen) + len(muts) <= limit:
+            nonlocal static, n_static
+            while len(file_futs) < 2 * n_static + 2 and in_flight() <= limit:
                 f = next(files_it, None)
                 if f is None:
                     break
+                self.files_started += 1
+                if self.files_started == _GROW_AFTER_FILES:
+                    self.grow_static()
+                    static = self.static_executor()
+                    n_static = getattr(static, "_max_workers", 1)
                 file_futs.append(static.submit(_worker_file, f))
-            while len(refs) + len(reruns) + len(mgen) + len(muts) <= limit:
+            while in_flight() <= limit:
                 nxt = next(admitted_it, None)
                 if nxt is None:
                     break
-                submit_references(*nxt)
+                submit_first(*nxt)
 
         def step() -> bool:
             nonlocal seq
@@ -880,64 +913,59 @@ class Builder:
                 for item in fr.planned:
                     if not self.admit(item.fingerprint, item.contaminated, report):
                         continue
-                    submit_references(seq, item)
+                    submit_first(seq, item)
                     seq += 1
                 if progress is not None:
                     progress.update(1)
                 did = True
-            for k in [k for k, (_, fa) in refs.items() if fa.done()]:
-                w, fa = refs.pop(k)
-                ra = result(self._pool_for(w), fa, lambda: self.reference_program(w))
+            for k in [k for k, (_, f) in firsts.items() if f.done()]:
+                w, f = firsts.pop(k)
+                ra = result(first_pool(w), f, lambda: self.reference_program(w))
                 reason = self._retrying(self.screen_reference, w, ra, report=report)
                 if reason:
                     report.drop(reason)
+                elif len(w.usable) < self.config.min_tests:  # too few tests whatever the mutants do: no
+                    submit_second(k, w)  # mutants; finish() drops it (no_usable_tests) if the rerun agrees
                 else:
-                    reruns[k] = (w, other(self._pool_for(w)).submit(self.rerun_program(w)))
-                    report.programs += 1
+                    mgen[k] = (w, static.submit(_worker_mutants, w.cand.func_src, w.cand.entry_point))
                 did = True
-            for k in [k for k, (_, fb) in reruns.items() if fb.done()]:
-                w, fb = reruns.pop(k)
-                rb = result(other(self._pool_for(w)), fb, lambda: self.rerun_program(w))
-                reason = self._retrying(self.judge_reference, w, rb, report=report)
+            for k in [k for k, (_, f) in mgen.items() if f.done()]:
+                w, f = mgen.pop(k)
+                w.mutants = f.result()
+                submit_second(k, w)
+                did = True
+            for k in [k for k, (_, f) in seconds.items() if f.done()]:
+                w, f = seconds.pop(k)
+                r2 = result(second_pool(w), f, lambda: self.second_program(w))
+                if w.mutants and r2.status in ("compile_error", "import_error"):
+                    # a mutant broke the shared program: run the rerun alone; the score stays unmeasured
+                    w.mutants_broke, w.mutants = r2.status, []
+                    submit_second(k, w)
+                    continue
+                split = self.split_second(w, r2)
+                reason = self._retrying(self.judge_reference, w, split[0], report=report)
+                if not reason:
+                    report.tested += 1
+                    out = self._retrying(self.finish, w, split[1], report=report)
+                    reason = out if isinstance(out, str) else None
+                    if reason is None:
+                        tasks[k] = out
+                        report.kept += 1
                 if reason:
                     report.drop(reason)
-                else:
-                    report.tested += 1
-                    if len(w.usable) < self.config.min_tests:  # too few tests whatever the mutants do:
-                        muts[k] = (w, None)  # finish() drops it (no_usable_tests) without running them
-                    else:
-                        mgen[k] = (w, static.submit(_worker_mutants, w.cand.func_src, w.cand.entry_point))
-                did = True
-            for k in [k for k, (_, fg) in mgen.items() if fg.done()]:
-                w, fg = mgen.pop(k)
-                w.mutants = fg.result()
-                prog = self._retrying(lambda r: self.mutant_program(w), report=report)
-                report.programs += prog is not None
-                muts[k] = (w, self._pool_for(w).submit(prog) if prog is not None else None)
-                did = True
-            for k in [k for k, (_, fm) in muts.items() if fm is None or fm.done()]:
-                w, fm = muts.pop(k)
-                rm = result(self._pool_for(w), fm, lambda: self.mutant_program(w)) if fm is not None else None
-                out = self._retrying(self.finish, w, rm, report=report)
-                if isinstance(out, str):
-                    report.drop(out)
-                else:
-                    tasks[k] = out
-                    report.kept += 1
                 did = True
             return did
 
         top_up()
-        while file_futs or refs or reruns or mgen or muts:
+        while file_futs or firsts or mgen or seconds:
             if not step():
                 if not file_futs and self._idle_hooks:  # nothing left to extract: wait usefully
                     hooks, self._idle_hooks = self._idle_hooks, []
                     for hook in hooks:
                         hook()
                     continue
-                pending = [f for f in file_futs[:1]] + \
-                    [f for _, f in refs.values()] + [f for _, f in reruns.values()] + \
-                    [f for _, f in mgen.values()] + [f for _, f in muts.values() if f is not None]
+                pending = [f for f in file_futs[:1]] + [f for _, f in firsts.values()] + \
+                    [f for _, f in mgen.values()] + [f for _, f in seconds.values()]
                 wait(pending, return_when=FIRST_COMPLETED)
             top_up()
         return tasks
@@ -1016,8 +1044,6 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                     if progress is not None:
                         progress.update(len(shard))
                     continue
-                if k >= 1:  # a second shard (resumed ones skipped): the input is large
-                    builder.grow_static()
                 shard_report = BuildReport()
                 before = set(builder.dedup.seen)
                 tasks = builder.process_files(shard, shard_report, progress)

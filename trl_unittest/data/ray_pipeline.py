@@ -8,10 +8,10 @@ Two maps and one ordered step between them, so that the result is the single-mac
 2. **admission** (driver, on fingerprints only): first occurrence wins in source order across *all* shards, then
    contamination — the one step of the builder that is global and ordered, so it cannot live inside a map;
 3. **dynamic map** (per shard of admitted functions): each Ray task opens its own pair of
-   :class:`~trl_unittest.execution.ExecutionPool` (hash seeds A and B) and runs the two reference runs, mutant
-   generation, mutant programs and test choice (:meth:`~trl_unittest.data.builder.Builder.run_planned`).
+   :class:`~trl_unittest.execution.ExecutionPool` (hash seeds A and B) and runs the reference programs, mutant
+   generation and test choice (:meth:`~trl_unittest.data.builder.Builder.run_planned`).
 
-Everything that decides a task is a function of the function itself (inputs, mutants, the pool that runs its
+Everything that decides a task is a function of the function itself (inputs, mutants, the pools that run its
 mutants), so how functions are grouped into shards and Ray tasks does not change the tasks. Ray schedules, moves
 data and retries; there is no distribution code of our own. Tasks come back as a ``datasets.Dataset`` in the task
 schema (and ``out_dir/tasks.parquet`` + ``out_dir/report.json`` when ``out_dir`` is given).
