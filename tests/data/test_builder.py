@@ -366,3 +366,36 @@ def test_a_mutant_that_breaks_the_shared_program_leaves_the_rerun_and_the_task(t
         builder_module.StaticStages.mutants = orig
     assert report.kept == 1 and report.tested == 1
     assert ds[0]["mutation_score"] is None
+
+
+def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypatch):
+    """With worker processes, each shard's files are submitted for extraction before the previous shard's last
+    programs end (prefetch); every file is extracted exactly once and the tasks are those of an in-process
+    build."""
+    from trl_unittest.data import builder as builder_module
+
+    for i in range(3):
+        (tmp_path / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+    submitted, consumed_prefetch = [], []
+    submit, pop = builder_module._Spawned.submit, dict.pop
+
+    def spy_submit(self, fn, *args):
+        if fn is builder_module._worker_file:
+            submitted.append(args[0].path)
+        return submit(self, fn, *args)
+
+    monkeypatch.setattr(builder_module._Spawned, "submit", spy_submit)
+    orig_run = builder_module.Builder._run
+
+    def spy_run(self, report, files=None, admitted=None, progress=None, prefetch=None):
+        files = list(files or ())
+        consumed_prefetch.append(sum(id(f) in self._prefetched for f in files))
+        return orig_run(self, report, files=files, admitted=admitted, progress=progress, prefetch=prefetch)
+
+    monkeypatch.setattr(builder_module.Builder, "_run", spy_run)
+    ds = build_dataset([str(tmp_path)], _config(shard_size=1, static_workers=1), out_dir=tmp_path / "out")
+    assert sorted(submitted) == ["m0.py", "m1.py", "m2.py"]
+    assert consumed_prefetch == [0, 1, 1]  # shards 2 and 3 were already being extracted
+    monkeypatch.undo()
+    inline = build_dataset([str(tmp_path)], _config(shard_size=1, static_workers=0))
+    assert _comparable(ds) == _comparable(inline)

@@ -35,6 +35,7 @@ import ast
 
 from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import builtins
+import functools
 import json
 import logging
 import math
@@ -260,6 +261,10 @@ def _same(a: _Obs, b: _Obs) -> bool:
         return a.text == b.text
 
 
+# the reference's values, decoded once for all the mutants compared with them (never modified)
+_decoded = functools.lru_cache(maxsize=4096)(decode_value)
+
+
 def _unrun(tr) -> bool:
     """A test the sandbox skipped (its mutant had already hung): it kills nothing."""
     return tr.outcome == "timeout" and tr.error_type == "NotRun"
@@ -272,8 +277,10 @@ def _killed(ref: _Obs, test: Test, mut_tr) -> bool:
         return not (m.kind == "raises" and m.text == ref.text)
     if m.kind != "value":
         return True
+    if m.text == ref.text:  # the same literal decodes to the same value (NaN included: values_equal says so)
+        return False
     try:
-        exp, act = decode_value(ref.text), decode_value(m.text)
+        exp, act = _decoded(ref.text), decode_value(m.text)
     except LiteralError:
         return True
     if test.op == "approx":
@@ -501,6 +508,7 @@ class Builder:
         self._pools = None
         self.retries = 0  # gh-106905 retries (diagnostics)
         self.files_started = 0
+        self._prefetched: dict[int, tuple[SourceFile, Any]] = {}  # id(file) -> (file, its static-stage future)
         self._idle_hooks: list = []
 
     def when_idle(self, fn) -> None:
@@ -822,7 +830,8 @@ class Builder:
 
         return self.pools()[zlib.crc32(w.cand.task_id.encode()) % 2]
 
-    def process_files(self, files: Iterable[SourceFile], report: BuildReport, progress=None) -> list[Task]:
+    def process_files(self, files: Iterable[SourceFile], report: BuildReport, progress=None,
+                      prefetch: list[SourceFile] | None = None) -> list[Task]:
         """All stages for the functions of ``files``; tasks in source order.
 
         One thread drives everything through futures, so CPU work and sandboxed runs overlap: files go to the
@@ -831,8 +840,10 @@ class Builder:
         sends the function back to the workers for its mutants, then its second program (rerun + mutants) to the
         other pool; its results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
-        At most ``4 * batch_size`` functions are in flight."""
-        tasks = self._run(report, files=files, progress=progress)
+        At most ``4 * batch_size`` functions are in flight. ``prefetch`` (the files of the next call, i.e. the
+        next shard) go to the static worker processes once ``files`` are all submitted, so that they are being
+        extracted while this call's last programs run instead of after."""
+        tasks = self._run(report, files=files, progress=progress, prefetch=prefetch)
         return [tasks[k] for k in sorted(tasks)]
 
     def run_planned(self, admitted: Iterable[tuple[int, "_Planned"]], report: BuildReport) -> dict[int, Task]:
@@ -842,7 +853,8 @@ class Builder:
         return self._run(report, admitted=admitted)
 
     def _run(self, report: BuildReport, files: Iterable[SourceFile] | None = None,
-             admitted: Iterable[tuple[int, "_Planned"]] | None = None, progress=None) -> dict[int, Task]:
+             admitted: Iterable[tuple[int, "_Planned"]] | None = None, progress=None,
+             prefetch: list[SourceFile] | None = None) -> dict[int, Task]:
         pa, pb = self.pools()
         static = self.static_executor()
         n_static = getattr(static, "_max_workers", 1)
@@ -854,6 +866,7 @@ class Builder:
         tasks: dict[int, Task] = {}
         seq = 0
         files_it = iter(files if files is not None else ())
+        to_prefetch = list(prefetch or ())
         admitted_it = iter(admitted if admitted is not None else ())
 
         def in_flight() -> int:
@@ -887,17 +900,24 @@ class Builder:
             report.programs += 1
 
         def top_up() -> None:
-            nonlocal static, n_static
+            nonlocal static, n_static, to_prefetch
             while len(file_futs) < 2 * n_static + 2 and in_flight() <= limit:
                 f = next(files_it, None)
                 if f is None:
+                    if to_prefetch and isinstance(static, _Spawned):
+                        for g in to_prefetch:  # keyed by identity: the next call gets these very objects
+                            self._prefetched[id(g)] = (g, static.submit(_worker_file, g))
+                        to_prefetch.clear()
                     break
-                self.files_started += 1
-                if self.files_started == _GROW_AFTER_FILES:
-                    self.grow_static()
-                    static = self.static_executor()
-                    n_static = getattr(static, "_max_workers", 1)
-                file_futs.append(static.submit(_worker_file, f))
+                _, fut = self._prefetched.pop(id(f), (None, None))
+                if fut is None:
+                    self.files_started += 1
+                    if self.files_started == _GROW_AFTER_FILES:
+                        self.grow_static()
+                        static = self.static_executor()
+                        n_static = getattr(static, "_max_workers", 1)
+                    fut = static.submit(_worker_file, f)
+                file_futs.append(fut)
             while in_flight() <= limit:
                 nxt = next(admitted_it, None)
                 if nxt is None:
@@ -973,6 +993,16 @@ class Builder:
 
 # ------------------------------------------------------------------------------------------------ entry point
 
+def _with_next(items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    """(item, the item after it or None): the shard loop looks one shard ahead to prefetch it."""
+    it = iter(items)
+    cur = next(it, None)
+    while cur is not None:
+        nxt = next(it, None)
+        yield cur, nxt
+        cur = nxt
+
+
 def _shards(files: Iterator[SourceFile], size: int) -> Iterator[list[SourceFile]]:
     shard: list[SourceFile] = []
     for f in files:
@@ -1025,10 +1055,13 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
         progress = tqdm(desc="files", unit="file")
     try:
         with builder:
-            for k, shard in enumerate(_shards(files, cfg.shard_size)):
+            for k, (shard, upcoming) in enumerate(_with_next(_shards(files, cfg.shard_size))):
                 if cfg.max_functions is not None and report.seen >= cfg.max_functions:
                     break
                 sdir = out / "shards" / f"{k:05d}" if out is not None else None
+                if upcoming is not None and out is not None and \
+                        (out / "shards" / f"{k + 1:05d}" / "report.json").exists():
+                    upcoming = None  # done in an earlier run: nothing to prefetch
                 if sdir is not None and (sdir / "report.json").exists():
                     meta = json.loads((sdir / "report.json").read_text())
                     report.merge(BuildReport.from_dict(meta["report"]))
@@ -1046,7 +1079,7 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                     continue
                 shard_report = BuildReport()
                 before = set(builder.dedup.seen)
-                tasks = builder.process_files(shard, shard_report, progress)
+                tasks = builder.process_files(shard, shard_report, progress, prefetch=upcoming)
                 if progress is not None:
                     progress.set_postfix(kept=report.kept + shard_report.kept, seen=report.seen + shard_report.seen)
                 shard_report.seconds = 0.0
