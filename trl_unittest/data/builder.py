@@ -35,7 +35,6 @@ import ast
 
 from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import builtins
-import functools
 import json
 import logging
 import math
@@ -54,7 +53,7 @@ from trl_unittest.data.extract import BUILTIN_NAMES, Candidate, extract_module
 from trl_unittest.data.inputs import generate_inputs
 from trl_unittest.data.mutation import Mutant, generate_mutants
 from trl_unittest.data.sources import SourceFile, iter_sources
-from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+from trl_unittest.execution.values import LiteralError, decode_shared, decode_value, values_close, values_equal
 from trl_unittest.tasks import Task, Test
 
 logger = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ class BuilderConfig:
     sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
     batch_size: int = _h("in-flight window: at most 4x this many functions between extraction and tests", 64)
     static_workers: int | None = _h("worker processes for extraction, filters, inputs and mutants (default: 0 on "
-                                    "<= 2 cores, 2 once an input passes 150 files, else cores // 3; 0: in the "
+                                    "<= 2 cores, 2 once an input passes 50 files, else cores // 3; 0: in the "
                                     "builder's process)", None)
     shard_size: int = _h("source files per shard (resumable unit)", 200)
     max_context_lines: int = _h("largest carried context (lines)", 200)
@@ -261,10 +260,6 @@ def _same(a: _Obs, b: _Obs) -> bool:
         return a.text == b.text
 
 
-# the reference's values, decoded once for all the mutants compared with them (never modified)
-_decoded = functools.lru_cache(maxsize=4096)(decode_value)
-
-
 def _unrun(tr) -> bool:
     """A test the sandbox skipped (its mutant had already hung): it kills nothing."""
     return tr.outcome == "timeout" and tr.error_type == "NotRun"
@@ -280,7 +275,7 @@ def _killed(ref: _Obs, test: Test, mut_tr) -> bool:
     if m.text == ref.text:  # the same literal decodes to the same value (NaN included: values_equal says so)
         return False
     try:
-        exp, act = _decoded(ref.text), decode_value(m.text)
+        exp, act = decode_shared(ref.text), decode_value(m.text)
     except LiteralError:
         return True
     if test.op == "approx":
@@ -606,18 +601,11 @@ class Builder:
             return None
         return fp if self.admit(fp, contaminated, report) else None
 
-    def prepare(self, cand: Candidate, fp: str) -> _Work:
-        expected, exprs = self.stages.plan_inputs(cand)
-        return self._work(cand, fp, expected, exprs)
-
     @staticmethod
     def _work(cand: Candidate, fp: str, expected: list, exprs: list[str]) -> _Work:
         tests = [Test(kind="call", expr=e, op="eq", expected="None") for e in exprs]
         # mutants are made later, only for functions whose reference runs were usable
         return _Work(cand, fp, expected, tests, [])
-
-    def add_mutants(self, w: _Work) -> None:
-        w.mutants = self.stages.mutants(w.cand.func_src, w.cand.entry_point)
 
     def reference_program(self, w: _Work):
         """The first run of the reference, traced, on every planned input. One timeout is enough to drop the
@@ -838,7 +826,8 @@ class Builder:
         static worker processes (extraction, filters, inputs), their candidates are admitted in file order
         (first occurrence wins) and their first reference program submitted to a pool; a usable first run
         sends the function back to the workers for its mutants, then its second program (rerun + mutants) to the
-        other pool; its results give the task. In between, this thread only admits, judges and chooses tests. AST work on this
+        other pool; its results give the task. In between, this thread only admits, judges and chooses tests.
+        AST work on this
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
         At most ``4 * batch_size`` functions are in flight. ``prefetch`` (the files of the next call, i.e. the
         next shard) go to the static worker processes once ``files`` are all submitted, so that they are being
@@ -872,9 +861,6 @@ class Builder:
         def in_flight() -> int:
             return len(firsts) + len(mgen) + len(seconds)
 
-        def first_pool(w: _Work):
-            return self._pool_for(w)
-
         def second_pool(w: _Work):
             return pb if self._pool_for(w) is pa else pa
 
@@ -891,7 +877,7 @@ class Builder:
 
         def submit_first(k: int, item: _Planned) -> None:
             w = self._work(item.cand, item.fingerprint, item.doctest_expected, item.exprs)
-            firsts[k] = (w, first_pool(w).submit(self.reference_program(w)))
+            firsts[k] = (w, self._pool_for(w).submit(self.reference_program(w)))
             report.programs += 1
 
         def submit_second(k: int, w: _Work) -> None:
@@ -900,7 +886,7 @@ class Builder:
             report.programs += 1
 
         def top_up() -> None:
-            nonlocal static, n_static, to_prefetch
+            nonlocal static, n_static
             while len(file_futs) < 2 * n_static + 2 and in_flight() <= limit:
                 f = next(files_it, None)
                 if f is None:
@@ -940,7 +926,7 @@ class Builder:
                 did = True
             for k in [k for k, (_, f) in firsts.items() if f.done()]:
                 w, f = firsts.pop(k)
-                ra = result(first_pool(w), f, lambda: self.reference_program(w))
+                ra = result(self._pool_for(w), f, lambda: self.reference_program(w))
                 reason = self._retrying(self.screen_reference, w, ra, report=report)
                 if reason:
                     report.drop(reason)

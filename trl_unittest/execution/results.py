@@ -3,12 +3,11 @@ observations into verdicts. Expected values live only here, never in the sandbox
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+from trl_unittest.execution.values import LiteralError, decode_shared, decode_value, values_close, values_equal
 from trl_unittest.tasks import Test
 
 PROGRAM_STATUSES = ("ran", "compile_error", "import_error", "sandbox_error")
@@ -146,7 +145,7 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     if test.op == "eq" and isinstance(observed, str) and observed == test.expected:
         # the same literal text decodes to the same value, which equals itself (NaN included): skip the decoding
         try:
-            _expected_value(observed)
+            decode_shared(observed)
             return TestResult("passed", observed=observed, **common)
         except LiteralError:
             pass
@@ -158,13 +157,6 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     return TestResult("passed" if ok else "failed", observed=observed, **common)
 
 
-@functools.lru_cache(maxsize=8192)
-def _expected_value(text: str) -> Any:
-    """Expected values decoded once: a task's tests are graded for every completion of it. Graders only compare
-    the decoded values, never change them, so sharing one object is safe."""
-    return decode_value(text)
-
-
 def _check(test: Test, actual: Any) -> bool:
     if test.op == "raises":
         return False
@@ -172,7 +164,7 @@ def _check(test: Test, actual: Any) -> bool:
         return bool(actual)  # a decoded plain value: its truthiness runs no program code
     if test.op == "falsy":
         return not actual
-    expected = _expected_value(test.expected)
+    expected = decode_shared(test.expected)
     if test.op == "eq":
         return values_equal(expected, actual)
     if test.op == "ne":

@@ -16,6 +16,7 @@ arbitrary ``+``/``-`` between numbers, and has no depth or size limit; hence thi
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from typing import Any
 
@@ -46,6 +47,14 @@ def decode_value(text: str) -> Any:
         return _build(tree.body, 0)
     except RecursionError:
         raise LiteralError("literal nested too deeply") from None
+
+
+@functools.lru_cache(maxsize=8192)
+def decode_shared(text: str) -> Any:
+    """:func:`decode_value`, once per text: for values decoded again and again (a task's expected values, graded
+    for every completion; a reference's values, compared with every mutant). Callers only compare the value,
+    never change it, so sharing one object is safe."""
+    return decode_value(text)
 
 
 def literal_value(node: ast.AST) -> Any:
