@@ -326,3 +326,23 @@ def test_errors_only_the_symbol_table_sees_reject_what_contains_them():
     assert rejected["dup"] == "syntax_error" and rejected["uses_helper"] == "syntax_error"
     assert "duplicate argument" in {r.qualname: r.detail for r in res.rejections}["dup"]
     assert list(cands) == ["fine"]
+
+
+def test_untyped_parameters_also_get_different_values_of_one_kind():
+    """Probing every untyped parameter with the same value makes ``a >= b`` constant (always True); some calls
+    must give them different values of one kind, so that the observed outputs can tell the function apart."""
+    src = 'def ge(a, b):\n    "Same as a >= b."\n    return a >= b\n'
+    c = extract_module(src, path="operator.py").candidates[0]
+    exprs = generate_inputs(c)
+    assert len(exprs) == len(set(exprs)) <= 24
+    ns = {}
+    exec(compile(src, "<ge>", "exec"), ns)  # our own fixture, trusted
+    outcomes = set()
+    for e in exprs:
+        try:
+            outcomes.add(eval(e, ns))
+        except TypeError:
+            pass
+    assert outcomes == {True, False}
+    same_kind_pairs = [e for e in exprs if e in ("ge(5, -1)", "ge(-1, 0)", "ge('b', 'a b')")]
+    assert len(same_kind_pairs) == 3

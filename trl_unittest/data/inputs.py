@@ -430,6 +430,10 @@ def _doctest_args(cand: Candidate, doctest_exprs: list[str]) -> dict[str, list[A
 
 
 _PROBES = ["abc", b"abc", [3, 1, 2], 2, "a/b.c", 1.5, {"a": 1}]
+# several untyped parameters of one kind with *different* values: the probes above give every parameter the same
+# value, which makes a comparison such as ``ge(a, b)`` constant (measured on the standard library: about half the
+# functions dropped for "no usable tests" were constant on their inputs)
+_KIND_VARIANTS = [[2, 5, -1, 0], ["abc", "b", "a b", ""], [[3, 1, 2], [1], [], [2, 2]]]
 _GENERIC = [0, 1, -1, 2, 10, "abc", "", [1, 2, 3], [], 3.5, True, None, "a b", (1, 2), {"a": 1}]
 
 
@@ -514,6 +518,11 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
     if weak_required:
         for probe in _PROBES:  # every guessed parameter of one kind at once
             push({**base, **{p.name: to_source(probe) for p in weak_required}})
+    if len(weak_required) >= 2:
+        for variants in _KIND_VARIANTS:
+            for shift in (1, 2):
+                push({**base, **{p.name: to_source(variants[(j + shift) % len(variants)])
+                                 for j, p in enumerate(weak_required)}})
     # one factor at a time, round-robin over parameters so that every parameter varies early
     depth = max((len(v) for v in pools.values()), default=0)
     for k in range(depth):
