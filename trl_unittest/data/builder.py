@@ -943,8 +943,9 @@ class Builder:
             for k in [k for k, (_, f) in seconds.items() if f.done()]:
                 w, f = seconds.pop(k)
                 r2 = result(second_pool(w), f, lambda: self.second_program(w))
-                if w.mutants and r2.status in ("compile_error", "import_error"):
-                    # a mutant broke the shared program: run the rerun alone; the score stays unmeasured
+                if w.mutants and r2.status != "ran":
+                    # a mutant broke the shared program (or it failed for another reason): run the rerun alone;
+                    # the score stays unmeasured, and if the rerun fails again, that decides
                     w.mutants_broke, w.mutants = r2.status, []
                     submit_second(k, w)
                     continue
