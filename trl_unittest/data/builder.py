@@ -260,11 +260,6 @@ def _same(a: _Obs, b: _Obs) -> bool:
         return a.text == b.text
 
 
-def _unrun(tr) -> bool:
-    """A test the sandbox skipped (its mutant had already hung): it kills nothing."""
-    return tr.outcome == "timeout" and tr.error_type == "NotRun"
-
-
 def _killed(ref: _Obs, test: Test, mut_tr) -> bool:
     """Whether a mutant's result on a test differs from the reference's, as the test would judge it."""
     m = _observe(mut_tr)
@@ -747,7 +742,7 @@ class Builder:
             k = 0
             for m_idx in range(len(w.mutants)):
                 for i in w.mutant_inputs:  # a superset of w.usable (nondeterministic inputs left since)
-                    if i in kills and not _unrun(rm.tests[k]) and _killed(w.obs[i], candidates[i], rm.tests[k]):
+                    if i in kills and not rm.tests[k].unrun and _killed(w.obs[i], candidates[i], rm.tests[k]):
                         kills[i].add(m_idx)
                     k += 1
         elif rm is not None and rm.status in ("compile_error", "import_error"):

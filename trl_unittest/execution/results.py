@@ -76,6 +76,11 @@ class TestResult:
     def passed(self) -> bool:
         return self.outcome == "passed"
 
+    @property
+    def unrun(self) -> bool:
+        """The sandbox never ran this test (an earlier test hung: see Limits.max_timeouts, Program.test_groups)."""
+        return self.error_type == "NotRun"
+
 
 @dataclass
 class ProgramResult:
