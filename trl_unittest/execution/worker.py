@@ -422,21 +422,23 @@ class Worker:
         n = len(req["tests"])
         max_timeouts = int(req.get("max_timeouts") or n)
         groups = req.get("groups")
+        hung = 0  # tests that timed out (not the ones skipped after them)
         while True:
             start = self.run_child(req, timeouts, setup_timeout, results, resp, start, stdin)
             if start is None or start >= n:
                 break
-            if groups and results[start - 1] is not None and results[start - 1]["outcome"] == "timeout":
-                # the rest of the group that hung is not run; the next group gets a fresh child
-                while start < n and groups[start] == groups[start - 1]:
-                    results[start] = {"outcome": "timeout", "error": ["NotRun"], "t": float("nan")}
-                    start += 1
-                if start >= n:
-                    break
-            if sum(1 for r in results if r is not None and r["outcome"] == "timeout" and r.get("error") != ["NotRun"]
-                   ) >= max_timeouts:
-                for i in range(start, n):  # it hangs again and again: don't spend a budget on every test
-                    results[i] = {"outcome": "timeout", "error": ["NotRun"], "t": float("nan")}
+            if results[start - 1] is None or results[start - 1]["outcome"] != "timeout":
+                continue  # the child died during a test: a fresh one resumes at the next
+            hung += 1
+            # the rest of the group that hung is not run (no groups: every test is its own group); when too many
+            # tests hung, nothing more is (it hangs again and again: don't spend a budget on every test)
+            skip_to = n if hung >= max_timeouts else start
+            while skip_to < n and groups and groups[skip_to] == groups[start - 1]:
+                skip_to += 1
+            for i in range(start, skip_to):
+                results[i] = {"outcome": "timeout", "error": ["NotRun"], "t": float("nan")}
+            start = skip_to
+            if start >= n:
                 break
         for i in range(n):
             if results[i] is None:
