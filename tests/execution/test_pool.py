@@ -177,9 +177,12 @@ def test_close_leaves_no_process_fd_or_temp_file():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="sandbox must be one of"):
         ExecutionPool(sandbox="docker")
-    with pytest.raises(TypeError, match="takes a Program"):
-        with ExecutionPool(num_workers=1) as p:
+    with ExecutionPool(num_workers=1) as p:
+        with pytest.raises(TypeError, match="takes a Program"):
             p.submit("print(1)")
+        with pytest.raises(TypeError, match=r"tests\[1\] is a str.*rewrite_asserts"):  # an assert string, not a Test
+            p.submit(Program(ADD, [call("add(1, 1)", "2"), "assert add(1, 1) == 2"]))
+        assert p.run(Program(ADD, [call("add(1, 1)", "2")])).passed == 1  # and the pool still serves
 
 
 @pytest.mark.parametrize("mode", ["unshare", "none"])

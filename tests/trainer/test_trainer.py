@@ -158,6 +158,11 @@ def test_bad_configuration_fails_at_construction(tiny_llama, tokenizer, prompts_
         ActorCriticTrainer(tiny_llama, low_ids,
                            args=GRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True),
                            train_dataset=prompts_ds, processing_class=tokenizer)
+    # fewer distinct prompts than one generation batch: GRPO would silently train 0 steps
+    with pytest.raises(ValueError, match="train_dataset has 3 prompts, but one generation batch takes 16"):
+        make_trainer(tiny_llama, low_ids, prompts_ds.select(range(3)), tokenizer, tmp_path)
+    assert make_trainer(tiny_llama, low_ids, prompts_ds.select(range(4)), tokenizer, tmp_path,
+                        num_generations=4).num_generations == 4  # 16 completions of 4 prompts: fine
     # a model that does not expose its backbone's hidden states
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     model.base_model_prefix = "no_such_backbone"

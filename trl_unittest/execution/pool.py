@@ -31,6 +31,7 @@ from trl_unittest.execution import sandbox
 from trl_unittest.execution.results import (Limits, Program, ProgramResult, grade_program, request_tests,
                                             sandbox_failure)
 from trl_unittest.execution.worker import HEADER
+from trl_unittest.tasks import Test
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,11 @@ class ExecutionPool:
             raise RuntimeError("ExecutionPool is closed")
         if not isinstance(program, Program):
             raise TypeError(f"submit() takes a Program, got {type(program).__name__}")
+        for i, test in enumerate(program.tests):
+            if not isinstance(test, Test):
+                raise TypeError(f"Program.tests[{i}] is a {type(test).__name__}, not a trl_unittest.tasks.Test: build "
+                                f"tests as Test(...) / Test.from_dict(...), or turn assert statements into tests with "
+                                f"trl_unittest.execution.rewrite_asserts")
         future: Future = Future()
         self._queue.put((program, future))
         return future

@@ -63,6 +63,16 @@ class ActorCriticTrainer(GRPOTrainer):
             raise TypeError(f"ActorCriticTrainer needs an ActorCriticConfig, got {type(args).__name__}: swap "
                             "GRPOConfig for ActorCriticConfig (it takes the same arguments).")
         super().__init__(model, reward_funcs, args=args, **kwargs)
+        # GRPO's sampler drops a generation batch it cannot fill with distinct prompts, so a smaller dataset
+        # trains 0 steps with only a warning (seen with a curriculum that kept 4 tasks for a batch of 64)
+        need = args.generation_batch_size // self.num_generations
+        have = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
+        if have is not None and have < need:
+            raise ValueError(
+                f"train_dataset has {have} prompts, but one generation batch takes {need} distinct prompts "
+                f"(generation_batch_size {args.generation_batch_size} / num_generations {self.num_generations}): "
+                "no step could run. Use a smaller per_device_train_batch_size, more num_generations, or a larger "
+                "(or repeated) dataset.")
 
         # The critic reads the last hidden state of the policy's backbone, captured by a forward hook.
         causal_lm = self._causal_lm()
