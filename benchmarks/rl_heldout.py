@@ -1,18 +1,22 @@
-"""RL on the quickstart's small code model: which tasks, trainer and step size move held-out pass@1?
+"""RL on the code model built offline: which tasks, trainer and step size move held-out pass@1?
 
-One run = one RL configuration on the cached small model (`trl_unittest.models`, budget "small"): pick the RL task
-set, optionally keep only the tasks a probe of the base model solves sometimes (`--curriculum`), train with
-ActorCriticTrainer or TRL's GRPOTrainer, then measure pass@1 on the quickstart's 100 held-out tasks (n samples at
-the training temperature). Prints one JSON object: the train reward and entropy per step, and held-out pass@1 per
-source. `--steps 0` measures the base model (at `--temperature`).
+One run = one RL configuration on a cached model of `trl_unittest.models` (`--budget small`, the quickstart's, or
+`medium` on a GPU): pick the RL task set, optionally keep only the tasks a probe of the base model solves
+sometimes (`--curriculum`), train with ActorCriticTrainer, TRL's GRPOTrainer or TRL 1.12's PPOTrainer, then
+measure pass@1 on held-out tasks (the quickstart's 100, or `--eval-tasks 0` for all; n samples at the training
+temperature). Prints one JSON object (also written to `--out`): the train reward and entropy per step, and
+held-out pass@1 per source. `--steps 0` measures the base model (at `--temperature`).
 
-    python benchmarks/rl_small.py --steps 0 --temperature 0.2            # base model, colder sampling
-    python benchmarks/rl_small.py --trainer actor_critic --curriculum between --lr 5e-5 --beta 0.05
-    python benchmarks/rl_small.py --trainer grpo --tasks heldout-family --curriculum solved
+    python benchmarks/rl_heldout.py --steps 0 --temperature 0.2            # base model, colder sampling
+    python benchmarks/rl_heldout.py --trainer actor_critic --curriculum between --lr 5e-5 --beta 0.05
+    python benchmarks/rl_heldout.py --trainer grpo --tasks heldout-family --curriculum solved
+    python benchmarks/rl_heldout.py --budget medium --device cuda --eval-tasks 0 ...   # benchmarks/rl_gpu.sh
 
-Task sets: `train` (the quickstart's train split: its SFT data, so largely memorised), `heldout-family` (fresh
-synthetic exercises of the held-out split's shapes and vocabulary, none sharing a fingerprint with the evaluated
-held-out tasks: the closest a disjoint RL set can get to the evaluation distribution).
+Task sets: `train` (the quickstart's train split: its SFT data, so largely memorised), `train-family` (fresh
+synthetic exercises of the train split's shapes and vocabulary that the model never trained on: new tasks of the
+kind SFT taught), `heldout-family` (fresh exercises of the held-out split's shapes and vocabulary, none sharing a
+fingerprint with the evaluated held-out tasks: the closest a disjoint RL set can get to the evaluation
+distribution).
 """
 
 from __future__ import annotations
@@ -27,25 +31,36 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def heldout_family_tasks(data, count: int = 400):
-    """Builder tasks from exercises of the held-out split that neither the evaluation set nor training has."""
+class TimeBudgetReached(Exception):
+    pass
+
+
+def fresh_exercise_tasks(split: str, data, model_dir: str, workers: int, count: int = 400):
+    """Builder tasks from fresh exercises of one split that neither the evaluation set nor anything the model trained
+    on has (its SFT exercises included, through its trained_fingerprints.json when it has one)."""
     from trl_unittest.data.builder import BuilderConfig, build_dataset
     from trl_unittest.models import function_fingerprint, make_exercises, recipe_for, write_exercises
 
     recipe = recipe_for("small")
     taken = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
-    taken |= {e["fingerprint"] for e in make_exercises("heldout", 150, seed=recipe.seed + 1)}
-    fresh = [e for e in make_exercises("heldout", 4 * count, seed=recipe.seed + 7) if e["fingerprint"] not in taken]
-    root = Path(tempfile.mkdtemp(prefix="rl-small-"))
+    taken |= {function_fingerprint(r["reference"], r["entry_point"]) for r in data.train}
+    taken |= {e["fingerprint"] for e in make_exercises(split, 300 if split == "train" else 150, seed=recipe.seed + 1)}
+    taken |= {e["fingerprint"] for e in make_exercises("train", recipe.sft_exercises, seed=recipe.seed)}
+    seen = Path(model_dir) / "trained_fingerprints.json"
+    if seen.exists():
+        taken |= set(json.loads(seen.read_text()))
+    fresh = [e for e in make_exercises(split, 4 * count, seed=recipe.seed + 7) if e["fingerprint"] not in taken]
+    root = Path(tempfile.mkdtemp(prefix="rl-heldout-"))
     src = write_exercises(root / "src", fresh[:count])
-    return build_dataset([str(src)], BuilderConfig(progress=False, num_workers=2, shard_size=40), out_dir=root / "out")
+    return build_dataset([str(src)], BuilderConfig(progress=False, num_workers=workers, shard_size=40),
+                         out_dir=root / "out")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trainer", default="actor_critic", choices=["actor_critic", "grpo", "ppo"],
                    help="ppo needs trl==1.12.0 (run under .venv-ppo)")
-    p.add_argument("--tasks", default="train", choices=["train", "heldout-family"])
+    p.add_argument("--tasks", default="train", choices=["train", "train-family", "heldout-family"])
     p.add_argument("--curriculum", default="none", choices=["none", "solved", "between"],
                    help="keep tasks solved in >= 1 probe sample (solved) or in some but not all (between)")
     p.add_argument("--probe-samples", type=int, default=8)
@@ -60,44 +75,87 @@ def main() -> None:
     p.add_argument("--ppo-epochs", type=int, default=4, help="PPO's num_ppo_epochs (TRL's default: 4)")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--eval-n", type=int, default=8)
+    p.add_argument("--eval-tasks", type=int, default=100, help="held-out tasks evaluated, spread evenly (0: all)")
+    p.add_argument("--budget", default="small", choices=["tiny", "small", "medium"], help="the model's recipe")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 training)")
+    p.add_argument("--workers", type=int, default=2, help="sandbox workers")
+    p.add_argument("--gen-batch", type=int, default=32, help="sequences per generate() call in evaluation")
+    p.add_argument("--time-budget", type=float, default=0,
+                   help="stop training after this many seconds (0: run all --steps); the evaluation still runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the JSON result to this file")
     opts = p.parse_args()
 
     import torch
-    from transformers import AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from trl_unittest.evaluation import evaluate_model
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import build_split_datasets, ensure_code_model, recipe_for, set_threads
+    from trl_unittest.models import build_split_datasets, ensure_code_model, heldout_for_model, recipe_for, set_threads
     from trl_unittest.quickstart import fit_prompts, spread
     from trl_unittest.rewards import UnitTestReward
 
     set_threads()
-    torch.manual_seed(0)
-    data = build_split_datasets("small", progress=False)
-    model_dir = ensure_code_model("small", train_tasks=data.train, progress=False)
+    torch.manual_seed(opts.seed)
+    cuda = opts.device.startswith("cuda")
+    data = build_split_datasets(opts.budget, progress=False)
+    model_dir = ensure_code_model(opts.budget, train_tasks=data.train, progress=False, device=opts.device)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    heldout = spread(data.heldout, 100)
-    tasks = data.train if opts.tasks == "train" else heldout_family_tasks(data)
-    tasks = fit_prompts(tasks, tok, recipe_for("small").max_positions - 64)
-    gen = dict(k=(1,), temperature=opts.temperature, max_new_tokens=64, batch_size=32, progress=False)
-    result = {"options": vars(opts)}
-    with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
+    heldout, dropped = heldout_for_model(data.heldout, model_dir)
+    heldout = spread(heldout, opts.eval_tasks) if opts.eval_tasks else heldout
+    tasks = None
+    if opts.steps:
+        tasks = data.train if opts.tasks == "train" else \
+            fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.workers)
+        tasks = fit_prompts(tasks, tok, recipe_for(opts.budget).max_positions - 64)
+    base_model = AutoModelForCausalLM.from_pretrained(model_dir)  # fp32, as the trained model is evaluated
+    base_model.to(opts.device)
+    gen = dict(k=(1,), temperature=opts.temperature, max_new_tokens=64, batch_size=opts.gen_batch, progress=False,
+               tokenizer=tok)
+    result = {"options": vars(opts), "model": model_dir, "heldout_tasks": len(heldout),
+              "heldout_dropped_as_trained_on": dropped}
+
+    def finish() -> None:
+        print(json.dumps(result))
+        if opts.out:
+            Path(opts.out).write_text(json.dumps(result, indent=1))
+
+    with ExecutionPool(num_workers=opts.workers, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
         if opts.steps == 0:
-            base = evaluate_model(model_dir, heldout, n=opts.eval_n, seed=0, pool=pool, **gen)
-            print(json.dumps({**result, "heldout": base.pass_at_k, "heldout_by_source": base.by_source}))
+            t = time.perf_counter()
+            base = evaluate_model(base_model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool, **gen)
+            result.update(heldout=base.pass_at_k, heldout_by_source=base.by_source,
+                          eval_seconds=round(time.perf_counter() - t, 1))
+            finish()
             return
         if opts.curriculum != "none":
-            probe = evaluate_model(model_dir, tasks, n=opts.probe_samples, seed=1, pool=pool, **gen)
+            probe = evaluate_model(base_model, tasks, n=opts.probe_samples, seed=opts.seed + 1, pool=pool, **gen)
             keep = [i for i, r in enumerate(probe.rows)
                     if r["correct"] > 0 and (opts.curriculum == "solved" or r["correct"] < r["n"])]
             result["probe"] = {"tasks": len(tasks), "kept": len(keep), "pass@1": probe.pass_at_k["pass@1"],
                                "kept_pass@1": sum(probe.rows[i]["correct"] / probe.rows[i]["n"] for i in keep)
                                / max(len(keep), 1)}
+            if not keep:
+                result["error"] = f"the curriculum kept no task (probe pass@1 {probe.pass_at_k['pass@1']:.3f})"
+                finish()
+                sys.exit(1)
             tasks = tasks.select(keep)
-        common = dict(output_dir=tempfile.mkdtemp(prefix="rl-small-trainer-"), per_device_train_batch_size=opts.batch,
+            # the probe's own pass@1 on the tasks it selected is biased (selection on the same samples): measure the
+            # base model again on fresh samples, with the seed the trained policy is measured with below
+            fresh = evaluate_model(base_model, tasks, n=opts.probe_samples, seed=opts.seed + 2, pool=pool, **gen)
+            result["probe"]["kept_pass@1_fresh"] = fresh.pass_at_k["pass@1"]
+        rl_tasks = tasks
+        if len(tasks) < opts.batch:  # a batch needs that many distinct prompts: repeat the tasks to fill one
+            import datasets
+
+            tasks = datasets.concatenate_datasets([tasks] * -(-opts.batch // len(tasks)))
+            result["rl_dataset_repeated_to"] = len(tasks)
+        del base_model
+        common = dict(output_dir=tempfile.mkdtemp(prefix="rl-heldout-"), per_device_train_batch_size=opts.batch,
                       max_completion_length=64, learning_rate=opts.lr, max_steps=opts.steps,
                       temperature=opts.temperature, beta=opts.beta, logging_steps=1, report_to="none",
-                      save_strategy="no", use_cpu=True, disable_tqdm=True, lr_scheduler_type="constant", seed=0,
+                      save_strategy="no", use_cpu=not cuda, bf16=cuda, gradient_checkpointing=False,
+                      disable_tqdm=True, lr_scheduler_type="constant", seed=opts.seed,
                       gradient_accumulation_steps=opts.gradient_accumulation_steps)
         reward = UnitTestReward(pool=pool)
         if opts.trainer == "actor_critic":
@@ -105,13 +163,13 @@ def main() -> None:
 
             args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=256,
                                      replay_critic_batch_size=8, num_iterations=opts.num_iterations)
-            trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=0),
+            trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                          processing_class=tok)
         elif opts.trainer == "grpo":
             from trl import GRPOConfig, GRPOTrainer
 
             args = GRPOConfig(**common, num_generations=opts.grpo_generations, num_iterations=opts.num_iterations)
-            trainer = GRPOTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=0),
+            trainer = GRPOTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                   processing_class=tok)
         else:  # TRL 1.12's PPOTrainer: value model + reference model, the unit-test reward behind a reward "model"
             import copy
@@ -135,8 +193,19 @@ def main() -> None:
                 train_dataset=tasks.shuffle(seed=0).map(lambda row: tok(row["prompt"]),
                                                         remove_columns=tasks.column_names))
         t = time.perf_counter()
-        trainer.train()
+
+        class TimeBudget(TrainerCallback):  # an exception, not should_training_stop: TRL 1.12's PPO loop ignores that
+            def on_step_end(self, args, state, control, **kwargs):
+                if opts.time_budget and time.perf_counter() - t > opts.time_budget:
+                    raise TimeBudgetReached
+
+        trainer.add_callback(TimeBudget())
+        try:
+            trainer.train()
+        except TimeBudgetReached:  # the model was updated in place; evaluate what it has learned so far
+            pass
         result["train_seconds"] = round(time.perf_counter() - t, 1)
+        result["steps_done"] = trainer.state.global_step
         reward_key, entropy_key = ("objective/scores", "policy/entropy_avg") if opts.trainer == "ppo" \
             else ("reward", "entropy")
         history = [h for h in trainer.state.log_history if reward_key in h]
@@ -144,15 +213,15 @@ def main() -> None:
         result["entropy"] = [round(h.get(entropy_key, float("nan")), 3) for h in history]
         model = policy if opts.trainer == "ppo" else trainer.model
         if opts.curriculum != "none":  # did the policy learn the tasks it trained on?
-            learned = evaluate_model(model, tasks, tokenizer=tok, n=opts.probe_samples, seed=2, pool=pool, **gen)
-            result["rl_tasks_pass@1"] = [round(result["probe"]["kept_pass@1"], 3),
+            learned = evaluate_model(model, rl_tasks, n=opts.probe_samples, seed=opts.seed + 2, pool=pool, **gen)
+            result["rl_tasks_pass@1"] = [round(result["probe"]["kept_pass@1_fresh"], 3),
                                          round(learned.pass_at_k["pass@1"], 3)]
         q = max(1, len(history) // 4)
         result["reward_first_last_quarter"] = [round(sum(result["reward"][:q]) / q, 3),
                                                round(sum(result["reward"][-q:]) / q, 3)]
-        after = evaluate_model(model, heldout, tokenizer=tok, n=opts.eval_n, seed=0, pool=pool, **gen)
+        after = evaluate_model(model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool, **gen)
         result["heldout"], result["heldout_by_source"] = after.pass_at_k, after.by_source
-    print(json.dumps(result))
+    finish()
 
 
 if __name__ == "__main__":

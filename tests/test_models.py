@@ -32,6 +32,29 @@ def test_exercises_disjoint_shapes_and_names():
     assert M.make_exercises("train", 50) == train[:50]  # deterministic
 
 
+def test_worded_exercises_say_what_not_how():
+    """One family is described in words only: its docstring holds none of the code, and the code does what the
+    words say (checked on one list for each of the parts)."""
+    held = [e for e in M.make_exercises("heldout", 300) if e["family"] == "worded"]
+    train = [e for e in M.make_exercises("train", 300) if e["family"] == "worded"]
+    assert len(held) > 30 and len(train) > 30
+    for e in held + train:
+        doc = e["prompt"].split('"""')[1]
+        assert not any(code in doc for code in (" for ", "%", "==", "(", "default")), doc
+        namespace: dict = {}
+        exec(e["prompt"] + e["body"], namespace)  # our own generated code, not mined or model code
+        f, xs = namespace[e["name"]], [3, -4, 0, 7, 10, -1]
+        out = f(xs)
+        if "that are even" in doc and doc.startswith("Return the list of the items of"):
+            assert out == [x for x in xs if x % 2 == 0]
+        if doc.startswith("Return how many items of") and "that are" not in doc:
+            assert out == len(xs)
+        if "squares" in doc and "that are" not in doc and doc.startswith("Return the sum"):
+            assert out == sum(x * x for x in xs)
+        if "or -1 if there is none" in doc:
+            assert f([]) == -1
+
+
 def test_pretraining_corpus_is_train_modules_only():
     texts = M.stdlib_texts("train", max_chars=300_000)
     assert texts and sum(map(len, texts)) >= 300_000
@@ -67,11 +90,35 @@ def test_train_code_model_micro(tmp_path, arch):
         assert math.isfinite(figures[key])
     assert figures["sft_loss_last"] < figures["sft_loss_first"]
     assert figures["pretrain_loss_last"] < figures["pretrain_loss_first"]
-    assert figures["sft_pairs"] == 200
+    # every pair is counted: kept, or left out as longer than sft_completion_tokens
+    assert figures["sft_pairs"] + figures["sft_pairs_too_long"] == 200 and figures["sft_pairs"] > 150
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     assert model.config.model_type == arch and len(tok) == model.config.vocab_size
     assert json.loads((tmp_path / "m" / "trl_unittest_model.json").read_text())["parameters"] > 0
+    if arch == "llama":
+        _check_heldout_for_model(tmp_path / "m")
+
+
+def _check_heldout_for_model(model_dir):
+    """A held-out task whose function the model trained on (an SFT exercise, or a function of its pretraining
+    corpus) is dropped; others are kept; a folder without a fingerprint file filters nothing."""
+    import ast
+
+    import datasets
+
+    seen_exercise = M.make_exercises("train", MICRO.sft_exercises, seed=MICRO.seed)[7]
+    corpus_text, node = next((t, n) for t in M.stdlib_texts("train", MICRO.corpus_chars)
+                             for n in ast.parse(t).body if isinstance(n, ast.FunctionDef))  # a top-level function
+    corpus_func = ast.get_source_segment(corpus_text, node).replace(f"def {node.name}(", "def g(", 1)
+    fresh = M.make_exercises("heldout", 1, seed=5)[0]
+    rows = [{"reference": seen_exercise["prompt"] + seen_exercise["body"], "entry_point": seen_exercise["name"]},
+            {"reference": fresh["prompt"] + fresh["body"], "entry_point": fresh["name"]},
+            {"reference": corpus_func, "entry_point": "g"}]
+    ds = datasets.Dataset.from_list(rows)
+    kept, dropped = M.heldout_for_model(ds, model_dir)
+    assert dropped == 2 and list(kept["entry_point"]) == [fresh["name"]]
+    assert M.heldout_for_model(ds, model_dir.parent) == (ds, 0)
 
 
 def test_ensure_code_model_caches(tmp_path, monkeypatch):
@@ -79,9 +126,9 @@ def test_ensure_code_model_caches(tmp_path, monkeypatch):
     calls = []
     real = M.train_code_model
 
-    def counting(out_dir, recipe, train_tasks=None, progress=True):
+    def counting(out_dir, recipe, train_tasks=None, progress=True, device="cpu"):
         calls.append(out_dir)
-        return real(out_dir, recipe, train_tasks, progress=False)
+        return real(out_dir, recipe, train_tasks, progress=False, device=device)
 
     monkeypatch.setattr(M, "train_code_model", counting)
     path = M.ensure_code_model(MICRO, train_tasks=[], progress=False)
@@ -89,3 +136,14 @@ def test_ensure_code_model_caches(tmp_path, monkeypatch):
     assert str(tmp_path / "cache") in path and MICRO.key() in path
     other = M.ensure_code_model(M.CodeModelRecipe(**{**MICRO.__dict__, "seed": 1}), train_tasks=[], progress=False)
     assert other != path and len(calls) == 2
+
+
+def test_a_changed_exercise_generator_changes_the_cache_keys(monkeypatch):
+    """Datasets and models are cached by key: exercises from a changed generator must not reuse them."""
+    key = M.BUDGETS["small"].key()
+    M.exercise_generator_tag.cache_clear()
+    monkeypatch.setattr(M, "_AGGREGATES", M._AGGREGATES[:2])
+    try:
+        assert M.BUDGETS["small"].key() != key
+    finally:
+        M.exercise_generator_tag.cache_clear()

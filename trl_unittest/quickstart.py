@@ -153,8 +153,11 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
                 rl_rows = list(range(len(train_ds)))
             console.print(f"    RL trains on {len(rl_rows)} tasks")
             train_ds = train_ds.select(rl_rows)
-            probe_rl = [probe.rows[i] for i in rl_rows]
-            rl_before = sum(r["correct"] / r["n"] for r in probe_rl) / max(len(probe_rl), 1)
+            # "before" on fresh samples drawn as the "after" ones are below: the probe's own pass@1 on the tasks it
+            # selected is biased by the selection
+            rl_before = evaluate_model(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
+                                       max_new_tokens=b.max_completion_length, batch_size=32, seed=seed + 2,
+                                       pool=pool, progress=False).pass_at_k["pass@1"]
         console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
                       f"train tasks")
         reward = UnitTestReward(pool=pool)
