@@ -39,6 +39,7 @@ python3 -m trl_unittest.models --budget $BUDGET --device $DEVICE 2>&1 | tail -1 
 echo "model trained in $(( $(date +%s) - t0 )) s"
 common="--budget $BUDGET --device $DEVICE --eval-tasks 0 --eval-n 10 --gen-batch 320 --tasks ${RL_TASKS:-train-family}
         --curriculum between --batch 64 --lr ${RL_LR:-2e-5} --beta 0.05 --steps 2000 --time-budget $RL_SECONDS $RL_EXTRA"
+python3 benchmarks/rl_heldout.py $common --workers 8 --prepare || exit 1  # the RL tasks, built once for all three
 python3 benchmarks/rl_heldout.py $common --steps 0 --workers 2 --out "$OUT/base.json" > "$OUT/base.log" 2>&1 &
 python3 benchmarks/rl_heldout.py $common --trainer actor_critic --workers 4 --out "$OUT/actor_critic.json" \
   > "$OUT/actor_critic.log" 2>&1 &

@@ -22,6 +22,7 @@ distribution).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -37,9 +38,11 @@ class TimeBudgetReached(Exception):
 
 def fresh_exercise_tasks(split: str, data, model_dir: str, workers: int, count: int = 400):
     """Builder tasks from fresh exercises of one split that neither the evaluation set nor anything the model trained
-    on has (its SFT exercises included, through its trained_fingerprints.json when it has one)."""
-    from trl_unittest.data.builder import BuilderConfig, build_dataset
-    from trl_unittest.models import function_fingerprint, make_exercises, recipe_for, write_exercises
+    on has (its SFT exercises included, through its trained_fingerprints.json when it has one). Cached, so that
+    trainers compared side by side train on the same tasks (the builder's timing-based filters are not bitwise
+    reproducible from run to run)."""
+    from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
+    from trl_unittest.models import cache_dir, function_fingerprint, make_exercises, recipe_for, write_exercises
 
     recipe = recipe_for("small")
     taken = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
@@ -50,10 +53,13 @@ def fresh_exercise_tasks(split: str, data, model_dir: str, workers: int, count: 
     if seen.exists():
         taken |= set(json.loads(seen.read_text()))
     fresh = [e for e in make_exercises(split, 4 * count, seed=recipe.seed + 7) if e["fingerprint"] not in taken]
-    root = Path(tempfile.mkdtemp(prefix="rl-heldout-"))
-    src = write_exercises(root / "src", fresh[:count])
-    return build_dataset([str(src)], BuilderConfig(progress=False, num_workers=workers, shard_size=40),
-                         out_dir=root / "out")
+    fresh = fresh[:count]
+    key = hashlib.blake2b("".join(e["fingerprint"] for e in fresh).encode(), digest_size=6).hexdigest()
+    root = cache_dir() / "data" / f"fresh-{split}-{key}"
+    if (root / "dataset").is_dir():
+        return load_tasks(root / "dataset")
+    src = write_exercises(root / "src", fresh)
+    return build_dataset([str(src)], BuilderConfig(progress=False, num_workers=workers, shard_size=40), out_dir=root)
 
 
 def main() -> None:
@@ -84,6 +90,8 @@ def main() -> None:
                    help="stop training after this many seconds (0: run all --steps); the evaluation still runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--prepare", action="store_true",
+                   help="only build (or find in the cache) the datasets, the model and the RL tasks, then exit")
     opts = p.parse_args()
 
     import torch
@@ -108,6 +116,9 @@ def main() -> None:
         tasks = data.train if opts.tasks == "train" else \
             fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.workers)
         tasks = fit_prompts(tasks, tok, recipe_for(opts.budget).max_positions - 64)
+    if opts.prepare:
+        print(json.dumps({"model": model_dir, "heldout_tasks": len(heldout), "rl_tasks": len(tasks or [])}))
+        return
     base_model = AutoModelForCausalLM.from_pretrained(model_dir)  # fp32, as the trained model is evaluated
     base_model.to(opts.device)
     gen = dict(k=(1,), temperature=opts.temperature, max_new_tokens=64, batch_size=opts.gen_batch, progress=False,
