@@ -35,7 +35,7 @@ def test_quickstart_tiny_end_to_end(tmp_path):
     assert curve[0]["step"] == 0 and curve[-1]["step"] == b.steps and len(curve) == b.checkpoints + 2
     assert all(0.0 <= c["pass@1"] <= 1.0 for c in curve)
     assert all(v >= 0 for v in on_disk["seconds"].values())
-    rl = on_disk["rl_tasks"]  # the RL train tasks, measured before (probe) and after training
+    rl = on_disk["rl_tasks"]  # the RL train tasks, measured before and after training on fresh samples
     assert rl["tasks"] == on_disk["train_tasks"] > 0
     assert all(0.0 <= rl[key] <= 1.0 for key in ("pass@1_before", "pass@1_after"))
     assert summary["files"]["plot"].endswith("training.png")
