@@ -14,6 +14,7 @@
 # A dry run of the whole script on a CPU (a venv with trl, and PPO_PYTHONPATH pointing at trl 1.12's site-packages):
 #   NO_WHEELS=1 BUDGET=tiny DEVICE=cpu RL_SECONDS=5 RL_EXTRA="--eval-tasks 10 --eval-n 2 --probe-samples 2 --batch 8
 #   --gen-batch 32" PPO_PYTHONPATH=.venv-ppo/lib/python3.11/site-packages OUT=/tmp/out bash benchmarks/rl_gpu.sh
+#   (then delete .gpu/cache/models and .gpu/cache/data/fresh-*: they are the tiny model's, and would travel)
 set -o pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 RL_SECONDS=${RL_SECONDS:-180} BUDGET=${BUDGET:-medium} DEVICE=${DEVICE:-cuda} PPO_PYTHONPATH=${PPO_PYTHONPATH:-/tmp/site-ppo}
@@ -40,11 +41,14 @@ echo "model trained in $(( $(date +%s) - t0 )) s"
 common="--budget $BUDGET --device $DEVICE --eval-tasks 0 --eval-n 10 --gen-batch 320 --tasks ${RL_TASKS:-train-family}
         --curriculum between --batch 64 --lr ${RL_LR:-2e-5} --beta 0.05 --steps 2000 --time-budget $RL_SECONDS $RL_EXTRA"
 python3 benchmarks/rl_heldout.py $common --workers 8 --prepare || exit 1  # the RL tasks, built once for all three
-python3 benchmarks/rl_heldout.py $common --steps 0 --workers 2 --out "$OUT/base.json" > "$OUT/base.log" 2>&1 &
-python3 benchmarks/rl_heldout.py $common --trainer actor_critic --workers 4 --out "$OUT/actor_critic.json" \
+# each run is cut off after its training budget plus time for probe and evaluations, so that one stuck trainer
+# (TRL 1.12's PPO once waited forever on an empty data loader) cannot keep the others' results from being printed
+run="timeout --signal=KILL $(( RL_SECONDS + ${RL_SLACK:-240} )) python3"
+$run benchmarks/rl_heldout.py $common --steps 0 --workers 2 --out "$OUT/base.json" > "$OUT/base.log" 2>&1 &
+$run benchmarks/rl_heldout.py $common --trainer actor_critic --workers 4 --out "$OUT/actor_critic.json" \
   > "$OUT/actor_critic.log" 2>&1 &
-python3 benchmarks/rl_heldout.py $common --trainer grpo --workers 4 --out "$OUT/grpo.json" > "$OUT/grpo.log" 2>&1 &
-PYTHONPATH=$PPO_PYTHONPATH:$PYTHONPATH python3 benchmarks/rl_heldout.py $common --trainer ppo --workers 4 \
+$run benchmarks/rl_heldout.py $common --trainer grpo --workers 4 --out "$OUT/grpo.json" > "$OUT/grpo.log" 2>&1 &
+PYTHONPATH=$PPO_PYTHONPATH:$PYTHONPATH $run benchmarks/rl_heldout.py $common --trainer ppo --workers 4 \
   --out "$OUT/ppo.json" > "$OUT/ppo.log" 2>&1 &
 wait
 echo "all done in $(( $(date +%s) - t0 )) s"
