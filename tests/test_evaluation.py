@@ -162,6 +162,29 @@ def test_generate_with_tiny_model_stops_at_top_level(tmp_path, pool):
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
 
 
+def test_models_given_by_path_go_to_the_device(tmp_path, monkeypatch):
+    import torch
+
+    from trl_unittest.evaluation import _load_model, resolve_device
+    from trl_unittest.trainer.tiny import build_model
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ValueError, match="device must be 'auto' or a torch device.*'gpu0'"):
+        resolve_device("gpu0")
+    model_dir = build_model(tmp_path / "m", "llama")
+    model, tok = _load_model(model_dir, device="cpu")
+    assert model.device.type == "cpu" and tok is not None
+    moved = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, device: moved.append(device) or self)
+    _load_model(model_dir, device="auto")  # what a machine with a GPU does
+    assert moved == ["cuda"]
+    same, _ = _load_model(model, tok, device="cuda")  # a model object stays where it is
+    assert same is model and moved == ["cuda"]
+
+
 def test_task_sources(tmp_path):
     he = load_task_source("humaneval")
     assert len(he) == 164 and he[0]["task_id"] == "HumanEval/0"

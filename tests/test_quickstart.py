@@ -49,7 +49,17 @@ def test_quickstart_parser():
     parser = argparse.ArgumentParser()
     add_quickstart_parser(parser.add_subparsers())
     args = parser.parse_args(["quickstart", "--budget", "tiny", "--out", "x"])
-    assert args.budget == "tiny" and args.out == "x" and callable(args.func)
+    assert args.budget == "tiny" and args.out == "x" and callable(args.func) and args.device == "auto"
+    args = parser.parse_args(["quickstart", "--budget", "medium", "--device", "cuda"])
+    assert args.budget == "medium" and args.device == "cuda"
+
+
+def test_quickstart_rejects_an_unknown_device_before_any_work(tmp_path):
+    from trl_unittest.quickstart import run_quickstart
+
+    with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
+        run_quickstart("tiny", tmp_path / "qs", progress=False, device="tpu-please")
+    assert not (tmp_path / "qs").exists()  # nothing built or written
 
 
 @pytest.mark.slow

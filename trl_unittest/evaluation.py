@@ -87,12 +87,30 @@ def load_task_source(spec: Any):
 
 
 # ---------------------------------------------------------------------------------------------- generation
-def _load_model(model: Any, tokenizer: Any = None):
+def resolve_device(device: str | None = "auto") -> str:
+    """"auto" (or None): cuda when torch sees a GPU, else cpu; anything else must name a torch device."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1': got {device!r}") \
+            from e
+    return device
+
+
+def _load_model(model: Any, tokenizer: Any = None, device: str | None = "auto"):
+    """A model given by path (or Hub name) is loaded onto ``device`` (on a GPU in the checkpoint's own dtype, on a
+    CPU in float32); a model object stays where it is."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(model, (str, os.PathLike)):
+        device = resolve_device(device)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
-        model = AutoModelForCausalLM.from_pretrained(str(model))
+        kwargs = {"dtype": "auto"} if device.startswith("cuda") else {}
+        model = AutoModelForCausalLM.from_pretrained(str(model), **kwargs).to(device)
     elif tokenizer is None:
         path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
         if not path:
@@ -103,9 +121,10 @@ def _load_model(model: Any, tokenizer: Any = None):
 
 def generate_completions(model: Any, prompts: Sequence[str], n: int = 1, temperature: float = 0.8,
                          top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, tokenizer: Any = None,
-                         seed: int = 0, progress: bool = True, use_vllm: bool = False) -> list[list[str]]:
+                         seed: int = 0, progress: bool = True, use_vllm: bool = False,
+                         device: str | None = "auto") -> list[list[str]]:
     """n completions per prompt (truncated at the first top-level line). Greedy when ``temperature == 0`` (one
-    generation, repeated n times)."""
+    generation, repeated n times). ``device``: where a model given by path is loaded ("auto": a GPU if any)."""
     if callable(model) and not hasattr(model, "generate"):
         raw = model(list(prompts), n)
         return [[truncate_completion(c, not p.endswith("\n")) for c in cs] for p, cs in zip(prompts, raw)]
@@ -114,7 +133,7 @@ def generate_completions(model: Any, prompts: Sequence[str], n: int = 1, tempera
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    model, tokenizer = _load_model(model, tokenizer)
+    model, tokenizer = _load_model(model, tokenizer, device)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -305,12 +324,13 @@ def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: It
 def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 10), temperature: float = 0.8,
                    top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, pool: Any = None,
                    out_jsonl: str | os.PathLike | None = None, tokenizer: Any = None, seed: int = 0,
-                   progress: bool = True, use_vllm: bool | None = None, sandbox: str = "auto") -> EvalReport:
+                   progress: bool = True, use_vllm: bool | None = None, sandbox: str = "auto",
+                   device: str | None = "auto") -> EvalReport:
     """Sample ``n`` completions per task from ``model`` (a path, a ``transformers`` model with ``tokenizer``, a vLLM
     ``LLM``, or a callable ``(prompts, n) -> completions``), execute them, and report pass@k.
 
     ``use_vllm``: None uses vLLM when it is importable and ``model`` is a path or a vLLM ``LLM``; False never
-    does."""
+    does. ``device``: where a model given by path is loaded ("auto": a GPU if torch sees one, else the CPU)."""
     ds = load_task_source(tasks)
     t0 = time.perf_counter()
     if use_vllm is None:
@@ -318,7 +338,7 @@ def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 1
             and vllm_available()
     completions = generate_completions(model, list(ds["prompt"]), n=n, temperature=temperature, top_p=top_p,
                                        max_new_tokens=max_new_tokens, batch_size=batch_size, tokenizer=tokenizer,
-                                       seed=seed, progress=progress, use_vllm=use_vllm)
+                                       seed=seed, progress=progress, use_vllm=use_vllm, device=device)
     report = evaluate_completions(ds, completions, k=k, pool=pool, out_jsonl=out_jsonl, progress=progress,
                                   sandbox=sandbox)
     report.seconds = time.perf_counter() - t0
@@ -346,6 +366,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
     p.add_argument("--vllm", action="store_true", help="generate with vLLM (must be installed)")
+    p.add_argument("--device", default="auto", help="where the model runs: auto (a GPU if torch sees one), cpu, "
+                                                    "cuda, cuda:N")
     p.set_defaults(func=run_eval)
     return p
 
@@ -367,7 +389,8 @@ def run_eval(args: argparse.Namespace) -> int:
     n = args.n or max(args.k)
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
-                            seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox)
+                            seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox,
+                            device=resolve_device(args.device))
     Console(stderr=True).print(report.table(f"{args.model} on {args.dataset}"))
     summary = {"model": str(args.model), "dataset": args.dataset, **report.to_dict()}
     if args.out:

@@ -55,6 +55,9 @@ BUDGETS = {
                    batch_size=16, max_completion_length=48, learning_rate=2e-4, probe_samples=4),
     "small": Budget(model="small", eval_tasks=100, n=10, k=(1, 10), steps=240, checkpoints=3, checkpoint_tasks=40,
                     batch_size=32, max_completion_length=64, learning_rate=5e-5, beta=0.05),
+    # the 27M-parameter model, for a GPU (`--device cuda`): every held-out task, larger batches, a smaller step
+    "medium": Budget(model="medium", eval_tasks=10_000, n=10, k=(1, 10), steps=240, checkpoints=3,
+                     checkpoint_tasks=40, batch_size=64, max_completion_length=64, learning_rate=2e-5, beta=0.05),
 }
 
 
@@ -87,18 +90,25 @@ def _pass1_callback(eval_ds, every: int, n: int, temperature: float, tokenizer, 
 
 
 def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-out", seed: int = 0,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, device: str = "auto") -> dict[str, Any]:
+    """``device``: where the model is trained and sampled ("auto": a GPU if torch sees one; bf16 there)."""
+    import functools
+
     import torch
     from rich.console import Console
     from transformers import AutoTokenizer
 
-    from trl_unittest.evaluation import evaluate_model
+    from trl_unittest.evaluation import evaluate_model, resolve_device
     from trl_unittest.execution import ExecutionPool, Limits
     from trl_unittest.models import build_split_datasets, ensure_code_model, model_figures, recipe_for, set_threads
     from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
     set_threads()
     b = BUDGETS[budget]
+    device = resolve_device(device)
+    cuda = device.startswith("cuda")
+    gen_batch = 256 if cuda else 32  # sequences per generate() call
+    evaluate_model = functools.partial(evaluate_model, device=device)  # every model loaded by path: on `device`
     console = Console(stderr=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +125,7 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
 
     console.print("2/5 the small code model (tokenizer + pretraining + SFT on train sources; cached)")
     t = time.perf_counter()
-    model_dir = ensure_code_model(b.model, train_tasks=data.train, progress=progress)
+    model_dir = ensure_code_model(b.model, train_tasks=data.train, progress=progress, device=device)
     times["model"] = time.perf_counter() - t
     figures = model_figures(model_dir)
     console.print(f"    {model_dir} ({figures.get('parameters', 0) / 1e6:.2f} M parameters)")
@@ -125,7 +135,7 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
     heldout = spread(data.heldout, b.eval_tasks)
     checkpoint_ds = spread(heldout, b.checkpoint_tasks)
     train_ds = fit_prompts(data.train, tokenizer, recipe.max_positions - b.max_completion_length)
-    gen = dict(n=b.n, k=b.k, temperature=b.temperature, max_new_tokens=64, batch_size=32, seed=seed)
+    gen = dict(n=b.n, k=b.k, temperature=b.temperature, max_new_tokens=64, batch_size=gen_batch, seed=seed)
 
     with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
         console.print(f"3/5 base model on {len(heldout)} held-out tasks, {b.n} samples each")
@@ -139,8 +149,8 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
         probe = None
         if b.probe_samples:
             probe = evaluate_model(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
-                                   max_new_tokens=b.max_completion_length, batch_size=32, seed=seed + 1, pool=pool,
-                                   progress=progress)
+                                   max_new_tokens=b.max_completion_length, batch_size=gen_batch, seed=seed + 1,
+                                   pool=pool, progress=progress)
             between = [i for i, r in enumerate(probe.rows) if 0 < r["correct"] < r["n"]]
             solved = [i for i, r in enumerate(probe.rows) if r["correct"] > 0]
             console.print(f"    curriculum: of {len(train_ds)} train tasks, {len(between)} solved in some but not all "
@@ -156,7 +166,7 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
             # "before" on fresh samples drawn as the "after" ones are below: the probe's own pass@1 on the tasks it
             # selected is biased by the selection
             rl_before = evaluate_model(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
-                                       max_new_tokens=b.max_completion_length, batch_size=32, seed=seed + 2,
+                                       max_new_tokens=b.max_completion_length, batch_size=gen_batch, seed=seed + 2,
                                        pool=pool, progress=False).pass_at_k["pass@1"]
         console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
                       f"train tasks")
@@ -165,7 +175,8 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
             output_dir=str(out / "trainer"), per_device_train_batch_size=b.batch_size,
             max_completion_length=b.max_completion_length, learning_rate=b.learning_rate, max_steps=b.steps,
             temperature=b.temperature, beta=b.beta, logging_steps=1, report_to="none", save_strategy="no",
-            use_cpu=True, disable_tqdm=not progress, lr_scheduler_type="constant", seed=seed, critic_learning_rate=1e-3,
+            use_cpu=not cuda, bf16=cuda, disable_tqdm=not progress, lr_scheduler_type="constant", seed=seed,
+            critic_learning_rate=1e-3,
             replay_capacity=256, replay_critic_batch_size=8, whiten_advantages=False)
         trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=train_ds.shuffle(seed=seed),
                                      processing_class=tokenizer)
@@ -189,7 +200,7 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
         rl_after = None
         if probe is not None:  # the tasks RL trained on, sampled as in the probe: did the policy learn them?
             rl_eval = evaluate_model(model, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
-                                     max_new_tokens=b.max_completion_length, batch_size=32, seed=seed + 2,
+                                     max_new_tokens=b.max_completion_length, batch_size=gen_batch, seed=seed + 2,
                                      tokenizer=tokenizer, pool=pool, progress=False)
             rl_after = rl_eval.pass_at_k["pass@1"]
 
@@ -289,12 +300,15 @@ def add_quickstart_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="quickstart-out", help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto", help="auto (a GPU if torch sees one, bf16 there), cpu, cuda, cuda:N; "
+                                                    "--budget medium is meant for a GPU")
     p.set_defaults(func=_run_cli)
     return p
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    summary = run_quickstart(args.budget, args.out, seed=args.seed, progress=not args.no_progress)
+    summary = run_quickstart(args.budget, args.out, seed=args.seed, progress=not args.no_progress,
+                             device=args.device)
     print(json.dumps({"budget": summary["budget"], "base": summary["base"]["pass_at_k"],
                       "trained": summary["trained"]["pass_at_k"], "seconds": summary["seconds"]["total"],
                       "out": str(args.out)}), file=sys.stdout)
