@@ -378,6 +378,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from trl_unittest.models import set_threads
 
     set_threads()
+    device = resolve_device(args.device)  # a bad --device fails before the dataset and the model are loaded
     ds = load_task_source(args.dataset)
     if args.limit:
         ds = ds.select(range(min(args.limit, len(ds))))
@@ -390,7 +391,7 @@ def run_eval(args: argparse.Namespace) -> int:
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
                             seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox,
-                            device=resolve_device(args.device))
+                            device=device)
     Console(stderr=True).print(report.table(f"{args.model} on {args.dataset}"))
     summary = {"model": str(args.model), "dataset": args.dataset, **report.to_dict()}
     if args.out:
