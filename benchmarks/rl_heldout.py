@@ -12,7 +12,8 @@ held-out pass@1 per source. `--steps 0` measures the base model (at `--temperatu
     python benchmarks/rl_heldout.py --trainer grpo --tasks heldout-family --curriculum solved
     python benchmarks/rl_heldout.py --budget medium --device cuda --eval-tasks 0 ...   # benchmarks/rl_gpu.sh
 
-Task sets: `train` (the quickstart's train split: its SFT data, so largely memorised), `train-family` (fresh
+Task sets: `train` (the quickstart's train split: its SFT data, so largely memorised), `mined:SPECS` (tasks the
+builder mines from other code, e.g. installed distributions: real functions SFT never saw), `train-family` (fresh
 synthetic exercises of the train split's shapes and vocabulary that the model never trained on: new tasks of the
 kind SFT taught), `heldout-family` (fresh exercises of the held-out split's shapes and vocabulary, none sharing a
 fingerprint with the evaluated held-out tasks: the closest a disjoint RL set can get to the evaluation
@@ -62,11 +63,28 @@ def fresh_exercise_tasks(split: str, data, model_dir: str, workers: int, count: 
     return build_dataset([str(src)], BuilderConfig(progress=False, num_workers=workers, shard_size=40), out_dir=root)
 
 
+def mined_tasks(specs: list[str], heldout, workers: int):
+    """Builder tasks mined from other code (``dist:NAME``, folders: the paper's setting, real functions that SFT
+    never saw), minus any whose fingerprint a held-out task has. Cached, like the fresh exercises."""
+    from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
+    from trl_unittest.models import cache_dir, function_fingerprint
+
+    key = hashlib.blake2b(",".join(specs).encode(), digest_size=6).hexdigest()
+    root = cache_dir() / "data" / f"mined-{key}"
+    built = load_tasks(root / "dataset") if (root / "dataset").is_dir() else \
+        build_dataset(specs, BuilderConfig(progress=False, num_workers=workers), out_dir=root)
+    held = {function_fingerprint(r["reference"], r["entry_point"]) for r in heldout}
+    keep = [i for i, r in enumerate(built) if function_fingerprint(r["reference"], r["entry_point"]) not in held]
+    return built.select(keep), len(built) - len(keep)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trainer", default="actor_critic", choices=["actor_critic", "grpo", "ppo"],
                    help="ppo needs trl==1.12.0 (run under .venv-ppo)")
-    p.add_argument("--tasks", default="train", choices=["train", "train-family", "heldout-family"])
+    p.add_argument("--tasks", default="train",
+                   help="train | train-family | heldout-family | mined:SPEC[,SPEC...] (builder sources, e.g. "
+                        "mined:dist:networkx,dist:click)")
     p.add_argument("--curriculum", default="none", choices=["none", "solved", "between"],
                    help="keep tasks solved in >= 1 probe sample (solved) or in some but not all (between)")
     p.add_argument("--probe-samples", type=int, default=8)
@@ -111,10 +129,16 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(model_dir)
     heldout, dropped = heldout_for_model(data.heldout, model_dir)
     heldout = spread(heldout, opts.eval_tasks) if opts.eval_tasks else heldout
-    tasks = None
+    tasks, mined_dropped = None, None
     if opts.steps:
-        tasks = data.train if opts.tasks == "train" else \
-            fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.workers)
+        if opts.tasks == "train":
+            tasks = data.train
+        elif opts.tasks in ("train-family", "heldout-family"):
+            tasks = fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.workers)
+        elif opts.tasks.startswith("mined:") and len(opts.tasks) > len("mined:"):
+            tasks, mined_dropped = mined_tasks(opts.tasks[len("mined:"):].split(","), data.heldout, opts.workers)
+        else:
+            p.error(f"--tasks {opts.tasks!r}: expected train, train-family, heldout-family or mined:SPEC[,SPEC...]")
         tasks = fit_prompts(tasks, tok, recipe_for(opts.budget).max_positions - 64)
     if opts.prepare:
         print(json.dumps({"model": model_dir, "heldout_tasks": len(heldout), "rl_tasks": len(tasks or [])}))
@@ -124,7 +148,7 @@ def main() -> None:
     gen = dict(k=(1,), temperature=opts.temperature, max_new_tokens=64, batch_size=opts.gen_batch, progress=False,
                tokenizer=tok)
     result = {"options": vars(opts), "model": model_dir, "heldout_tasks": len(heldout),
-              "heldout_dropped_as_trained_on": dropped}
+              "heldout_dropped_as_trained_on": dropped, "mined_dropped_as_heldout": mined_dropped}
 
     def finish() -> None:
         print(json.dumps(result))
