@@ -100,7 +100,8 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
 
     from trl_unittest.evaluation import evaluate_model, resolve_device
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import build_split_datasets, ensure_code_model, model_figures, recipe_for, set_threads
+    from trl_unittest.models import (build_split_datasets, ensure_code_model, heldout_for_model, model_figures,
+                                     recipe_for, set_threads)
     from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
     set_threads()
@@ -132,7 +133,11 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     recipe = recipe_for(b.model)
 
-    heldout = spread(data.heldout, b.eval_tasks)
+    # the split's own filter covers the default model's training data; a model trained on more drops what it saw
+    heldout, dropped = heldout_for_model(data.heldout, model_dir)
+    if dropped:
+        console.print(f"    {dropped} held-out tasks left out: this model trained on functions with their fingerprint")
+    heldout = spread(heldout, b.eval_tasks)
     checkpoint_ds = spread(heldout, b.checkpoint_tasks)
     train_ds = fit_prompts(data.train, tokenizer, recipe.max_positions - b.max_completion_length)
     gen = dict(n=b.n, k=b.k, temperature=b.temperature, max_new_tokens=64, batch_size=gen_batch, seed=seed)
@@ -218,7 +223,8 @@ def run_quickstart(budget: str = "tiny", out: str | os.PathLike = "quickstart-ou
     plot = _plot(history, curve, out / "training.png", budget)
     summary = {
         "budget": budget, "budget_settings": asdict(b), "model": model_dir, "model_figures": figures,
-        "data": data.info, "heldout_eval_tasks": len(heldout), "train_tasks": len(train_ds),
+        "data": data.info, "heldout_eval_tasks": len(heldout), "heldout_dropped_as_trained_on": dropped,
+        "train_tasks": len(train_ds),
         "train_probe": probe.to_dict() if probe is not None else None, "rl_tasks": rl_tasks,
         "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": history,
         "pass1_curve": curve, "seconds": {k: round(v, 1) for k, v in times.items()},
@@ -372,7 +378,7 @@ def train(script_args: TrainScriptArguments, training_args, model_args) -> dict[
 
     from trl_unittest.evaluation import evaluate_model, load_task_source
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import build_split_datasets, ensure_code_model, set_threads
+    from trl_unittest.models import build_split_datasets, ensure_code_model, heldout_for_model, set_threads
     from trl_unittest.trainer import ActorCriticTrainer
 
     set_threads()
@@ -396,8 +402,8 @@ def train(script_args: TrainScriptArguments, training_args, model_args) -> dict[
     train_ds = fit_prompts(train_ds, tokenizer, max_pos - training_args.max_completion_length)
     eval_ds = None
     if script_args.eval_dataset:
-        eval_ds = split.heldout if script_args.eval_dataset == "quickstart" else load_task_source(
-            script_args.eval_dataset)
+        eval_ds = heldout_for_model(split.heldout, model)[0] if script_args.eval_dataset == "quickstart" \
+            else load_task_source(script_args.eval_dataset)
         eval_ds = spread(eval_ds, script_args.eval_tasks)
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
