@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from trl_unittest.models import BUDGETS  # noqa: E402 (light: no torch)
 
 
 class TimeBudgetReached(Exception):
@@ -87,6 +88,7 @@ def main() -> None:
                         "mined:dist:networkx,dist:click)")
     p.add_argument("--curriculum", default="none", choices=["none", "solved", "between"],
                    help="keep tasks solved in >= 1 probe sample (solved) or in some but not all (between)")
+    p.add_argument("--fresh-count", type=int, default=400, help="fresh exercises built for --tasks *-family")
     p.add_argument("--probe-samples", type=int, default=8)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--lr", type=float, default=5e-5)
@@ -100,7 +102,7 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--eval-n", type=int, default=8)
     p.add_argument("--eval-tasks", type=int, default=100, help="held-out tasks evaluated, spread evenly (0: all)")
-    p.add_argument("--budget", default="small", choices=["tiny", "small", "medium"], help="the model's recipe")
+    p.add_argument("--budget", default="small", choices=sorted(BUDGETS), help="the model's recipe")
     p.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 training)")
     p.add_argument("--workers", type=int, default=2, help="sandbox workers")
     p.add_argument("--gen-batch", type=int, default=32, help="sequences per generate() call in evaluation")
@@ -134,7 +136,7 @@ def main() -> None:
         if opts.tasks == "train":
             tasks = data.train
         elif opts.tasks in ("train-family", "heldout-family"):
-            tasks = fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.workers)
+            tasks = fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.workers, opts.fresh_count)
         elif opts.tasks.startswith("mined:") and len(opts.tasks) > len("mined:"):
             tasks, mined_dropped = mined_tasks(opts.tasks[len("mined:"):].split(","), data.heldout, opts.workers)
         else:

@@ -79,13 +79,14 @@ MICRO = M.CodeModelRecipe(hidden=32, layers=2, heads=2, vocab_size=400, max_posi
                           sft_batch=8, sft_lr=3e-3)
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_train_code_model_micro(tmp_path, arch):
+@pytest.mark.parametrize("arch,bug_rate", [("llama", 0.0), ("gpt2", 0.5)])
+def test_train_code_model_micro(tmp_path, arch, bug_rate):
     from dataclasses import replace
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    figures = M.train_code_model(tmp_path / "m", replace(MICRO, arch=arch), progress=False)
+    recipe = replace(MICRO, arch=arch, sft_bug_rate=bug_rate)
+    figures = M.train_code_model(tmp_path / "m", recipe, progress=False)
     for key in ("pretrain_loss_first", "pretrain_loss_last", "sft_loss_first", "sft_loss_last"):
         assert math.isfinite(figures[key])
     assert figures["sft_loss_last"] < figures["sft_loss_first"]
@@ -98,6 +99,15 @@ def test_train_code_model_micro(tmp_path, arch):
     assert json.loads((tmp_path / "m" / "trl_unittest_model.json").read_text())["parameters"] > 0
     if arch == "llama":
         _check_heldout_for_model(tmp_path / "m")
+    # with slips, the pairs that have a slip variant are counted, and the variants' fingerprints are recorded as
+    # trained on too (the leakage filter drops a held-out task that a slip happens to solve)
+    seen = set(json.loads((tmp_path / "m" / "trained_fingerprints.json").read_text()))
+    clean = M.corpus_fingerprints(M.stdlib_texts("train", recipe.corpus_chars))
+    clean |= {M.function_fingerprint(p + c) for p, c in M.sft_pairs(recipe)}
+    if bug_rate:
+        assert figures["sft_pairs_with_slips"] > 0.8 * figures["sft_pairs"] and len(seen - clean) > 100
+    else:
+        assert figures["sft_pairs_with_slips"] == 0 and seen == clean
 
 
 def _check_heldout_for_model(model_dir):
@@ -147,3 +157,40 @@ def test_a_changed_exercise_generator_changes_the_cache_keys(monkeypatch):
         assert M.BUDGETS["small"].key() != key
     finally:
         M.exercise_generator_tag.cache_clear()
+
+
+def test_slipped_bodies_change_one_token_and_mostly_the_behaviour():
+    """The SFT slips (``sft_bug_rate``): variants of a body with one token changed (a comparison, operator,
+    boolean or number off), formatting kept, still compiling, and mostly computing something else."""
+    import io
+    import random
+    import tokenize
+
+    def tokens(src):
+        return [t.string for t in tokenize.generate_tokens(io.StringIO(src).readline)]
+
+    rng = random.Random(0)
+    exercises = M.make_exercises("train", 300)
+    with_slips = behaves_differently = 0
+    for e in exercises:
+        prompt, body = e["prompt"], e["body"]
+        bugs = M.slipped_bodies(prompt, body, rng)
+        assert len(set(bugs)) == len(bugs) <= 4 and body not in bugs
+        with_slips += bool(bugs)
+        for bug in bugs:
+            a, b = tokens(body), tokens(bug)
+            assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1, (body, bug)
+            compile(prompt + bug, "<sft>", "exec")
+            assert M.split_of("exercise:" + M.function_fingerprint(prompt + bug)) == "train"
+        if bugs and e["family"] == "worded":  # our own generated exercises, not mined or model code
+            ns_clean, ns_bug = {}, {}
+            exec(prompt + body, ns_clean)
+            exec(prompt + bugs[0], ns_bug)
+            xs = [3, -4, 0, 7, 10, -1, 2]
+            try:
+                behaves_differently += ns_clean[e["name"]](xs) != ns_bug[e["name"]](xs)
+            except Exception:  # noqa: BLE001 - a slip may raise: that is behaving differently too
+                behaves_differently += 1
+    assert with_slips > 0.85 * len(exercises)
+    assert behaves_differently >= 30, behaves_differently
+    assert M.slipped_bodies("def f(s):\n", "    return s.split()\n", rng) == []  # nothing to slip on

@@ -12,7 +12,8 @@ No pretrained code model can be downloaded in this environment, so this module b
 3. **Pretraining.** A small Llama (or GPT-2) from :func:`trl_unittest.trainer.tiny.model_config`, trained as a
    causal LM on random windows of the train modules' source text.
 4. **SFT.** Fine-tuning on (prompt, reference body) pairs: train-split exercises and the builder's tasks mined
-   from train modules; the loss covers the body and EOS only.
+   from train modules; the loss covers the body and EOS only. Optionally (``sft_bug_rate``, budget
+   ``small-bugs``) a share of the examples drawn show their body with one slip, for a model with an error habit.
 
 **No leakage**: held-out tasks come from modules / expression shapes that neither the tokenizer, pretraining nor
 SFT saw, and :func:`build_split_datasets` additionally drops every held-out task whose normalised-AST fingerprint
@@ -325,17 +326,27 @@ class CodeModelRecipe:
     sft_lr: float = 1e-3
     sft_prompt_tokens: int = 64  # SFT keeps the last tokens of each prompt (short batches on a CPU)
     sft_completion_tokens: int = 64  # longer reference bodies are left out of SFT
+    # chance that an SFT example, each time it is drawn, shows its body with one slip (a comparison, operator,
+    # boolean or number off: buggy_body), as code in the wild has; drawn afresh every time, so the model learns
+    # slips as a habit on any task rather than which tasks have them. Meant as an error habit shared by train and
+    # held-out tasks, for RL to remove on both; measured (budget "small-bugs"), RL removes it on the tasks it trains
+    # on and held-out pass@1 does not follow (benchmarks/RESULTS.md, "A model with a slip habit")
+    sft_bug_rate: float = 0.0
     seed: int = 0
     version: int = RECIPE_VERSION
 
     def key(self) -> str:
-        return _hash([asdict(self), exercise_generator_tag()])
+        fields = asdict(self)
+        if not fields["sft_bug_rate"]:  # off: the key (the cached model) of a recipe from before the option
+            del fields["sft_bug_rate"]
+        return _hash([fields, exercise_generator_tag()])
 
 
 BUDGETS: dict[str, CodeModelRecipe] = {
     "tiny": CodeModelRecipe(hidden=128, layers=3, corpus_chars=600_000, pretrain_steps=60, pretrain_seq_len=128,
                             sft_exercises=1500, sft_steps=400, sft_batch=32),
     "small": CodeModelRecipe(),
+    "small-bugs": CodeModelRecipe(sft_bug_rate=0.3),  # "small" with a slip habit (held-out pass@1 0.45, not 0.55)
     # for a GPU (`--device cuda`, 2 minutes on an H200; hours on a CPU): 27M parameters, every train module
     # (~7M characters, 2M tokens: 500 x 64 x 512 tokens is 8 passes), twice the exercises; SFT 6 passes (1,500
     # steps memorised them: loss 1e-4, nothing left for RL; benchmarks/RESULTS.md)
@@ -403,6 +414,69 @@ def sft_pairs(recipe: CodeModelRecipe, train_tasks: Any = None) -> list[tuple[st
     return pairs
 
 
+def slipped_bodies(prompt: str, body: str, rng: random.Random, count: int = 4) -> list[str]:
+    """Up to ``count`` distinct variants of ``body`` with one slip each (:func:`buggy_body`). A variant whose shape
+    the exercise split puts on the held-out side is left out: a slip must not teach a held-out solution."""
+    out: list[str] = []
+    for _ in range(3 * count):
+        bug = buggy_body(prompt, body, rng)
+        if bug is None:
+            break
+        if bug not in out and split_of("exercise:" + function_fingerprint(prompt + bug)) == "train":
+            out.append(bug)
+        if len(out) == count:
+            break
+    return out
+
+
+# one-token slips, as text (the body's formatting stays, so that only the bug tells a buggy body apart): the
+# comparison, arithmetic and boolean replacements of mutation testing (data.mutation), numbers off by one, and
+# the twin of a built-in or string method
+_SLIPS = {"<": ["<=", ">"], "<=": ["<", ">="], ">": [">=", "<"], ">=": [">", "<="], "==": ["!="], "!=": ["=="],
+          "+": ["-"], "-": ["+"], "*": ["+", "//"], "//": ["%", "*"], "%": ["//"], "and": ["or"], "or": ["and"],
+          "True": ["False"], "False": ["True"], "min": ["max"], "max": ["min"], "upper": ["lower"],
+          "lower": ["upper"], "startswith": ["endswith"], "endswith": ["startswith"], "title": ["capitalize"],
+          "capitalize": ["title"], "find": ["rfind"], "strip": ["rstrip"]}
+
+
+def buggy_body(prompt: str, body: str, rng: random.Random) -> str | None:
+    """``body`` with one slip at a random token (see ``_SLIPS``; integers also off by one), or None when it has
+    no such token or every variant fails to compile."""
+    import io
+    import tokenize
+
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(body).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return None
+    lines = body.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    sites = []
+    for t in toks:
+        if t.start[0] != t.end[0]:
+            continue
+        if t.type == tokenize.NUMBER and t.string.isdigit():
+            n = int(t.string)
+            options = [str(n + 1)] + ([str(n - 1)] if n > 0 else [])
+        elif t.type in (tokenize.OP, tokenize.NAME) and t.string in _SLIPS:
+            options = _SLIPS[t.string]
+        else:
+            continue
+        at = starts[t.start[0] - 1] + t.start[1]
+        sites.append((at, at + len(t.string), options))
+    rng.shuffle(sites)
+    for start, end, options in sites:
+        variant = body[:start] + rng.choice(options) + body[end:]
+        try:
+            compile(prompt + variant, "<sft>", "exec")
+        except (SyntaxError, ValueError):
+            continue
+        return variant
+    return None
+
+
 def train_code_model(out_dir: str | os.PathLike, recipe: CodeModelRecipe, train_tasks: Any = None,
                      progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Tokenizer + pretraining + SFT; saves a ``transformers`` checkpoint (fp32 weights) and the fingerprints of
@@ -442,22 +516,27 @@ def train_code_model(out_dir: str | os.PathLike, recipe: CodeModelRecipe, train_
 
     # SFT: prompt -> body + EOS, loss on the completion only
     pairs = sft_pairs(recipe, train_tasks)
-    encoded = []
+    encoded, slips, slip_sources, bug_rng = [], [], [], random.Random(f"slips-{recipe.seed}")
     for prompt, body in pairs:
         p = tok(prompt, add_special_tokens=False)["input_ids"]
         c = tok(body, add_special_tokens=False)["input_ids"] + [eos]
         p = p[-recipe.sft_prompt_tokens:]  # the signature and docstring are at the end; far context is cut
         if len(c) <= recipe.sft_completion_tokens:
             encoded.append((p, c))
+            bugs = slipped_bodies(prompt, body, bug_rng) if recipe.sft_bug_rate else []
+            slips.append([tok(b, add_special_tokens=False)["input_ids"] + [eos] for b in bugs])
+            slip_sources += [prompt + b for b in bugs]
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.sft_lr, weight_decay=0.01, betas=(0.9, 0.95))
     t_sft = time.perf_counter()
     sft_losses = _loop(model, opt, recipe.sft_steps, recipe.sft_lr, "SFT", progress,
-                       lambda: _sft_batch(encoded, recipe.sft_batch, rng, tok.pad_token_id))
+                       lambda: _sft_batch(encoded, recipe.sft_batch, rng, tok.pad_token_id, slips,
+                                          recipe.sft_bug_rate))
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = tok.pad_token_id
     t_end = time.perf_counter()
     model.to("cpu").save_pretrained(str(out_dir))
     seen = corpus_fingerprints(texts) | {function_fingerprint(p + c) for p, c in pairs}
+    seen |= {function_fingerprint(src) for src in slip_sources}  # a slip may land on a held-out shape
     (out_dir / "trained_fingerprints.json").write_text(json.dumps(sorted(seen)))
     figures = {
         "recipe": asdict(recipe), "device": str(device), "parameters": params, "corpus_files": len(texts),
@@ -466,6 +545,7 @@ def train_code_model(out_dir: str | os.PathLike, recipe: CodeModelRecipe, train_
         "pretrain_seconds": round(t_sft - t_pre, 1), "sft_seconds": round(t_end - t_sft, 1),
         "pretrain_loss_first": _mean(pre_losses[:10]), "pretrain_loss_last": _mean(pre_losses[-10:]),
         "sft_pairs": len(encoded), "sft_pairs_too_long": len(pairs) - len(encoded),
+        "sft_pairs_with_slips": sum(1 for b in slips if b),
         "sft_loss_first": _mean(sft_losses[:10]), "sft_loss_last": _mean(sft_losses[-10:]),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -485,10 +565,16 @@ def _window_batch(data, L: int, batch: int, rng: random.Random):
     return x, torch.ones_like(x), x.clone()
 
 
-def _sft_batch(encoded, batch: int, rng: random.Random, pad: int):
+def _sft_batch(encoded, batch: int, rng: random.Random, pad: int, slips=None, bug_rate: float = 0.0):
     import torch
 
-    rows = [encoded[rng.randrange(len(encoded))] for _ in range(batch)]
+    rows = []
+    for _ in range(batch):
+        i = rng.randrange(len(encoded))
+        p, c = encoded[i]
+        if bug_rate and slips[i] and rng.random() < bug_rate:
+            c = rng.choice(slips[i])
+        rows.append((p, c))
     width = max(len(p) + len(c) for p, c in rows)
     ids = torch.full((batch, width), pad, dtype=torch.long)
     mask = torch.zeros((batch, width), dtype=torch.long)
