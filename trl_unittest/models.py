@@ -328,9 +328,10 @@ class CodeModelRecipe:
     sft_completion_tokens: int = 64  # longer reference bodies are left out of SFT
     # chance that an SFT example, each time it is drawn, shows its body with one slip (a comparison, operator,
     # boolean or number off: buggy_body), as code in the wild has; drawn afresh every time, so the model learns
-    # slips as a habit on any task rather than which tasks have them. Meant as an error habit shared by train and
-    # held-out tasks, for RL to remove on both; measured (budget "small-bugs"), RL removes it on the tasks it trains
-    # on and held-out pass@1 does not follow (benchmarks/RESULTS.md, "A model with a slip habit")
+    # slips as a habit on any task rather than which tasks have them: an error habit that train and held-out tasks
+    # share, for RL to remove on both. Measured (budget "small-bugs"): short RL removes slips on its own tasks only;
+    # 1,600 steps without a KL penalty remove the habit, held-out pass@1 0.452 -> 0.522, where the clean model
+    # gains nothing (benchmarks/RESULTS.md, "A model with a slip habit")
     sft_bug_rate: float = 0.0
     seed: int = 0
     version: int = RECIPE_VERSION
@@ -346,7 +347,7 @@ BUDGETS: dict[str, CodeModelRecipe] = {
     "tiny": CodeModelRecipe(hidden=128, layers=3, corpus_chars=600_000, pretrain_steps=60, pretrain_seq_len=128,
                             sft_exercises=1500, sft_steps=400, sft_batch=32),
     "small": CodeModelRecipe(),
-    "small-bugs": CodeModelRecipe(sft_bug_rate=0.3),  # "small" with a slip habit (held-out pass@1 0.45, not 0.55)
+    "small-bugs": CodeModelRecipe(sft_bug_rate=0.3),  # "small" with a slip habit: held-out pass@1 0.45, not 0.55
     # for a GPU (`--device cuda`, 2 minutes on an H200; hours on a CPU): 27M parameters, every train module
     # (~7M characters, 2M tokens: 500 x 64 x 512 tokens is 8 passes), twice the exercises; SFT 6 passes (1,500
     # steps memorised them: loss 1e-4, nothing left for RL; benchmarks/RESULTS.md)
