@@ -537,7 +537,7 @@ def train_code_model(out_dir: str | os.PathLike, recipe: CodeModelRecipe, train_
     t_end = time.perf_counter()
     model.to("cpu").save_pretrained(str(out_dir))
     seen = corpus_fingerprints(texts) | {function_fingerprint(p + c) for p, c in pairs}
-    seen |= {function_fingerprint(src) for src in slip_sources}  # a slip may land on a held-out shape
+    seen |= {function_fingerprint(src) for src in slip_sources}  # every body SFT showed counts as trained on
     (out_dir / "trained_fingerprints.json").write_text(json.dumps(sorted(seen)))
     figures = {
         "recipe": asdict(recipe), "device": str(device), "parameters": params, "corpus_files": len(texts),
