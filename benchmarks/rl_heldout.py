@@ -38,32 +38,6 @@ class TimeBudgetReached(Exception):
     pass
 
 
-def fresh_exercise_tasks(split: str, data, model_dir: str, workers: int, count: int = 400):
-    """Builder tasks from fresh exercises of one split that neither the evaluation set nor anything the model trained
-    on has (its SFT exercises included, through its trained_fingerprints.json when it has one). Cached, so that
-    trainers compared side by side train on the same tasks (the builder's timing-based filters are not bitwise
-    reproducible from run to run)."""
-    from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
-    from trl_unittest.models import cache_dir, function_fingerprint, make_exercises, recipe_for, write_exercises
-
-    recipe = recipe_for("small")
-    taken = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
-    taken |= {function_fingerprint(r["reference"], r["entry_point"]) for r in data.train}
-    taken |= {e["fingerprint"] for e in make_exercises(split, 300 if split == "train" else 150, seed=recipe.seed + 1)}
-    taken |= {e["fingerprint"] for e in make_exercises("train", recipe.sft_exercises, seed=recipe.seed)}
-    seen = Path(model_dir) / "trained_fingerprints.json"
-    if seen.exists():
-        taken |= set(json.loads(seen.read_text()))
-    fresh = [e for e in make_exercises(split, 4 * count, seed=recipe.seed + 7) if e["fingerprint"] not in taken]
-    fresh = fresh[:count]
-    key = hashlib.blake2b("".join(e["fingerprint"] for e in fresh).encode(), digest_size=6).hexdigest()
-    root = cache_dir() / "data" / f"fresh-{split}-{key}"
-    if (root / "dataset").is_dir():
-        return load_tasks(root / "dataset")
-    src = write_exercises(root / "src", fresh)
-    return build_dataset([str(src)], BuilderConfig(progress=False, num_workers=workers, shard_size=40), out_dir=root)
-
-
 def mined_tasks(specs: list[str], heldout, workers: int):
     """Builder tasks mined from other code (``dist:NAME``, folders: the paper's setting, real functions that SFT
     never saw), minus any whose fingerprint a held-out task has. Cached, like the fresh exercises."""
@@ -119,7 +93,8 @@ def main() -> None:
 
     from trl_unittest.evaluation import evaluate_model
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import build_split_datasets, ensure_code_model, heldout_for_model, recipe_for, set_threads
+    from trl_unittest.models import (build_split_datasets, ensure_code_model, fresh_exercise_tasks, heldout_for_model,
+                                     recipe_for, set_threads)
     from trl_unittest.quickstart import fit_prompts, spread
     from trl_unittest.rewards import UnitTestReward
 
@@ -136,7 +111,8 @@ def main() -> None:
         if opts.tasks == "train":
             tasks = data.train
         elif opts.tasks in ("train-family", "heldout-family"):
-            tasks = fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.workers, opts.fresh_count)
+            tasks = fresh_exercise_tasks(opts.tasks.split("-")[0], data, model_dir, opts.fresh_count,
+                                         budget=opts.budget, workers=opts.workers)
         elif opts.tasks.startswith("mined:") and len(opts.tasks) > len("mined:"):
             tasks, mined_dropped = mined_tasks(opts.tasks[len("mined:"):].split(","), data.heldout, opts.workers)
         else:

@@ -194,3 +194,36 @@ def test_slipped_bodies_change_one_token_and_mostly_the_behaviour():
     assert with_slips > 0.85 * len(exercises)
     assert behaves_differently >= 30, behaves_differently
     assert M.slipped_bodies("def f(s):\n", "    return s.split()\n", rng) == []  # nothing to slip on
+
+
+@pytest.mark.slow
+def test_fresh_exercise_tasks_leave_out_everything_evaluated_or_trained_on(tmp_path, monkeypatch):
+    """RL tasks for held-out transfer: new train-split exercises, none sharing a fingerprint with held-out tasks,
+    the train split, or what the model trained on; built into executable tasks and cached."""
+    import json
+
+    monkeypatch.setenv("TRL_UNITTEST_CACHE", str(tmp_path / "cache"))
+    recipe = M.BUDGETS["tiny"]
+    default_taken = {e["fingerprint"] for e in M.make_exercises("train", 300, seed=recipe.seed + 1)}
+    default_taken |= {e["fingerprint"] for e in M.make_exercises("train", 3000, seed=recipe.seed)}
+    candidates = [e for e in M.make_exercises("train", 4 * 12, seed=recipe.seed + 7)
+                  if e["fingerprint"] not in default_taken]
+    in_heldout, in_train, trained_on = candidates[:3]
+
+    def task(e):
+        return {"reference": e["prompt"] + e["body"], "entry_point": e["name"]}
+
+    data = M.SplitDatasets(train=[task(in_train)], heldout=[task(in_heldout)])
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "trained_fingerprints.json").write_text(json.dumps([trained_on["fingerprint"]]))
+
+    built = M.fresh_exercise_tasks("train", data, model_dir, count=12, budget="tiny")
+    names = set(built["entry_point"])
+    assert not names & {in_heldout["name"], in_train["name"], trained_on["name"]}
+    assert names <= {e["name"] for e in candidates[3:15]} and len(built) >= 8  # most exercises get tests
+    assert all(r["tests"] for r in built)
+    again = M.fresh_exercise_tasks("train", data, model_dir, count=12, budget="tiny")  # cached: the same rows
+    assert again["task_id"] == built["task_id"]
+    with pytest.raises(ValueError, match="split"):
+        M.fresh_exercise_tasks("test", data, model_dir)

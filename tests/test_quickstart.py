@@ -7,17 +7,24 @@ import pytest
 
 
 @pytest.mark.slow
-def test_quickstart_tiny_end_to_end(tmp_path):
+@pytest.mark.parametrize("rl_tasks", ["train", "fresh"])
+def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
+    """`tiny`, and `tiny` with fresh train-split exercises as RL tasks (the `small-bugs` budget's task set)."""
+    from dataclasses import replace
+
     from trl_unittest.quickstart import BUDGETS, run_quickstart
 
     out = tmp_path / "qs"
-    summary = run_quickstart("tiny", out, progress=False)
-    b = BUDGETS["tiny"]
+    b = BUDGETS["tiny"] if rl_tasks == "train" else replace(BUDGETS["tiny"], rl_tasks="fresh", fresh_count=60,
+                                                              probe_samples=0)
+    # the fresh variant also draws the progress bars (one bar for RL, no per-step dicts)
+    summary = run_quickstart("tiny" if rl_tasks == "train" else b, out, progress=rl_tasks == "fresh")
     for name in ("summary.json", "training.png", "eval_base.jsonl", "eval_trained.jsonl", "model/config.json"):
         assert (out / name).exists(), name
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["budget"] == "tiny"
+    assert on_disk["budget"] == ("tiny" if rl_tasks == "train" else "custom")
+    assert on_disk["budget_settings"]["rl_tasks"] == rl_tasks
     for which in ("base", "trained"):
         rep = on_disk[which]
         assert set(rep["pass_at_k"]) == {f"pass@{k}" for k in b.k}
@@ -36,9 +43,15 @@ def test_quickstart_tiny_end_to_end(tmp_path):
     assert all(0.0 <= c["pass@1"] <= 1.0 for c in curve)
     assert all(v >= 0 for v in on_disk["seconds"].values())
     rl = on_disk["rl_tasks"]  # the RL train tasks, measured before and after training on fresh samples
-    assert rl["tasks"] == on_disk["train_tasks"] > 0
+    assert rl["tasks"] == on_disk["train_tasks"] > 0 and rl["source"] == rl_tasks
+    if rl_tasks == "fresh":  # built from the exercises asked for (a few fail the builder's filters), 8 samples each
+        assert 40 <= rl["tasks"] <= 60 and rl["measured_on"] == rl["tasks"] and rl["samples"] == 8
+        assert on_disk["train_probe"] is None
     assert all(0.0 <= rl[key] <= 1.0 for key in ("pass@1_before", "pass@1_after"))
     assert summary["files"]["plot"].endswith("training.png")
+    printed = capfd.readouterr()
+    assert "policy_loss" not in printed.out + printed.err  # no per-step log dicts around the before/after table
+    assert "held-out tasks: before and after RL" in printed.err
 
 
 def test_quickstart_parser():
@@ -60,6 +73,19 @@ def test_quickstart_rejects_an_unknown_device_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
         run_quickstart("tiny", tmp_path / "qs", progress=False, device="tpu-please")
     assert not (tmp_path / "qs").exists()  # nothing built or written
+
+
+def test_quickstart_names_a_bad_budget(tmp_path):
+    from dataclasses import replace
+
+    from trl_unittest.quickstart import BUDGETS, run_quickstart
+
+    with pytest.raises(ValueError, match="unknown budget 'huge'"):
+        run_quickstart("huge", tmp_path / "qs", progress=False)
+    with pytest.raises(ValueError, match="rl_tasks 'mined'"):
+        replace(BUDGETS["tiny"], rl_tasks="mined")
+    with pytest.raises(ValueError, match="fresh_count >= 1"):
+        replace(BUDGETS["tiny"], rl_tasks="fresh")
 
 
 @pytest.mark.slow

@@ -45,7 +45,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -691,6 +691,43 @@ def build_split_datasets(budget: str | CodeModelRecipe = "small", heldout_exerci
             "heldout_dropped_as_seen": len(held) - len(keep)}
     done.write_text(json.dumps({"keep": keep, "info": info}))
     return SplitDatasets(train=train, heldout=held.select(keep), info=info)
+
+
+def fresh_exercise_tasks(split: str, data: SplitDatasets, model_dir: str | os.PathLike, count: int = 400,
+                         budget: str | CodeModelRecipe = "small", workers: int = 2, progress: bool = False):
+    """Builder tasks from ``count`` fresh exercises of one split (``"train"``: new tasks of the shapes and
+    vocabulary SFT taught; ``"heldout"``: of the held-out split's) that share no fingerprint with the evaluated
+    held-out tasks, the train split's tasks, the split datasets' and SFT's exercises, nor anything the model at
+    ``model_dir`` trained on (its ``trained_fingerprints.json``, slip variants included). The RL task set that moves
+    held-out pass@1 (benchmarks/RESULTS.md, "A model with a slip habit"). Cached under a hash of the exercises, so
+    that trainers compared side by side train on the same tasks (the builder's timing-based filters are not bitwise
+    reproducible from run to run)."""
+    from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
+
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split {split!r}: expected 'train' or 'heldout'")
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    recipe = recipe_for(budget)
+    taken = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
+    taken |= {function_fingerprint(r["reference"], r["entry_point"]) for r in data.train}
+    taken |= {e["fingerprint"] for e in make_exercises(split, 300 if split == "train" else 150, seed=recipe.seed + 1)}
+    for sft in {recipe.sft_exercises, BUDGETS["small"].sft_exercises}:
+        taken |= {e["fingerprint"] for e in make_exercises("train", sft, seed=recipe.seed)}
+    seen = Path(model_dir) / "trained_fingerprints.json"
+    if seen.exists():
+        taken |= set(json.loads(seen.read_text()))
+    fresh = [e for e in make_exercises(split, 4 * count, seed=recipe.seed + 7) if e["fingerprint"] not in taken]
+    if len(fresh) < count:
+        logger.warning("fresh_exercise_tasks: %d of the %d exercises asked for are fresh", len(fresh), count)
+    fresh = fresh[:count]
+    key = hashlib.blake2b("".join(e["fingerprint"] for e in fresh).encode(), digest_size=6).hexdigest()
+    root = cache_dir() / "data" / f"fresh-{split}-{key}"
+    if (root / "dataset").is_dir():
+        return load_tasks(root / "dataset")
+    src = write_exercises(root / "src", fresh)
+    return build_dataset([str(src)], BuilderConfig(progress=progress, num_workers=workers, shard_size=40),
+                         out_dir=root)
 
 
 def check_disjoint(data: SplitDatasets, recipe: CodeModelRecipe | None = None) -> None:
