@@ -63,8 +63,20 @@ def test_quickstart_parser():
     add_quickstart_parser(parser.add_subparsers())
     args = parser.parse_args(["quickstart", "--budget", "tiny", "--out", "x"])
     assert args.budget == "tiny" and args.out == "x" and callable(args.func) and args.device == "auto"
+    assert parser.parse_args(["quickstart"]).budget == "small-bugs"  # the default: the run with a held-out gain
     args = parser.parse_args(["quickstart", "--budget", "medium", "--device", "cuda"])
     assert args.budget == "medium" and args.device == "cuda"
+
+
+def test_quickstart_budgets_name_model_recipes():
+    from trl_unittest.models import recipe_for
+    from trl_unittest.quickstart import BUDGETS
+
+    for name, b in BUDGETS.items():
+        recipe_for(b.model)  # raises on a model budget that does not exist
+        assert b.steps >= 1 and b.k[0] == 1 and b.n >= max(b.k), name
+    default = BUDGETS["small-bugs"]
+    assert recipe_for(default.model).sft_bug_rate > 0 and default.rl_tasks == "fresh" and default.beta == 0.0
 
 
 def test_quickstart_rejects_an_unknown_device_before_any_work(tmp_path):
