@@ -13,6 +13,8 @@
 # Results: $OUT/{model,base,actor_critic,grpo,ppo}.json and the tail of each run's log in $OUT/logs.txt (the device
 # tool returns at most 8 files). QUICKSTART=1 then also runs `trl-unittest quickstart --budget medium` on the same
 # model ($OUT/qs/summary.json; a few minutes more).
+# The held-out transfer setting of the CPU model (RESULTS.md, "A model with a slip habit") on the 27M model:
+#   BUDGET=medium-bugs RL_EXTRA="--curriculum none --beta 0.0 --fresh-count 2000" bash benchmarks/rl_gpu.sh
 # A dry run of the whole script on a CPU (a venv with trl, and PPO_PYTHONPATH pointing at trl 1.12's site-packages):
 #   NO_WHEELS=1 BUDGET=tiny DEVICE=cpu RL_SECONDS=5 RL_EXTRA="--eval-tasks 10 --eval-n 2 --probe-samples 2 --batch 8
 #   --gen-batch 32" PPO_PYTHONPATH=.venv-ppo/lib/python3.11/site-packages OUT=/tmp/out bash benchmarks/rl_gpu.sh

@@ -45,7 +45,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -355,6 +355,8 @@ BUDGETS: dict[str, CodeModelRecipe] = {
                               pretrain_steps=500, pretrain_seq_len=512, pretrain_batch=64, pretrain_lr=1e-3,
                               sft_exercises=6000, sft_steps=600, sft_batch=64, sft_lr=3e-4),
 }
+# the 27M model with the slip habit, for the GPU run of the held-out transfer (benchmarks/rl_gpu.sh, BUDGET=medium-bugs)
+BUDGETS["medium-bugs"] = replace(BUDGETS["medium"], sft_bug_rate=0.3)
 
 
 def recipe_for(budget: str | CodeModelRecipe) -> CodeModelRecipe:
