@@ -67,8 +67,9 @@ BUDGETS = {
     "small": Budget(model="small", eval_tasks=100, n=10, k=(1, 10), steps=240, checkpoints=3, checkpoint_tasks=40,
                     batch_size=32, max_completion_length=64, learning_rate=5e-5, beta=0.05),
     # the default: the model with a slip habit (models.BUDGETS["small-bugs"]), RL on the ~1,700 tasks built from 2,000
-    # fresh train-split exercises, 1,600 steps without a KL penalty: removes the habit on held-out tasks too (benchmarks/RESULTS.md, "A model
-    # with a slip habit": 800 steps gave half the gain, shorter runs and the KL penalty none); every held-out task
+    # fresh train-split exercises, 1,600 steps without a KL penalty: removes the habit on held-out tasks too
+    # (benchmarks/RESULTS.md, "A model with a slip habit": 800 steps gave half the gain, shorter runs and the KL
+    # penalty none); every held-out task
     "small-bugs": Budget(model="small-bugs", eval_tasks=10_000, n=10, k=(1, 10), steps=1600, checkpoints=3,
                          checkpoint_tasks=60, batch_size=32, max_completion_length=64, learning_rate=5e-5, beta=0.0,
                          probe_samples=0, rl_tasks="fresh", fresh_count=2000),
@@ -199,8 +200,8 @@ def run_quickstart(budget: str | Budget = "tiny", out: str | os.PathLike = "quic
     if b.rl_tasks == "fresh":
         t = time.perf_counter()
         rl_source = fresh_exercise_tasks("train", data, model_dir, b.fresh_count, budget=b.model, progress=progress)
-        console.print(f"    RL tasks: {len(rl_source)} built from {b.fresh_count} fresh train-split exercises (shapes SFT "
-                      f"taught, functions no training step saw)")
+        console.print(f"    RL tasks: {len(rl_source)} built from {b.fresh_count} fresh train-split exercises "
+                      f"(shapes SFT taught, functions no training step saw)")
         times["rl_tasks"] = time.perf_counter() - t
     train_ds = fit_prompts(rl_source, tokenizer, recipe.max_positions - b.max_completion_length)
     gen = dict(n=b.n, k=b.k, temperature=b.temperature, max_new_tokens=64, batch_size=gen_batch, seed=seed)
