@@ -714,8 +714,9 @@ def fresh_exercise_tasks(split: str, data: SplitDatasets, model_dir: str | os.Pa
     taken = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
     taken |= {function_fingerprint(r["reference"], r["entry_point"]) for r in data.train}
     taken |= {e["fingerprint"] for e in make_exercises(split, 300 if split == "train" else 150, seed=recipe.seed + 1)}
-    for sft in {recipe.sft_exercises, BUDGETS["small"].sft_exercises}:
-        taken |= {e["fingerprint"] for e in make_exercises("train", sft, seed=recipe.seed)}
+    # SFT exercises of this recipe and of the default one (a shorter list of one seed is a prefix of a longer one)
+    sft = max(recipe.sft_exercises, BUDGETS["small"].sft_exercises)
+    taken |= {e["fingerprint"] for e in make_exercises("train", sft, seed=recipe.seed)}
     seen = Path(model_dir) / "trained_fingerprints.json"
     if seen.exists():
         taken |= set(json.loads(seen.read_text()))
