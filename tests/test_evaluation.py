@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from trl_unittest.code import cut_generation
 from trl_unittest.evaluation import (evaluate_completions, evaluate_model, generate_completions, load_task_source,
                                      truncate_completion)
 from trl_unittest.rewards import pass_at_k
@@ -97,6 +98,54 @@ def test_callable_model_and_truncation(pool):
     assert report.rows[0]["completions"][0] == RIGHT["toy/add"]
 
 
+def test_callable_model_whole_answers_are_judged_as_in_training(pool):
+    """A model that answers with whole definitions or markdown instead of a body: evaluation keeps what the
+    training reward would test (the definition, the fenced code), not an empty body cut at the first line."""
+    from trl_unittest.rewards import UnitTestReward
+
+    tasks = _tasks()[:1]
+    answers = ["def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n",
+               "```python\ndef add(a, b):\n    return a + b\n```\nIt adds.\n```python\nundefined()\n```",
+               "    return a + b\n\nassert False\n",
+               "def add(a, b):\n    return a - b\n"]
+    report = evaluate_model(lambda prompts, n: [answers], to_dataset(tasks), n=4, k=(1,), pool=pool, progress=False)
+    assert report.rows[0]["passed"] == [True, True, True, False]
+    assert report.rows[0]["completions"][1].endswith("```\n")  # the answer ends with its first block
+    rewards = UnitTestReward(pool=pool, scheme="binary")([tasks[0].prompt] * 4, report.rows[0]["completions"], None,
+                                                         tests=[[t.to_dict() for t in tasks[0].tests]] * 4,
+                                                         entry_point=["add"] * 4)
+    assert rewards == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_bad_samples_and_k_are_named_before_running(pool):
+    ds = to_dataset(_tasks())
+    three = [[RIGHT[t.task_id]] * 3 for t in _tasks()]
+    with pytest.raises(TypeError, match=r"completions\[0\] must be a list"):
+        evaluate_completions(ds, [RIGHT[t.task_id] for t in _tasks()], k=(1,), pool=pool)
+    for bad_k in [(0, 1), (1.5,), ()]:
+        with pytest.raises(ValueError, match="k must be whole numbers >= 1"):
+            evaluate_completions(ds, three, k=bad_k, pool=pool)
+    with pytest.warns(UserWarning, match=r"pass@k left out for k = \[10\]"):
+        report = evaluate_completions(ds, three, k=(1, 10), pool=pool)
+    assert set(report.pass_at_k) == {"pass@1"}
+
+
+def test_eval_cli_rejects_bad_numbers(capsys):
+    import argparse
+
+    from trl_unittest.evaluation import add_eval_parser
+
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers())
+    for flag, value in [("--limit", "0"), ("--limit", "-3"), ("--n", "0"), ("--k", "0"), ("--batch-size", "x")]:
+        with pytest.raises(SystemExit):
+            parser.parse_args(["eval", "--model", "m", "--dataset", "d", flag, value])
+        assert "expected a whole number >= 1" in capsys.readouterr().err
+    args = parser.parse_args(["eval", "--model", "m", "--dataset", "humaneval", "--n", "5", "--k", "1", "10"])
+    with pytest.raises(SystemExit, match="--n 5 is smaller than the largest --k"):
+        args.func(args)
+
+
 def _fake_vllm(calls):
     """A stand-in for the slice of vLLM's API the adapter uses (``LLM(model=, seed=)``, ``SamplingParams(...)``,
     ``LLM.generate(prompts, params)`` -> one result per prompt with ``.outputs[i].text``): vLLM is not installed
@@ -153,7 +202,10 @@ def test_generate_with_tiny_model_stops_at_top_level(tmp_path, pool):
     assert [len(o) for o in outs] == [3, 3, 3]
     for o in outs:
         for c in o:
-            assert truncate_completion(c) == c  # no top-level line survives
+            assert cut_generation(c)[0] == c  # each sample already ends where it ends
+            first = next((line for line in c.split("\n") if line.strip()), "")
+            if first[:1].isspace():  # a function body: no top-level line survives
+                assert truncate_completion(c) == c
     greedy = generate_completions(model_dir, prompts, n=2, temperature=0.0, max_new_tokens=8, progress=False)
     assert all(a == b for a, b in greedy)
     report = evaluate_model(model_dir, to_dataset(_tasks()), n=2, k=(1, 2), max_new_tokens=16, pool=pool,

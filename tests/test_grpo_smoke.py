@@ -1,7 +1,6 @@
 """UnitTestReward as `reward_funcs` of TRL's GRPOTrainer, on a tiny model built offline."""
 
 import pytest
-from datasets import Dataset
 
 from trl_unittest import UnitTestReward
 from trl_unittest.tasks import Task, Test, to_dataset

@@ -1,5 +1,3 @@
-import os
-
 import pytest
 from datasets import load_from_disk
 
@@ -77,3 +75,39 @@ def test_reference_runtimes_set_budgets_and_failures_are_reported(pool):
     assert timed[2].reference_runtime is None
     budgets = pool.limits.test_timeouts(len(timed[0].tests), timed[0].reference_runtime)
     assert budgets == [pool.limits.timeout_floor] * len(timed[0].tests)  # microsecond references: the floor
+
+
+@needs_mbpp
+def test_mbpp_completion_prompts_hold_what_the_reference_body_needs(pool):
+    """A completion-style prompt carries the reference's helpers, constants and imports before the entry point:
+    prompt + the reference's own body (re-indented to the prompt's four spaces) passes every test."""
+    import ast
+    import textwrap
+
+    programs = []
+    for t in load_mbpp(MBPP, split="all", as_dataset=False):
+        tree = ast.parse(t.reference)
+        last = tree.body[-1]
+        if not (isinstance(last, ast.FunctionDef) and last.name == t.entry_point) or last.body[0].lineno == last.lineno:
+            continue  # something after the entry point, or a one-line def: no body to lift
+        lines = t.reference.splitlines()[last.body[0].lineno - 1: last.end_lineno]
+        body = textwrap.indent(textwrap.dedent("\n".join(line.expandtabs(4) for line in lines)), "    ") + "\n"
+        programs.append((t.task_id, Program(t.prompt + body, t.tests, test_setup=t.test_setup,
+                                            timeouts=[10.0] * len(t.tests))))  # mbpp/123 takes ~1 s
+    assert len(programs) > 900
+    results = pool.run_batch([p for _, p in programs])
+    assert [i for (i, _), r in zip(programs, results) if not r.all_passed] == []
+    six = next(p for i, p in programs if i == "mbpp/6")
+    assert "def is_Power_Of_Two" in six.code  # the helper the entry point calls
+
+
+def test_mbpp_row_without_tests_is_named(tmp_path):
+    import json
+
+    from trl_unittest.tasks import TaskValidationError
+
+    row = {"task_id": 11, "text": "Write f.", "code": "def f(x):\n    return x\n", "test_list": [],
+           "test_setup_code": "", "challenge_test_list": []}
+    (tmp_path / "mbpp.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(TaskValidationError, match="mbpp/11: `test_list` is empty"):
+        load_mbpp(str(tmp_path), split="test")

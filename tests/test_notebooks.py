@@ -1,6 +1,5 @@
 """Every notebook under notebooks/ executes top to bottom with small settings (the `tiny` budget)."""
 
-import os
 from pathlib import Path
 
 import pytest

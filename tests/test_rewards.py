@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trl_unittest.execution import ProgramResult, TestResult
-from trl_unittest.rewards import AsyncUnitTestReward, UnitTestReward, mean_pass_at_k, pass_at_k, score
+from trl_unittest.rewards import (AsyncUnitTestReward, UnitTestReward, mean_pass_at_k, outcome_metrics, pass_at_k,
+                                  score)
 from trl_unittest.tasks import Task, Test, TaskValidationError, to_dataset
 
 PROMPT = 'def double(x):\n    """Return twice x."""\n'
@@ -55,6 +56,19 @@ def test_reward_on_completion_styles(reward):
     assert rewards == pytest.approx([1.0, -0.3 + 1.3 * 0.25, 1.0, -1.0, -0.6, 1.0])
 
 
+def test_markdown_answers_score_like_plain_code(reward):
+    """Answers a chat model writes: a shell block before the code, an example block after it, Windows line
+    ends, and a completion-style body that closes a fence it never opened. Each is the right function."""
+    code = "def double(x):\n    return x * 2\n"
+    completions = [
+        "Install nothing:\n```bash\npip list\n```\nThen:\n```python\n" + code + "```\n",
+        "```python\n" + code + "```\nExample:\n```\n>>> double(2)\n4\n```\n",
+        ("```python\n" + code + "```\n").replace("\n", "\r\n"),
+        "    return x * 2\n```\n\nThis doubles x.",
+    ]
+    assert reward([PROMPT] * 4, completions, None, **columns(4)) == [1.0] * 4
+
+
 def test_conversational_completions(reward):
     prompt = [{"role": "user", "content": "Write double(x)."}]
     completion = [{"role": "assistant", "content": "```python\ndef double(x):\n    return 2 * x\n```"}]
@@ -96,6 +110,9 @@ def test_bad_input_is_named(reward):
                entry_point=["double"])
     with pytest.raises(ValueError, match="scheme must be one of"):
         UnitTestReward(scheme="dense")
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        score(result("compile_error", ["error"]), "bogus")
+    assert outcome_metrics([]) == {}
 
 
 def brute_pass_at_k(n, c, k):

@@ -27,42 +27,94 @@ def parse(source: str, mode: str = "exec") -> ast.AST:
                     raise
     raise AssertionError("unreachable")
 
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+# A fence line: optional indentation, three or more backticks, then an optional info string (its first word is
+# the language). Python blocks are the untagged ones and those tagged as Python; other blocks (shell, output,
+# text) are not code to run.
+_FENCE_LINE = re.compile(r"^[ \t]*(`{3,})[ \t]*([^`\s]*)[^`]*$")
+_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def completion_text(completion: Any) -> str:
-    """The text of a TRL completion: a string, or a list of chat messages (the assistant's contents joined)."""
+    """The text of a TRL completion: a string, or chat messages (the assistant messages' contents, one per line)."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, dict):
-        return str(completion.get("content") or "")
+        return _content_text(completion.get("content"))
     if isinstance(completion, (list, tuple)):
-        parts = [m.get("content") or "" for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
-        return "".join(p if isinstance(p, str) else _content_text(p) for p in parts)
+        return "\n".join(_content_text(m.get("content")) for m in completion
+                         if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
     raise TypeError(f"a completion must be a string or a list of messages, got {type(completion).__name__}")
 
 
 def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
     # multimodal-style content: [{"type": "text", "text": ...}, ...]
     if isinstance(content, list):
-        return "".join(c.get("text", "") for c in content if isinstance(c, dict))
+        return "".join(str(c.get("text") or "") for c in content if isinstance(c, dict))
     return str(content)
 
 
 def prompt_text(prompt: Any) -> str:
-    """The text of a prompt: a string, or chat messages (their contents joined)."""
+    """The text of a prompt: a string, or chat messages (their contents, one per line)."""
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, (list, tuple)):
-        return "\n".join(m.get("content") or "" if isinstance(m.get("content"), str) else _content_text(m.get("content"))
-                         for m in prompt if isinstance(m, dict))
+        return "\n".join(_content_text(m.get("content")) for m in prompt if isinstance(m, dict))
     return ""
 
 
+def _fence_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, code) of each fenced block in order; an opening fence closes at the next fence line of at
+    least as many backticks, or at the end of the text (a generation cut short)."""
+    blocks: list[tuple[str, str]] = []
+    lang, ticks, body = None, 0, []
+    for line in _normalise_newlines(text).split("\n"):
+        m = _FENCE_LINE.match(line)
+        if lang is None:
+            if m:
+                lang, ticks, body = m.group(2).lower(), len(m.group(1)), []
+        elif m and len(m.group(1)) >= ticks and not m.group(2):
+            blocks.append((lang, "\n".join(body)))
+            lang = None
+        else:
+            body.append(line)
+    if lang is not None:
+        blocks.append((lang, "\n".join(body)))
+    return blocks
+
+
 def fenced_code(text: str) -> str | None:
-    """The code blocks of a markdown answer joined, or None when there is no fence."""
-    blocks = _FENCE.findall(text)
-    return "\n".join(b.rstrip() for b in blocks) + "\n" if blocks else None
+    """The Python code blocks of a markdown answer joined, or None when the text holds no fenced block. Blocks
+    tagged as Python are the code when there are any (untagged blocks beside them are usually examples or
+    output); otherwise the untagged blocks are. Shell, output and other tagged blocks never are."""
+    blocks = _fence_blocks(text)
+    if not blocks:
+        return None
+    tagged = [b for lang, b in blocks if lang in _PYTHON_TAGS and lang and b.strip()]
+    code = tagged or [b for lang, b in blocks if not lang and b.strip()]
+    return "\n".join(b.rstrip() for b in code) + "\n" if code else ""
+
+
+def _before_closing_fence(text: str, prefix: str) -> str | None:
+    """A completion that goes on with code and then closes a fence it never opened (the prompt opened it, or the
+    model imitates markdown): the text before that fence line, when ``prefix`` + it parses; else None."""
+    lines = _normalise_newlines(text).split("\n")
+    for i, line in enumerate(lines):
+        m = _FENCE_LINE.match(line)
+        if m is None:
+            continue
+        before = "\n".join(lines[:i])
+        if m.group(2) or not before.strip() or not _parses(prefix + before + "\n"):
+            return None
+        return before + "\n"
+    return None
 
 
 def defines(code: str, name: str) -> bool:
@@ -98,6 +150,30 @@ def truncate_completion(completion: str, continues_line: bool = False) -> str:
     return "\n".join(kept).rstrip() + "\n"
 
 
+def cut_generation(text: str, continues_line: bool = False) -> tuple[str, bool]:
+    """Where a sampled completion ends: ``(completion, ended)``; ``ended`` says that sampling can stop.
+
+    A completion that goes on inside the prompt's function (its first non-blank line is indented, or it continues
+    the prompt's last line) ends before its first top-level line (:func:`truncate_completion`). One whose first
+    non-blank line starts at column 0 is a whole answer (definitions, or a markdown fence): it is kept whole, up
+    to the end of its first fenced block when it opens with one, so that :func:`build_program` can find its code
+    as the reward does in training."""
+    lines = text.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if continues_line or first is None or lines[first][0].isspace():
+        cut = truncate_completion(text, continues_line)
+        return cut, cut != text
+    opening = _FENCE_LINE.match(lines[first])
+    if opening is None:
+        return text, False
+    ticks = len(opening.group(1))
+    for i in range(first + 1, len(lines) - 1):  # a closing fence line counts once its newline is there
+        m = _FENCE_LINE.match(lines[i])
+        if m and len(m.group(1)) >= ticks and not m.group(2):
+            return "\n".join(lines[:i + 1]) + "\n", True
+    return text, False
+
+
 def build_program(prompt: Any, completion: Any, entry_point: str = "", truncate: bool = False) -> str:
     """The program to test for a completion.
 
@@ -108,11 +184,15 @@ def build_program(prompt: Any, completion: Any, entry_point: str = "", truncate:
       line (:func:`truncate_completion`), as evaluation does.
     """
     text = completion_text(completion)
-    fenced = fenced_code(text)
-    conversational = not isinstance(completion, str)
-    if fenced is not None:
-        return fenced
-    if conversational or not isinstance(prompt, str):
+    completion_style = isinstance(completion, str) and isinstance(prompt, str)
+    closed = _before_closing_fence(text, prompt if completion_style else "")
+    if closed is not None:
+        text = closed
+    else:
+        fenced = fenced_code(text)
+        if fenced is not None:
+            return fenced
+    if not completion_style:
         return text
     if entry_point and defines(text, entry_point):  # a whole definition: keep it (and the prompt's context)
         return prompt + text if _parses(prompt + text) else text
@@ -126,9 +206,14 @@ def adds_code(prompt: Any, completion: Any, entry_point: str = "", truncate: boo
     completion-style prompt the prompt alone is a valid function returning None, which would otherwise score as
     a mere failed test, and RL learns to stop at once (seen in the quickstart)."""
     text = completion_text(completion)
-    if not (isinstance(prompt, str) and isinstance(completion, str)) or fenced_code(text) is not None:
-        text = build_program(prompt, completion, entry_point, truncate)
-    elif truncate and not (entry_point and defines(text, entry_point)):
+    completion_style = isinstance(completion, str) and isinstance(prompt, str)
+    closed = _before_closing_fence(text, prompt if completion_style else "")
+    fenced = fenced_code(text) if closed is None else None
+    if closed is not None:
+        text = closed
+    elif fenced is not None:
+        text = fenced
+    elif completion_style and truncate and not (entry_point and defines(text, entry_point)):
         text = truncate_completion(text, continues_line=not prompt.endswith("\n"))
     return any(line.strip() and not line.strip().startswith("#") for line in text.splitlines())
 

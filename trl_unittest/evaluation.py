@@ -23,31 +23,14 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-from trl_unittest.code import truncate_completion  # noqa: F401 (re-exported: evaluation's cut)
+from trl_unittest.code import cut_generation, truncate_completion  # noqa: F401 (truncate_completion: re-exported)
 from trl_unittest.rewards import outcome_metrics, pass_at_k
-
-
-# ------------------------------------------------------------------------------------------- completions
-def _is_cut(text: str, continues_line: bool) -> bool:
-    """Whether the generated text already holds a top-level line after its first (generation can stop)."""
-    start = text.find("\n") + 1 if continues_line else 0
-    if continues_line and start == 0:
-        return False
-    pos = start
-    while pos < len(text):
-        end = text.find("\n", pos)
-        line = text[pos:] if end < 0 else text[pos:end]
-        if line.strip() and not line[0].isspace():
-            return True
-        if end < 0:
-            return False
-        pos = end + 1
-    return False
 
 
 # -------------------------------------------------------------------------------------------- task sources
@@ -123,11 +106,12 @@ def generate_completions(model: Any, prompts: Sequence[str], n: int = 1, tempera
                          top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, tokenizer: Any = None,
                          seed: int = 0, progress: bool = True, use_vllm: bool = False,
                          device: str | None = "auto") -> list[list[str]]:
-    """n completions per prompt (truncated at the first top-level line). Greedy when ``temperature == 0`` (one
-    generation, repeated n times). ``device``: where a model given by path is loaded ("auto": a GPU if any)."""
+    """n completions per prompt, each cut where it ends (:func:`trl_unittest.code.cut_generation`: a function body
+    at its first top-level line, a whole answer kept whole). Greedy when ``temperature == 0`` (one generation,
+    repeated n times). ``device``: where a model given by path is loaded ("auto": a GPU if any)."""
     if callable(model) and not hasattr(model, "generate"):
         raw = model(list(prompts), n)
-        return [[truncate_completion(c, not p.endswith("\n")) for c in cs] for p, cs in zip(prompts, raw)]
+        return [[cut_generation(c, not p.endswith("\n"))[0] for c in cs] for p, cs in zip(prompts, raw)]
     if use_vllm:
         return _generate_vllm(model, prompts, n, temperature, top_p, max_new_tokens, seed)
     import torch
@@ -154,7 +138,8 @@ def generate_completions(model: Any, prompts: Sequence[str], n: int = 1, tempera
 
         def __call__(self, input_ids, scores, **kwargs):
             texts = tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
-            return torch.tensor([_is_cut(t, c) for t, c in zip(texts, self.continues)], device=input_ids.device)
+            return torch.tensor([cut_generation(t, c)[1] for t, c in zip(texts, self.continues)],
+                                device=input_ids.device)
 
     bar = None
     if progress:
@@ -178,7 +163,7 @@ def generate_completions(model: Any, prompts: Sequence[str], n: int = 1, tempera
                                      **kwargs)
             decoded = tokenizer.batch_decode(gen[:, start:], skip_special_tokens=True)
             for i, text, c in zip(idx, decoded, continues):
-                out[i].append(truncate_completion(text, c))
+                out[i].append(cut_generation(text, c)[0])
             if bar is not None:
                 bar.update(len(idx))
     finally:
@@ -206,7 +191,7 @@ def _generate_vllm(model: Any, prompts, n, temperature, top_p, max_new_tokens, s
     results = llm.generate(list(prompts), params)
     if len(results) != len(prompts):
         raise RuntimeError(f"vLLM returned {len(results)} results for {len(prompts)} prompts")
-    out = [[truncate_completion(o.text, not p.endswith("\n")) for o in r.outputs] for p, r in zip(prompts, results)]
+    out = [[cut_generation(o.text, not p.endswith("\n"))[0] for o in r.outputs] for p, r in zip(prompts, results)]
     return out if sample else [cs[:1] * n for cs in out]
 
 
@@ -274,12 +259,22 @@ def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: It
     ds = load_task_source(tasks)
     if len(completions) != len(ds):
         raise ValueError(f"got completions for {len(completions)} tasks, the dataset has {len(ds)}")
+    for i, cs in enumerate(completions):
+        if isinstance(cs, (str, bytes)) or not isinstance(cs, Sequence):
+            raise TypeError(f"completions[{i}] must be a list of the task's samples (strings or chat messages), "
+                            f"got {type(cs).__name__}")
     counts = [len(c) for c in completions]
     if not counts or min(counts) < 1:
         raise ValueError("every task needs at least one completion")
+    k = list(k)
+    if not k or any(isinstance(x, bool) or int(x) != x or x < 1 for x in k):
+        raise ValueError(f"k must be whole numbers >= 1, got {k}")
     ks = sorted({int(x) for x in k if int(x) <= min(counts)})
     if not ks:
         raise ValueError(f"no k in {list(k)} is <= the number of samples per task ({min(counts)})")
+    if len(ks) < len(set(k)):
+        warnings.warn(f"pass@k left out for k = {sorted({int(x) for x in k} - set(ks))}: some task has only "
+                      f"{min(counts)} samples", stacklevel=2)
     cols: dict[str, list[Any]] = defaultdict(list)
     prompts, flat = [], []
     for row, cs in zip(ds, completions):
@@ -355,13 +350,13 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                                                   "offline (trl_unittest.models)")
     p.add_argument("--dataset", required=True, help="'humaneval', 'mbpp[:split]', 'mbpp:PATH[:split]', a build "
                                                     "folder, a .parquet or .jsonl task file")
-    p.add_argument("--k", type=int, nargs="+", default=[1, 10], help="k values of pass@k (default: 1 10)")
-    p.add_argument("--n", type=int, default=None, help="samples per task (default: max k)")
+    p.add_argument("--k", type=_positive_int, nargs="+", default=[1, 10], help="k values of pass@k (default: 1 10)")
+    p.add_argument("--n", type=_positive_int, default=None, help="samples per task (default: max k)")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first LIMIT tasks only")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first LIMIT tasks only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
@@ -372,22 +367,35 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from trl_unittest.models import set_threads
 
     set_threads()
+    n = args.n or max(args.k)
+    if n < max(args.k):
+        raise SystemExit(f"trl-unittest eval: --n {n} is smaller than the largest --k ({max(args.k)}): pass@k needs "
+                         f"at least k samples per task")
     device = resolve_device(args.device)  # a bad --device fails before the dataset and the model are loaded
     ds = load_task_source(args.dataset)
-    if args.limit:
+    if args.limit is not None:
         ds = ds.select(range(min(args.limit, len(ds))))
     model = args.model
     if model == "quickstart" or model.startswith("quickstart:"):
         from trl_unittest.models import ensure_code_model
 
         model = ensure_code_model(model.partition(":")[2] or "small")
-    n = args.n or max(args.k)
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
                             seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox,

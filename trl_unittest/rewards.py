@@ -18,7 +18,6 @@ the ``async`` flavour that TRL runs concurrently with other async rewards.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections import Counter
@@ -34,6 +33,8 @@ COMPILE_ERROR, RUNTIME_ERROR, FAILED_TEST, ALL_PASSED = -1.0, -0.6, -0.3, 1.0
 
 def score(result: ProgramResult, scheme: str = "partial") -> float:
     """The scalar reward for one program's result under `scheme` (see the module docstring)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     if scheme == "binary":
         return 1.0 if result.all_passed else 0.0
     if scheme == "fraction":
@@ -48,7 +49,7 @@ def score(result: ProgramResult, scheme: str = "partial") -> float:
         if result.status != "ran" or (result.passed == 0 and result.runtime_error):
             return RUNTIME_ERROR
         return FAILED_TEST + (ALL_PASSED - FAILED_TEST) * result.fraction
-    raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    raise AssertionError(f"unhandled scheme {scheme!r}")
 
 
 class UnitTestReward:
@@ -221,8 +222,10 @@ def _outcome_label(result: ProgramResult) -> str:
 
 def outcome_metrics(results: Sequence[ProgramResult]) -> dict[str, float]:
     """Batch statistics: rates of each program status, all-pass rate, mean fraction of tests passed, and the
-    share of test outcomes by kind."""
+    share of test outcomes by kind (an empty batch has none)."""
     n = len(results)
+    if n == 0:
+        return {}
     statuses = Counter(r.status for r in results)
     outcomes = Counter(t.outcome for r in results for t in r.tests)
     total_tests = sum(outcomes.values()) or 1

@@ -36,8 +36,10 @@ A :class:`Test` has a ``kind``:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -66,6 +68,15 @@ class Test:
     code: str = ""  # code: check code run in the program's namespace
 
     def validate(self, where: str = "test") -> "Test":
+        for name in ("kind", "expr", "op", "expected", "exception", "stdin", "code"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TaskValidationError(f"{where}: `{name}` must be a string, got {type(value).__name__} "
+                                          f"({value!r:.60})")
+        for name in ("rel_tol", "abs_tol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise TaskValidationError(f"{where}: `{name}` must be a finite number >= 0, got {value!r}")
         if self.kind not in TEST_KINDS:
             raise TaskValidationError(f"{where}: kind must be one of {TEST_KINDS}, got {self.kind!r}")
         if self.kind == "call":
@@ -103,19 +114,36 @@ class Test:
             return self.code
         if self.kind == "io":
             return f"# stdin: {self.stdin!r}\n# expected stdout: {self.expected!r}"
+        expr, expected = _operand(self.expr), _operand(self.expected)
         if self.op == "eq":
-            return f"assert {self.expr} == {self.expected}"
+            return f"assert {expr} == {expected}"
         if self.op == "ne":
-            return f"assert {self.expr} != {self.expected}"
+            return f"assert {expr} != {expected}"
         if self.op == "is":
-            return f"assert {self.expr} is {self.expected}"
+            return f"assert {expr} is {expected}"
         if self.op == "truthy":
             return f"assert {self.expr}"
         if self.op == "falsy":
-            return f"assert not {self.expr}"
+            return f"assert not {expr}"
         if self.op == "approx":
             return f"assert math.isclose({self.expr}, {self.expected}, rel_tol={self.rel_tol!r}, abs_tol={self.abs_tol!r})"
         return f"try:\n    {self.expr}\nexcept {self.exception}:\n    pass\nelse:\n    raise AssertionError('expected {self.exception}')"
+
+
+def _operand(source: str) -> str:
+    """``source`` ready to stand on one side of a comparison: parenthesised unless it binds tighter than one
+    (``a or b``, ``not a``, ``a < b``, ``x if c else y``, ``a, b`` would change what the assert checks)."""
+    from trl_unittest.code import parse
+
+    try:
+        node = parse(source.strip(), mode="eval").body
+    except (SyntaxError, ValueError):
+        return f"({source})"
+    loose = (ast.BoolOp, ast.Compare, ast.IfExp, ast.Lambda, ast.NamedExpr, ast.Tuple, ast.Yield, ast.YieldFrom,
+             ast.Await)
+    if isinstance(node, loose) or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
+        return f"({source.strip()})"
+    return source
 
 
 PROVENANCE_KEYS = ("source", "path", "qualname", "line", "license")
@@ -210,6 +238,10 @@ def parse_tests(tests: Any, where: str = "tests") -> list[Test]:
             raise TaskValidationError(f"{where}: tests is a string but not JSON: {e}") from None
     if isinstance(tests, Mapping):  # a column of structs read back column-wise
         keys = list(tests)
+        lengths = {k: len(tests[k]) if isinstance(tests[k], (list, tuple)) else None for k in keys}
+        if None in lengths.values() or len(set(lengths.values())) > 1:
+            raise TaskValidationError(f"{where}: tests given column-wise need one list per field, all of the same "
+                                      f"length; got {lengths}")
         tests = [dict(zip(keys, row)) for row in zip(*(tests[k] for k in keys))]
     if not isinstance(tests, (list, tuple)):
         raise TaskValidationError(f"{where}: tests must be a list, got {type(tests).__name__}")
@@ -271,6 +303,8 @@ def to_dataset(tasks: Iterable[Task]):
     from datasets import Dataset
 
     records = [t.validate().to_record() for t in tasks]
+    if not records:  # from_list cannot infer columns from nothing
+        return Dataset.from_dict({name: [] for name in features()}, features=features())
     return Dataset.from_list(records, features=features())
 
 

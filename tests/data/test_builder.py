@@ -1,17 +1,16 @@
 """The builder end to end, with the sandboxed executor (skipped where no sandbox is available)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from trl_unittest.data.builder import Builder, BuilderConfig, BuildReport, build_dataset, load_tasks, save_dataset
 from trl_unittest.data.extract import extract_module
-from trl_unittest.data.sources import SourceFile, iter_dataset, iter_folder
+from trl_unittest.data.sources import iter_dataset
 from trl_unittest.tasks import Test, from_dataset
 
 try:
-    from trl_unittest.execution import ExecutionPool, Program, SandboxUnavailableError
+    from trl_unittest.execution import ExecutionPool, Program
     from trl_unittest.execution.sandbox import resolve_mode
 
     resolve_mode("auto")
@@ -377,7 +376,7 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
     for i in range(3):
         (tmp_path / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
     submitted, consumed_prefetch = [], []
-    submit, pop = builder_module._Spawned.submit, dict.pop
+    submit = builder_module._Spawned.submit
 
     def spy_submit(self, fn, *args):
         if fn is builder_module._worker_file:

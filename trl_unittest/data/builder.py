@@ -34,7 +34,6 @@ from __future__ import annotations
 import ast
 
 from trl_unittest.data.extract import parse as _parse  # noqa: E402
-import builtins
 import json
 import logging
 import math

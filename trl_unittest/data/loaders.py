@@ -15,7 +15,7 @@ from typing import Any
 
 from trl_unittest.code import parse
 from trl_unittest.execution.asserts import rewrite_asserts
-from trl_unittest.tasks import Task, to_dataset
+from trl_unittest.tasks import Task, TaskValidationError, to_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ def _read_mbpp(path: str, sanitized: bool) -> list[dict[str, Any]]:
 def _mbpp_task(row: dict[str, Any], prompt_style: str, sanitized: bool) -> Task:
     code = row["code"].replace("\r\n", "\n")
     text = row.get("prompt") if sanitized else row.get("text")
-    tests = list(row["test_list"])
+    tests = list(row.get("test_list") or [])
+    if not tests:
+        raise TaskValidationError(f"mbpp/{row.get('task_id')}: `test_list` is empty: a task needs at least one test")
     entry_point = _entry_point(code, tests)
     report = rewrite_asserts(tests, entry_point=entry_point)
     setup = ["\n".join(row.get("test_imports") or []), row.get("test_setup_code") or "", report.setup]
@@ -124,20 +126,26 @@ def _entry_point(code: str, tests: list[str]) -> str:
 
 
 def _completion_prompt(code: str, entry_point: str, text: str, example: str) -> str:
-    """Imports and helper definitions of the reference that precede the entry point, then the entry point's
-    signature with a docstring (the task text and one example)."""
+    """What the reference has before the entry point (imports, helper functions and classes, constants: a
+    completion-style body can use them but not define them), then the entry point's signature with a docstring
+    (the task text and one example)."""
     tree = parse(code)
     lines = code.splitlines()
-    header, signature = [], f"def {entry_point}(*args):"
+    header, signature = [], None
     for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            header.append(ast.get_source_segment(code, node))
-        elif isinstance(node, ast.FunctionDef) and node.name == entry_point:
+        if not (isinstance(node, ast.FunctionDef) and node.name == entry_point):
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            header.append((node, "\n".join(lines[first - 1: node.end_lineno]).rstrip()))
+        else:
             if node.body[0].lineno == node.lineno:  # `def f(x): return x` on one line
                 signature = f"def {entry_point}({ast.unparse(node.args)}):"
             else:
                 signature = "\n".join(lines[node.lineno - 1: node.body[0].lineno - 1]).rstrip()
             break
+    if signature is None:  # no `def entry_point` (a class, say): the rest would give the solution away
+        header = [(node, src) for node, src in header if isinstance(node, (ast.Import, ast.ImportFrom))]
+        signature = f"def {entry_point}(*args):"
+    header = [src for _, src in header]
     doc = f'    """{text.strip()}\n    >>> {example.replace("assert ", "", 1).strip()}\n    """\n'
     head = "\n".join(header) + "\n\n" if header else ""
     return head + signature + "\n" + doc

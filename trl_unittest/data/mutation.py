@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 
 from trl_unittest.data.extract import parse as _parse  # noqa: E402
-import copy
 import zlib
 from dataclasses import dataclass
 

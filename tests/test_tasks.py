@@ -1,0 +1,58 @@
+"""The task schema (`trl_unittest.tasks`): validation names the bad field, rendered asserts check what the
+structured test checks, and datasets round trips (including an empty one)."""
+
+import math
+
+import pytest
+
+from trl_unittest.tasks import Task, TaskValidationError, Test, from_dataset, parse_tests, to_dataset
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(kind="io", expected=4), "`expected` must be a string, got int"),
+    (dict(expr=3, expected="3"), "`expr` must be a string"),
+    (dict(op="approx", expr="f()", expected="1.0", rel_tol=-1.0), "`rel_tol` must be a finite number >= 0"),
+    (dict(op="approx", expr="f()", expected="1.0", abs_tol=math.nan), "`abs_tol` must be a finite number >= 0"),
+    (dict(op="approx", expr="f()", expected="1.0", rel_tol="x"), "`rel_tol` must be a finite number >= 0"),
+    (dict(op="approx", expr="f()", expected="1.0", rel_tol=True), "`rel_tol` must be a finite number >= 0"),
+])
+def test_bad_test_fields_are_named(fields, message):
+    with pytest.raises(TaskValidationError, match=message):
+        Test(**fields).validate()
+
+
+def test_good_tolerances_pass():
+    Test(op="approx", expr="f()", expected="1.0", rel_tol=1e-6, abs_tol=0).validate()
+
+
+@pytest.mark.parametrize("expr, op, expected, x, should_pass", [
+    ("f(0) or f(2)", "eq", "5", {0: 0, 2: 5}, True),     # without parentheses: `f(0) or (f(2) == 5)`
+    ("f(0) or f(2)", "eq", "5", {0: 1, 2: 5}, False),    # ... which would pass here
+    ("f(0) < f(2)", "eq", "False", {0: 1, 2: 5}, False),  # without: a chained comparison
+    ("f(0), f(2)", "eq", "(1, 5)", {0: 1, 2: 5}, True),   # without: assert with a message
+    ("f(0) or f(2)", "falsy", "", {0: 0, 2: 5}, False),  # without: `(not f(0)) or f(2)`
+    ("not f(0)", "ne", "True", {0: 0, 2: 5}, False),
+])
+def test_rendered_asserts_check_what_the_test_checks(expr, op, expected, x, should_pass):
+    code = Test(expr=expr, op=op, expected=expected).validate().render()
+    namespace = {"f": x.__getitem__}  # our own fixture: a dict lookup, no untrusted code
+    try:
+        exec(compile(code, "<render>", "exec"), namespace)
+        passed = True
+    except AssertionError:
+        passed = False
+    assert passed == should_pass, code
+
+
+def test_empty_and_round_trip_datasets():
+    empty = to_dataset([])
+    assert len(empty) == 0 and "tests" in empty.column_names and from_dataset(empty) == []
+    task = Task("t/0", "def f(x):\n", "f", [Test(expr="f(1)", expected="1")], provenance={"source": "t"})
+    assert from_dataset(to_dataset([task])) == [task]
+
+
+def test_column_wise_tests_must_line_up():
+    ok = parse_tests({"kind": ["call", "call"], "expr": ["f(1)", "f(2)"], "expected": ["1", "2"]})
+    assert [t.expr for t in ok] == ["f(1)", "f(2)"]
+    with pytest.raises(TaskValidationError, match="same length"):
+        parse_tests({"kind": ["call", "call"], "expr": ["f(1)", "f(2)"], "expected": ["1"]})
