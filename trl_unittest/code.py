@@ -117,6 +117,13 @@ def _before_closing_fence(text: str, prefix: str) -> str | None:
     return None
 
 
+def source_lines(text: str) -> list[str]:
+    """The lines of a source as the parser numbers them (with their ends). ``str.splitlines`` also breaks at form
+    feeds, ``\\x1c``-``\\x1e``, ``\\x85`` and ``\\u2028``/``\\u2029``, which Python allows inside comments and strings,
+    and every line after one would be off by one."""
+    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
+
+
 def defines(code: str, name: str) -> bool:
     """Whether the code defines `name` at module level (def, class or assignment); False when it does not parse."""
     try:

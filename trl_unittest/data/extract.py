@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from trl_unittest.code import parse as locked_parse
+from trl_unittest.code import source_lines
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__doc__", "__builtins__"}
 STDLIB_MODULES = frozenset(sys.stdlib_module_names)
@@ -36,6 +37,7 @@ R_CONDITIONAL = "conditional_definition"
 R_GLOBAL = "global_state"
 R_CONTEXT_SIZE = "context_too_large"
 R_UNSPLITTABLE = "unsplittable_source"
+R_REDEFINED = "redefined"
 
 
 @dataclass
@@ -236,7 +238,7 @@ class ModuleIndex:
 
     def __init__(self, tree: ast.Module, text: str, max_context_lines: int = 200):
         self.tree, self.text = tree, text
-        self.lines = text.splitlines(keepends=True)
+        self.lines = source_lines(text)
         self.max_context_lines = max_context_lines
         self.bindings: dict[str, list[_Binding]] = {}
         self.star_import = False
@@ -448,6 +450,8 @@ def _extract_module(text, *, source, path, module, license, max_context_lines) -
         if foreign is not None:
             return reject(R_NON_STDLIB, foreign)
         refs.discard(node.name) if not static else None
+        if static and qualname.split(".")[0] in refs:  # lifting it would carry its class, this method included
+            return reject(R_UNRESOLVABLE, f"{qualname.split('.')[0]} (its own class)")
         context, imports, reason, detail = index.closure(refs, exclude=None if static else stmt_index,
                                                         own_name=node.name)
         if reason:
@@ -458,6 +462,12 @@ def _extract_module(text, *, source, path, module, license, max_context_lines) -
             imports=imports, params=_params(fnode, func_src)))
 
     for i, stmt in enumerate(tree.body):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and \
+                any(b.index > i for b in index.bindings.get(stmt.name, [])):
+            # a later statement rebinds the name: this definition is dead code, and the module's `stmt.name` is
+            # the later one (same task id otherwise)
+            res.rejections.append(Rejection(R_REDEFINED, stmt.name, stmt.lineno))
+            continue
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             consider(stmt, stmt.name, i, static=False)
         elif isinstance(stmt, ast.ClassDef):

@@ -13,6 +13,7 @@ import ast
 
 from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import gzip
+import hashlib
 import io
 import json
 import re
@@ -186,9 +187,22 @@ class Deduplicator:
         self.seen: set[str] = set(seen)
 
     @staticmethod
-    def fingerprint(func_src: str) -> str:
+    def fingerprint(func_src: str, context: str = "") -> str:
         """``ast_fingerprint`` with the function's own name normalised too (``f`` and ``g`` with the same body
-        are duplicates)."""
+        are duplicates). The carried ``context`` (helpers, constants) counts too: the same body calling two
+        different helpers is two functions."""
+        fp = Deduplicator._function_fingerprint(func_src)
+        if not context.strip():
+            return fp
+        for _ in range(50):  # see below
+            try:
+                return hashlib.blake2b((fp + ast_fingerprint(context)).encode(), digest_size=16).hexdigest()
+            except SystemError:
+                continue
+        return hashlib.blake2b((fp + ast_fingerprint(context)).encode(), digest_size=16).hexdigest()
+
+    @staticmethod
+    def _function_fingerprint(func_src: str) -> str:
         try:
             tree = _parse(func_src)
             func = tree.body[0]

@@ -13,7 +13,7 @@ import os
 import warnings
 from typing import Any
 
-from trl_unittest.code import parse
+from trl_unittest.code import parse, source_lines
 from trl_unittest.execution.asserts import rewrite_asserts
 from trl_unittest.tasks import Task, TaskValidationError, to_dataset
 
@@ -130,7 +130,7 @@ def _completion_prompt(code: str, entry_point: str, text: str, example: str) -> 
     completion-style body can use them but not define them), then the entry point's signature with a docstring
     (the task text and one example)."""
     tree = parse(code)
-    lines = code.splitlines()
+    lines = [line.rstrip("\r\n") for line in source_lines(code)]  # numbered as the parser numbers them
     header, signature = [], None
     for node in tree.body:
         if not (isinstance(node, ast.FunctionDef) and node.name == entry_point):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -29,15 +30,21 @@ class SourceFile:
     text: str
     license: str | None = None
     module: str | None = None  # explicit module name (otherwise derived from `path`)
+    unreadable: str | None = None  # why `text` is empty: the file could not be read (counted in the report)
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path) -> tuple[str, str | None]:
+    """(text, None), or ("", why) for a file that cannot be used. Decoded as Python decodes a module: its coding
+    cookie or byte-order mark, else UTF-8."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
+            return "", "too_large"
+        with tokenize.open(path) as f:
+            return f.read(), None
+    except (UnicodeDecodeError, SyntaxError, LookupError):  # undecodable, or an unknown coding cookie
+        return "", "undecodable"
+    except (OSError, ValueError):
+        return "", "unreadable"
 
 
 def iter_folder(root: str | os.PathLike, source: str | None = None, license: str | None = None,
@@ -46,10 +53,11 @@ def iter_folder(root: str | os.PathLike, source: str | None = None, license: str
     root = Path(root)
     label = source or f"local:{root.stem if root.is_file() else root.resolve().name}"
     if root.is_file():
-        text = _read(root)
-        if text is not None:
-            yield SourceFile(label, root.name, text, license)
+        text, why = _read(root)
+        yield SourceFile(label, root.name, text, license, unreadable=why)
         return
+    if not root.is_dir():
+        raise FileNotFoundError(f"source folder {str(root)!r} does not exist")
     exclude = set(exclude)
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
@@ -62,9 +70,8 @@ def iter_folder(root: str | os.PathLike, source: str | None = None, license: str
             if not include_tests and (name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"):
                 continue
             path = Path(dirpath) / name
-            text = _read(path)
-            if text is not None:
-                yield SourceFile(label, path.relative_to(root).as_posix(), text, license)
+            text, why = _read(path)
+            yield SourceFile(label, path.relative_to(root).as_posix(), text, license, unreadable=why)
 
 
 def stdlib_dir() -> Path:
@@ -112,9 +119,8 @@ def iter_distribution(name: str, include_tests: bool = False) -> Iterator[Source
             continue
         if not include_tests and any(p in ("test", "tests") or p.startswith("test_") for p in parts):
             continue
-        text = _read(Path(dist.locate_file(f)))
-        if text is not None:
-            yield SourceFile(label, rel, text, lic)
+        text, why = _read(Path(dist.locate_file(f)))
+        yield SourceFile(label, rel, text, lic, unreadable=why)
 
 
 def iter_dataset(dataset: Any, column: str = "content", path_column: str | None = None,
@@ -130,9 +136,15 @@ def iter_dataset(dataset: Any, column: str = "content", path_column: str | None 
     if license_column is None and "license" in names:
         license_column = "license"
     for i, row in enumerate(dataset):
+        if i == 0 and column not in row:
+            raise KeyError(f"the dataset has no code column {column!r} (its columns: {sorted(row)}); pass "
+                           f"column=... (--column, or hf:PATH#column)")
         text = row.get(column)
-        if not isinstance(text, str) or len(text) > MAX_FILE_BYTES:
-            continue
+        why = None
+        if not isinstance(text, str):
+            text, why = "", "not_text"
+        elif len(text) > MAX_FILE_BYTES:
+            text, why = "", "too_large"
         path = row.get(path_column) if path_column else None
         path = str(path) if path else f"row{i}.py"
         lic = row.get(license_column) if license_column else None
@@ -141,7 +153,7 @@ def iter_dataset(dataset: Any, column: str = "content", path_column: str | None 
         module = None
         if not path_column:
             module = f"row{i}"
-        yield SourceFile(source, path, text, str(lic) if lic else None, module)
+        yield SourceFile(source, path, text, str(lic) if lic else None, module, unreadable=why)
 
 
 def load_dataset_source(spec: str, split: str = "train", streaming: bool = True):
