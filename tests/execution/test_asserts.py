@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from trl_unittest.execution import rewrite_asserts
@@ -19,7 +21,9 @@ def test_mbpp_style_asserts_become_call_tests():
                      ("call", "falsy"), ("call", "is"), ("call", "eq")]
     assert report.tests[0].expr == "remove_Occ('hello', 'l')" and report.tests[0].expected == "'heo'"
     assert report.tests[1].expected == "{4}"  # stored as the sandbox encodes the value, not as written
-    assert report.tests[2].rel_tol == 0.001 and report.tests[3].abs_tol == 0.01
+    assert report.tests[2].rel_tol == 0.001
+    # `abs(x - y) < 0.01`: strictly below 0.01, and no relative tolerance beside it
+    assert report.tests[3].abs_tol == math.nextafter(0.01, 0) and report.tests[3].rel_tol == 0
     assert report.tests[7].expr == "add(2, 3)" and report.tests[7].expected == "5"
     assert report.rewritten == 8 and report.unrewritten == 0
 
@@ -64,3 +68,36 @@ def test_expected_literals_are_stored_in_the_sandbox_encoding():
     assert [t.expected for t in report.tests] == ["[1, 2, (3,)]", "float('nan')", "-0.0", "{'a': 1}", "(1+2j)",
                                                   "float('nan')"]
     assert report.rewritten == 6
+
+
+def test_checks_outside_check_are_counted_tests_not_set_up():
+    """A loop of asserts (or a call to a helper that asserts) becomes a code test, counted as unverified: as set-up
+    it ran before the tests and counted nothing."""
+    report = rewrite_asserts("import math\nLIMIT = 5\ndef verify():\n    assert sq(3) == 9\n"
+                             "assert sq(2) == 4\nfor i in range(LIMIT):\n    assert sq(i) == i * i\nverify()\n",
+                             entry_point="sq")
+    assert [t.kind for t in report.tests] == ["call", "code", "code"]
+    assert report.setup == "import math\nLIMIT = 5\ndef verify():\n    assert sq(3) == 9"
+    assert report.unrewritten == 2 and report.reasons["check code outside check()"] == 2
+
+
+def test_the_harness_call_to_check_is_dropped():
+    report = rewrite_asserts("def check(candidate):\n    assert candidate(3) == 9\n\ncheck(sq)\n", entry_point="sq")
+    assert [(t.kind, t.expr) for t in report.tests] == [("call", "sq(3)")] and report.setup == ""
+
+
+@pytest.mark.parametrize("assertion, value, python_says", [
+    ("abs(f() - 1e12) < 1e-3", 1e12 + 500, False),        # no relative tolerance slips in
+    ("abs(f() - 1) < 0.5", 1.5, False),                    # strictly below
+    ("abs(f() - 1) <= 0.5", 1.5, True),
+    ("math.isclose(f(), 1e6, rel_tol=0, abs_tol=1e-6)", 1e6 + 0.0005, False),  # an explicit rel_tol=0 stays 0
+    ("math.isclose(f(), 1e6)", 1e6 + 0.0005, True),        # isclose's own default rel_tol=1e-9
+])
+def test_tolerance_asserts_keep_their_meaning(assertion, value, python_says):
+    from trl_unittest.execution.results import grade_test
+    from trl_unittest.execution.worker import encode_value
+
+    (test,) = rewrite_asserts([f"assert {assertion}"], entry_point="f").tests
+    assert test.op == "approx"
+    verdict = grade_test(test, {"outcome": "ok", "value": encode_value(value), "t": 0.0})
+    assert (verdict.outcome == "passed") == python_says

@@ -243,3 +243,60 @@ def test_sandbox_hides_home_and_working_tree(hostile_pool, host):
         pytest.skip("only bubblewrap hides the file system")
     r = hostile_pool.run(probe)
     assert r.tests[0].observed == "[False, False, False, False]"
+
+
+# ------------------------------------------------------------------------- forgeries beyond returned values
+def test_forged_exception_classes_do_not_pass_raises_tests(hostile_pool):
+    """A program's own classes named like built-in (or preloaded stdlib) exceptions are reported as forged; a
+    real subclass of ValueError still counts as a ValueError, as `except ValueError` would see it."""
+    source = ("base = Exception\n"
+              "for n in ['JSONDecodeError', 'KeyError', 'TypeError', 'ValueError']:\n"
+              "    base = type(n, (base,), {'__module__': 'json.decoder' if n == 'JSONDecodeError' else 'builtins'})\n"
+              "class Genuine(ValueError):\n    pass\n"
+              "def solve(i):\n    raise (Genuine if i == 9 else base)()\n")
+    names = ["ValueError", "TypeError", "KeyError", "json.decoder.JSONDecodeError"]
+    tests = [Test(expr=f"solve({i})", op="raises", exception=e) for i, e in enumerate(names)]
+    result = hostile_pool.run(Program(source, tests + [Test(expr="solve(9)", op="raises", exception="ValueError")]))
+    assert [t.outcome for t in result.tests] == ["error"] * 4 + ["passed"]
+    assert result.tests[0].exception_names[0] == "forged:ValueError"
+
+
+def test_forged_frames_cannot_break_the_batch_or_claim_a_sandbox_error(hostile_pool):
+    frame = ("import os, json, struct\n"
+             "def frame(o):\n    d = json.dumps(o).encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n")
+    programs = [
+        frame + "frame({'ev': 'imported'})\nframe({'ev': 'result', 'i': 0, 'value': '2', 'arcs': [7], 'lines': 'x'})\n"
+                "os._exit(0)\ndef solve(i): return 0\n",
+        frame + "frame({'ev': 'setup_error', 'error': 'the sandbox broke'})\nos._exit(0)\ndef solve(i): return 0\n",
+        "def solve(i):\n    return 10 ** 400\n",  # far beyond float range, graded against an approx test
+    ]
+    good = Program("def solve(i):\n    return 1\n", [Test(expr="solve(0)", expected="1")])
+    tests = [Test(expr="solve(0)", op="approx", expected="1.0", rel_tol=1e-6)]
+    results = hostile_pool.run_batch([good] + [Program(p, tests) for p in programs] + [good])
+    assert results[0].all_passed and results[-1].all_passed
+    assert [r.passed for r in results[1:-1]] == [0, 0, 0]
+    assert results[2].status != "sandbox_error"
+
+
+def test_stdin_tests_and_crashes_stop_after_max_timeouts(hostile_pool):
+    hang = Program("while True:\n    pass\n", [Test(kind="io", stdin=str(i), expected="x") for i in range(5)])
+    crash = Program("import os\ndef solve(i):\n    os._exit(0)\n", [Test(expr=f"solve({i})", expected="0") for i in range(5)])
+    for result in hostile_pool.run_batch([hang, crash]):
+        errors = [t.error_type for t in result.tests]
+        assert result.passed == 0 and errors.count("NotRun") == 5 - hostile_pool.limits.max_timeouts, errors
+
+
+def test_close_stops_a_running_program_and_cancels_the_queue():
+    others = set(_host_processes_matching("trl_unittest/worker.py"))  # the module's pool
+    pool = ExecutionPool(num_workers=1, limits=Limits(test_timeout=1.0))
+    sleeper = Program("import time\ndef solve(i):\n    time.sleep(1000)\n", [Test(expr="solve(0)", expected="0")],
+                      timeouts=[90.0])
+    running = pool.submit(sleeper)
+    queued = pool.submit(sleeper)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    pool.close(grace=0.5)
+    assert time.monotonic() - t0 < 20
+    assert running.result(timeout=1).error == "PoolClosed" and queued.cancelled()
+    assert set(_host_processes_matching("trl_unittest/worker.py")) <= others
+    assert not [p for p in _host_processes_matching("sleep") if "1000" in open(f"/proc/{p}/cmdline").read()]

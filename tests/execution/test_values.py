@@ -103,3 +103,21 @@ def test_grading_decodes_when_text_differs_or_is_not_a_literal(expected, observe
 
     result = grade_test(Test(expr="f()", expected=expected), {"outcome": "ok", "value": observed, "t": 0.0})
     assert result.outcome == outcome
+
+
+def test_values_far_longer_than_expected_are_judged_without_decoding():
+    from trl_unittest.execution.results import grade_test
+    from trl_unittest.tasks import Test
+
+    huge = "[" + ", ".join(["1"] * 300_000) + "]"
+    assert grade_test(Test(expr="f()", expected="1"), {"outcome": "ok", "value": huge}).outcome == "failed"
+    assert grade_test(Test(expr="f()", op="ne", expected="1"), {"outcome": "ok", "value": huge}).outcome == "passed"
+    # equal values whose texts differ in length (1 == 1.0 == True) are still decoded and compared
+    assert grade_test(Test(expr="f()", expected="[1, 1]"), {"outcome": "ok", "value": "[True, 1.0]"}).outcome == "passed"
+
+
+def test_huge_ints_are_not_close_to_floats_and_do_not_raise():
+    from trl_unittest.execution.values import values_close
+
+    assert values_close(1.0, 10 ** 400, 1e-6, 0.0) is False
+    assert values_close(10 ** 400, 10 ** 400, 1e-6, 0.0) is True

@@ -18,6 +18,7 @@ forge its pass. Those are counted (``RewriteReport.unrewritten``) and flagged as
 from __future__ import annotations
 
 import ast
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ def rewrite_asserts(test_code: str | list[str], entry_point: str = "", candidate
     except SyntaxError as e:
         raise ValueError(f"test code does not parse: {e}") from None
     setup = []
+    has_check = any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in tree.body)
     for node in tree.body:
         if isinstance(node, ast.Assert):
             _add(report, node, {})
@@ -55,10 +57,28 @@ def rewrite_asserts(test_code: str | list[str], entry_point: str = "", candidate
             continue
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring or a stray literal
-        else:
+        elif has_check and _calls_check(node):
+            continue  # the harness's own `check(candidate)`: check() became the tests above
+        elif isinstance(node, _SETUP_NODES):
             setup.append(ast.unparse(node))
+        else:
+            # statements that run checks (a loop of asserts, a call to a helper that asserts): set-up code would
+            # run them before any test and count nothing; as a code test they are run and counted (unverified)
+            report.tests.append(Test(kind="code", code=_source(node, {})))
+            report.unrewritten += 1
+            report.reasons["check code outside check()"] += 1
     report.setup = "\n".join(setup)
     return report
+
+
+# what set-up code is: definitions, imports and assignments (it prepares names; it checks nothing)
+_SETUP_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Assign,
+                ast.AnnAssign, ast.AugAssign, ast.Pass)
+
+
+def _calls_check(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
+        isinstance(node.value.func, ast.Name) and node.value.func.id == "check"
 
 
 def _add_check(report: RewriteReport, node: ast.FunctionDef, entry_point: str, candidate: str) -> None:
@@ -137,8 +157,12 @@ def _rewrite(expr: ast.AST, renames: dict[str, str]) -> tuple[Test | None, str]:
             tol = _literal(right)
             if approx is not None and tol is not None and type(decode_value(tol)) in (int, float):
                 value_side, expected = approx
-                return Test(kind="call", expr=value_side, op="approx", expected=expected,
-                            abs_tol=float(decode_value(tol))), ""
+                tol = float(decode_value(tol))
+                if not (math.isfinite(tol) and tol > 0):
+                    return None, "abs() difference with a tolerance that is not a positive number"
+                # `|a - b| < tol` is `|a - b| <= the float just below tol`; no relative tolerance
+                return Test(kind="call", expr=value_side, op="approx", expected=expected, rel_tol=0.0,
+                            abs_tol=math.nextafter(tol, 0.0) if isinstance(op, ast.Lt) else tol), ""
         return None, f"comparison {type(op).__name__}"
     if isinstance(expr, ast.Call) and _is_isclose(expr.func):
         if len(expr.args) != 2:

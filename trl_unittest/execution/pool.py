@@ -54,6 +54,7 @@ class _WorkerProcess:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
         self.fd_out = self.proc.stdout.fileno()
+        self.closing = False  # killed by ExecutionPool.close() while running a program
 
     def request(self, payload: dict, deadline: float) -> dict:
         data = json.dumps(payload).encode("utf-8", "surrogatepass")
@@ -90,7 +91,9 @@ class _WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def kill(self) -> None:
+    def signal_kill(self) -> None:
+        """SIGKILL the worker (and its sandbox) without touching the pipes, which a serving thread may be
+        reading: it sees end of input and retires the worker itself."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
@@ -99,6 +102,9 @@ class _WorkerProcess:
             self.proc.kill()
         except OSError:
             pass
+
+    def kill(self) -> None:
+        self.signal_kill()
         self._close_pipes()
         try:
             self.proc.wait(timeout=10)
@@ -152,6 +158,7 @@ class ExecutionPool:
         self.hash_seed = hash_seed
         self.restarts = 0
         self._queue: queue.Queue = queue.Queue()
+        self._busy: dict[int, _WorkerProcess] = {}  # slot -> the worker running a program now
         self._closed = False
         self._lock = threading.Lock()
         pool_id = next(_pool_counter)
@@ -199,15 +206,31 @@ class ExecutionPool:
     async def run_batch_async(self, programs: Iterable[Program]) -> list[ProgramResult]:
         return list(await asyncio.gather(*(self.run_async(p) for p in programs)))
 
-    def close(self) -> None:
+    def close(self, grace: float = 5.0) -> None:
+        """Stop the pool: programs not started yet are cancelled, running ones get ``grace`` seconds to finish
+        (then their workers are killed and they end as ``sandbox_error: PoolClosed``), and every worker, process
+        and scratch directory is gone when this returns."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[1].cancel()
         for _ in self._threads:
             self._queue.put(None)
+        deadline = time.monotonic() + grace
         for thread in self._threads:
-            thread.join(timeout=60)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in list(self._busy.values()):  # still running a program after the grace period
+            worker.closing = True
+            worker.signal_kill()
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def __enter__(self) -> "ExecutionPool":
         return self
@@ -265,12 +288,17 @@ class ExecutionPool:
                         self._retire(worker)
                         worker = self._spawn(uid)
                         self.restarts += 1
-                    result = self._execute(worker, program)
+                    self._busy[slot] = worker
+                    try:
+                        result = self._execute(worker, program)
+                    finally:
+                        self._busy.pop(slot, None)
                 except WorkerError as e:
                     logger.info("trl_unittest: worker %d replaced after %s", slot, e)
+                    closing = worker.closing
                     self._retire(worker)
                     worker = None
-                    result = sandbox_failure(program, str(e).split(":")[0])
+                    result = sandbox_failure(program, "PoolClosed" if closing else str(e).split(":")[0])
                 except BaseException as e:  # never leave a caller waiting
                     self._retire(worker)
                     worker = None

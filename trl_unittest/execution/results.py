@@ -126,8 +126,7 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     outcome = raw.get("outcome")
     t = float(raw.get("t", float("nan")))
     names = list(raw.get("error") or [])
-    lines, arcs = raw.get("lines"), raw.get("arcs")
-    arcs = [tuple(a) for a in arcs] if isinstance(arcs, list) else None
+    lines, arcs = _trace_field(raw.get("lines"), 1), _trace_field(raw.get("arcs"), 2)
     common = {"time": t, "lines": lines, "arcs": arcs, "exception_names": names}
     if outcome == "timeout":
         return TestResult("timeout", error_type=names[0] if names else "Timeout", **common)
@@ -154,12 +153,31 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
             return TestResult("passed", observed=observed, **common)
         except LiteralError:
             pass
+    if test.op in ("eq", "ne", "approx") and isinstance(observed, str) and \
+            len(observed) > _LONGER_THAN_EQUAL * len(test.expected) + 1000:
+        # far longer than any text of a value equal to the expected one (1 vs True, 0 vs -0.0 ... differ by a
+        # few characters per item): not equal, judged without decoding megabytes on the trusted side
+        return TestResult("passed" if test.op == "ne" else "failed", observed=observed[:200] + "...", **common)
     try:
         actual = decode_value(observed)
     except LiteralError:
         return TestResult("error", error_type="ProtocolError", observed=None, **common)
     ok = _check(test, actual)
     return TestResult("passed" if ok else "failed", observed=observed, **common)
+
+
+_LONGER_THAN_EQUAL = 8
+
+
+def _trace_field(value: Any, width: int) -> list | None:
+    """Covered lines (``width`` 1: ints) or arcs (2: int pairs) from the sandbox, or None when malformed."""
+    if not isinstance(value, list):
+        return None
+    if width == 1:
+        return value if all(type(v) is int for v in value) else None
+    if all(isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) for v in value):
+        return [tuple(v) for v in value]
+    return None
 
 
 def _check(test: Test, actual: Any) -> bool:

@@ -153,11 +153,17 @@ def values_equal(expected: Any, actual: Any) -> bool:
 
 
 def values_close(expected: Any, actual: Any, rel_tol: float, abs_tol: float) -> bool:
-    """``math.isclose`` element-wise over numbers nested in lists/tuples; other values must be equal."""
+    """``math.isclose`` element-wise over numbers nested in lists/tuples; other values must be equal. With no
+    tolerance at all (both 0), ``math.isclose``'s default ``rel_tol=1e-9``; an explicit ``rel_tol=0`` beside an
+    ``abs_tol`` stays 0. An int too large for a float is close to nothing it differs from."""
     if type(expected) in (int, float) and type(actual) in (int, float):
-        if math.isnan(expected) or math.isnan(actual):
-            return math.isnan(expected) and math.isnan(actual)
-        return math.isclose(expected, actual, rel_tol=rel_tol or 1e-9, abs_tol=abs_tol)
+        try:
+            if math.isnan(expected) or math.isnan(actual):
+                return math.isnan(expected) and math.isnan(actual)
+            return math.isclose(expected, actual, rel_tol=rel_tol if (rel_tol or abs_tol) else 1e-9,
+                                abs_tol=abs_tol)
+        except (OverflowError, ValueError):  # an int beyond float range (isnan and isclose convert)
+            return expected == actual
     if isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)):
         return len(expected) == len(actual) and all(
             values_close(e, a, rel_tol, abs_tol) for e, a in zip(expected, actual))

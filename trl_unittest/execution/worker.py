@@ -167,15 +167,42 @@ def read_frame(fd, limit):
 
 
 # ------------------------------------------------------------------------------------------------- child side
-def exception_names(exc):
-    """Names of the exception's classes, most derived first: built-ins by name, others as module.qualname."""
+# Exception classes the program cannot have made: the built-ins and those of the modules loaded before any
+# program runs, by identity (``id`` then ``is``: a metaclass cannot fake either). Filled by the worker at start.
+_TRUSTED_EXCEPTIONS = {}
+
+
+def trust_exception_classes(modules):
+    """Record the exception classes of ``builtins`` and of ``modules`` (module objects) under their names."""
+    for module in [builtins, *modules]:
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and issubclass(value, BaseException):
+                qualname, mod = getattr(value, "__qualname__", None), getattr(value, "__module__", None)
+                if isinstance(qualname, str) and isinstance(mod, str):
+                    _TRUSTED_EXCEPTIONS[id(value)] = (value, qualname if mod == "builtins" else f"{mod}.{qualname}")
+    _TRUSTED_NAMES.update(name for _, name in _TRUSTED_EXCEPTIONS.values())
+
+
+_TRUSTED_NAMES = set()
+
+
+def exception_names(exc, _type=type, _id=id, _getattr=getattr, _isinstance=isinstance, _str=str):
+    """Names of the exception's classes, most derived first: built-ins by name, others as module.qualname. A
+    class of the program's own that claims a trusted class's name (``type("ValueError", ...)`` with
+    ``__module__ = "builtins"``) is reported as ``forged:<name>``, so a test expecting ``ValueError`` needs the
+    real one in the class's MRO."""
     names = []
-    for cls in type(exc).__mro__:
-        module = getattr(cls, "__module__", "")
-        name = getattr(cls, "__qualname__", "?")
-        if not isinstance(module, str) or not isinstance(name, str):
-            continue
-        names.append(name if module == "builtins" else f"{module}.{name}")
+    for cls in _type(exc).__mro__:
+        trusted = _TRUSTED_EXCEPTIONS.get(_id(cls))
+        if trusted is not None and trusted[0] is cls:
+            names.append(trusted[1])
+        else:
+            module = _getattr(cls, "__module__", "")
+            name = _getattr(cls, "__qualname__", "?")
+            if not _isinstance(module, _str) or not _isinstance(name, _str):
+                continue
+            name = name if module == "builtins" else f"{module}.{name}"
+            names.append("forged:" + name if (module == "builtins" or name in _TRUSTED_NAMES) else name)
         if cls is BaseException:
             break
     return names[:16]
@@ -270,6 +297,7 @@ def run_program(req, fd, start, send):
             return tracer
 
     if io_mode:
+        send(fd, {"ev": "begin"})
         t0 = perf()
         status = {"ev": "io_done", "i": start}
         try:
@@ -287,6 +315,7 @@ def run_program(req, fd, start, send):
         send(fd, status)
         return
 
+    send(fd, {"ev": "begin"})  # from here on the program's own code runs and could write frames itself
     try:
         exec(compiled, namespace)
         if req.get("test_setup"):
@@ -343,6 +372,7 @@ class Worker:
         self.counter = 0
         self.pending = []  # (pid, scratch) of finished children still to reap and clean
         self.own_pid_ns = bool(config.get("own_pid_ns"))
+        self.tracing, self.stops_left = False, 1
         if self.uid is not None and os.getuid() != 0:
             self.uid = None  # cannot switch users without privileges: the sandbox is the boundary
         os.makedirs(self.scratch_root, exist_ok=True)
@@ -361,6 +391,7 @@ class Worker:
                 __import__(name)
             except ImportError:
                 pass
+        trust_exception_classes([m for m in list(sys.modules.values()) if isinstance(m, type(sys))])
         # The protocol moves off fds 0/1, and the text streams every child will use are made once, on fds 0-2
         # pointing at /dev/null: seekable like the files children get there (measured: 8% less CPU per program)
         self.proto_in, self.proto_out = os.dup(0), os.dup(1)
@@ -395,6 +426,10 @@ class Worker:
         setup_timeout = float(req.get("setup_timeout", 5.0))
         results = [None] * len(tests)
         resp = {"status": "ran", "error": [], "tests": results, "stdout": "", "stderr": ""}
+        self.tracing = bool(req.get("trace"))
+        # tests that may time out or kill their process before the rest are given up, over the whole program
+        # (its stdin/stdout tests included): each costs a fresh child and its set-up
+        self.stops_left = int(req.get("max_timeouts") or len(tests) or 1)
         io_idx = [i for i, t in enumerate(tests) if t["kind"] == "io"]
         call_idx = [i for i, t in enumerate(tests) if t["kind"] != "io"]
         if call_idx or not tests:
@@ -409,6 +444,9 @@ class Worker:
             if resp["status"] == "compile_error":
                 results[i] = {"outcome": "error", "error": resp["error"], "t": 0.0}
                 continue
+            if self.stops_left <= 0:
+                results[i] = {"outcome": "timeout", "error": ["NotRun"], "t": float("nan")}
+                continue
             one = [None]
             sub = {**req, "tests": [tests[i]], "groups": None}
             self.run_children(sub, [timeouts[i]], setup_timeout, one, resp, stdin=tests[i].get("stdin", ""))
@@ -420,19 +458,24 @@ class Worker:
         process, until every test has a result."""
         start = 0
         n = len(req["tests"])
-        max_timeouts = int(req.get("max_timeouts") or n)
         groups = req.get("groups")
-        hung = 0  # tests that timed out (not the ones skipped after them)
         while True:
             start = self.run_child(req, timeouts, setup_timeout, results, resp, start, stdin)
-            if start is None or start >= n:
+            if start is None:  # the child got through
+                break
+            self.stops_left -= 1  # the test before `start` timed out or killed its process
+            if start >= n:
                 break
             if results[start - 1] is None or results[start - 1]["outcome"] != "timeout":
-                continue  # the child died during a test: a fresh one resumes at the next
-            hung += 1
+                # the child died during a test: a fresh one resumes at the next, unless that happened too often
+                if self.stops_left <= 0:
+                    for i in range(start, n):
+                        results[i] = {"outcome": "error", "error": ["NotRun"], "t": float("nan")}
+                    break
+                continue
             # the rest of the group that hung is not run (no groups: every test is its own group); when too many
             # tests hung, nothing more is (it hangs again and again: don't spend a budget on every test)
-            skip_to = n if hung >= max_timeouts else start
+            skip_to = n if self.stops_left <= 0 else start
             while skip_to < n and groups and groups[skip_to] == groups[start - 1]:
                 skip_to += 1
             for i in range(start, skip_to):
@@ -481,6 +524,7 @@ class Worker:
             deadline = time.monotonic() + setup_timeout
         resume = None
         buf = b""
+        begun = False  # the child's "begin": the program's own code runs from then on and may write frames too
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -508,8 +552,17 @@ class Worker:
                     if not isinstance(msg, dict):
                         raise _ProtocolError("BadFrame")
                     ev = msg.get("ev")
-                    if ev in ("compile_error", "import_error", "setup_error") and (phase == "setup" or io_mode):
+                    if ev == "begin" and not begun:
+                        begun = True
+                        continue
+                    if ev in ("compile_error", "setup_error") and not begun and (phase == "setup" or io_mode):
                         resp["status"] = {"setup_error": "sandbox_error"}.get(ev, ev)
+                        resp["error"] = _names(msg.get("error"))
+                        return None
+                    if not begun:
+                        raise _ProtocolError("UnexpectedEvent")
+                    if ev == "import_error" and (phase == "setup" or io_mode):
+                        resp["status"] = ev
                         resp["error"] = _names(msg.get("error"))
                         return None
                     if ev == "imported" and phase == "setup":
@@ -567,7 +620,7 @@ class Worker:
                 raise _ProtocolError("BadValue")
             res["value"] = value
         for key in ("lines", "arcs"):
-            if isinstance(msg.get(key), list):
+            if self.tracing and isinstance(msg.get(key), list):
                 res[key] = msg[key]
         return res
 
