@@ -66,3 +66,16 @@ def test_collate_pads_like_the_trainer():
     assert batch["completion_ids"].tolist() == [[4, 0, 0], [6, 7, 8]]  # right-padded
     assert batch["completion_mask"].tolist() == [[1, 0, 0], [1, 1, 1]]
     assert torch.equal(batch["returns"], torch.tensor([1.0, 0.0]))
+
+
+def test_reconfigure_applies_this_runs_settings_to_a_loaded_buffer():
+    buf = ReplayBuffer(capacity=64)
+    for i in range(12):
+        buf.add(PROMPT, f"    return {i}\n", [1], [2], float(i))
+    resumed = ReplayBuffer()
+    resumed.load_state_dict(buf.state_dict())
+    resumed.reconfigure(4, "lowest_reward")
+    assert resumed.capacity == 4 and resumed.eviction == "lowest_reward"
+    assert sorted(e.reward for e in resumed.entries.values()) == [8.0, 9.0, 10.0, 11.0]
+    resumed.add(PROMPT, "    return 100\n", [1], [2], 100.0)  # evicts the lowest reward left, 8
+    assert sorted(e.reward for e in resumed.entries.values()) == [9.0, 10.0, 11.0, 100.0]

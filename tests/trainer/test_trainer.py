@@ -193,12 +193,98 @@ def test_replayed_rows_wider_than_the_fresh_batch(tiny_llama, tokenizer, prompts
 
 @pytest.mark.parametrize("backprop", [False, True])
 def test_critic_gradient_reaches_the_backbone_only_when_asked(backprop, tiny_llama, tokenizer, prompts_ds, tmp_path):
-    # during the critic warm-up the policy loss is zeroed, so the backbone moves only through the critic's loss
-    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=2, critic_warmup_steps=2,
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=2,
                            critic_backprop=backprop)
+    trainer.model.train()
+    torch.nn.init.normal_(trainer.critic.head.weight)  # it starts at zero, which passes no gradient back
+    hidden = torch.randn(2, 6, trainer.critic.body[0].in_features, requires_grad=True)
+    values = trainer._values(hidden, 3, torch.ones(2, 3))
+    (grad,) = torch.autograd.grad(values.sum(), hidden, allow_unused=True)
+    assert (grad is not None and bool(grad.abs().sum() > 0)) == backprop
+
+
+@pytest.mark.parametrize("backprop", [False, True])
+def test_critic_warmup_leaves_the_policy_untouched(backprop, tiny_llama, tokenizer, prompts_ds, tmp_path):
+    """During the critic-only warm-up no policy parameter moves: no policy loss, no critic gradient into the
+    backbone, and no AdamW weight decay (parameters without a gradient are skipped)."""
+    with pytest.warns(UserWarning, match="only the critic trains"):
+        trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=2,
+                               critic_warmup_steps=2, critic_backprop=backprop, weight_decay=0.1)
     before = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    critic_before = [p.clone() for p in trainer.critic.parameters()]
     trainer.train()
-    after = dict(trainer.model.named_parameters())
-    moved = [k for k, v in before.items() if not torch.equal(v, after[k])]
-    assert bool(moved) == backprop, moved
-    assert all("embed_tokens" not in k or backprop for k in moved)
+    moved = [k for k, v in trainer.model.named_parameters() if not torch.equal(before[k], v)]
+    assert moved == []
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, trainer.critic.parameters()))
+
+
+def test_critic_steps_with_the_policy_at_epoch_ends(tiny_llama, tokenizer, tmp_path):
+    """The last accumulation of an epoch is shorter; the critic must still step exactly when the policy does."""
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"prompt": [f"def f{i}(x):\n" for i in range(18)]})  # 9 micro-steps an epoch
+    trainer = make_trainer(tiny_llama, low_ids, ds, tokenizer, tmp_path, per_device_train_batch_size=4,
+                           num_generations=2, gradient_accumulation_steps=2, steps_per_generation=3, max_steps=-1,
+                           num_train_epochs=2)
+    policy, critic = [], []
+    critic_step = trainer._critic_step
+    trainer._critic_step = lambda: (critic.append(trainer._step), critic_step())[1]
+
+    from transformers import TrainerCallback
+
+    class Spy(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            policy.append(trainer._step)
+
+    trainer.add_callback(Spy())
+    trainer.train()
+    assert policy and critic == policy, (policy, critic)
+    assert any(b - a == 1 for a, b in zip(policy, policy[1:])), policy  # an epoch ended on a short accumulation
+
+
+def test_truncated_completions_are_not_replayed_and_advantages_are_not_grpos(tiny_llama, tokenizer, prompts_ds,
+                                                                             tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=2, max_completion_length=2,
+                           mask_truncated_completions=True, log_completions=True)
+    trainer.train()
+    assert len(trainer.replay) == 0  # every completion was cut at 2 tokens: nothing to learn from or replay
+    logged = list(trainer._logs["advantages"])
+    assert logged and all(a != a for a in logged)  # NaN: GRPO's group advantages are not this trainer's
+    assert all(abs(x) != float("inf") for x in history(trainer, "advantages/min") + history(trainer, "advantages/max"))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("critic_loss_coef", -1.0, "critic_loss_coef must be a finite number > 0"),
+    ("critic_loss_coef", 0.0, "critic_loss_coef must be a finite number > 0"),
+    ("replay_is_clip", float("nan"), "replay_is_clip must be a finite number"),
+    ("replay_min_reward", float("nan"), "replay_min_reward must be a finite number"),
+    ("critic_warmup_steps", -5, "critic_warmup_steps must be a whole number >= 0"),
+    ("replay_policy_coef", -2.0, "replay_policy_coef must be a finite number >= 0"),
+    ("critic_widths", [64.7], "critic_widths must be positive integers"),
+    ("entropy_coef", 0.5, "entropy_coef=0.5 is a GRPOTrainer option that ActorCriticTrainer's loss does not use"),
+    ("importance_sampling_level", "sequence", "importance_sampling_level='sequence' is a GRPOTrainer option"),
+])
+def test_bad_actor_critic_settings_are_named(field, value, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, **{field: value})
+
+
+def test_reward_model_missing_is_checked():
+    from trl_unittest.trainer.reward_model import UnitTestRewardModel
+
+    with pytest.raises(ValueError, match="missing must be 'raise' or a finite reward"):
+        UnitTestRewardModel(lambda *a, **k: [0.0], None, tasks={}, missing="skip")
+
+
+def test_replayed_rows_do_not_move_the_fresh_rows_positions(tiny_gpt2, prompts_ds, tmp_path):
+    """GPT-2 has absolute position embeddings: replayed rows with longer prompts must not widen the fresh rows'
+    left padding, or their log-probabilities drift from the sampling ones (KL > 0 with an unchanged policy)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    trainer = make_trainer(tiny_gpt2, low_ids, prompts_ds, tok, tmp_path, max_steps=4, learning_rate=1e-12,
+                           critic_learning_rate=1e-12, beta=0.1, replay_policy_batch_size=4, replay_min_reward=0.0,
+                           disable_dropout=True)
+    trainer.train()
+    assert history(trainer, "replay/policy_samples"), "nothing was replayed"
+    assert max(abs(k) for k in history(trainer, "kl")) < 1e-4, history(trainer, "kl")

@@ -107,6 +107,9 @@ class ActorCriticTrainer(GRPOTrainer):
         if self._captured is not None:
             self._captured.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
 
+    def _in_warmup(self) -> bool:
+        return self.model.training and self.state.global_step < self.args.critic_warmup_steps
+
     @property
     def critic_frozen(self) -> bool:
         return self.args.freeze_critic_after_warmup and self.state.global_step >= self.args.critic_warmup_steps
@@ -114,7 +117,7 @@ class ActorCriticTrainer(GRPOTrainer):
     def _values(self, hidden: torch.Tensor, logits_to_keep: int, mask: torch.Tensor) -> torch.Tensor:
         """Critic values (B, T) for the completion positions: V(s_t) is read from the hidden state that predicts
         completion token t; at sequence level, the hidden state of the last prompt token, repeated over T."""
-        if not self.args.critic_backprop or self.critic_frozen:
+        if not self.args.critic_backprop or self.critic_frozen or self._in_warmup():
             hidden = hidden.detach()
         if self.args.critic_value_level == "token":
             values = self.critic(hidden[:, -logits_to_keep - 1:-1].float())
@@ -147,6 +150,13 @@ class ActorCriticTrainer(GRPOTrainer):
         start = self.accelerator.process_index * len(prompts)
         local = slice(start, start + len(prompts))
         output.pop("advantages", None)  # GRPO's group advantages: replaced by R - V in _compute_loss
+        # ...and not logged as if they were ours: R - V exists only in the loss (NaN in the completions table)
+        logged = self._logs.get("advantages") if hasattr(self, "_logs") else None
+        if logged is not None and len(logged) >= len(rewards):
+            for k in range(len(logged) - len(rewards), len(logged)):
+                logged[k] = float("nan")
+        if self.num_generations == 1 and self._metrics[mode].get("frac_reward_zero_std"):
+            self._metrics[mode]["frac_reward_zero_std"].pop()  # a group of one always has zero std
         output["returns"] = rewards[local].nan_to_num(0.0)
         output["scorable"] = (~unscorable[local]).float()
 
@@ -156,7 +166,7 @@ class ActorCriticTrainer(GRPOTrainer):
             p_ids, p_mask = output["prompt_ids"], output["prompt_mask"]
             c_ids, c_mask = output["completion_ids"], output["completion_mask"]
             for i in range(len(prompts)):
-                if not output["scorable"][i]:
+                if not output["scorable"][i] or not c_mask[i].any():  # unscored, or masked out (truncated)
                     continue
                 entry_point = inputs[i].get("entry_point", "") if isinstance(inputs[i], dict) else ""
                 replay_index[i] = self.replay.add(
@@ -201,36 +211,41 @@ class ActorCriticTrainer(GRPOTrainer):
                 replay_hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
             del out
 
-        # Replayed high-reward programs join the batch (one forward for all rows).
+        # Replayed high-reward programs: a forward of their own, so that the fresh rows keep the padding they were
+        # sampled (and their old/ref log-probabilities computed) with; positions shift with left padding in
+        # models with absolute position embeddings
         replayed = []
         if mode == "train" and args.replay_policy_batch_size > 0:
             replayed = self.replay.sample(args.replay_policy_batch_size, min_reward=args.replay_min_reward,
                                           need_logp=True)
+        parts = [(prompt_ids, prompt_mask, completion_ids, completion_mask)]
         if replayed:
             r = collate(replayed, self._tokenizer.pad_token_id, device)
-            prompt_ids = _pad_cat(prompt_ids, r["prompt_ids"], self._tokenizer.pad_token_id, left=True)
-            prompt_mask = _pad_cat(prompt_mask, r["prompt_mask"], 0, left=True)
-            completion_ids = _pad_cat(completion_ids, r["completion_ids"], self._tokenizer.pad_token_id, left=False)
+            parts.append((r["prompt_ids"], r["prompt_mask"], r["completion_ids"], r["completion_mask"]))
+        logps_parts, entropy_parts, value_parts = [], [], []
+        for p_ids, p_mask, c_ids, c_mask in parts:
+            self._captured = []
+            try:
+                part_logps, part_entropies, _ = self._get_per_token_logps_and_entropies(
+                    model, torch.cat([p_ids, c_ids], dim=1), torch.cat([p_mask, c_mask], dim=1), c_ids.size(1),
+                    compute_entropy=True)
+                hidden = torch.cat(self._captured, dim=0)
+            finally:
+                self._captured = None
+            if hidden.size(0) != p_ids.size(0):
+                raise RuntimeError("the critic's hook captured hidden states for a different batch than the policy's")
+            logps_parts.append(part_logps)
+            entropy_parts.append(part_entropies)
+            value_parts.append(self._values(hidden, c_ids.size(1), c_mask))  # (B, T)
+        per_token_logps, entropies, values = logps_parts[0], entropy_parts[0], value_parts[0]
+        if replayed:  # one batch again, completions right-padded to the wider side
+            per_token_logps = _pad_cat(per_token_logps, logps_parts[1], 0.0, left=False)
+            entropies = _pad_cat(entropies, entropy_parts[1], 0.0, left=False)
+            values = _pad_cat(values, value_parts[1], 0.0, left=False)
             mask = _pad_cat(mask, r["completion_mask"], 0, left=False)
             completion_mask = _pad_cat(completion_mask, r["completion_mask"], 0, left=False)
             returns = torch.cat([returns, r["returns"]])
 
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        logits_to_keep = completion_ids.size(1)
-
-        self._captured = []
-        try:
-            per_token_logps, entropies, _ = self._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, compute_entropy=True
-            )
-            hidden = torch.cat(self._captured, dim=0)
-        finally:
-            self._captured = None
-        if hidden.size(0) != input_ids.size(0):
-            raise RuntimeError("the critic's hook captured hidden states for a different batch than the policy's")
-
-        values = self._values(hidden, logits_to_keep, mask)  # (B, T)
         # fresh rows and their completion columns (replayed rows may have widened the batch on either side)
         fresh = (slice(0, n_fresh), slice(0, inputs["completion_ids"].size(1)))
         mask_f = mask[fresh].float() * inputs["scorable"][:, None]
@@ -291,8 +306,9 @@ class ActorCriticTrainer(GRPOTrainer):
             critic_count = critic_count + r_mask.sum()
         critic_loss = critic_sum / critic_count.clamp(min=1.0)
 
-        warmup = mode == "train" and self.state.global_step < args.critic_warmup_steps
-        loss = policy_loss * (0.0 if warmup else 1.0)
+        # critic-only warm-up: the policy's loss is left out of the graph (and the critic reads detached hidden
+        # states), so policy parameters get no gradient and AdamW skips them (no weight decay either)
+        loss = critic_loss.new_zeros(()) if self._in_warmup() else policy_loss
         if not self.critic_frozen:
             loss = loss + args.critic_loss_coef * critic_loss
         normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
@@ -316,15 +332,19 @@ class ActorCriticTrainer(GRPOTrainer):
         valid = mask_f.bool()
         lo = adv_f[valid].min() if valid.any() else adv_f.new_tensor(float("inf"))
         hi = adv_f[valid].max() if valid.any() else adv_f.new_tensor(float("-inf"))
-        m["advantages/min"].append(self.accelerator.gather(lo.reshape(1)).min().item())
-        m["advantages/max"].append(self.accelerator.gather(hi.reshape(1)).max().item())
+        lo, hi = self.accelerator.gather(lo.reshape(1)).min().item(), self.accelerator.gather(hi.reshape(1)).max().item()
+        if lo <= hi:  # some token counted somewhere (every completion masked out: nothing to report)
+            m["advantages/min"].append(lo)
+            m["advantages/max"].append(hi)
         m["entropy"].append(self._gather_mean(entropies[fresh].detach(), mask_f))
         return loss
 
     # ------------------------------------------------------------------ the critic's optimiser step
     def training_step(self, model, inputs, num_items_in_batch):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self._step % self.current_gradient_accumulation_steps == 0:
+        # the Trainer's own flag for "the optimiser steps after this micro-step": it also covers the shorter
+        # accumulation at the end of an epoch, where counting micro-steps drifts
+        if self.accelerator.sync_gradients:
             self._critic_step()
         return loss
 
@@ -363,6 +383,7 @@ class ActorCriticTrainer(GRPOTrainer):
         path = os.path.join(checkpoint, f"replay-{self.accelerator.process_index}.pt")
         if self.args.replay_capacity > 0 and os.path.exists(path):
             self.replay.load_state_dict(torch.load(path, weights_only=False))
+            self.replay.reconfigure(self.args.replay_capacity, self.args.replay_eviction)  # this run's settings
 
     def load_critic(self, directory: str) -> None:
         """Restore the critic and its optimiser from `directory/critic.pt` (a checkpoint or a saved model)."""
@@ -372,3 +393,5 @@ class ActorCriticTrainer(GRPOTrainer):
         state = torch.load(path, map_location=self.accelerator.device, weights_only=False)
         self.critic.load_state_dict(state["critic"])
         self.critic_optimizer.load_state_dict(state["optimizer"])
+        for group in self.critic_optimizer.param_groups:  # the moments resume; the settings are this run's
+            group["lr"], group["weight_decay"] = self.args.critic_learning_rate, self.args.critic_weight_decay

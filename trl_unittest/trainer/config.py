@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import warnings
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
@@ -122,8 +125,9 @@ class ActorCriticConfig(GRPOConfig):
             raise ValueError(f"critic_value_level must be 'token' or 'sequence', got {self.critic_value_level!r}")
         if isinstance(self.critic_widths, int):
             self.critic_widths = [self.critic_widths]
-        if any(int(w) <= 0 for w in self.critic_widths):
+        if any(isinstance(w, bool) or int(w) != w or int(w) <= 0 for w in self.critic_widths):
             raise ValueError(f"critic_widths must be positive integers, got {self.critic_widths}")
+        self.critic_widths = [int(w) for w in self.critic_widths]
         if self.replay_eviction not in ("fifo", "lowest_reward"):
             raise ValueError(f"replay_eviction must be 'fifo' or 'lowest_reward', got {self.replay_eviction!r}")
         if self.replay_capacity < 0 or self.replay_critic_batch_size < 0 or self.replay_policy_batch_size < 0:
@@ -142,7 +146,34 @@ class ActorCriticConfig(GRPOConfig):
         if self.freeze_critic_after_warmup and self.critic_backprop:
             raise ValueError("freeze_critic_after_warmup and critic_backprop are incompatible: a frozen critic "
                              "cannot train the backbone.")
-        if self.critic_learning_rate <= 0:
+        if not self.critic_learning_rate > 0:
             raise ValueError(f"critic_learning_rate must be > 0, got {self.critic_learning_rate}")
-        if self.replay_is_clip <= 0:
-            raise ValueError(f"replay_is_clip must be > 0, got {self.replay_is_clip}")
+        if not (math.isfinite(self.replay_is_clip) and self.replay_is_clip > 0):
+            raise ValueError(f"replay_is_clip must be a finite number > 0, got {self.replay_is_clip}")
+        if not (math.isfinite(self.critic_loss_coef) and self.critic_loss_coef > 0):
+            raise ValueError(f"critic_loss_coef must be a finite number > 0 (0 would never train the critic, a "
+                             f"negative one makes it ascend), got {self.critic_loss_coef}")
+        if not (math.isfinite(self.replay_policy_coef) and self.replay_policy_coef >= 0):
+            raise ValueError(f"replay_policy_coef must be a finite number >= 0, got {self.replay_policy_coef}")
+        if self.replay_min_reward is not None and not math.isfinite(self.replay_min_reward):
+            raise ValueError(f"replay_min_reward must be a finite number, got {self.replay_min_reward}")
+        if not (isinstance(self.critic_warmup_steps, int) and self.critic_warmup_steps >= 0):
+            raise ValueError(f"critic_warmup_steps must be a whole number >= 0, got {self.critic_warmup_steps}")
+        if self.critic_weight_decay < 0:
+            raise ValueError(f"critic_weight_decay must be >= 0, got {self.critic_weight_decay}")
+        if self.max_steps > 0 and self.critic_warmup_steps >= self.max_steps:
+            warnings.warn(f"critic_warmup_steps={self.critic_warmup_steps} covers every one of max_steps="
+                          f"{self.max_steps}: only the critic trains in this run", stacklevel=3)
+        self._check_grpo_options()
+
+    # GRPO options this trainer's loss and advantages do not use: a value other than GRPOConfig's default would be
+    # silently ignored, so it is refused instead (loss_type, scale_rewards, epsilon_* are documented replacements)
+    _UNUSED_GRPO_OPTIONS = ("entropy_coef", "top_entropy_quantile", "importance_sampling_level",
+                            "off_policy_mask_threshold", "delta", "multi_objective_aggregation")
+
+    def _check_grpo_options(self):
+        defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+        for name in self._UNUSED_GRPO_OPTIONS:
+            if name in defaults and getattr(self, name, defaults[name]) != defaults[name]:
+                raise ValueError(f"{name}={getattr(self, name)!r} is a GRPOTrainer option that ActorCriticTrainer's "
+                                 f"loss does not use; leave it at its default ({defaults[name]!r})")

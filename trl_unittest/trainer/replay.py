@@ -106,6 +106,16 @@ class ReplayBuffer:
         if not seen:
             self.by_prompt.pop(entry.prompt, None)
 
+    def reconfigure(self, capacity: int, eviction: str) -> None:
+        """Apply (possibly new) settings to a loaded buffer: evict down to ``capacity`` under ``eviction``."""
+        if eviction not in EVICTION_POLICIES:
+            raise ValueError(f"replay eviction must be one of {EVICTION_POLICIES}, got {eviction!r}")
+        self.capacity, self.eviction = capacity, eviction
+        self._heap = [(e.reward, e.id) for e in self.entries.values()] if eviction == "lowest_reward" else []
+        heapq.heapify(self._heap)
+        while len(self.entries) > capacity:
+            self._evict()
+
     def get(self, entry_id: int) -> ReplayEntry | None:
         return self.entries.get(int(entry_id))
 

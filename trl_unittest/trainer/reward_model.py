@@ -11,6 +11,7 @@ through. PPO and `ActorCriticTrainer` are thus trained on exactly the same rewar
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from types import SimpleNamespace
 
@@ -48,6 +49,9 @@ class UnitTestRewardModel(nn.Module):
 
     def __init__(self, reward_fn: Callable, tokenizer, tasks, prompt_column: str = "prompt",
                  missing: str | float = "raise"):
+        if not (missing == "raise" or (isinstance(missing, (int, float)) and not isinstance(missing, bool)
+                                       and math.isfinite(missing))):
+            raise ValueError(f"missing must be 'raise' or a finite reward, got {missing!r}")
         super().__init__()
         self.reward_fn = reward_fn
         self.tokenizer = tokenizer
