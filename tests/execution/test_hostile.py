@@ -300,3 +300,22 @@ def test_close_stops_a_running_program_and_cancels_the_queue():
     assert running.result(timeout=1).error == "PoolClosed" and queued.cancelled()
     assert set(_host_processes_matching("trl_unittest/worker.py")) <= others
     assert not [p for p in _host_processes_matching("sleep") if "1000" in open(f"/proc/{p}/cmdline").read()]
+
+
+def test_ipc_keys_and_user_namespaces_are_refused_threads_and_forks_are_not(hostile_pool):
+    """SysV shared memory and kernel keys would outlive the program (and its memory limit); a new user namespace
+    would give it capabilities back. The worker's seccomp filter refuses them; ordinary concurrency still works."""
+    libc = "import ctypes, os, subprocess, threading\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    probes = {
+        "libc.shmget(0, 200 << 20, 0o1600)": "-1",
+        "libc.semget(0, 1, 0o1600)": "-1",
+        "libc.msgget(0, 0o1600)": "-1",
+        "libc.syscall(248, b'user', b'k', b'v', 1, -3) if os.uname().machine == 'x86_64' else -1": "-1",
+        "libc.unshare(0x10000000)": "-1",
+        "subprocess.run(['unshare', '-U', 'true'], capture_output=True).returncode != 0": "True",
+        "(lambda t: (t.start(), t.join(), 1)[2])(threading.Thread(target=lambda: None))": "1",
+        "(lambda p: 7 if p == 0 and os._exit(7) else os.waitpid(p, 0)[1] >> 8)(os.fork())": "7",
+        "subprocess.run(['true']).returncode": "0",
+    }
+    result = hostile_pool.run(Program(libc, [Test(expr=e, expected=v) for e, v in probes.items()]))
+    assert [t.observed for t in result.tests] == list(probes.values())

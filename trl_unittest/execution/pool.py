@@ -255,6 +255,7 @@ class ExecutionPool:
             "python_paths": list(self.spec.python_paths),
             "scratch_root": "/tmp/scratch" if self.mode == "bwrap" else None,
             "preload": list(PRELOAD_MODULES),
+            "seccomp": self.mode != "none",
         }
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": str(self.hash_seed),
                "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}
