@@ -165,6 +165,10 @@ class ActorCriticConfig(GRPOConfig):
             warnings.warn(f"critic_warmup_steps={self.critic_warmup_steps} covers every one of max_steps="
                           f"{self.max_steps}: only the critic trains in this run", stacklevel=3)
         self._check_grpo_options()
+        if getattr(self, "use_vllm", False) and getattr(self, "vllm_importance_sampling_correction", False):
+            warnings.warn("vllm_importance_sampling_correction is not applied by ActorCriticTrainer's loss: the "
+                          "completions are scored as if the policy had sampled them (set it to False to silence "
+                          "this)", stacklevel=3)
 
     # GRPO options this trainer's loss and advantages do not use: a value other than GRPOConfig's default would be
     # silently ignored, so it is refused instead (loss_type, scale_rewards, epsilon_* are documented replacements)
