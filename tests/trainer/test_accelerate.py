@@ -20,7 +20,11 @@ def test_accelerate_launch_two_cpu_processes(tiny_llama, tmp_path):
            "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", str(script), tiny_llama, str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    finished = all((tmp_path / f"rank-{i}.json").exists() for i in range(2))
+    # torch's gloo threads can still abort a process at interpreter exit after its group is destroyed ("terminate
+    # called without an active exception", seen twice under load); the results below were written before that
+    teardown_abort = finished and "terminate called without an active exception" in proc.stderr
+    assert proc.returncode == 0 or teardown_abort, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank-{i}.json").read_text()) for i in range(2)]
     assert all(r["world"] == 2 for r in ranks)
     assert ranks[0]["critic"] == pytest.approx(ranks[1]["critic"], rel=1e-6, abs=1e-6)  # in sync across ranks
