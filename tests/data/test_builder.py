@@ -486,3 +486,13 @@ def test_a_shard_built_from_other_files_is_built_again(tmp_path):
     assert len(ds) == len(first) + 1 and any(t.endswith("a.twice") for t in ds["task_id"])
     assert [t.split("/", 1)[1].split(".")[0] for t in ds["task_id"]] == sorted(
         t.split("/", 1)[1].split(".")[0] for t in ds["task_id"])  # shard order kept
+
+
+def test_two_folders_with_one_name_get_distinct_labels(tmp_path):
+    from trl_unittest.data.sources import iter_sources
+
+    for side in ("a", "b"):
+        (tmp_path / side / "src").mkdir(parents=True)
+        (tmp_path / side / "src" / "m.py").write_text("x = 1\n")
+    labels = [f.source for f in iter_sources([tmp_path / "a" / "src", tmp_path / "b" / "src", tmp_path / "a" / "src"])]
+    assert labels[0] == labels[2] == "local:src" and labels[1].startswith("local:src-") and labels[1] != labels[0]

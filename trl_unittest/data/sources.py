@@ -200,12 +200,26 @@ def parse_source(spec: str, column: str = "content", split: str = "train") -> It
 
 
 def iter_sources(sources: Iterable[Any], column: str = "content") -> Iterator[SourceFile]:
-    """Chain sources given as specs (strings/paths), datasets, or iterables of :class:`SourceFile`."""
+    """Chain sources given as specs (strings/paths), datasets, or iterables of :class:`SourceFile`. Two folders
+    with the same name (``a/src`` and ``b/src``) get distinct labels, so that their task ids cannot collide."""
+    roots: dict[str, str] = {}  # label -> the folder that has it
     for s in sources:
         if isinstance(s, SourceFile):
             yield s
         elif isinstance(s, (str, os.PathLike)):
-            yield from parse_source(str(s), column=column)
+            spec = str(s)
+            folder = Path(spec)
+            if folder.exists() and not spec.startswith(("stdlib", "dist:", "hf:")):
+                root = str(folder.resolve())
+                label = f"local:{folder.stem if folder.is_file() else folder.resolve().name}"
+                if roots.setdefault(label, root) != root:
+                    import hashlib
+
+                    label += "-" + hashlib.blake2b(root.encode(), digest_size=3).hexdigest()
+                    roots[label] = root
+                yield from iter_folder(folder, source=label)
+                continue
+            yield from parse_source(spec, column=column)
         elif hasattr(s, "column_names") or type(s).__name__ in ("Dataset", "IterableDataset"):
             yield from iter_dataset(s, column=column)
         else:
