@@ -496,3 +496,7 @@ def test_two_folders_with_one_name_get_distinct_labels(tmp_path):
         (tmp_path / side / "src" / "m.py").write_text("x = 1\n")
     labels = [f.source for f in iter_sources([tmp_path / "a" / "src", tmp_path / "b" / "src", tmp_path / "a" / "src"])]
     assert labels[0] == labels[2] == "local:src" and labels[1].startswith("local:src-") and labels[1] != labels[0]
+    # a long stdlib spec is a spec, not a path to look up (the OS refuses such long names)
+    long_spec = "stdlib:" + ",".join(["textwrap", "colorsys", "heapq", "bisect"] * 20)
+    assert {f.path.split("/")[0] for f in iter_sources([long_spec])} == {"textwrap.py", "colorsys.py", "heapq.py",
+                                                                           "bisect.py"}

@@ -110,7 +110,8 @@ def test_values_far_longer_than_expected_are_judged_without_decoding():
     from trl_unittest.tasks import Test
 
     huge = "[" + ", ".join(["1"] * 300_000) + "]"
-    assert grade_test(Test(expr="f()", expected="1"), {"outcome": "ok", "value": huge}).outcome == "failed"
+    far = grade_test(Test(expr="f()", expected="1"), {"outcome": "ok", "value": huge})
+    assert far.outcome == "failed" and far.observed == huge  # the observation itself is kept (the builder reads it)
     assert grade_test(Test(expr="f()", op="ne", expected="1"), {"outcome": "ok", "value": huge}).outcome == "passed"
     # equal values whose texts differ in length (1 == 1.0 == True) are still decoded and compared
     assert grade_test(Test(expr="f()", expected="[1, 1]"), {"outcome": "ok", "value": "[True, 1.0]"}).outcome == "passed"

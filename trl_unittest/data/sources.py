@@ -209,7 +209,7 @@ def iter_sources(sources: Iterable[Any], column: str = "content") -> Iterator[So
         elif isinstance(s, (str, os.PathLike)):
             spec = str(s)
             folder = Path(spec)
-            if folder.exists() and not spec.startswith(("stdlib", "dist:", "hf:")):
+            if not spec.startswith(("stdlib", "dist:", "hf:")) and folder.exists():
                 root = str(folder.resolve())
                 label = f"local:{folder.stem if folder.is_file() else folder.resolve().name}"
                 if roots.setdefault(label, root) != root:
