@@ -463,9 +463,11 @@ def _extract_module(text, *, source, path, module, license, max_context_lines) -
 
     for i, stmt in enumerate(tree.body):
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and \
-                any(b.index > i for b in index.bindings.get(stmt.name, [])):
-            # a later statement rebinds the name: this definition is dead code, and the module's `stmt.name` is
-            # the later one (same task id otherwise)
+                not stmt.name.startswith("_") and \
+                any(b.index > i and b.kind == "def" for b in index.bindings.get(stmt.name, [])):
+            # defined again further down: this definition is dead code, and both would get the same task id. (A
+            # later `f = wrap(f)` or a pure-Python fallback that `try: from _accel import f` may replace stays:
+            # the task is this function's own source, and a good one.)
             res.rejections.append(Rejection(R_REDEFINED, stmt.name, stmt.lineno))
             continue
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
