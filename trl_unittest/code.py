@@ -190,6 +190,20 @@ def build_program(prompt: Any, completion: Any, entry_point: str = "", truncate:
       completion stands alone. With ``truncate``, a completion-style body is first cut at its first top-level
       line (:func:`truncate_completion`), as evaluation does.
     """
+    head, code = _split_answer(prompt, completion, entry_point, truncate)
+    return head + code
+
+
+def adds_code(prompt: Any, completion: Any, entry_point: str = "", truncate: bool = False) -> bool:
+    """Whether the completion contributes code to its program. An empty (or comment-only) body does not: for a
+    completion-style prompt the prompt alone is a valid function returning None, which would otherwise score as
+    a mere failed test, and RL learns to stop at once (seen in the quickstart)."""
+    _, code = _split_answer(prompt, completion, entry_point, truncate)
+    return any(line.strip() and not line.strip().startswith("#") for line in code.splitlines())
+
+
+def _split_answer(prompt: Any, completion: Any, entry_point: str, truncate: bool) -> tuple[str, str]:
+    """(what of the prompt the program starts with, the code the completion contributes): see build_program."""
     text = completion_text(completion)
     completion_style = isinstance(completion, str) and isinstance(prompt, str)
     closed = _before_closing_fence(text, prompt if completion_style else "")
@@ -198,31 +212,14 @@ def build_program(prompt: Any, completion: Any, entry_point: str = "", truncate:
     else:
         fenced = fenced_code(text)
         if fenced is not None:
-            return fenced
+            return "", fenced
     if not completion_style:
-        return text
+        return "", text
     if entry_point and defines(text, entry_point):  # a whole definition: keep it (and the prompt's context)
-        return prompt + text if _parses(prompt + text) else text
+        return (prompt if _parses(prompt + text) else ""), text
     if truncate:
         text = truncate_completion(text, continues_line=not prompt.endswith("\n"))
-    return prompt + text
-
-
-def adds_code(prompt: Any, completion: Any, entry_point: str = "", truncate: bool = False) -> bool:
-    """Whether the completion contributes code to its program. An empty (or comment-only) body does not: for a
-    completion-style prompt the prompt alone is a valid function returning None, which would otherwise score as
-    a mere failed test, and RL learns to stop at once (seen in the quickstart)."""
-    text = completion_text(completion)
-    completion_style = isinstance(completion, str) and isinstance(prompt, str)
-    closed = _before_closing_fence(text, prompt if completion_style else "")
-    fenced = fenced_code(text) if closed is None else None
-    if closed is not None:
-        text = closed
-    elif fenced is not None:
-        text = fenced
-    elif completion_style and truncate and not (entry_point and defines(text, entry_point)):
-        text = truncate_completion(text, continues_line=not prompt.endswith("\n"))
-    return any(line.strip() and not line.strip().startswith("#") for line in text.splitlines())
+    return prompt, text
 
 
 def _parses(code: str) -> bool:

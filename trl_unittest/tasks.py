@@ -43,6 +43,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from trl_unittest.code import parse
+
 TEST_KINDS = ("call", "io", "code")
 CALL_OPS = ("eq", "ne", "approx", "truthy", "falsy", "is", "raises")
 
@@ -133,8 +135,6 @@ class Test:
 def _operand(source: str) -> str:
     """``source`` ready to stand on one side of a comparison: parenthesised unless it binds tighter than one
     (``a or b``, ``not a``, ``a < b``, ``x if c else y``, ``a, b`` would change what the assert checks)."""
-    from trl_unittest.code import parse
-
     try:
         node = parse(source.strip(), mode="eval").body
     except (SyntaxError, ValueError):
