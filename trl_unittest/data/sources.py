@@ -47,11 +47,16 @@ def _read(path: Path) -> tuple[str, str | None]:
         return "", "unreadable"
 
 
+def folder_label(root: Path) -> str:
+    """The source label of a folder (or a file): ``local:<its name>``."""
+    return f"local:{root.stem if root.is_file() else root.resolve().name}"
+
+
 def iter_folder(root: str | os.PathLike, source: str | None = None, license: str | None = None,
                 exclude: Iterable[str] = FOLDER_EXCLUDE, include_tests: bool = False) -> Iterator[SourceFile]:
     """``.py`` files under a folder (or one file), sorted; test folders and files skipped unless asked."""
     root = Path(root)
-    label = source or f"local:{root.stem if root.is_file() else root.resolve().name}"
+    label = source or folder_label(root)
     if root.is_file():
         text, why = _read(root)
         yield SourceFile(label, root.name, text, license, unreadable=why)
@@ -211,7 +216,7 @@ def iter_sources(sources: Iterable[Any], column: str = "content") -> Iterator[So
             folder = Path(spec)
             if not spec.startswith(("stdlib", "dist:", "hf:")) and folder.exists():
                 root = str(folder.resolve())
-                label = f"local:{folder.stem if folder.is_file() else folder.resolve().name}"
+                label = folder_label(folder)
                 if roots.setdefault(label, root) != root:
                     import hashlib
 
