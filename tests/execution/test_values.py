@@ -122,3 +122,17 @@ def test_huge_ints_are_not_close_to_floats_and_do_not_raise():
 
     assert values_close(1.0, 10 ** 400, 1e-6, 0.0) is False
     assert values_close(10 ** 400, 10 ** 400, 1e-6, 0.0) is True
+
+
+@pytest.mark.parametrize("inner", [-1, -1.5, frozenset({1}), complex(1, -2), bytearray(b"x"), (1,)])
+def test_everything_the_encoder_accepts_decodes_at_the_depth_limit(inner):
+    """The decoder counts nesting as the encoder does: a sign, a complex sum or a call's argument (frozenset(...),
+    bytearray(...)) is not one more level, so the deepest value the sandbox sends is still compared."""
+    value = inner
+    while True:
+        try:
+            encode_value([value])
+        except Unencodable:
+            break
+        value = [value]
+    assert decode_value(encode_value(value)) == value

@@ -83,14 +83,15 @@ def _build(node: ast.AST, depth: int) -> Any:
         if any(k is None for k in node.keys):
             raise LiteralError("dict unpacking (**) is not a literal")
         return {_hashable(_build(k, d)): _build(v, d) for k, v in zip(node.keys, node.values)}
+    # a sign, a complex sum and a call's argument are the same level of the value (as the encoder counts them)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        operand = _build(node.operand, d)
+        operand = _build(node.operand, depth)
         if type(operand) not in (int, float, complex):
             raise LiteralError("unary +/- applies only to numbers")
         return -operand if isinstance(node.op, ast.USub) else +operand
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
         # only the complex-number form `a + bj` / `a - bj`
-        left, right = _build(node.left, d), _build(node.right, d)
+        left, right = _build(node.left, depth), _build(node.right, depth)
         if type(left) in (int, float) and type(right) is complex and right.real == 0:
             return left + right if isinstance(node.op, ast.Add) else left - right
         raise LiteralError("+/- between values is allowed only in complex literals like 1+2j")
@@ -102,7 +103,7 @@ def _build(node: ast.AST, depth: int) -> Any:
                 return _SPECIAL_FLOATS[key]
             raise LiteralError(f"float({args[0].value!r}) is not nan or inf")
         if name in ("set", "frozenset", "tuple", "list") and len(args) <= 1:
-            items = _build(args[0], d) if args else ()
+            items = _build(args[0], depth) if args else ()
             if type(items) not in (list, tuple, set, frozenset, str):
                 raise LiteralError(f"{name}() of a {type(items).__name__}")
             if name in ("set", "frozenset"):
@@ -111,7 +112,7 @@ def _build(node: ast.AST, depth: int) -> Any:
         if name == "dict" and not args:
             return {}
         if name == "bytearray" and len(args) == 1:
-            raw = _build(args[0], d)
+            raw = _build(args[0], depth)
             if type(raw) is not bytes:
                 raise LiteralError("bytearray() takes a bytes literal")
             return bytearray(raw)
