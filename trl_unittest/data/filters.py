@@ -180,6 +180,15 @@ def is_trivial(func_src: str) -> bool:
     return False
 
 
+def _retried_fingerprint(source: str) -> str:
+    for _ in range(50):  # ast_fingerprint's ast.parse may meet gh-106905's spurious SystemError: retry
+        try:
+            return ast_fingerprint(source)
+        except SystemError:
+            continue
+    return ast_fingerprint(source)
+
+
 class Deduplicator:
     """First occurrence wins; fingerprints are the normalised-AST hashes of the function source."""
 
@@ -194,12 +203,7 @@ class Deduplicator:
         fp = Deduplicator._function_fingerprint(func_src)
         if not context.strip():
             return fp
-        for _ in range(50):  # see below
-            try:
-                return hashlib.blake2b((fp + ast_fingerprint(context)).encode(), digest_size=16).hexdigest()
-            except SystemError:
-                continue
-        return hashlib.blake2b((fp + ast_fingerprint(context)).encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b((fp + _retried_fingerprint(context)).encode(), digest_size=16).hexdigest()
 
     @staticmethod
     def _function_fingerprint(func_src: str) -> str:
@@ -214,12 +218,7 @@ class Deduplicator:
             func_src = ast.unparse(tree)
         except (SyntaxError, ValueError, IndexError, AttributeError, RecursionError):
             pass
-        for _ in range(50):  # ast_fingerprint's ast.parse may meet gh-106905's spurious SystemError: retry
-            try:
-                return ast_fingerprint(func_src)
-            except SystemError:
-                continue
-        return ast_fingerprint(func_src)
+        return _retried_fingerprint(func_src)
 
     def check(self, func_src: str) -> tuple[bool, str]:
         fp = self.fingerprint(func_src)

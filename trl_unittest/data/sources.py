@@ -8,6 +8,7 @@ resumable shards by position. Nothing here imports or runs the code it reads.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sysconfig
 import tokenize
@@ -218,8 +219,6 @@ def iter_sources(sources: Iterable[Any], column: str = "content") -> Iterator[So
                 root = str(folder.resolve())
                 label = folder_label(folder)
                 if roots.setdefault(label, root) != root:
-                    import hashlib
-
                     label += "-" + hashlib.blake2b(root.encode(), digest_size=3).hexdigest()
                     roots[label] = root
                 yield from iter_folder(folder, source=label)
