@@ -8,7 +8,7 @@
 #    budget (RL_SECONDS), followed by held-out pass@1 of the trained policy.
 # Needs, carried from the developer machine (all ignored by git):
 #   .whl/{common,new,ppo}  datasets + deps, trl (newest), trl 1.12.0 (pip download --no-deps --python-version 3.12)
-#   .gpu/cache/data/       the task datasets built by `trl_unittest.models.build_split_datasets` (copied from the cache)
+#   .gpu/cache/data/       the task datasets of `trl_unittest.data.split.build_split_datasets` (copied from the cache)
 #   .gpu/bin/bwrap         bubblewrap's binary (`apt-get download bubblewrap`; dpkg -x), for the sandbox
 # Results: $OUT/{model,base,actor_critic,grpo,ppo}.json and the tail of each run's log in $OUT/logs.txt (the device
 # tool returns at most 8 files). QUICKSTART=1 then also runs `trl-unittest quickstart --budget medium` on the same

@@ -42,7 +42,8 @@ def mined_tasks(specs: list[str], heldout, workers: int):
     """Builder tasks mined from other code (``dist:NAME``, folders: the paper's setting, real functions that SFT
     never saw), minus any whose fingerprint a held-out task has. Cached, like the fresh exercises."""
     from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
-    from trl_unittest.models import cache_dir, function_fingerprint
+    from trl_unittest.cache import cache_dir
+    from trl_unittest.data.split import function_fingerprint
 
     key = hashlib.blake2b(",".join(specs).encode(), digest_size=6).hexdigest()
     root = cache_dir() / "data" / f"mined-{key}"
@@ -93,8 +94,9 @@ def main() -> None:
 
     from trl_unittest.evaluation import evaluate_model
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import (build_split_datasets, ensure_code_model, fresh_exercise_tasks, heldout_for_model,
-                                     recipe_for, set_threads)
+    from trl_unittest.data.exercises import fresh_exercise_tasks
+    from trl_unittest.data.split import build_split_datasets, heldout_for_model
+    from trl_unittest.models import ensure_code_model, recipe_for, set_threads
     from trl_unittest.quickstart import fit_prompts, spread
     from trl_unittest.rewards import UnitTestReward
 

@@ -4,6 +4,7 @@ deleted; it is rebuilt when missing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,3 +26,15 @@ def write_json_atomic(path: Path, obj: Any) -> bool:
     except OSError:
         return False
     return True
+
+
+def cache_dir() -> Path:
+    """The cache root, created when missing."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def cache_key(obj: Any) -> str:
+    """A short stable hash of a JSON-able object: the name of a cache folder built from it."""
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True, default=str).encode(), digest_size=6).hexdigest()
