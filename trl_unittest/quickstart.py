@@ -2,8 +2,8 @@
 
 ``trl-unittest quickstart [--budget small-bugs|small|tiny|medium] [--out DIR]``:
 
-1. build the task datasets (the standard library + the synthetic exercises of :mod:`trl_unittest.models`, split
-   into train and held-out sources; cached);
+1. build the task datasets (the standard library + the synthetic exercises of :mod:`trl_unittest.data.exercises`,
+   split into train and held-out sources by :mod:`trl_unittest.data.split`; cached);
 2. train (or find in the cache) the small code model of :mod:`trl_unittest.models`;
 3. evaluate it on held-out tasks (pass@k, per source);
 4. train it with :class:`~trl_unittest.trainer.ActorCriticTrainer` and :class:`~trl_unittest.rewards.UnitTestReward`
@@ -51,7 +51,7 @@ class Budget:
                             # in-between tasks it rises (benchmarks/RESULTS.md, "RL on the small model")
     rl_tasks: str = "train"  # "train": the train split's tasks (SFT data, narrowed by the curriculum); "fresh":
                              # `fresh_count` new train-split exercises the model never trained on
-                             # (models.fresh_exercise_tasks): the task set that moves held-out pass@1
+                             # (data.exercises.fresh_exercise_tasks): the task set that moves held-out pass@1
     fresh_count: int = 0
 
     def __post_init__(self):
@@ -140,21 +140,92 @@ def _quiet_progress(trainer, progress: bool) -> None:
     trainer.add_callback(RewardBar())
 
 
+@dataclass
+class _Run:
+    """What the steps of one quickstart run share: its settings, where it prints and writes, and its timings."""
+
+    b: Budget
+    budget: str  # the budget's name ("custom" for a Budget given as such)
+    out: Path
+    seed: int
+    progress: bool
+    device: str
+    console: Any
+    started: float = 0.0  # time.perf_counter() when the work began
+    times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def gen_batch(self) -> int:  # sequences per generate() call
+        return 256 if self.cuda else 32
+
+    @property
+    def heldout_sampling(self) -> dict[str, Any]:  # the before/after evaluation's sampling, the same both times
+        return dict(n=self.b.n, k=self.b.k, temperature=self.b.temperature, max_new_tokens=64,
+                    batch_size=self.gen_batch, seed=self.seed)
+
+    def evaluate(self, model, tasks, **kwargs):
+        from trl_unittest.evaluation import evaluate_model
+
+        return evaluate_model(model, tasks, device=self.device, **kwargs)  # every model loaded by path: on `device`
+
+
+@dataclass
+class _Tasks:
+    """The task sets of one run: held-out ones for evaluation, train ones for RL."""
+
+    heldout: Any  # evaluated before and after (an even spread of the held-out tasks this model never saw)
+    dropped: int  # held-out tasks left out because this model trained on their function
+    checkpoint: Any  # the subset measured during training
+    train: Any  # the RL tasks (narrowed by the curriculum in `_train`)
+
+
+@dataclass
+class _Training:
+    """What RL produced, and what was measured on its own tasks around it."""
+
+    model: Any
+    train_ds: Any  # the tasks RL trained on
+    probe: Any  # the curriculum's probe (an EvalReport), or None
+    rl_check: Any  # the RL tasks measured before and after
+    rl_check_n: int
+    rl_before: float
+    curve: list[dict[str, float]]  # held-out pass@1 on the checkpoint subset during training
+    history: list[dict[str, Any]]  # reward per step
+
+
 def run_quickstart(budget: str | Budget = "tiny", out: str | os.PathLike = "quickstart-out", seed: int = 0,
                    progress: bool = True, device: str = "auto") -> dict[str, Any]:
-    """``budget``: a name of :data:`BUDGETS` or a :class:`Budget`; ``device``: where the model is trained and sampled
+    """The main job, one step per call (see the module docstring); returns the summary written to ``OUT/summary.json``.
+
+    ``budget``: a name of :data:`BUDGETS` or a :class:`Budget`; ``device``: where the model is trained and sampled
     ("auto": a GPU if torch sees one; bf16 there)."""
-    import functools
-
     import torch
-    from rich.console import Console
-    from transformers import AutoTokenizer
 
-    from trl_unittest.evaluation import evaluate_model, resolve_device
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import (build_split_datasets, ensure_code_model, fresh_exercise_tasks, heldout_for_model,
-                                     model_figures, recipe_for, set_threads)
-    from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
+
+    run = _start(budget, out, seed, progress, device)
+    torch.manual_seed(seed)
+    data = _datasets(run)
+    model_dir, tokenizer = _model(run, data)
+    tasks = _tasks(run, data, model_dir, tokenizer)
+    with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
+        base = _evaluate_before(run, model_dir, tasks, pool)
+        training = _train(run, model_dir, tokenizer, tasks, pool)
+        trained, rl_after = _evaluate_after(run, training, tasks, tokenizer, pool)
+    run.times["total"] = time.perf_counter() - run.started
+    return _report(run, data, model_dir, tasks, base, training, trained, rl_after)
+
+
+def _start(budget: str | Budget, out, seed: int, progress: bool, device: str) -> _Run:
+    """Check the budget and the device (before any work), create the output folder, start the clock."""
+    from rich.console import Console
+
+    from trl_unittest.evaluation import resolve_device
+    from trl_unittest.models import set_threads
 
     set_threads()
     if isinstance(budget, Budget):
@@ -164,140 +235,187 @@ def run_quickstart(budget: str | Budget = "tiny", out: str | os.PathLike = "quic
     else:
         raise ValueError(f"unknown budget {budget!r}: expected one of {sorted(BUDGETS)} or a Budget")
     device = resolve_device(device)
-    cuda = device.startswith("cuda")
-    gen_batch = 256 if cuda else 32  # sequences per generate() call
-    evaluate_model = functools.partial(evaluate_model, device=device)  # every model loaded by path: on `device`
-    console = Console(stderr=True)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    times: dict[str, float] = {}
-    torch.manual_seed(seed)
+    run = _Run(b=b, budget=budget, out=Path(out), seed=seed, progress=progress, device=device,
+               console=Console(stderr=True))
+    run.out.mkdir(parents=True, exist_ok=True)
+    run.started = time.perf_counter()
+    return run
 
-    console.rule(f"[bold]trl-unittest quickstart[/bold] (budget {budget})")
-    console.print("1/5 datasets: stdlib modules + synthetic exercises, split into train / held-out sources")
-    t = time.perf_counter()
-    data = build_split_datasets(b.model, progress=progress)
-    times["datasets"] = time.perf_counter() - t
-    console.print(f"    {data.info}")
 
-    console.print("2/5 the small code model (tokenizer + pretraining + SFT on train sources; cached)")
+def _datasets(run: _Run):
+    """Step 1: the train and held-out task datasets (stdlib modules + synthetic exercises; cached)."""
+    from trl_unittest.data.split import build_split_datasets
+
+    run.console.rule(f"[bold]trl-unittest quickstart[/bold] (budget {run.budget})")
+    run.console.print("1/5 datasets: stdlib modules + synthetic exercises, split into train / held-out sources")
     t = time.perf_counter()
-    model_dir = ensure_code_model(b.model, train_tasks=data.train, progress=progress, device=device)
-    times["model"] = time.perf_counter() - t
+    data = build_split_datasets(run.b.model, progress=run.progress)
+    run.times["datasets"] = time.perf_counter() - t
+    run.console.print(f"    {data.info}")
+    return data
+
+
+def _model(run: _Run, data) -> tuple[str, Any]:
+    """Step 2: the small code model trained on train sources (cached), and its tokenizer."""
+    from transformers import AutoTokenizer
+
+    from trl_unittest.models import ensure_code_model, model_figures
+
+    run.console.print("2/5 the small code model (tokenizer + pretraining + SFT on train sources; cached)")
+    t = time.perf_counter()
+    model_dir = ensure_code_model(run.b.model, train_tasks=data.train, progress=run.progress, device=run.device)
+    run.times["model"] = time.perf_counter() - t
     figures = model_figures(model_dir)
-    console.print(f"    {model_dir} ({figures.get('parameters', 0) / 1e6:.2f} M parameters)")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    recipe = recipe_for(b.model)
+    run.console.print(f"    {model_dir} ({figures.get('parameters', 0) / 1e6:.2f} M parameters)")
+    return model_dir, AutoTokenizer.from_pretrained(model_dir)
 
+
+def _tasks(run: _Run, data, model_dir: str, tokenizer) -> _Tasks:
+    """Step 2 (continued): the held-out tasks this model never saw, and the RL tasks (the train split or fresh)."""
+    from trl_unittest.data.exercises import fresh_exercise_tasks
+    from trl_unittest.data.split import heldout_for_model
+    from trl_unittest.models import recipe_for
+
+    b = run.b
     # the split's own filter covers the default model's training data; a model trained on more drops what it saw
     heldout, dropped = heldout_for_model(data.heldout, model_dir)
     if dropped:
-        console.print(f"    {dropped} held-out tasks left out: this model trained on functions with their fingerprint")
+        run.console.print(f"    {dropped} held-out tasks left out: this model trained on functions with their "
+                          f"fingerprint")
     heldout = spread(heldout, b.eval_tasks)
-    checkpoint_ds = spread(heldout, b.checkpoint_tasks)
     rl_source = data.train
     if b.rl_tasks == "fresh":
         t = time.perf_counter()
-        rl_source = fresh_exercise_tasks("train", data, model_dir, b.fresh_count, budget=b.model, progress=progress)
-        console.print(f"    RL tasks: {len(rl_source)} built from {b.fresh_count} fresh train-split exercises "
-                      f"(shapes SFT taught, functions no training step saw)")
-        times["rl_tasks"] = time.perf_counter() - t
-    train_ds = fit_prompts(rl_source, tokenizer, recipe.max_positions - b.max_completion_length)
-    gen = dict(n=b.n, k=b.k, temperature=b.temperature, max_new_tokens=64, batch_size=gen_batch, seed=seed)
+        rl_source = fresh_exercise_tasks("train", data, model_dir, b.fresh_count, budget=b.model,
+                                         progress=run.progress)
+        run.console.print(f"    RL tasks: {len(rl_source)} built from {b.fresh_count} fresh train-split exercises "
+                          f"(shapes SFT taught, functions no training step saw)")
+        run.times["rl_tasks"] = time.perf_counter() - t
+    train = fit_prompts(rl_source, tokenizer, recipe_for(b.model).max_positions - b.max_completion_length)
+    return _Tasks(heldout=heldout, dropped=dropped, checkpoint=spread(heldout, b.checkpoint_tasks), train=train)
 
-    with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
-        console.print(f"3/5 base model on {len(heldout)} held-out tasks, {b.n} samples each")
-        t = time.perf_counter()
-        base = evaluate_model(model_dir, heldout, pool=pool, out_jsonl=out / "eval_base.jsonl",
-                              progress=progress, **gen)
-        times["eval_base"] = time.perf_counter() - t
-        console.print(base.table("base model"))
 
-        t = time.perf_counter()
-        probe = None
-        if b.probe_samples:
-            probe = evaluate_model(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
-                                   max_new_tokens=b.max_completion_length, batch_size=gen_batch, seed=seed + 1,
-                                   pool=pool, progress=progress)
-            between = [i for i, r in enumerate(probe.rows) if 0 < r["correct"] < r["n"]]
-            solved = [i for i, r in enumerate(probe.rows) if r["correct"] > 0]
-            console.print(f"    curriculum: of {len(train_ds)} train tasks, {len(between)} solved in some but not all "
-                          f"of {b.probe_samples} samples, {len(solved)} solved at least once")
-            if len(between) >= b.batch_size:
-                rl_rows = between
-            elif len(solved) >= b.batch_size:
-                rl_rows = solved
-            else:  # a model too weak for a curriculum (the `tiny` CI budget): train on everything
-                rl_rows = list(range(len(train_ds)))
-            console.print(f"    RL trains on {len(rl_rows)} tasks")
-            train_ds = train_ds.select(rl_rows)
-        # did the policy learn the tasks it trains on? the curriculum's selection, or an even spread of them; "before"
-        # on fresh samples drawn as the "after" ones are below (the probe's own pass@1 on the tasks it selected is
-        # biased by the selection)
-        rl_check = train_ds if probe is not None else spread(train_ds, 100)
-        rl_check_n = b.probe_samples or 8
-        rl_before = evaluate_model(model_dir, rl_check, n=rl_check_n, k=(1,), temperature=b.temperature,
-                                   max_new_tokens=b.max_completion_length, batch_size=gen_batch, seed=seed + 2,
-                                   pool=pool, progress=False).pass_at_k["pass@1"]
-        console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
+def _evaluate_before(run: _Run, model_dir: str, tasks: _Tasks, pool):
+    """Step 3: the base model's pass@k on the held-out tasks."""
+    run.console.print(f"3/5 base model on {len(tasks.heldout)} held-out tasks, {run.b.n} samples each")
+    t = time.perf_counter()
+    base = run.evaluate(model_dir, tasks.heldout, pool=pool, out_jsonl=run.out / "eval_base.jsonl",
+                        progress=run.progress, **run.heldout_sampling)
+    run.times["eval_base"] = time.perf_counter() - t
+    run.console.print(base.table("base model"))
+    return base
+
+
+def _curriculum(run: _Run, model_dir: str, train_ds, pool):
+    """The RL tasks the base model solves in some but not all of ``probe_samples`` samples, and the probe (or None)."""
+    b = run.b
+    if not b.probe_samples:
+        return train_ds, None
+    probe = run.evaluate(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
+                         max_new_tokens=b.max_completion_length, batch_size=run.gen_batch, seed=run.seed + 1,
+                         pool=pool, progress=run.progress)
+    between = [i for i, r in enumerate(probe.rows) if 0 < r["correct"] < r["n"]]
+    solved = [i for i, r in enumerate(probe.rows) if r["correct"] > 0]
+    run.console.print(f"    curriculum: of {len(train_ds)} train tasks, {len(between)} solved in some but not all "
+                      f"of {b.probe_samples} samples, {len(solved)} solved at least once")
+    if len(between) >= b.batch_size:
+        rl_rows = between
+    elif len(solved) >= b.batch_size:
+        rl_rows = solved
+    else:  # a model too weak for a curriculum (the `tiny` CI budget): train on everything
+        rl_rows = list(range(len(train_ds)))
+    run.console.print(f"    RL trains on {len(rl_rows)} tasks")
+    return train_ds.select(rl_rows), probe
+
+
+def _train(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, pool) -> _Training:
+    """Step 4: ActorCriticTrainer with UnitTestReward on the RL tasks, held-out pass@1 measured along the way; the
+    trained model is saved in ``OUT/model``."""
+    from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
+
+    b = run.b
+    t = time.perf_counter()
+    train_ds, probe = _curriculum(run, model_dir, tasks.train, pool)
+    # did the policy learn the tasks it trains on? the curriculum's selection, or an even spread of them; "before"
+    # on fresh samples drawn as the "after" ones are (the probe's own pass@1 on the tasks it selected is biased by
+    # the selection)
+    rl_check = train_ds if probe is not None else spread(train_ds, 100)
+    rl_check_n = b.probe_samples or 8
+    rl_before = run.evaluate(model_dir, rl_check, n=rl_check_n, k=(1,), temperature=b.temperature,
+                             max_new_tokens=b.max_completion_length, batch_size=run.gen_batch, seed=run.seed + 2,
+                             pool=pool, progress=False).pass_at_k["pass@1"]
+    run.console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
                       f"train tasks")
-        reward = UnitTestReward(pool=pool)
-        args = ActorCriticConfig(
-            output_dir=str(out / "trainer"), per_device_train_batch_size=b.batch_size,
-            max_completion_length=b.max_completion_length, learning_rate=b.learning_rate, max_steps=b.steps,
-            temperature=b.temperature, beta=b.beta, logging_steps=1, report_to="none", save_strategy="no",
-            use_cpu=not cuda, bf16=cuda, disable_tqdm=not progress, lr_scheduler_type="constant", seed=seed,
-            critic_learning_rate=1e-3,
-            replay_capacity=256, replay_critic_batch_size=8, whiten_advantages=False)
-        trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=train_ds.shuffle(seed=seed),
-                                     processing_class=tokenizer)
-        curve: list[dict[str, float]] = []
-        every = max(1, b.steps // (b.checkpoints + 1)) if b.checkpoints else 0
-        _quiet_progress(trainer, progress)
-        trainer.add_callback(_pass1_callback(checkpoint_ds, every, 2, b.temperature, tokenizer, pool, curve))
-        ck0 = evaluate_model(model_dir, checkpoint_ds, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
-                             pool=pool, progress=False)
-        curve.insert(0, {"step": 0, "pass@1": ck0.pass_at_k["pass@1"]})
-        trainer.train()
-        times["train"] = time.perf_counter() - t
-        trainer.save_model(str(out / "model"))
-        tokenizer.save_pretrained(str(out / "model"))
-        model = trainer.model
-        ckf = evaluate_model(model, checkpoint_ds, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
-                             tokenizer=tokenizer, pool=pool, progress=False)
-        curve.append({"step": b.steps, "pass@1": ckf.pass_at_k["pass@1"]})
-        history = [{"step": h["step"], "reward": h["reward"], "pass_rate": h.get("pass_rate")}
-                   for h in trainer.state.log_history if "reward" in h and "step" in h]
+    reward = UnitTestReward(pool=pool)
+    args = ActorCriticConfig(
+        output_dir=str(run.out / "trainer"), per_device_train_batch_size=b.batch_size,
+        max_completion_length=b.max_completion_length, learning_rate=b.learning_rate, max_steps=b.steps,
+        temperature=b.temperature, beta=b.beta, logging_steps=1, report_to="none", save_strategy="no",
+        use_cpu=not run.cuda, bf16=run.cuda, disable_tqdm=not run.progress, lr_scheduler_type="constant",
+        seed=run.seed, critic_learning_rate=1e-3,
+        replay_capacity=256, replay_critic_batch_size=8, whiten_advantages=False)
+    trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=train_ds.shuffle(seed=run.seed),
+                                 processing_class=tokenizer)
+    curve: list[dict[str, float]] = []
+    every = max(1, b.steps // (b.checkpoints + 1)) if b.checkpoints else 0
+    _quiet_progress(trainer, run.progress)
+    trainer.add_callback(_pass1_callback(tasks.checkpoint, every, 2, b.temperature, tokenizer, pool, curve))
+    ck0 = run.evaluate(model_dir, tasks.checkpoint, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
+                       pool=pool, progress=False)
+    curve.insert(0, {"step": 0, "pass@1": ck0.pass_at_k["pass@1"]})
+    trainer.train()
+    run.times["train"] = time.perf_counter() - t
+    trainer.save_model(str(run.out / "model"))
+    tokenizer.save_pretrained(str(run.out / "model"))
+    model = trainer.model
+    ckf = run.evaluate(model, tasks.checkpoint, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
+                       tokenizer=tokenizer, pool=pool, progress=False)
+    curve.append({"step": b.steps, "pass@1": ckf.pass_at_k["pass@1"]})
+    history = [{"step": h["step"], "reward": h["reward"], "pass_rate": h.get("pass_rate")}
+               for h in trainer.state.log_history if "reward" in h and "step" in h]
+    return _Training(model=model, train_ds=train_ds, probe=probe, rl_check=rl_check, rl_check_n=rl_check_n,
+                     rl_before=rl_before, curve=curve, history=history)
 
-        rl_after = evaluate_model(model, rl_check, n=rl_check_n, k=(1,), temperature=b.temperature,
-                                  max_new_tokens=b.max_completion_length, batch_size=gen_batch, seed=seed + 2,
-                                  tokenizer=tokenizer, pool=pool, progress=False).pass_at_k["pass@1"]
 
-        console.print(f"5/5 trained model on the same {len(heldout)} held-out tasks")
-        t = time.perf_counter()
-        trained = evaluate_model(model, heldout, tokenizer=tokenizer, pool=pool, out_jsonl=out / "eval_trained.jsonl",
-                                 progress=progress, **gen)
-        times["eval_trained"] = time.perf_counter() - t
-    times["total"] = time.perf_counter() - t_start
+def _evaluate_after(run: _Run, training: _Training, tasks: _Tasks, tokenizer, pool):
+    """Step 5: the trained model on its own RL tasks and on the same held-out tasks as before; (report, RL pass@1)."""
+    b = run.b
+    rl_after = run.evaluate(training.model, training.rl_check, n=training.rl_check_n, k=(1,),
+                            temperature=b.temperature, max_new_tokens=b.max_completion_length,
+                            batch_size=run.gen_batch, seed=run.seed + 2, tokenizer=tokenizer, pool=pool,
+                            progress=False).pass_at_k["pass@1"]
+    run.console.print(f"5/5 trained model on the same {len(tasks.heldout)} held-out tasks")
+    t = time.perf_counter()
+    trained = run.evaluate(training.model, tasks.heldout, tokenizer=tokenizer, pool=pool,
+                           out_jsonl=run.out / "eval_trained.jsonl", progress=run.progress, **run.heldout_sampling)
+    run.times["eval_trained"] = time.perf_counter() - t
+    return trained, rl_after
 
-    rl_tasks = {"tasks": len(train_ds), "source": b.rl_tasks, "measured_on": len(rl_check), "samples": rl_check_n,
-                "pass@1_before": rl_before, "pass@1_after": rl_after}
-    console.print(_before_after(base, trained, history, rl_tasks))
-    plot = _plot(history, curve, out / "training.png", budget,
-                 full=(b.steps, base.pass_at_k["pass@1"], trained.pass_at_k["pass@1"], len(heldout), b.n))
+
+def _report(run: _Run, data, model_dir: str, tasks: _Tasks, base, training: _Training, trained,
+            rl_after: float) -> dict[str, Any]:
+    """The before/after table, ``OUT/training.png`` and ``OUT/summary.json``; returns the summary."""
+    from trl_unittest.models import model_figures
+
+    b, out = run.b, run.out
+    rl_tasks = {"tasks": len(training.train_ds), "source": b.rl_tasks, "measured_on": len(training.rl_check),
+                "samples": training.rl_check_n, "pass@1_before": training.rl_before, "pass@1_after": rl_after}
+    run.console.print(_before_after(base, trained, training.history, rl_tasks))
+    plot = _plot(training.history, training.curve, out / "training.png", run.budget,
+                 full=(b.steps, base.pass_at_k["pass@1"], trained.pass_at_k["pass@1"], len(tasks.heldout), b.n))
     summary = {
-        "budget": budget, "budget_settings": asdict(b), "model": model_dir, "model_figures": figures,
-        "data": data.info, "heldout_eval_tasks": len(heldout), "heldout_dropped_as_trained_on": dropped,
-        "train_tasks": len(train_ds),
-        "train_probe": probe.to_dict() if probe is not None else None, "rl_tasks": rl_tasks,
-        "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": history,
-        "pass1_curve": curve, "seconds": {k: round(v, 1) for k, v in times.items()},
+        "budget": run.budget, "budget_settings": asdict(b), "model": model_dir,
+        "model_figures": model_figures(model_dir),
+        "data": data.info, "heldout_eval_tasks": len(tasks.heldout), "heldout_dropped_as_trained_on": tasks.dropped,
+        "train_tasks": len(training.train_ds),
+        "train_probe": training.probe.to_dict() if training.probe is not None else None, "rl_tasks": rl_tasks,
+        "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": training.history,
+        "pass1_curve": training.curve, "seconds": {k: round(v, 1) for k, v in run.times.items()},
         "files": {"plot": str(plot), "eval_base": str(out / "eval_base.jsonl"),
                   "eval_trained": str(out / "eval_trained.jsonl"), "model": str(out / "model")},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    console.print(f"wrote {out / 'summary.json'}, {plot}; total {times['total']:.0f} s")
+    run.console.print(f"wrote {out / 'summary.json'}, {plot}; total {run.times['total']:.0f} s")
     return summary
 
 
@@ -403,7 +521,7 @@ class TrainScriptArguments:
     """Script arguments of ``trl-unittest train`` (with ``ActorCriticConfig`` and TRL's ``ModelConfig``)."""
 
     dataset: str = field(default="quickstart", metadata={
-        "help": "train tasks: 'quickstart' (the train split of trl_unittest.models), 'humaneval', 'mbpp[:split]', "
+        "help": "train tasks: 'quickstart' (the train split of trl_unittest.data.split), 'humaneval', 'mbpp[:split]', "
                 "a `trl-unittest build` folder, a .parquet or a .jsonl task file"})
     eval_dataset: str | None = field(default="quickstart", metadata={
         "help": "held-out tasks evaluated before and after training ('quickstart': the held-out split); "
@@ -454,7 +572,8 @@ def train(script_args: TrainScriptArguments, training_args, model_args) -> dict[
 
     from trl_unittest.evaluation import evaluate_model, load_task_source
     from trl_unittest.execution import ExecutionPool, Limits
-    from trl_unittest.models import build_split_datasets, ensure_code_model, heldout_for_model, set_threads
+    from trl_unittest.data.split import build_split_datasets, heldout_for_model
+    from trl_unittest.models import ensure_code_model, set_threads
     from trl_unittest.trainer import ActorCriticTrainer
 
     set_threads()
