@@ -5,8 +5,10 @@
   hash seed and import paths; the actor is the trusted side on its node (it grades, as the pool always does).
   Programs travel to it and results travel back as JSON text, rebuilt into ``ProgramResult`` on the driver: no
   pickled object crosses from a node that runs untrusted code.
-- **Placement**: each actor reserves ``workers_per_actor`` CPUs (and as much of ``resource``, when given: start
-  the nodes that may run programs with ``ray start --resources '{"sandbox": N}'`` and pass ``resource="sandbox"``).
+- **Placement**: by default one actor per node, pinned there, with as many sandbox workers as the node has CPUs;
+  with ``workers_per_actor=k``, actors of k workers spread over the nodes. Each actor reserves one CPU per worker
+  (and as much of ``resource``, when given: start the nodes that may run programs with
+  ``ray start --resources '{"sandbox": N}'`` and pass ``resource="sandbox"``).
   Every actor probes the sandbox as it starts; actors on nodes without one are dropped with a warning naming the
   node, and no actor at all is a one-line error.
 - **Back-pressure**: programs are cut into batches of ``batch_size`` and each actor holds at most
@@ -137,6 +139,7 @@ class _Item:
 class _Actor:
     handle: Any
     info: dict[str, Any]
+    spec: tuple  # (workers, Ray options): how to start a replacement
     in_flight: int = 0
 
 
@@ -150,8 +153,9 @@ class RayExecutor:
     Args:
         address: the cluster (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:10001"``); None: the Ray instance this
             process is connected to, else ``ray.init()``'s default (``$RAY_ADDRESS`` or a local instance).
-        num_actors: actors to start (default: as many as the nodes' CPUs, and ``resource``, allow).
-        workers_per_actor: sandbox workers in each actor's pool; each actor reserves as many CPUs.
+        workers_per_actor: sandbox workers in each actor's pool (each actor reserves as many CPUs); None: one
+            actor per node, pinned to it, with as many workers as the node's CPUs (and ``resource``).
+        num_actors: with ``workers_per_actor``: actors to start (default: as many as the nodes allow).
         resource: a custom Ray resource that marks nodes allowed to run programs (None: any node with a sandbox).
         batch_size: programs per Ray call; max_in_flight: batches queued at each actor at most.
         max_retries: how often a program is re-run after its actor or node died before it ends as
@@ -159,14 +163,18 @@ class RayExecutor:
         sandbox, limits, hash_seed, python_paths: as for ``ExecutionPool``, applied on every node.
         start_timeout: seconds to wait for actors to be scheduled and started.
         init_kwargs: extra arguments of ``ray.init`` (e.g. ``runtime_env``) when this executor connects.
+        lazy: connect and start the actors on the first batch rather than now (copies are lazy).
     """
 
-    def __init__(self, address: str | None = None, *, num_actors: int | None = None, workers_per_actor: int = 2,
+    def __init__(self, address: str | None = None, *, num_actors: int | None = None,
+                 workers_per_actor: int | None = None,
                  resource: str | None = None, batch_size: int = 8, max_in_flight: int = 2, max_retries: int = 3,
                  sandbox: str = "auto", limits: Limits | None = None, hash_seed: int = 0,
                  python_paths: Sequence[str] = (), start_timeout: float = 120.0,
-                 init_kwargs: dict[str, Any] | None = None):
-        for name, value in (("workers_per_actor", workers_per_actor), ("batch_size", batch_size),
+                 init_kwargs: dict[str, Any] | None = None, lazy: bool = False):
+        if num_actors is not None and workers_per_actor is None:
+            raise ValueError("num_actors needs workers_per_actor (without it: one actor per node)")
+        for name, value in (("workers_per_actor", workers_per_actor or 1), ("batch_size", batch_size),
                             ("max_in_flight", max_in_flight), ("num_actors", num_actors or 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
@@ -174,34 +182,47 @@ class RayExecutor:
             raise ValueError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
         if sandbox not in SANDBOX_MODES:
             raise ValueError(f"sandbox must be one of {SANDBOX_MODES}, got {sandbox!r}")
-        ray = _import_ray()
+        self._ray = _import_ray()
         self.limits = limits or Limits()
         self.workers_per_actor, self.resource = workers_per_actor, resource
         self.batch_size, self.max_in_flight, self.max_retries = batch_size, max_in_flight, max_retries
         self.start_timeout = start_timeout
-        self._actor_args = (workers_per_actor, sandbox, dataclasses.asdict(self.limits), hash_seed,
-                            tuple(python_paths))
+        self._actor_args = (sandbox, dataclasses.asdict(self.limits), hash_seed, tuple(python_paths))
         self.stats: Counter = Counter()
         self.skipped: list[str] = []  # actors dropped at start, with their node and reason
+        self._config = {"num_actors": num_actors, "workers_per_actor": workers_per_actor, "resource": resource,
+                        "batch_size": batch_size, "max_in_flight": max_in_flight, "max_retries": max_retries,
+                        "sandbox": sandbox, "limits": self.limits, "hash_seed": hash_seed,
+                        "python_paths": tuple(python_paths), "start_timeout": start_timeout,
+                        "init_kwargs": init_kwargs}
+        self.address, self._num_actors_asked, self.num_actors = address, num_actors, 0
+        self._live: set[_Actor] = set()
+        self._starting: dict[Any, tuple[Any, float, tuple]] = {}  # ready() ref -> (handle, deadline, spec)
+        self._in_flight: dict[Any, tuple[_Actor, list[_Item]]] = {}  # run() ref -> (actor, its items)
+        self._queue: deque[_Item] = deque()
+        self._inbox: queue.Queue = queue.Queue()
+        self._closed, self._owns_ray, self._thread = False, False, None
+        self._lock = threading.RLock()  # submit_batch holds it while a lazy executor starts
+        if not lazy:
+            self._start()
+
+    def _start(self) -> None:
+        """Connect, plan and start the actors, start the dispatcher (at construction, or on first use when
+        ``lazy``)."""
+        ray = self._ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            ray.init(address=address, **(init_kwargs or {}))
-        self._ray = ray
+            ray.init(address=self.address, **(self._config["init_kwargs"] or {}))
+        self.address = self.address or ray.get_runtime_context().gcs_address
         self._lost_errors = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                              ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError,
                              ray.exceptions.OwnerDiedError, ray.exceptions.OutOfMemoryError,
                              ray.exceptions.LocalRayletDiedError)
         self._remote_actor = ray.remote(SandboxActor)
-        self._live: set[_Actor] = set()
-        self._starting: dict[Any, tuple[Any, float]] = {}  # ready() ref -> (handle, deadline)
-        self._in_flight: dict[Any, tuple[_Actor, list[_Item]]] = {}  # run() ref -> (actor, its items)
-        self._queue: deque[_Item] = deque()
-        self._inbox: queue.Queue = queue.Queue()
-        self._closed = False
-        self._lock = threading.Lock()
         try:
-            self.num_actors = num_actors or self._capacity()
-            self._start_actors(self.num_actors)
+            specs = self._plan(self._num_actors_asked)
+            self.num_actors = len(specs)
+            self._start_actors(specs)
         except BaseException:
             self._shutdown_ray()
             raise
@@ -220,8 +241,11 @@ class RayExecutor:
                 raise TypeError(f"programs[{i}].tests must be trl_unittest.tasks.Test objects (see "
                                 f"trl_unittest.execution.rewrite_asserts for assert strings)")
         future: Future = Future()
-        if self._closed:
-            raise RuntimeError("RayExecutor is closed")
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("RayExecutor is closed")
+            if self._thread is None:  # lazy: the first batch starts the actors
+                self._start()
         if not programs:
             future.set_result([])
             return future
@@ -267,6 +291,8 @@ class RayExecutor:
             if self._closed:
                 return
             self._closed = True
+        if self._thread is None:  # never started
+            return
         self._inbox.put(None)
         self._thread.join()
         error = RuntimeError("RayExecutor closed before the batch finished")
@@ -281,7 +307,7 @@ class RayExecutor:
             for item in items or []:
                 if not item.job.future.done():
                     item.job.future.set_exception(error)
-        handles = [a.handle for a in self._live] + [h for h, _ in self._starting.values()]
+        handles = [a.handle for a in self._live] + [h for h, _, _ in self._starting.values()]
         refs = [a.handle.close.remote() for a in self._live]
         if refs:
             self._ray.wait(refs, num_returns=len(refs), timeout=grace)
@@ -291,6 +317,12 @@ class RayExecutor:
         self._starting.clear()
         self._shutdown_ray()
 
+    def __reduce__(self):
+        # a copy (pickle, deepcopy: TRL may copy reward functions) is a new executor with the same settings on
+        # the same cluster, started on first use (a copy never used takes no CPUs): actors, threads and queues
+        # do not travel
+        return _clone, (self.address, self._config)
+
     def __enter__(self) -> "RayExecutor":
         return self
 
@@ -298,52 +330,60 @@ class RayExecutor:
         self.close()
 
     # ------------------------------------------------------------------------------------------- start-up
-    def _capacity(self) -> int:
-        """Actors that fit the alive nodes' CPUs (and ``resource``), or a clear error when none fits."""
+    def _plan(self, num_actors: int | None) -> list[tuple[int, dict[str, Any]]]:
+        """(workers, Ray options) of each actor to start, from the alive nodes' CPUs (and ``resource``), or a
+        clear error when no actor fits."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         nodes = [n for n in self._ray.nodes() if n.get("Alive")]
         if self.resource and not any(n["Resources"].get(self.resource, 0) for n in nodes):
             raise RuntimeError(
                 f"no node of the Ray cluster has the resource {self.resource!r}: start the nodes that may run "
                 f"programs with `ray start --resources '{{\"{self.resource}\": <CPUs>}}'`, or pass resource=None")
-        slots = 0
+        specs = []
         for node in nodes:
             res = node["Resources"]
-            fit = res.get("CPU", 0)
-            if self.resource:
-                fit = min(fit, res.get(self.resource, 0))
-            slots += int(fit // self.workers_per_actor)
-        if slots == 0:
-            raise RuntimeError(f"no node of the Ray cluster has {self.workers_per_actor} CPUs"
-                               + (f" and {self.workers_per_actor} of {self.resource!r}" if self.resource else "")
-                               + " for one actor: lower workers_per_actor")
-        return slots
+            cpus = int(min(res.get("CPU", 0), res.get(self.resource, 0) if self.resource else math.inf))
+            if self.workers_per_actor is None and cpus >= 1:
+                specs.append((cpus, {"scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}))
+            elif self.workers_per_actor is not None:
+                specs += [(self.workers_per_actor, {"scheduling_strategy": "SPREAD"})] * (cpus // self.workers_per_actor)
+        if not specs:
+            need = self.workers_per_actor or 1
+            raise RuntimeError(f"no node of the Ray cluster has {need} CPUs"
+                               + (f" and {need} of {self.resource!r}" if self.resource else "")
+                               + " for one actor" + (": lower workers_per_actor" if need > 1 else ""))
+        if num_actors is not None:
+            specs = (specs * num_actors)[:num_actors]
+        return specs
 
-    def _new_actor(self):
-        options = {"num_cpus": self.workers_per_actor, "max_concurrency": self.max_in_flight + 2,
-                   "max_restarts": 0, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
+    def _new_actor(self, spec: tuple[int, dict[str, Any]]):
+        workers, placement = spec
+        options = {"num_cpus": workers, "max_concurrency": self.max_in_flight + 2, "max_restarts": 0,
+                   "max_task_retries": 0, **placement}
         if self.resource:
-            options["resources"] = {self.resource: self.workers_per_actor}
-        return self._remote_actor.options(**options).remote(*self._actor_args)
+            options["resources"] = {self.resource: workers}
+        return self._remote_actor.options(**options).remote(workers, *self._actor_args)
 
-    def _start_actors(self, n: int) -> None:
-        handles = [self._new_actor() for _ in range(n)]
-        refs = {h.ready.remote(): h for h in handles}
+    def _start_actors(self, specs: list[tuple[int, dict[str, Any]]]) -> None:
+        handles = [(self._new_actor(spec), spec) for spec in specs]
+        refs = {h.ready.remote(): (h, spec) for h, spec in handles}
         done, pending = self._ray.wait(list(refs), num_returns=len(refs), timeout=self.start_timeout)
         for ref in done:
-            self._started(refs[ref], ref)
+            self._started(*refs[ref], ref)
         for ref in pending:
-            self._ray.kill(refs[ref])
+            self._ray.kill(refs[ref][0])
             self.skipped.append(f"an actor not scheduled within {self.start_timeout:.0f} s (no free CPUs"
                                 + (f" or {self.resource!r}" if self.resource else "") + ")")
         if self.skipped:
-            logger.warning("trl_unittest: RayExecutor runs on %d of %d actors; dropped: %s", len(self._live), n,
-                           "; ".join(self.skipped))
+            logger.warning("trl_unittest: RayExecutor runs on %d of %d actors; dropped: %s", len(self._live),
+                           len(specs), "; ".join(self.skipped))
         if not self._live:
             raise RuntimeError("no Ray actor could start a sandbox: " + "; ".join(self.skipped)
                                + ". Install bubblewrap on the nodes that run programs, and mark them with a custom "
                                "resource (resource=...)")
 
-    def _started(self, handle, ref) -> bool:
+    def _started(self, handle, spec, ref) -> bool:
         try:
             info = self._ray.get(ref)
         except Exception as e:  # noqa: BLE001 (the actor died while starting: any cause is reported)
@@ -355,7 +395,7 @@ class RayExecutor:
             self._ray.kill(handle)
             return False
         with self._lock:
-            self._live.add(_Actor(handle, info))
+            self._live.add(_Actor(handle, {**info, "workers": spec[0]}, spec))
         return True
 
     # ------------------------------------------------------------------------------------------ dispatch
@@ -386,11 +426,11 @@ class RayExecutor:
                 if ref in self._in_flight:
                     self._finish_batch(ref)
                 else:
-                    handle, _ = self._starting.pop(ref)
-                    if self._started(handle, ref):
+                    handle, _, spec = self._starting.pop(ref)
+                    if self._started(handle, spec, ref):
                         logger.info("trl_unittest: RayExecutor replaced a lost actor")
             now = time.monotonic()
-            for ref, (handle, deadline) in list(self._starting.items()):
+            for ref, (handle, deadline, _) in list(self._starting.items()):
                 if now > deadline:
                     del self._starting[ref]
                     self._ray.kill(handle)
@@ -477,8 +517,8 @@ class RayExecutor:
             pass
         if self._replacements_left > 0:
             self._replacements_left -= 1
-            handle = self._new_actor()
-            self._starting[handle.ready.remote()] = (handle, time.monotonic() + self.start_timeout)
+            handle = self._new_actor(actor.spec)  # pinned to the same node, if it was (a dead node: dropped)
+            self._starting[handle.ready.remote()] = (handle, time.monotonic() + self.start_timeout, actor.spec)
 
     def _fail_all(self, error: BaseException) -> None:
         while self._queue:
@@ -489,3 +529,7 @@ class RayExecutor:
     def _shutdown_ray(self) -> None:
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def _clone(address: str | None, config: dict[str, Any]) -> RayExecutor:
+    return RayExecutor(address, **config, lazy=True)
