@@ -159,6 +159,15 @@ def test_same_verdicts_rewards_and_pass_at_k_as_the_local_pool(cluster, pool):
     assert copy._pool is None
 
 
+def _alive(process) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 SLOW = "import time\ndef f(x):\n    time.sleep(0.25)\n    return x + x % 2\n"
 
 
@@ -189,7 +198,7 @@ def test_actor_killed_mid_batch_reruns_its_programs_exactly_once(cluster):
         assert stats["results"] == len(programs) and stats["duplicates_dropped"] == 0 and stats["lost_programs"] == 0
         assert victim["pid"] not in {a["pid"] for a in executor.actors()}
         gone = time.monotonic() + 15  # the dead actor's sandboxes die with it (bubblewrap --die-with-parent)
-        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in sandboxes):
+        while any(_alive(p) for p in sandboxes):
             assert time.monotonic() < gone, "sandbox processes outlived their actor"
             time.sleep(0.1)
         deadline = time.monotonic() + 60  # the lost actor is replaced: the executor is back to two actors
