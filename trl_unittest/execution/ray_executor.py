@@ -201,7 +201,7 @@ class RayExecutor:
         self._in_flight: dict[Any, tuple[_Actor, list[_Item]]] = {}  # run() ref -> (actor, its items)
         self._queue: deque[_Item] = deque()
         self._inbox: queue.Queue = queue.Queue()
-        self._closed, self._owns_ray, self._thread = False, False, None
+        self._closed, self._owns_ray, self._thread, self._broken = False, False, None, None
         self._lock = threading.RLock()  # submit_batch holds it while a lazy executor starts
         if not lazy:
             self._start()
@@ -246,6 +246,8 @@ class RayExecutor:
                 raise RuntimeError("RayExecutor is closed")
             if self._thread is None:  # lazy: the first batch starts the actors
                 self._start()
+            if self._broken is not None:
+                raise RuntimeError(f"RayExecutor's dispatcher failed ({self._broken!r}): close it and start another")
         if not programs:
             future.set_result([])
             return future
@@ -400,6 +402,21 @@ class RayExecutor:
 
     # ------------------------------------------------------------------------------------------ dispatch
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except BaseException as e:  # a bug here must not leave callers waiting forever
+            logger.exception("trl_unittest: RayExecutor's dispatcher failed")
+            with self._lock:
+                self._broken = e
+            self._fail_all(e)
+            leftovers = [i for _, items in self._in_flight.values() for i in items]
+            while not self._inbox.empty():
+                leftovers += self._inbox.get_nowait() or []
+            for item in leftovers:
+                if not item.job.future.done():
+                    item.job.future.set_exception(e)
+
+    def _serve(self) -> None:
         while True:
             idle = not self._in_flight and not self._starting and not self._queue
             try:
