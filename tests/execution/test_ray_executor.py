@@ -22,7 +22,7 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from trl_unittest.execution import ExecutionPool, Limits, Program  # noqa: E402
+from trl_unittest.execution import Limits, Program  # noqa: E402
 from trl_unittest.execution.executor import Executor  # noqa: E402
 from trl_unittest.execution.ray_executor import (RayExecutor, program_from_dict, program_to_dict,  # noqa: E402
                                                  result_from_dict, result_to_dict)
@@ -244,7 +244,7 @@ def test_eval_cli_on_ray_matches_the_local_pool(cluster, tmp_path, capsys):
     to_dataset(tasks).to_json(str(tmp_path / "t.jsonl"), lines=True)
     parser = argparse.ArgumentParser()
     add_eval_parser(parser.add_subparsers())
-    common = ["eval", "--model", model_dir, "--dataset", str(tmp_path / "t.jsonl"), "--k", "1", "2",
+    common = ["eval", "--model", model_dir, "--dataset", str(tmp_path / "t.jsonl"), "--k", "1",
               "--max-new-tokens", "8", "--device", "cpu"]
     summaries = []
     for extra in ([], ["--ray", cluster.address, "--ray-resource", "sandbox"]):
