@@ -49,7 +49,7 @@ def cluster():
         ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False, "resources": {"sandbox": 1}})
     c.add_node(**NODE, resources={"sandbox": 1})
-    c.add_node(**NODE, env_vars={"PATH": "/nonexistent"})  # no bwrap, no unshare: the probe fails here
+    c.add_node(**NODE, env_vars={"PATH": "/nonexistent"}, resources={"plain": 1})  # no bwrap, no unshare
     ray.init(address=c.address, log_to_driver=False)
     yield c
     ray.shutdown()
@@ -88,6 +88,8 @@ def test_placement_probe_resource_and_errors(cluster):
         assert [r.all_passed for r in executor.run_batch(
             [Program(f"def f(): return {i}", [Test(expr="f()", expected="1")]) for i in range(3)])] == \
             [False, True, False]
+    with pytest.raises(RuntimeError, match="no Ray actor could start a sandbox: node .*`bwrap` is not installed"):
+        RayExecutor(resource="plain")  # only the node without a sandbox
     with pytest.raises(RuntimeError, match="no node of the Ray cluster has the resource 'gpu_free'"):
         RayExecutor(resource="gpu_free")
     with pytest.raises(RuntimeError, match="has 4 CPUs .* lower workers_per_actor"):
