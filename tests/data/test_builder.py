@@ -276,12 +276,13 @@ def test_static_worker_processes_give_the_same_tasks(tmp_path):
 
 def test_a_large_input_moves_static_stages_to_worker_processes_on_two_cores(tmp_path, monkeypatch):
     from trl_unittest.data import builder as builder_module
+    from trl_unittest.data import static_stages
 
     (tmp_path / "pkg").mkdir()
     for i in range(3):
         (tmp_path / "pkg" / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
-    monkeypatch.setattr(builder_module.os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(builder_module, "_GROW_AFTER_FILES", 2)
+    monkeypatch.setattr(static_stages.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(static_stages, "GROW_AFTER_FILES", 2)
     kinds = []
     grow = builder_module.Builder.grow_static
 
@@ -293,7 +294,7 @@ def test_a_large_input_moves_static_stages_to_worker_processes_on_two_cores(tmp_
     grown = build_dataset([str(tmp_path)], _config())
     kept_inline = build_dataset([str(tmp_path)], _config(static_workers=0))
     # default: the second file starts the workers (mid-shard); an explicit 0 is kept
-    assert kinds == [(2, "_Spawned"), (2, "_Inline")]
+    assert kinds == [(2, "Spawned"), (2, "Inline")]
     assert len(grown) >= 3 and _comparable(grown) == _comparable(kept_inline)
 
 
@@ -353,10 +354,11 @@ def test_a_mutant_that_breaks_the_shared_program_leaves_the_rerun_and_the_task(t
     """Mutants share the second program with the rerun; if one breaks the program at set-up (here: a mutated
     default argument that raises), the rerun is repeated alone and the task is kept, its score unmeasured."""
     from trl_unittest.data import builder as builder_module
+    from trl_unittest.data.mutation import Mutant
 
     src = 'def step(n):\n    """Next value."""\n    return n + 1\n'
     (tmp_path / "m.py").write_text(src)
-    broken = builder_module.Mutant("broken", 1, "def m0(n=1 // 0):\n    return n\n", "m0")
+    broken = Mutant("broken", 1, "def m0(n=1 // 0):\n    return n\n", "m0")
     orig = builder_module.StaticStages.mutants
     try:
         builder_module.StaticStages.mutants = lambda self, func_src, entry_point: [broken]
@@ -372,18 +374,19 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
     programs end (prefetch); every file is extracted exactly once and the tasks are those of an in-process
     build."""
     from trl_unittest.data import builder as builder_module
+    from trl_unittest.data import static_stages
 
     for i in range(3):
         (tmp_path / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
     submitted, consumed_prefetch = [], []
-    submit = builder_module._Spawned.submit
+    submit = static_stages.Spawned.submit
 
     def spy_submit(self, fn, *args):
-        if fn is builder_module._worker_file:
+        if fn is static_stages.worker_file:
             submitted.append(args[0].path)
         return submit(self, fn, *args)
 
-    monkeypatch.setattr(builder_module._Spawned, "submit", spy_submit)
+    monkeypatch.setattr(static_stages.Spawned, "submit", spy_submit)
     orig_run = builder_module.Builder._run
 
     def spy_run(self, report, files=None, admitted=None, progress=None, prefetch=None, max_seen=None):
