@@ -46,19 +46,19 @@ def count_vowels(text):
     return n
 
 
-def clamp(value, lo, hi):
-    """Clamp value into [lo, hi]; lo must not exceed hi.
+def percent_of_span(value, lo, hi):
+    """Where value lies in [lo, hi], in whole percent (0 at or below lo, 100 at or above hi); lo must be below hi.
 
-    >>> clamp(5, 0, 3)
-    3
+    >>> percent_of_span(5, 0, 10)
+    50
     """
-    if lo > hi:
+    if lo >= hi:
         raise ValueError("empty interval")
-    if value < lo:
-        return lo
-    if value > hi:
-        return hi
-    return value
+    if value <= lo:
+        return 0
+    if value >= hi:
+        return 100
+    return (value - lo) * 100 // (hi - lo)
 
 
 def shuffled_letters(n):
@@ -165,15 +165,15 @@ def test_task_fields_and_doctest(built):
     assert t.mutation_score is not None and 0 <= t.mutation_score <= 1
     assert t.coverage is not None and t.coverage > 0.5
     assert t.reference_runtime is not None
-    c = tasks["clamp"]
+    c = tasks["percent_of_span"]
     assert any(x.op == "raises" and x.exception == "ValueError" for x in c.tests)
     assert c.mutation_score >= 0.5
 
 
 def test_reference_passes_and_a_mutant_fails(built):
     _, _, tasks = built
-    t = tasks["clamp"]
-    mutant = t.reference.replace("if value < lo:", "if value <= lo:").replace("return hi", "return value")
+    t = tasks["percent_of_span"]
+    mutant = t.reference.replace("if value <= lo:", "if value < lo:").replace("return 100", "return value")
     with ExecutionPool(num_workers=1) as pool:
         ok = pool.run(Program(code=t.reference, tests=t.tests))
         bad = pool.run(Program(code=mutant, tests=t.tests))
@@ -188,7 +188,7 @@ def test_reference_passes_and_a_mutant_fails(built):
 
 def test_test_code_renders_runnable_asserts(built):
     _, _, tasks = built
-    t = tasks["clamp"]
+    t = tasks["percent_of_span"]
     ns = {}
     exec(compile(t.reference, "<ref>", "exec"), ns)  # trusted here: it is our own fixture
     exec(compile(t.test_code, "<tests>", "exec"), ns)
@@ -207,7 +207,7 @@ def test_hf_dataset_map_style_and_streaming(tmp_path):
     for got, rep in (out1, out2):
         assert rep.files == 2 and rep.files_unparsable == 1 and rep.consistent()
         names = set(got["entry_point"])
-        assert {"count_vowels", "clamp"} <= names
+        assert {"count_vowels", "percent_of_span"} <= names
         assert all(p["license"] == "MIT" for p in got["provenance"])
     assert out1[0]["task_id"] == out2[0]["task_id"]
     # a saved dataset on disk through the `hf:` spec
@@ -263,7 +263,7 @@ def _comparable(ds):
 def test_static_worker_processes_give_the_same_tasks(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "text.py").write_text(MODULE)
-    (tmp_path / "pkg" / "more.py").write_text(MODULE.replace("def clamp(", "def clamp2("))  # duplicates
+    (tmp_path / "pkg" / "more.py").write_text(MODULE.replace("def percent_of_span(", "def percent_of_span2("))  # duplicates
     ds, report = build_dataset([str(tmp_path)], _config(static_workers=0), return_report=True)
     ds2, report2 = build_dataset([str(tmp_path)], _config(static_workers=2), return_report=True)
     assert report.dropped["duplicate"] >= 1
@@ -311,7 +311,7 @@ def test_static_workers_from_a_script_without_main_guard(tmp_path):
         "from trl_unittest.data.builder import BuilderConfig, build_dataset\n"
         f"open({str(marker)!r}, 'a').write('run\\n')\n"
         f"ds = build_dataset([{str(tmp_path / 'src')!r}], BuilderConfig(progress=False, num_workers=1, "
-        "static_workers=2, max_inputs=8, max_mutants=4, min_mutation_score=0.0))\n"
+        "static_workers=2, max_inputs=16, max_mutants=4, min_mutation_score=0.0))\n"
         "print('TASKS', len(ds))\n")
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -330,13 +330,14 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
     mutants = [Mutant("hang", 3, "def m0(n):\n    while True:\n        pass\n", "m0"),
                Mutant("equivalent", 3, "def m1(n):\n    return 1 + n\n", "m1"),
                Mutant("wrong", 3, "def m2(n):\n    return n + 2\n", "m2")]
-    b = Builder(_config(max_tests=5, min_tests=1))
+    b = Builder(_config(max_tests=5, min_tests=1, min_hidden_tests=1, min_mutants=1, max_trivial_pass=1.0))
     try:
         w = b._work(cand, "fp", [], ["step(0)", "step(1)", "step(5)"])
         report = BuildReport()
         pool = b._pool_for(w)
         assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
         w.mutants = mutants
+        w.probes = b.probes_for(w)
         other = [p for p in b.pools() if p is not pool][0]
         rerun, rm = b.split_second(w, other.run(b.second_program(w)))
         assert [t.observed for t in rerun.tests] == ["1", "2", "6"]
@@ -345,7 +346,8 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
         assert outcomes[:3] == [("timeout", "Timeout"), ("timeout", "NotRun"), ("timeout", "NotRun")]
         assert [t.outcome for t in rm.tests[3:6]] == ["failed"] * 3  # the equivalent mutant ran every input
         task = b.finish(w, rm, report)
-        assert task.mutation_score == pytest.approx(2 / 3)
+        # the equivalent mutant survives every input: set aside, not scored
+        assert task.mutation_score == 1.0 and report.mutants_scored == 2 and report.mutants_equivalent == 1
     finally:
         b.close()
 
@@ -406,9 +408,9 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
 
 TRICKY = {
     # a form feed in a comment: str.splitlines would shift every line after it
-    "formfeed.py": '# helpers\x0c\n\ndef clip(value, lo, hi):\n    """Clip value to [lo, hi].\n\n    >>> clip(5, 0, 3)\n'
-                   '    3\n    """\n    if value < lo:\n        return lo\n    if value > hi:\n        return hi\n'
-                   '    return value\n',
+    "formfeed.py": '# helpers\x0c\n\ndef clip(value, lo, hi):\n    """Distance from value to [lo, hi] (0 inside).\n\n'
+                   '    >>> clip(5, 0, 3)\n    2\n    """\n    if value < lo:\n        return lo - value\n'
+                   '    if value > hi:\n        return value - hi\n    return 0\n',
     # a static method that calls its own class: lifting it would put its body in the prompt
     "shapes.py": 'class Shape:\n    @staticmethod\n    def check(w):\n        """Check w.\n\n        >>> Shape.check(1)\n'
                  '        1\n        """\n        return abs(w)\n\n    @staticmethod\n    def area(w, h):\n'
@@ -445,7 +447,7 @@ def test_tricky_sources_give_right_tasks_or_named_drops(tmp_path):
     assert report.consistent()
     assert report.files == len(TRICKY) + 3 and report.files_unreadable == 1
     clip = tasks["formfeed.clip"]
-    assert clip.prompt.rstrip().endswith('"""') and "return value" in clip.reference
+    assert clip.prompt.rstrip().endswith('"""') and "return 0" in clip.reference
     assert "shapes.Shape.area" not in tasks and report.dropped["unresolvable_name"] >= 1
     assert not any("secret_marker" in t.prompt for t in tasks.values())
     assert "inplace.sort_words" not in tasks

@@ -19,7 +19,13 @@ class BuilderConfig:
     max_inputs: int = _h("candidate inputs generated per function (one program runs them all)", 24)
     max_tests: int = _h("tests kept per task", 10)
     min_tests: int = _h("tests a task needs to be kept", 2)
-    max_mutants: int = _h("mutants generated per function", 16)
+    min_hidden_tests: int = _h("tests a task keeps that its prompt does not show (its docstring examples)", 3)
+    # the partial reward is -0.3 + 1.3 x fraction passed: positive above 0.3 / 1.3 = 0.2308
+    max_trivial_pass: float = _h("highest fraction of a task's tests a trivial body (return None, an argument, "
+                                 "a constant, the prompt's examples hard-coded, ...) may pass; the default "
+                                 "earns no trivial body a positive `partial` reward", 0.23)
+    max_mutants: int = _h("mutants generated per function", 20)
+    min_mutants: int = _h("mutants a mutation score needs (fewer: the score stays unmeasured)", 8)
     min_mutation_score: float = _h("drop tasks whose tests kill fewer mutants than this (0 keeps all)", 0.5)
     # a reference slower than this on one input is no RL task (the reward runs its tests for every completion);
     # on the full benchmark corpus, 5 of 16,850 first-run calls took more than 0.05 s (2026-11-26)
@@ -52,11 +58,15 @@ class BuilderConfig:
         for name in ("max_inputs", "max_tests", "min_tests", "shard_size", "batch_size", "max_value_chars"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be a whole number >= 1")
-        for name in ("max_mutants", "max_context_lines"):
+        for name in ("max_mutants", "max_context_lines", "min_hidden_tests", "min_mutants"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "must be a whole number >= 0")
         if self.min_tests > self.max_tests:
             bad("min_tests", f"must be <= max_tests ({self.max_tests})")
+        if self.min_hidden_tests > self.max_tests:
+            bad("min_hidden_tests", f"must be <= max_tests ({self.max_tests})")
+        if not 0.0 <= self.max_trivial_pass <= 1.0:
+            bad("max_trivial_pass", "must be in [0, 1]")
         if not 0.0 <= self.min_mutation_score <= 1.0:
             bad("min_mutation_score", "must be in [0, 1]")
         if not 0.0 < self.contamination_threshold <= 1.0:
@@ -93,11 +103,16 @@ class BuildReport:
     dropped: Counter = field(default_factory=Counter)
     doctest_tests: int = 0
     doctest_mismatches: int = 0
+    hidden_tests: int = 0  # kept tests that the prompt does not show
+    mutants_scored: int = 0  # mutants in the mutation scores of kept tasks
+    mutants_equivalent: int = 0  # set aside: no usable input (generated, random ones included) told them apart
+    scores_unmeasured: int = 0  # kept tasks with fewer than min_mutants scorable mutants: score None
     observed_tests: int = 0
     nondeterministic_tests: int = 0
     programs: int = 0
     seconds: float = 0.0
     shards_resumed: int = 0
+    warnings: list = field(default_factory=list)  # what the build could not do as asked (e.g. MBPP not found)
 
     def merge(self, other: "BuildReport") -> None:
         for f in fields(self):
@@ -135,12 +150,18 @@ class BuildReport:
                             ("functions seen", self.seen), ("extracted", self.extracted), ("tested", self.tested),
                             ("kept", self.kept), ("doctest tests kept", self.doctest_tests),
                             ("observed tests kept", self.observed_tests),
+                            ("hidden tests kept (not in the prompt)", self.hidden_tests),
+                            ("mutants scored", self.mutants_scored),
+                            ("mutants set aside as likely equivalent", self.mutants_equivalent),
+                            ("scores unmeasured (too few mutants)", self.scores_unmeasured),
                             ("doctests disagreeing with reference", self.doctest_mismatches),
                             ("nondeterministic tests dropped", self.nondeterministic_tests),
                             ("programs run", self.programs), ("seconds", round(self.seconds, 1))):
             t.add_row(name, str(value))
         for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]):
             t.add_row(f"dropped: {reason}", str(n))
+        for w in self.warnings:
+            t.add_row("warning", w)
         return t
 
     def print(self) -> None:

@@ -105,6 +105,12 @@ class Work:
     final_tests: list[Test] = field(default_factory=list)
     mutant_inputs: list[int] = field(default_factory=list)  # the usable inputs when the second program was made
     mutants_broke: str = ""  # status of a second program whose mutants broke it (then rerun without them)
+    probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
+
+    @property
+    def runners(self) -> list[Mutant]:
+        """What the second program runs on the usable inputs after the reference: mutants, then probes."""
+        return self.mutants + self.probes
 
 
 def new_work(cand: Candidate, fp: str, expected: list, exprs: list[str]) -> Work:
@@ -125,7 +131,7 @@ def reference_program(w: Work, cfg: BuilderConfig):
 
 def second_program(w: Work, cfg: BuilderConfig):
     """One program under the other hash seed: first the inputs the first run found usable, again (only
-    those can turn out nondeterministic; a timeout among them ends their run), then every mutant on them.
+    those can turn out nondeterministic; a timeout among them ends their run), then every mutant and probe on them.
     A mutant that hangs is killed by that input and skips its other inputs (unrun, not counted as kills);
     every other mutant still runs all of its inputs."""
     from trl_unittest.execution import Program
@@ -135,19 +141,19 @@ def second_program(w: Work, cfg: BuilderConfig):
     timeouts = [cfg.reference_timeout] * len(tests)
     groups = [-1] * len(tests)
     context = w.cand.context
-    if w.mutants:
+    if w.runners:
         placeholder = "__trl_unittest_mutant__"
         templates = [rename_expr(w.tests[i].expr, w.cand.entry_point, placeholder) for i in w.usable]
-        for j, m in enumerate(w.mutants):
+        for j, m in enumerate(w.runners):
             for i, template in zip(w.usable, templates):
                 tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq",
                                   expected="None"))
                 timeouts.append(max(cfg.mutant_timeout_floor,
                                     cfg.mutant_timeout_factor * w.obs[i].time))
                 groups.append(j)
-        context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.mutants)
+        context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.runners)
     return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
-                   test_groups=groups, max_timeouts=len(w.mutants) + 1)
+                   test_groups=groups, max_timeouts=len(w.runners) + 1)
 
 
 def verify_program(task: Task, cfg: BuilderConfig):
@@ -161,14 +167,12 @@ def verify_program(task: Task, cfg: BuilderConfig):
 
 
 def split_second(w: Work, r2):
-    """(the rerun's result, the mutants' result or None) of a second program's result."""
+    """(the rerun's result, the runners' (mutants', probes') result or None) of a second program's result."""
     from trl_unittest.execution import ProgramResult
 
     n = len(w.mutant_inputs)
     rerun = ProgramResult(status=r2.status, tests=r2.tests[:n], error=r2.error)
-    if w.mutants_broke:
-        return rerun, ProgramResult(status=w.mutants_broke, tests=[], error="")
-    if not w.mutants:
+    if not w.runners:
         return rerun, None
     return rerun, ProgramResult(status=r2.status, tests=r2.tests[n:], error=r2.error)
 

@@ -24,6 +24,7 @@ from trl_unittest.data import filters, observe, selection, static_stages
 from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.observe import R_ORDER, Work, may_keep_state
+from trl_unittest.data.probes import make_probes
 from trl_unittest.data.sources import SourceFile
 from trl_unittest.data.static_stages import FileResult, Inline, Planned, Spawned, StaticStages, worker_file, \
     worker_mutants
@@ -166,6 +167,13 @@ class Builder:
 
     def judge_reference(self, w: Work, rb, report: BuildReport) -> str | None:
         return observe.judge_reference(w, rb, self.config, report)
+
+    @staticmethod
+    def probes_for(w: Work) -> list:
+        """The trivial-body probes of a function whose first run was screened (they run with its mutants)."""
+        values = [w.obs[i].text for i in w.usable if w.obs[i].kind == "value"]
+        exceptions = [w.obs[i].text for i in w.usable if w.obs[i].kind == "raises"]
+        return make_probes(w.cand, values, exceptions)
 
     def finish(self, w: Work, rm, report: BuildReport) -> Task | str:
         return selection.finish(w, rm, self.config, report)
@@ -345,6 +353,7 @@ class _Flight:
             elif len(w.usable) < self.b.config.min_tests:  # too few tests whatever the mutants do: no
                 self.submit_second(k, w)  # mutants; finish() drops it (no_usable_tests) if the rerun agrees
             else:
+                w.probes = self.b._retrying(lambda r: self.b.probes_for(w), report=self.report)
                 self.mgen[k] = (w, self.static.submit(worker_mutants, w.cand.func_src, w.cand.entry_point))
         return bool(done)
 
@@ -363,8 +372,8 @@ class _Flight:
             w, f = self.seconds.pop(k)
             r2 = self.result(self.second_pool(w), f, lambda: b.second_program(w))
             if w.mutants and r2.status != "ran":
-                # a mutant broke the shared program (or it failed for another reason): run the rerun alone;
-                # the score stays unmeasured, and if the rerun fails again, that decides
+                # a mutant broke the shared program (or it failed for another reason): run the rerun and the
+                # probes alone; the score stays unmeasured, and if the rerun fails again, that decides
                 w.mutants_broke, w.mutants = r2.status, []
                 self.submit_second(k, w)
                 continue

@@ -32,19 +32,27 @@ def killed(ref: Observation, test: Test, mut_tr) -> bool:
     return not values_equal(exp, act)
 
 
-def kill_matrix(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set[int]], int]:
-    """(mutants killed by each usable input, number of mutants scored): 0 scored when the mutants did not run
-    (none made, or one broke the shared program: the score stays unmeasured)."""
+def kill_matrix(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set[int]], int, dict[str, set[int]]]:
+    """(mutants killed by each usable input, number of mutants scored, the usable inputs each probe passes).
+
+    0 mutants are scored when they did not run (none made, or one broke the shared program: the score stays
+    unmeasured). Probes that did not run pass nothing here: the caller drops such a task (``probes_unmeasured``)."""
     kills: dict[int, set[int]] = {i: set() for i in w.usable}
+    probe_passes: dict[str, set[int]] = {p.operator: set() for p in w.probes}
     if rm is None or rm.status != "ran":
-        return kills, 0
+        return kills, 0, probe_passes
     k = 0
-    for m_idx in range(len(w.mutants)):
+    n_mut = len(w.mutants)
+    for r_idx, runner in enumerate(w.runners):
         for i in w.mutant_inputs:  # a superset of w.usable (nondeterministic inputs left since)
-            if i in kills and not rm.tests[k].unrun and killed(w.obs[i], candidates[i], rm.tests[k]):
-                kills[i].add(m_idx)
+            if i in kills and not rm.tests[k].unrun:
+                dead = killed(w.obs[i], candidates[i], rm.tests[k])
+                if r_idx < n_mut and dead:
+                    kills[i].add(r_idx)
+                elif r_idx >= n_mut and not dead:
+                    probe_passes[runner.operator].add(i)
             k += 1
-    return kills, len(w.mutants)
+    return kills, n_mut, probe_passes
 
 
 def executable_lines(func_src: str) -> set[int]:

@@ -1,8 +1,15 @@
 """Test selection: the test each usable input becomes, the greedy choice of a task's suite, and the task.
 
-Tests are chosen greedily: doctests the reference agrees with first, then the input that kills the most
-not-yet-killed mutants, then new arcs/lines (branch/line coverage), then a new outcome, up to ``max_tests``.
-The mutation score and line coverage of the chosen suite are stored with the task.
+Tests are chosen greedily (:func:`choose_tests`): doctests the reference agrees with (the prompt's examples are
+part of the suite, which keeps ``min_hidden_tests`` more), then the input that keeps the trivial-body probes
+(:mod:`.probes`) lowest, then the input that kills the most not-yet-killed mutants, then
+new lines/arcs (line/branch coverage), then a new outcome; the suite is the longest prefix of that order in
+which no probe passes more than ``max_trivial_pass`` of the tests.
+
+A task is dropped when its reference disagrees with a docstring example, when the probes did not run, when no
+suite holds them off, or when fewer than ``min_hidden_tests`` of its tests are hidden from the prompt. Mutants
+that no usable input tells apart from the reference (generated and random inputs included) are set aside as
+likely equivalent; the mutation score, of the chosen suite over the rest, needs ``min_mutants`` of them.
 """
 
 from __future__ import annotations
@@ -14,6 +21,11 @@ from trl_unittest.data.observe import R_LOW_MUTATION, R_NO_TESTS, Work
 from trl_unittest.data.scoring import kill_matrix, line_coverage
 from trl_unittest.execution.values import decode_value, values_equal
 from trl_unittest.tasks import Task, Test
+
+R_TRIVIAL_PASSES = "trivial_body_passes"  # some probe passes more than max_trivial_pass of every suite left
+R_PROBES_UNMEASURED = "probes_unmeasured"
+R_FEW_HIDDEN = "too_few_hidden_tests"
+R_DOC_CONTRADICTS = "reference_contradicts_docstring"
 
 
 def _has_float(v: Any) -> bool:
@@ -51,48 +63,96 @@ def candidate_tests(w: Work, report: BuildReport) -> tuple[dict[int, Test], set[
     return candidates, doctest_ok
 
 
-def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], cfg: BuilderConfig) -> list[int]:
-    """The chosen inputs, in input order (see the module docstring)."""
-    chosen: list[int] = [i for i in w.usable if i in doctest_ok][:cfg.max_tests]
-    killed = set().union(*(kills[i] for i in chosen)) if chosen else set()
-    lines = set().union(*(set(w.obs[i].lines) for i in chosen)) if chosen else set()
-    arcs = set().union(*(set(w.obs[i].arcs) for i in chosen)) if chosen else set()
-    outcomes = {w.obs[i].key() for i in chosen}
-    rest = [i for i in w.usable if i not in chosen]
+def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], passes: dict[str, set[int]],
+                 cfg: BuilderConfig) -> tuple[list[int] | None, str | None]:
+    """(the chosen inputs in input order, None) or (None, drop reason); see the module docstring.
 
-    def gain(i):
+    The inputs are ordered greedily: doctests the reference agrees with first (the prompt's examples are part of
+    the suite), then by how few tests the most-passing probe would then pass, then new mutant kills, new lines, new arcs, a new outcome, a shorter
+    call. The suite is the longest prefix of that order (at most ``max_tests``) in which no probe passes more
+    than ``max_trivial_pass`` of the tests and at least ``min_hidden_tests`` are hidden from the prompt."""
+    n_shown = len(w.doctest_expected)
+    order: list[int] = []
+    counts = {p: 0 for p in passes}
+    killed: set[int] = set()
+    lines: set[int] = set()
+    arcs: set = set()
+    outcomes: set = set()
+    rest = list(w.usable)
+
+    def worst_after(i: int) -> int:
+        return max((counts[p] + (i in s) for p, s in passes.items()), default=0)
+
+    def gain(i: int) -> tuple:
         o = w.obs[i]
         return (len(kills[i] - killed), len(set(o.lines) - lines), len(set(o.arcs) - arcs),
-                o.key() not in outcomes and o.kind == "value", -len(w.tests[i].expr))
+                o.key() not in outcomes and o.kind == "value")
 
-    while rest and len(chosen) < cfg.max_tests:
-        best = max(rest, key=gain)
-        if gain(best)[:4] == (0, 0, 0, False) and len(chosen) >= cfg.min_tests:
+    def holds(prefix: list[int]) -> bool:
+        return all(counts_in(prefix, s) <= cfg.max_trivial_pass * len(prefix) for s in passes.values())
+
+    def counts_in(prefix: list[int], s: set[int]) -> int:
+        return sum(1 for i in prefix if i in s)
+
+    def hidden(prefix: list[int]) -> int:
+        return sum(1 for i in prefix if i >= n_shown)
+
+    while rest and len(order) < cfg.max_tests:
+        best = max(rest, key=lambda i: (i in doctest_ok, -worst_after(i), *gain(i), -len(w.tests[i].expr)))
+        if not any(gain(best)) and len(order) >= cfg.min_tests and holds(order) and \
+                hidden(order) >= cfg.min_hidden_tests:
             break
-        chosen.append(best)
+        order.append(best)
         rest.remove(best)
+        for p, s in passes.items():
+            counts[p] += best in s
         killed |= kills[best]
         lines |= set(w.obs[best].lines)
         arcs |= set(w.obs[best].arcs)
         outcomes.add(w.obs[best].key())
-    return sorted(chosen)
+    reason = R_NO_TESTS if len(order) < cfg.min_tests else R_TRIVIAL_PASSES
+    for n in range(len(order), cfg.min_tests - 1, -1):
+        prefix = order[:n]
+        if not holds(prefix):
+            continue
+        if hidden(prefix) >= cfg.min_hidden_tests:
+            return sorted(prefix), None
+        reason = R_FEW_HIDDEN
+    return None, reason
 
 
 def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
     """Chooses the tests, computes mutation score and coverage; returns a Task or a drop reason. ``rm``: the
-    mutants' part of the second program's result (None without mutants)."""
+    runners' (mutants', probes') part of the second program's result (None without any)."""
     cand = w.cand
-    candidates, doctest_ok = candidate_tests(w, report)
-    kills, n_mut = kill_matrix(w, candidates, rm)
-    chosen = choose_tests(w, kills, doctest_ok, cfg)
-    if len(chosen) < cfg.min_tests:
+    if len(w.usable) < cfg.min_tests:
         return R_NO_TESTS
-    score = len(set().union(*(kills[i] for i in chosen))) / n_mut if n_mut else None
+    candidates, doctest_ok = candidate_tests(w, report)
+    if report.doctest_mismatches:  # the prompt's own example says otherwise: a test would contradict it
+        return R_DOC_CONTRADICTS
+    if not w.probes or rm is None or rm.status != "ran":
+        return R_PROBES_UNMEASURED
+    kills, n_mut, passes = kill_matrix(w, candidates, rm)
+    chosen, reason = choose_tests(w, kills, doctest_ok, passes, cfg)
+    if chosen is None:
+        return reason
+    hidden = sum(1 for i in chosen if i >= len(w.doctest_expected))
+    # a mutant no usable input (generated and random ones included) tells apart is likely equivalent: set aside
+    distinguishable = set().union(*kills.values()) if kills else set()
+    scorable = len(distinguishable)
+    score = len(set().union(*(kills[i] for i in chosen))) / scorable if scorable >= max(1, cfg.min_mutants) \
+        else None
     coverage = line_coverage(cand.func_src, set().union(*(set(w.obs[i].lines) for i in chosen)))
     if score is not None and score < cfg.min_mutation_score:
         return R_LOW_MUTATION
     report.doctest_tests += sum(1 for i in chosen if i in doctest_ok)
     report.observed_tests += sum(1 for i in chosen if i not in doctest_ok)
+    report.hidden_tests += hidden
+    if score is None:
+        report.scores_unmeasured += 1
+    else:
+        report.mutants_scored += scorable
+    report.mutants_equivalent += n_mut - scorable
     return Task(
         task_id=cand.task_id, prompt=cand.prompt, entry_point=cand.entry_point, tests=[candidates[i] for i in chosen],
         reference=cand.reference, context=cand.context,
