@@ -31,19 +31,19 @@ def _is_vowel(ch):
     return ch in VOWELS
 
 
-def count_vowels(text):
-    """Count the vowels in a lowercase text.
+def vowel_positions(text):
+    """Positions of the vowels in a lowercase text.
 
-    >>> count_vowels("banana")
-    3
-    >>> count_vowels("")
-    0
+    >>> vowel_positions("banana")
+    [1, 3, 5]
+    >>> vowel_positions("")
+    []
     """
-    n = 0
-    for ch in text:
+    out = []
+    for i, ch in enumerate(text):
         if _is_vowel(ch):
-            n += 1
-    return n
+            out.append(i)
+    return out
 
 
 def percent_of_span(value, lo, hi):
@@ -100,6 +100,13 @@ def nothing(x):
     pass
 
 
+def floor_at_zero(n):
+    """n, or 0 when n is negative."""
+    if n < 0:
+        return 0
+    return n
+
+
 def has_close_elements(numbers, threshold):
     """Check if in given list of numbers, are any two numbers closer to each other than given threshold."""
     for idx, elem in enumerate(numbers):
@@ -133,7 +140,7 @@ def built(tmp_path_factory):
 def test_counts_add_up(built):
     ds, report, tasks = built
     assert report.consistent() and report.seen == report.kept + sum(report.dropped.values())
-    assert report.seen == 11 and report.files == 1  # the test file is skipped
+    assert report.seen == 12 and report.files == 1  # the test file is skipped
     assert report.kept == len(ds) == len(tasks)
 
 
@@ -154,13 +161,13 @@ def test_rejections_by_reason(built):
 
 def test_task_fields_and_doctest(built):
     _, _, tasks = built
-    t = tasks["count_vowels"]
-    assert t.task_id == f"{t.provenance['source']}/pkg.text.count_vowels"
-    assert t.provenance["path"] == "pkg/text.py" and t.provenance["qualname"] == "count_vowels"
+    t = tasks["vowel_positions"]
+    assert t.task_id == f"{t.provenance['source']}/pkg.text.vowel_positions"
+    assert t.provenance["path"] == "pkg/text.py" and t.provenance["qualname"] == "vowel_positions"
     assert t.provenance["line"] > 0
     assert "def _is_vowel(ch):" in t.context and 'VOWELS = "aeiou"' in t.context
     assert t.prompt.startswith(t.context) and t.reference.startswith(t.prompt)
-    assert Test(kind="call", expr="count_vowels('banana')", op="eq", expected="3") in t.tests
+    assert Test(kind="call", expr="vowel_positions('banana')", op="eq", expected="[1, 3, 5]") in t.tests
     assert 2 <= len(t.tests) <= 10
     assert t.mutation_score is not None and 0 <= t.mutation_score <= 1
     assert t.coverage is not None and t.coverage > 0.5
@@ -177,13 +184,41 @@ def test_reference_passes_and_a_mutant_fails(built):
     with ExecutionPool(num_workers=1) as pool:
         ok = pool.run(Program(code=t.reference, tests=t.tests))
         bad = pool.run(Program(code=mutant, tests=t.tests))
-        doc = [x for x in tasks["count_vowels"].tests if x.expr == "count_vowels('banana')"]
-        vowel_mut = tasks["count_vowels"].reference.replace("n += 1", "n += 2")
-        doc_ok = pool.run(Program(code=tasks["count_vowels"].reference, tests=doc))
+        doc = [x for x in tasks["vowel_positions"].tests if x.expr == "vowel_positions('banana')"]
+        vowel_mut = tasks["vowel_positions"].reference.replace("out.append(i)", "out.append(i + 1)")
+        doc_ok = pool.run(Program(code=tasks["vowel_positions"].reference, tests=doc))
         doc_bad = pool.run(Program(code=vowel_mut, tests=doc))
     assert ok.all_passed
     assert not bad.all_passed
     assert doc_ok.all_passed and not doc_bad.all_passed
+
+
+def test_no_trivial_body_passes_more_than_the_limit_and_tests_are_hidden(built):
+    """Trivial bodies written here (not the builder's probes): None, each argument, common constants, the most
+    common expected value. None may pass more than max_trivial_pass of a kept task's tests; every task keeps at
+    least min_hidden_tests tests whose call is not shown in its prompt."""
+    import ast
+    from collections import Counter
+
+    _, report, tasks = built
+    cfg = _config()
+    assert tasks and report.dropped["trivial_body_passes"] >= 1  # floor_at_zero: `return n` or `return 0` passes half
+    programs, owners = [], []
+    for t in tasks.values():
+        func = next(n for n in ast.parse(t.reference).body if isinstance(n, ast.FunctionDef) and n.name == t.entry_point)
+        head = f"def {t.entry_point}({ast.unparse(func.args)}):\n"
+        common = Counter(x.expected for x in t.tests if x.op != "raises").most_common(1)
+        bodies = ["None", "0", "1", "''", "[]", "True", "False"] + [a.arg for a in func.args.args] + \
+                 ([common[0][0]] if common else [])
+        for body in bodies:
+            programs.append(Program(code=head + f"    return {body}\n", tests=t.tests, context=t.context))
+            owners.append(t)
+        hidden = [x for x in t.tests if x.expr not in t.prompt]
+        assert len(hidden) >= cfg.min_hidden_tests, t.task_id
+    with ExecutionPool(num_workers=2) as pool:
+        results = pool.run_batch(programs)
+    for t, r in zip(owners, results):
+        assert r.passed <= cfg.max_trivial_pass * len(t.tests), (t.task_id, r.passed, len(t.tests))
 
 
 def test_test_code_renders_runnable_asserts(built):
@@ -207,7 +242,7 @@ def test_hf_dataset_map_style_and_streaming(tmp_path):
     for got, rep in (out1, out2):
         assert rep.files == 2 and rep.files_unparsable == 1 and rep.consistent()
         names = set(got["entry_point"])
-        assert {"count_vowels", "percent_of_span"} <= names
+        assert {"vowel_positions", "percent_of_span"} <= names
         assert all(p["license"] == "MIT" for p in got["provenance"])
     assert out1[0]["task_id"] == out2[0]["task_id"]
     # a saved dataset on disk through the `hf:` spec
@@ -220,7 +255,7 @@ def test_shards_resume_and_formats(tmp_path):
     root = tmp_path / "src"
     root.mkdir()
     for i in range(3):
-        (root / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+        (root / f"m{i}.py").write_text(MODULE.replace("vowel_positions", f"vowel_positions{i}"))
     cfg = _config(shard_size=1)
     ds1, rep1 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True)
     assert len(list((tmp_path / "out" / "shards").iterdir())) == 3
@@ -280,7 +315,7 @@ def test_a_large_input_moves_static_stages_to_worker_processes_on_two_cores(tmp_
 
     (tmp_path / "pkg").mkdir()
     for i in range(3):
-        (tmp_path / "pkg" / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+        (tmp_path / "pkg" / f"m{i}.py").write_text(MODULE.replace("vowel_positions", f"vowel_positions{i}"))
     monkeypatch.setattr(static_stages.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(static_stages, "GROW_AFTER_FILES", 2)
     kinds = []
@@ -379,7 +414,7 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
     from trl_unittest.data import static_stages
 
     for i in range(3):
-        (tmp_path / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+        (tmp_path / f"m{i}.py").write_text(MODULE.replace("vowel_positions", f"vowel_positions{i}"))
     submitted, consumed_prefetch = [], []
     submit = static_stages.Spawned.submit
 
@@ -427,9 +462,12 @@ TRICKY = {
                 'def scale(x):\n    """Scale x.\n\n    >>> scale(2)\n    6\n    """\n    return 3 * x\n',
     # the same body over different helpers: two different functions
     "up.py": 'def _impl(s):\n    return s.upper() + "!"\n\n\ndef convert(s):\n    """Convert s.\n\n    >>> convert("ab")\n'
-             '    \'AB!\'\n    """\n    return _impl(s)\n',
+             '    \'AB!ab\'\n    """\n    return _impl(s) + s\n',
     "rev.py": 'def _impl(s):\n    return s[::-1] + "?"\n\n\ndef convert(s):\n    """Convert s.\n\n    >>> convert("ab")\n'
-              '    \'ba?\'\n    """\n    return _impl(s)\n',
+              '    \'ba?ab\'\n    """\n    return _impl(s) + s\n',
+    # one call of a helper the prompt carries: the helper does all the work
+    "wrap.py": 'def _shout(s, n):\n    return (s.upper() + "!") * n\n\n\ndef shout(s, n=1):\n    """Shout s n times."""\n'
+               '    return _shout(s, n)\n',
 }
 
 
@@ -453,6 +491,7 @@ def test_tricky_sources_give_right_tasks_or_named_drops(tmp_path):
     assert "inplace.sort_words" not in tasks
     assert report.dropped["redefined"] == 1 and tasks["twice.scale"].reference.count("3 * x") == 1
     assert {"up.convert", "rev.convert"} <= set(tasks)  # not duplicates of each other
+    assert "wrap.shout" not in tasks and report.dropped["wrapper_of_carried_helper"] == 1
     assert "latin.halve" in tasks and "bom.add3" in tasks
     # every kept task: its reference passes its tests run in order in one fresh process (as the reward runs them)
     with ExecutionPool(num_workers=2) as pool:

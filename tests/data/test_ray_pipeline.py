@@ -26,17 +26,17 @@ import re
 VOWELS = "aeiou"
 
 
-def count_vowels(text):
-    """Count the vowels in a lowercase text.
+def vowel_positions(text):
+    """Positions of the vowels in a lowercase text.
 
-    >>> count_vowels("banana")
-    3
+    >>> vowel_positions("banana")
+    [1, 3, 5]
     """
-    n = 0
-    for ch in text:
+    out = []
+    for i, ch in enumerate(text):
         if ch in VOWELS:
-            n += 1
-    return n
+            out.append(i)
+    return out
 
 
 def percent_of_span(value, lo, hi):

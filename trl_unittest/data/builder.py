@@ -21,6 +21,7 @@ Mined code is untrusted: it is only parsed here; every execution goes through :m
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,7 +32,9 @@ from trl_unittest.data.pipeline import Builder
 from trl_unittest.data.shards import done_shard, import_datasets, read_shard_tasks, shard_identity, shards, \
     with_next, write_shard
 from trl_unittest.data.sources import iter_sources
-from trl_unittest.data.static_stages import StaticStages
+from trl_unittest.data.static_stages import StaticStages, decontamination_warnings
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Builder", "BuilderConfig", "BuildReport", "StaticStages", "build_dataset", "load_tasks",
            "may_keep_state", "save_dataset"]
@@ -49,7 +52,9 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
     ``out_dir/dataset`` (``save_to_disk``).
     """
     cfg = config or BuilderConfig()
-    report = BuildReport()
+    report = BuildReport(warnings=decontamination_warnings(cfg))
+    for line in report.warnings:
+        logger.warning("trl_unittest build: %s", line)
     t0 = time.perf_counter()
     builder = Builder(cfg).start()  # worker processes and sandbox workers start up in the background
     builder.when_idle(import_datasets)  # ~1 s of imports, done while the last programs run

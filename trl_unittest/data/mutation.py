@@ -8,8 +8,8 @@ off-by-one (``ofb``), ``return x`` -> ``return None`` (``rvr``), ``return x`` ->
 negation (``cond``), branch removal (an ``if``'s test made ``True`` or ``False``: ``brm``), statement deletion
 (``sdl``), swap of a call's first two arguments (``arg``), and a parameter read as another parameter (``var``).
 
-Constants that only make up a message (in a ``raise``, an ``assert``'s message, a ``warnings.warn`` or logging
-call) are not mutated: a test checks the exception type, not its text, so such mutants are equivalent.
+Expressions that only make up a message (a ``raise``'s exception, an ``assert``'s message, the arguments of a
+``warnings.warn`` or logging call) are not mutated: a test checks the exception type, not its text, so such mutants are equivalent.
 
 Mutants are plain source text (``ast.unparse``), renamed so that many can live in one program next to the
 reference; recursive calls are renamed along, so a recursive mutant stays itself.
@@ -81,6 +81,8 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
         for node in ast.walk(stmt):
             if isinstance(node, _SIMPLE_STMTS) and not isinstance(node, ast.Raise):
                 sites.append(("sdl", node, None))
+            if id(node) in messages:
+                continue
             if isinstance(node, (ast.BinOp, ast.AugAssign)):
                 for rep in _AOR.get(type(node.op), []):
                     sites.append(("aor" if isinstance(node, ast.BinOp) else "aug", node, rep))
@@ -93,8 +95,6 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
             elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub, ast.Invert)):
                 sites.append(("uoi", node, None))
             elif isinstance(node, ast.Constant) and not isinstance(node, ast.JoinedStr):
-                if id(node) in messages:
-                    continue
                 v = node.value
                 if isinstance(v, bool):
                     sites.append(("crp", node, not v))
@@ -119,9 +119,9 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
                 sites.append(("brm", node, True))
                 sites.append(("brm", node, False))
             elif isinstance(node, ast.Call) and len(node.args) >= 2 and \
-                    not any(isinstance(a, ast.Starred) for a in node.args[:2]) and id(node) not in messages:
+                    not any(isinstance(a, ast.Starred) for a in node.args[:2]):
                 sites.append(("arg", node, None))
-            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and id(node) not in messages:
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
                 sl = node.slice
                 if isinstance(sl, ast.Slice):
                     for part in ("lower", "upper"):
@@ -130,7 +130,7 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
                 elif not isinstance(sl, (ast.Constant, ast.Tuple)):
                     sites.append(("ofb", node, "slice"))
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in params and \
-                    len(params) > 1 and id(node) not in messages:
+                    len(params) > 1:
                 other = next(p for p in params if p != node.id)
                 sites.append(("var", node, other))
     return sites

@@ -170,10 +170,8 @@ class Builder:
 
     @staticmethod
     def probes_for(w: Work) -> list:
-        """The trivial-body probes of a function whose first run was screened (they run with its mutants)."""
-        values = [w.obs[i].text for i in w.usable if w.obs[i].kind == "value"]
-        exceptions = [w.obs[i].text for i in w.usable if w.obs[i].kind == "raises"]
-        return make_probes(w.cand, values, exceptions)
+        """The trivial-body probes that run with a function's mutants (the constant ones need no run)."""
+        return make_probes(w.cand)
 
     def finish(self, w: Work, rm, report: BuildReport) -> Task | str:
         return selection.finish(w, rm, self.config, report)

@@ -18,6 +18,7 @@ from typing import Any
 
 from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.observe import R_LOW_MUTATION, R_NO_TESTS, Work
+from trl_unittest.data.probes import outcome_probes, probe_bodies
 from trl_unittest.data.scoring import kill_matrix, line_coverage
 from trl_unittest.execution.values import decode_value, values_equal
 from trl_unittest.tasks import Task, Test
@@ -130,9 +131,10 @@ def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
     candidates, doctest_ok = candidate_tests(w, report)
     if report.doctest_mismatches:  # the prompt's own example says otherwise: a test would contradict it
         return R_DOC_CONTRADICTS
-    if not w.probes or rm is None or rm.status != "ran":
+    if (w.probes or probe_bodies(cand)) and (not w.probes or rm is None or rm.status != "ran"):
         return R_PROBES_UNMEASURED
     kills, n_mut, passes = kill_matrix(w, candidates, rm)
+    passes.update({f"probe:{k}": v for k, v in outcome_probes({i: w.obs[i] for i in w.usable}).items()})
     chosen, reason = choose_tests(w, kills, doctest_ok, passes, cfg)
     if chosen is None:
         return reason

