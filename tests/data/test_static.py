@@ -392,6 +392,9 @@ def test_probes_cover_the_lazy_answers():
     obs = {0: Observation("value", "1"), 1: Observation("value", "1.0"), 2: Observation("value", "[]"),
            3: Observation("raises", "ValueError"), 4: Observation("raises", "ValueError")}
     assert outcome_probes(obs) == {"const:1": {0, 1}, "const:[]": {2}, "raise:ValueError": {3, 4}}
+    # a constant passes the approx tests it is close to (the tests' tolerance)
+    close = {0: Observation("value", "36.0"), 1: Observation("value", "36.000000000000014"), 2: Observation("value", "7")}
+    assert outcome_probes(close)["const:36.0"] == {0, 1}
 
 
 def test_the_default_probe_limit_earns_no_positive_partial_reward():

@@ -106,7 +106,7 @@ class BuildReport:
     doctest_mismatches: int = 0
     hidden_tests: int = 0  # kept tests that the prompt does not show
     mutants_scored: int = 0  # mutants in the mutation scores of kept tasks
-    mutants_equivalent: int = 0  # set aside: no usable input (generated, random ones included) told them apart
+    mutants_unkilled_by_any_input: int = 0  # likely equivalent, or beyond the generated inputs (still scored)
     scores_unmeasured: int = 0  # kept tasks with fewer than min_mutants scorable mutants: score None
     observed_tests: int = 0
     nondeterministic_tests: int = 0
@@ -153,7 +153,7 @@ class BuildReport:
                             ("observed tests kept", self.observed_tests),
                             ("hidden tests kept (not in the prompt)", self.hidden_tests),
                             ("mutants scored", self.mutants_scored),
-                            ("mutants set aside as likely equivalent", self.mutants_equivalent),
+                            ("mutants no input kills (likely equivalent)", self.mutants_unkilled_by_any_input),
                             ("scores unmeasured (too few mutants)", self.scores_unmeasured),
                             ("doctests disagreeing with reference", self.doctest_mismatches),
                             ("nondeterministic tests dropped", self.nondeterministic_tests),

@@ -20,7 +20,7 @@ from typing import Any
 
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.mutation import Mutant
-from trl_unittest.execution.values import LiteralError, decode_value, values_equal
+from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
 
 def probe_bodies(cand: Candidate) -> list[tuple[str, str]]:
     """(probe name, one-line body) of the probes that must run: each argument passed through, and ``list``,
@@ -37,32 +37,38 @@ def probe_bodies(cand: Candidate) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-def outcome_probes(obs: dict[int, Any]) -> dict[str, set[int]]:
+def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> dict[str, set[int]]:
     """The constant bodies as probes without a run: for each distinct outcome among the usable inputs'
-    observations (``{input: Observation}``), the inputs whose test that outcome passes. Values compare as
-    decoded values (``1`` and ``1.0`` are one outcome, as the tests judge them)."""
+    observations (``{input: Observation}``), the inputs whose test that outcome passes, judged as the tests judge:
+    equal values (``1`` and ``1.0`` are one), and close ones where the expected value holds a float (the tests'
+    ``approx`` tolerance)."""
     groups: dict[str, set[int]] = {}
-    reps: list[tuple[Any, str]] = []
+    values: dict[int, Any] = {}
     for i, o in obs.items():
         if o.kind == "raises":
             groups.setdefault(f"raise:{o.text}", set()).add(i)
+        elif o.kind == "value":
+            try:
+                values[i] = decode_value(o.text)
+            except LiteralError:
+                groups.setdefault(f"const:{o.text}", set()).add(i)
+    for i, v in values.items():
+        label = f"const:{obs[i].text}"
+        if any(j < i and values_equal(w, v) for j, w in values.items()):  # the same constant, seen already
             continue
-        if o.kind != "value":
-            continue
-        try:
-            v = decode_value(o.text)
-        except LiteralError:
-            groups.setdefault(f"const:{o.text}", set()).add(i)
-            continue
-        for rv, label in reps:
-            if values_equal(rv, v):
-                groups[label].add(i)
-                break
-        else:
-            label = f"const:{o.text}"
-            reps.append((v, label))
-            groups[label] = {i}
+        groups[label] = {j for j, w in values.items()
+                         if values_equal(w, v) or (has_float(w) and values_close(w, v, rel_tol, abs_tol))}
     return groups
+
+
+def has_float(v: Any) -> bool:
+    if type(v) in (float, complex):
+        return True
+    if type(v) in (list, tuple, set, frozenset):
+        return any(has_float(x) for x in v)
+    if type(v) is dict:
+        return any(has_float(x) for x in v.values())
+    return False
 
 
 def make_probes(cand: Candidate) -> list[Mutant]:
