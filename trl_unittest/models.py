@@ -53,8 +53,9 @@ from trl_unittest.cache import cache_root
 
 logger = logging.getLogger(__name__)
 
-RECIPE_VERSION = 3  # 2: version-stable AST fingerprints (the exercise split and every leakage filter hash them);
+RECIPE_VERSION = 4  # 2: version-stable AST fingerprints (the exercise split and every leakage filter hash them);
 # 3: builder fixes (form feeds, redefinitions, static methods, order-dependent tests, dedup with context)
+# 4: builder test adequacy (trivial-body probes, hidden tests, honest mutation scores, wrapper tasks dropped)
 HELDOUT_PERCENT = 30
 
 

@@ -388,6 +388,10 @@ def test_probes_cover_the_lazy_answers():
     for p in probes:  # each keeps the signature (defaults included) under its own name, and compiles
         assert p.source.startswith(f"def {p.name}(items, n=1):")
         compile(p.source, "<probe>", "exec")
+    # a module-level function's `cls` is an argument like any other (a class decorator returning it)
+    deco = extract_module('def mark(cls):\n    """Mark a class."""\n    cls.marked = True\n    return cls\n',
+                          path="m.py").candidates[0]
+    assert "probe:arg:cls" in {p.operator for p in make_probes(deco)}
     # a constant or raising body passes exactly the tests expecting its outcome (1 and 1.0 are one value)
     obs = {0: Observation("value", "1"), 1: Observation("value", "1.0"), 2: Observation("value", "[]"),
            3: Observation("raises", "ValueError"), 4: Observation("raises", "ValueError")}

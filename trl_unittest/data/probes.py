@@ -26,11 +26,9 @@ def probe_bodies(cand: Candidate) -> list[tuple[str, str]]:
     """(probe name, one-line body) of the probes that must run: each argument passed through, and ``list``,
     ``sorted``, ``set``, ``tuple`` of the first one."""
     out: dict[str, str] = {}
-    for p in cand.params:
-        if p.name not in ("self", "cls"):
-            out[f"arg:{p.name}"] = f"return {p.name}"
-    first = next((p.name for p in cand.params if p.kind in ("posonly", "pos") and p.name not in ("self", "cls")),
-                 None)
+    for p in cand.params:  # module-level functions only (methods are no candidates): `cls` is an argument too
+        out[f"arg:{p.name}"] = f"return {p.name}"
+    first = next((p.name for p in cand.params if p.kind in ("posonly", "pos")), None)
     if first is not None:
         for fn in ("list", "sorted", "set", "tuple"):
             out[f"{fn}:{first}"] = f"return {fn}({first})"
