@@ -6,7 +6,8 @@ replacement and off-by-one (numbers +-1, booleans flipped, strings emptied: ``cr
 off-by-one (``ofb``), ``return x`` -> ``return None`` (``rvr``), ``return x`` -> ``return <first argument>``
 (``rid``), augmented-assignment operator replacement (``aug``), ``break`` <-> ``continue`` (``bcr``), condition
 negation (``cond``), branch removal (an ``if``'s test made ``True`` or ``False``: ``brm``), statement deletion
-(``sdl``), swap of a call's first two arguments (``arg``), and a parameter read as another parameter (``var``).
+(``sdl``), swap of a call's first two arguments (``arg``), a call's argument replaced by ``None`` (``nul``), and a
+parameter read as another parameter (``var``).
 
 Expressions that only make up a message (a ``raise``'s exception, an ``assert``'s message, the arguments of a
 ``warnings.warn`` or logging call) are not mutated: a test checks the exception type, not its text, so such mutants are equivalent.
@@ -83,6 +84,10 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
                 sites.append(("sdl", node, None))
             if id(node) in messages:
                 continue
+            if isinstance(node, ast.Call):
+                for i, a in enumerate(node.args):
+                    if not isinstance(a, ast.Starred) and not (isinstance(a, ast.Constant) and a.value is None):
+                        sites.append(("nul", node, i))
             if isinstance(node, (ast.BinOp, ast.AugAssign)):
                 for rep in _AOR.get(type(node.op), []):
                     sites.append(("aor" if isinstance(node, ast.BinOp) else "aug", node, rep))
@@ -251,6 +256,10 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
             old = getattr(node, rep)
             setattr(node, rep, ast.BinOp(old, ast.Add(), ast.Constant(1)))
             undo = lambda n=node, f=rep, o=old: setattr(n, f, o)  # noqa: E731
+        elif op == "nul":
+            old = node.args[rep]
+            node.args[rep] = ast.Constant(None)
+            undo = lambda n=node, i=rep, o=old: n.args.__setitem__(i, o)  # noqa: E731
         elif op == "var":
             old = node.id
             node.id = rep
