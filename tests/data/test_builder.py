@@ -270,22 +270,26 @@ def test_shards_resume_and_formats(tmp_path):
         from_dataset(back)  # validates
 
 
-def test_cli_build(tmp_path):
+def test_cli_build(tmp_path, capsys):
     import argparse
 
     from trl_unittest.data.cli import add_build_parser
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "mod.py").write_text(MODULE)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "m.py").write_text('def _hidden(x):\n    """Private."""\n    return x * 2\n')
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     add_build_parser(sub)
-    args = parser.parse_args(["build", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
-                              "--no-progress", "--num-workers", "2", "--format", "jsonl", "--max-inputs", "12",
-                              "--min-mutation-score", "0"])
+    args = parser.parse_args(["build", "--source", str(tmp_path / "src"), "--source", str(tmp_path / "empty"),
+                              "--out", str(tmp_path / "out"), "--no-progress", "--num-workers", "2", "--format",
+                              "jsonl", "--max-inputs", "12", "--min-mutation-score", "0"])
     assert args.func(args) == 0
     assert (tmp_path / "out" / "tasks.jsonl").exists() and (tmp_path / "out" / "dataset").is_dir()
     assert len(load_tasks(tmp_path / "out" / "tasks.jsonl")) >= 2
+    err = capsys.readouterr().err
+    assert f"--source '{tmp_path / 'empty'}' gave 0 tasks" in err and f"'{tmp_path / 'src'}' gave 0" not in err
 
 
 def _comparable(ds):
