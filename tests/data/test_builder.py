@@ -205,7 +205,8 @@ def test_no_trivial_body_passes_more_than_the_limit_and_tests_are_hidden(built):
     assert tasks and report.dropped["trivial_body_passes"] >= 1  # floor_at_zero: `return n` or `return 0` passes half
     programs, owners = [], []
     for t in tasks.values():
-        func = next(n for n in ast.parse(t.reference).body if isinstance(n, ast.FunctionDef) and n.name == t.entry_point)
+        func = next(n for n in ast.parse(t.reference).body
+                    if isinstance(n, ast.FunctionDef) and n.name == t.entry_point)
         head = f"def {t.entry_point}({ast.unparse(func.args)}):\n"
         common = Counter(x.expected for x in t.tests if x.op != "raises").most_common(1)
         bodies = ["None", "0", "1", "''", "[]", "True", "False"] + [a.arg for a in func.args.args] + \

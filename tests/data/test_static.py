@@ -378,7 +378,8 @@ def test_probes_cover_the_lazy_answers():
     from trl_unittest.data.observe import Observation
     from trl_unittest.data.probes import make_probes, outcome_probes
 
-    src = 'def head(items, n=1):\n    """The first n items.\n\n    >>> head([1, 2], 1)\n    [1]\n    """\n    return items[:n]\n'
+    src = ('def head(items, n=1):\n    """The first n items.\n\n    >>> head([1, 2], 1)\n    [1]\n    """\n'
+           '    return items[:n]\n')
     cand = extract_module(src, path="m.py").candidates[0]
     probes = make_probes(cand)
     bodies = {p.operator: p.source.splitlines()[-1].strip() for p in probes}
@@ -397,7 +398,8 @@ def test_probes_cover_the_lazy_answers():
            3: Observation("raises", "ValueError"), 4: Observation("raises", "ValueError")}
     assert outcome_probes(obs) == {"const:1": {0, 1}, "const:[]": {2}, "raise:ValueError": {3, 4}}
     # a constant passes the approx tests it is close to (the tests' tolerance)
-    close = {0: Observation("value", "36.0"), 1: Observation("value", "36.000000000000014"), 2: Observation("value", "7")}
+    close = {0: Observation("value", "36.0"), 1: Observation("value", "36.000000000000014"),
+             2: Observation("value", "7")}
     assert outcome_probes(close)["const:36.0"] == {0, 1}
 
 

@@ -169,4 +169,3 @@ class BuildReport:
         from rich.console import Console
 
         Console(stderr=True).print(self.table())
-

@@ -10,7 +10,8 @@ negation (``cond``), branch removal (an ``if``'s test made ``True`` or ``False``
 parameter read as another parameter (``var``).
 
 Expressions that only make up a message (a ``raise``'s exception, an ``assert``'s message, the arguments of a
-``warnings.warn`` or logging call) are not mutated: a test checks the exception type, not its text, so such mutants are equivalent.
+``warnings.warn`` or logging call) are not mutated: a test checks the exception type, not its text, so such
+mutants are equivalent.
 
 Mutants are plain source text (``ast.unparse``), renamed so that many can live in one program next to the
 reference; recursive calls are renamed along, so a recursive mutant stays itself.

@@ -270,5 +270,3 @@ def may_keep_state(func_src: str, context: str) -> bool:
 def _immutable(node: ast.AST) -> bool:
     return all(isinstance(n, _IMMUTABLE_LITERALS + (ast.expr_context, ast.operator, ast.unaryop))
                for n in ast.walk(node))
-
-

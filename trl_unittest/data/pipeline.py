@@ -79,9 +79,9 @@ class Builder:
 
     def grow_static(self) -> None:
         """The input has proved large (``static_stages.GROW_AFTER_FILES`` files): on a 2-core machine the static
-        stages move from this process to 2 worker processes. Measured with ``benchmarks/builder.py`` on 2 idle cores: on the
-        full run (1,530 files) 10.6 tested tasks/s/core in-process, 12.1 with 1 worker, 13.0 with 2; on the quick
-        run (118 files) in-process was fastest, which is why small inputs never start workers."""
+        stages move from this process to 2 worker processes. Measured with ``benchmarks/builder.py`` on 2 idle
+        cores: on the full run (1,530 files) 10.6 tested tasks/s/core in-process, 12.1 with 1 worker, 13.0 with 2;
+        on the quick run (118 files) in-process was fastest, which is why small inputs never start workers."""
         if self.config.static_workers is None and isinstance(self._static, Inline) and static_stages.cores() == 2:
             self._static = Spawned(2, self.config)
             self._static.warm()

@@ -10,7 +10,8 @@ tests that expect that value or that exception, so every distinct expected outco
 
 :mod:`.selection` keeps a task only when every probe fails most of its chosen tests
 (``BuilderConfig.max_trivial_pass``; the default is below the ``partial`` reward's zero, so no probe earns a
-positive reward).
+positive reward). Hand-written: probing a reward with the answers a lazy policy would give is specific to this
+task format; mutation tools make faulty variants of the code, not trivial replacements of it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.mutation import Mutant
 from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+
 
 def probe_bodies(cand: Candidate) -> list[tuple[str, str]]:
     """(probe name, one-line body) of the probes that must run: each argument passed through, and ``list``,

@@ -73,7 +73,6 @@ def executable_lines(func_src: str) -> set[int]:
     return out
 
 
-
 def line_coverage(func_src: str, lines: set[int]) -> float | None:
     """Fraction of the function's executable lines (docstring aside) among ``lines``; None when it has none."""
     executable = executable_lines(func_src)

@@ -59,9 +59,10 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
     """(the chosen inputs in input order, None) or (None, drop reason); see the module docstring.
 
     The inputs are ordered greedily: doctests the reference agrees with first (the prompt's examples are part of
-    the suite), then by how few tests the most-passing probe would then pass, then new mutant kills, new lines, new arcs, a new outcome, a shorter
-    call. The suite is the longest prefix of that order (at most ``max_tests``) in which no probe passes more
-    than ``max_trivial_pass`` of the tests and at least ``min_hidden_tests`` are hidden from the prompt."""
+    the suite), then by how few tests the most-passing probe would then pass, then new mutant kills, new lines,
+    new arcs, a new outcome, a shorter call. The suite is the longest prefix of that order (at most
+    ``max_tests``) in which no probe passes more than ``max_trivial_pass`` of the tests and at least
+    ``min_hidden_tests`` are hidden from the prompt."""
     n_shown = len(w.doctest_expected)
     order: list[int] = []
     counts = {p: 0 for p in passes}

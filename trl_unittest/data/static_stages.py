@@ -264,4 +264,3 @@ class Inline:
 
     def shutdown(self, wait: bool = True) -> None:
         pass
-
