@@ -453,9 +453,10 @@ def test_build_cli_names_a_bad_out_and_mbpp_path(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["build", "--source", "stdlib:textwrap", "--out", str(tmp_path / "file")]) == 2
     assert "--out" in capsys.readouterr().err
-    assert main(["build", "--source", "stdlib:textwrap", "--out", str(tmp_path / "o"), "--mbpp-path",
-                 str(tmp_path / "none.jsonl")]) == 2
-    assert "--mbpp-path" in capsys.readouterr().err
+    for flag in ("--mbpp-path", "--mbpp"):
+        assert main(["build", "--source", "stdlib:textwrap", "--out", str(tmp_path / "o"), flag,
+                     str(tmp_path / "none.jsonl")]) == 2
+        assert "--mbpp-path" in capsys.readouterr().err
 
 
 def test_mbpp_is_resolved_like_the_cli_and_its_absence_is_a_warning(tmp_path, monkeypatch):

@@ -39,7 +39,8 @@ def add_build_parser(subparsers) -> argparse.ArgumentParser:
             p.add_argument(name, type=int, nargs=len(default), default=default, help=help_)
         elif default is None:
             typ = str if f.name.endswith("path") else int
-            p.add_argument(name, type=typ, default=None, help=help_)
+            aliases = ["--mbpp"] if f.name == "mbpp_path" else []  # as `trl-unittest demo` spells it
+            p.add_argument(name, *aliases, type=typ, default=None, help=help_)
         else:
             p.add_argument(name, type=type(default), default=default, help=help_)
     p.set_defaults(func=run_build)
