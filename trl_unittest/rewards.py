@@ -145,10 +145,10 @@ class UnitTestReward:
             entry = entry_col[i] or ""
             tests, setup = self._tests(tests_col[i], entry, where=f"row {i}")
             test_setup = "\n".join(c for c in (setup_col[i] or "", setup) if c)
-            code = build_program(prompts[i], completions[i], entry, truncate=self.truncate)
+            code, rejected = _extract(prompts[i], completions[i], entry, self.truncate)
             timeouts = self.limits.test_timeouts(len(tests), runtime_col[i])
             programs.append(Program(code=code, tests=tests, context=context_col[i] or "", test_setup=test_setup,
-                                    timeouts=timeouts))
+                                    timeouts=timeouts, rejected=rejected))
         return programs
 
     def _tests(self, value: Any, entry_point: str, where: str) -> tuple[list[Test], str]:
@@ -181,7 +181,7 @@ class UnitTestReward:
 
     def _empty(self, prompts, completions, columns) -> list[bool]:
         entries = _column(columns, self.entry_point_column, len(completions), default="")
-        return [not adds_code(p, c, e or "", self.truncate) for p, c, e in zip(prompts, completions, entries)]
+        return [not _adds_code(p, c, e or "", self.truncate) for p, c, e in zip(prompts, completions, entries)]
 
     def _finish(self, results: list[ProgramResult], columns: dict[str, Any], empty: list[bool]) -> list[float]:
         rewards = [self.empty_reward if e else score(r, self.scheme) for r, e in zip(results, empty)]
@@ -203,6 +203,23 @@ class AsyncUnitTestReward(UnitTestReward):
         programs = self.programs(prompts, completions, **columns)
         results = await self.pool.run_batch_async(programs)
         return self._finish(results, columns, self._empty(prompts, completions, columns))
+
+
+def _extract(prompt: Any, completion: Any, entry_point: str, truncate: bool) -> tuple[str, str]:
+    """(program, "") for a completion, or ("", reason) when making its program failed: whatever one completion
+    holds (nesting deeper than the parser allows, say) is that completion's outcome, a compile error, and never
+    an exception out of the reward for the whole batch."""
+    try:
+        return build_program(prompt, completion, entry_point, truncate=truncate), ""
+    except Exception as e:
+        return "", f"ExtractionError:{type(e).__name__}"
+
+
+def _adds_code(prompt: Any, completion: Any, entry_point: str, truncate: bool) -> bool:
+    try:
+        return adds_code(prompt, completion, entry_point, truncate)
+    except Exception:  # its program failed to be made too: scored from the compile_error result
+        return True
 
 
 def _column(columns: dict[str, Any], name: str, n: int, default: Any = "") -> list[Any]:

@@ -28,8 +28,8 @@ from concurrent.futures import Future
 from typing import Iterable, Sequence
 
 from trl_unittest.execution import sandbox
-from trl_unittest.execution.results import (Limits, Program, ProgramResult, grade_program, request_tests,
-                                            sandbox_failure)
+from trl_unittest.execution.results import (Limits, Program, ProgramResult, grade_program, rejected_result,
+                                            request_tests, sandbox_failure)
 from trl_unittest.execution.worker import HEADER
 from trl_unittest.tasks import Test
 
@@ -186,6 +186,10 @@ class ExecutionPool:
                                 f"tests as Test(...) / Test.from_dict(...), or turn assert statements into tests with "
                                 f"trl_unittest.execution.rewrite_asserts")
         future: Future = Future()
+        if program.rejected:  # nothing to run
+            future.set_running_or_notify_cancel()
+            future.set_result(rejected_result(program))
+            return future
         self._queue.put((program, future))
         return future
 

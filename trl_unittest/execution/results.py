@@ -57,6 +57,9 @@ class Program:
     # right after it in the same group, which count as timeouts unrun ("NotRun"), and the next group starts
     # in a fresh child; None: every test is its own group
     test_groups: list[int] | None = None
+    # set when no program could be made (extracting it from a completion failed): the reason; the program is
+    # never run and gets a compile_error result
+    rejected: str = ""
 
 
 @dataclass
@@ -220,6 +223,13 @@ def grade_program(program: Program, raw: dict[str, Any]) -> ProgramResult:
 def sandbox_failure(program: Program, reason: str) -> ProgramResult:
     return ProgramResult(status="sandbox_error", error=reason,
                          tests=[TestResult("error", error_type=reason) for _ in program.tests],
+                         unverified=sum(t.kind == "code" for t in program.tests))
+
+
+def rejected_result(program: Program) -> ProgramResult:
+    """The result of a program that was never run because it could not be made (``Program.rejected``)."""
+    return ProgramResult(status="compile_error", error=program.rejected,
+                         tests=[TestResult("error", error_type=program.rejected) for _ in program.tests],
                          unverified=sum(t.kind == "code" for t in program.tests))
 
 
