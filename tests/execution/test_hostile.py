@@ -319,3 +319,25 @@ def test_ipc_keys_and_user_namespaces_are_refused_threads_and_forks_are_not(host
     }
     result = hostile_pool.run(Program(libc, [Test(expr=e, expected=v) for e, v in probes.items()]))
     assert [t.observed for t in result.tests] == list(probes.values())
+
+
+# ------------------------------------------------------------------------------------ reward integrity (issue 15)
+@pytest.mark.parametrize("test", [Test(expr="f()", op="truthy"), Test(expr="f()", op="falsy"),
+                                  Test(expr="f()", op="is", expected="None"),
+                                  Test(expr="f()", op="raises", exception="ValueError"),
+                                  Test(expr="f()", expected="[0, 0]"), Test(expr="f()", op="ne", expected="[0, 0]"),
+                                  Test(expr="f()", op="approx", expected="[0.5]", rel_tol=0.1)],
+                         ids=lambda t: t.op)
+def test_forged_huge_values_cost_the_trusted_side_nothing(test):
+    """A program can write its own result frames: no observed value is parsed at a size the sandbox's encoder
+    would never send (decoding costs ~4 s and 500 MB per MB), whatever the test's kind."""
+    from trl_unittest.execution.results import grade_test
+
+    honest_max = "[" + "0, " * ((1 << 20) // 3 - 1) + "0]"  # as long as the encoder sends
+    forged = "[" + "[], " * (2 << 20) + "[]]"  # 8 MB: longer than it ever sends
+    t0 = time.process_time()
+    for value in (honest_max, forged):
+        verdict = grade_test(test, {"outcome": "ok", "value": value, "t": 0.0})
+        assert verdict.outcome != "passed" or test.op in ("truthy", "ne")
+    assert grade_test(test, {"outcome": "ok", "value": forged, "t": 0.0}).error_type == "ProtocolError"
+    assert time.process_time() - t0 < 1.0  # decoding either would take seconds

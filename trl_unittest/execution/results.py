@@ -149,15 +149,26 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     if test.kind == "code":
         return TestResult("passed", **common)
     observed = raw.get("value")
-    if test.op == "eq" and isinstance(observed, str) and observed == test.expected:
+    # Every bound below holds before any parse: decoding costs about 4 s and 500 MB per MB of literal text, and
+    # the text comes from the sandbox (a program can write its own frames)
+    if not isinstance(observed, str) or len(observed) > MAX_OBSERVED_CHARS:
+        # longer than the sandbox's encoder ever writes: a forged frame
+        return TestResult("error", error_type="ProtocolError", **common)
+    if test.op == "raises":  # it returned instead of raising
+        return TestResult("failed", observed=observed, **common)
+    if test.op == "is" and len(observed) > len("False"):  # only None, True and False can be `is` the expected
+        return TestResult("failed", observed=observed, **common)
+    if test.op in ("truthy", "falsy") and len(observed) > _LONGEST_FALSY:
+        # every falsy literal is short ('', [], set(), 0j, bytearray(b''), ...): a longer one is truthy
+        return TestResult("passed" if test.op == "truthy" else "failed", observed=observed, **common)
+    if test.op == "eq" and observed == test.expected:
         # the same literal text decodes to the same value, which equals itself (NaN included): skip the decoding
         try:
             decode_shared(observed)
             return TestResult("passed", observed=observed, **common)
         except LiteralError:
             pass
-    if test.op in ("eq", "ne", "approx") and isinstance(observed, str) and \
-            len(observed) > _LONGER_THAN_EQUAL * len(test.expected) + 1000:
+    if test.op in ("eq", "ne", "approx") and len(observed) > _LONGER_THAN_EQUAL * len(test.expected) + 1000:
         # far longer than any text of a value equal to the expected one (1 vs True, 0 vs -0.0 ... differ by a
         # few characters per item): not equal, judged without decoding megabytes on the trusted side
         return TestResult("passed" if test.op == "ne" else "failed", observed=observed, **common)
@@ -170,6 +181,8 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
 
 
 _LONGER_THAN_EQUAL = 8
+MAX_OBSERVED_CHARS = 1 << 20  # worker.MAX_VALUE_CHARS: the encoder refuses longer values as ValueTooLarge
+_LONGEST_FALSY = 256  # the longest falsy literals (`(-0.0-0j)`, `bytearray(b'')`, `frozenset()`) are far shorter
 
 
 def _trace_field(value: Any, width: int) -> list | None:
