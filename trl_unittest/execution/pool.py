@@ -55,6 +55,8 @@ class _WorkerProcess:
                                      stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
         self.fd_out = self.proc.stdout.fileno()
         self.closing = False  # killed by ExecutionPool.close() while running a program
+        self.retire_after = False  # the worker asked to be replaced before its next program
+        self.tree: list[int] | None = None  # host pids of the sandbox's processes (bwrap's init, the worker)
 
     def request(self, payload: dict, deadline: float) -> dict:
         data = json.dumps(payload).encode("utf-8", "surrogatepass")
@@ -67,8 +69,11 @@ class _WorkerProcess:
         (size,) = HEADER.unpack(head)
         if size > _RESPONSE_LIMIT:
             raise WorkerError("ResponseTooLarge")
+        body = self._read(size, deadline)
+        if self.tree is None:  # it answered: every process of the sandbox exists by now
+            self.tree = _process_tree(self.proc.pid)
         try:
-            return json.loads(self._read(size, deadline))
+            return json.loads(body)
         except (ValueError, RecursionError):
             raise WorkerError("BadResponse") from None
 
@@ -94,6 +99,8 @@ class _WorkerProcess:
     def signal_kill(self) -> None:
         """SIGKILL the worker (and its sandbox) without touching the pipes, which a serving thread may be
         reading: it sees end of input and retires the worker itself."""
+        if self.tree is None:
+            self.tree = _process_tree(self.proc.pid)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
@@ -110,6 +117,7 @@ class _WorkerProcess:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             logger.error("trl_unittest: worker %d did not exit after SIGKILL", self.proc.pid)
+        _await_gone(self.tree or [], timeout=5.0)
 
     def stop(self, timeout: float = 5.0) -> None:
         try:
@@ -257,12 +265,19 @@ class ExecutionPool:
             "frame_limit": 8 << 20,
             "own_pid_ns": self.mode in ("bwrap", "unshare"),
             "python_paths": list(self.spec.python_paths),
-            "scratch_root": "/tmp/scratch" if self.mode == "bwrap" else None,
+            "scratch_root": sandbox.SCRATCH_INSIDE if self.mode == "bwrap" else None,
             "preload": list(PRELOAD_MODULES),
             "seccomp": self.mode != "none",
+            # a capped tmpfs for scratch and /dev/shm, private devices: only in the worker's own mount namespace
+            "private_mounts": self.mode in ("bwrap", "unshare"),
+            "private_devices": self.mode == "unshare",  # bubblewrap builds /dev itself (sandbox.py)
+            "scratch_bytes": self.spec.tmpfs_bytes,
+            "scratch_inodes": self.limits.scratch_inodes,
+            "io_output_bytes": self.limits.graded_output_bytes,
         }
+        # USER/LOGNAME: getpass.getuser() reads them first (there is no passwd entry for the program's uid)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": str(self.hash_seed),
-               "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}
+               "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox"}
         return config, env
 
     def _spawn(self, uid: int | None) -> _WorkerProcess:
@@ -289,7 +304,7 @@ class ExecutionPool:
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:
-                    if worker is None or not worker.alive():
+                    if worker is None or not worker.alive() or worker.retire_after:
                         self._retire(worker)
                         worker = self._spawn(uid)
                         self.restarts += 1
@@ -350,7 +365,53 @@ class ExecutionPool:
         raw = worker.request(payload, deadline)
         if not isinstance(raw, dict):
             raise WorkerError("BadResponse")
+        if raw.get("retire") is True:  # a program left what its worker could not clean: a fresh one next time
+            worker.retire_after = True
         return grade_program(program, raw)
+
+
+def _process_tree(pid: int, depth: int = 3) -> list[int]:
+    """Descendants of ``pid`` to ``depth`` levels (bubblewrap, its pid namespace's init, the worker), read from
+    /proc; [] where /proc does not list children."""
+    found, level = [], [pid]
+    for _ in range(depth):
+        below = []
+        for p in level:
+            try:
+                with open(f"/proc/{p}/task/{p}/children") as f:
+                    below += [int(x) for x in f.read().split()]
+            except (OSError, ValueError):
+                pass
+        found += below
+        level = below
+    return found
+
+
+def _await_gone(pids: list[int], timeout: float) -> None:
+    """Wait until the sandbox's processes are gone, after the kill. Those that were handed to this process
+    (it is pid 1, a container's entry point, or a subreaper) are reaped here: nothing else would, and each
+    worker (re)start used to leave a zombie bwrap. Only these known pids are waited for, never any child, so
+    the statuses of the caller's own subprocesses are left alone."""
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        still = []
+        for pid in left:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    continue  # reaped: it was ours
+            except ChildProcessError:  # not our child: gone, or a zombie its own parent reaps
+                try:
+                    with open(f"/proc/{pid}/stat", "rb") as f:
+                        if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                            continue
+                except (OSError, IndexError):
+                    continue
+            still.append(pid)
+        left = still
+        if left:
+            time.sleep(0.005)
 
 
 def _resolve(mode: str) -> str:

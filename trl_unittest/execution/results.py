@@ -3,6 +3,7 @@ observations into verdicts. Expected values live only here, never in the sandbox
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ class Limits:
     setup_timeout: float = 5.0  # compiling and executing the program's top level
     max_timeouts: int = 2  # after this many tests time out, the program's remaining tests count as timeouts unrun
     output_cap: int = 4096  # characters of stdout/stderr kept for inspection (never used for verdicts)
+    graded_output_bytes: int = 64 << 20  # stdin/stdout tests: output compared up to this size (more fails the test)
+    scratch_inodes: int = 16384  # files and directories a program may create (its scratch and /dev/shm together)
 
     def rlimits(self) -> dict[str, int]:
         return {"RLIMIT_AS": self.memory_bytes, "RLIMIT_FSIZE": self.file_size_bytes,
@@ -124,6 +127,12 @@ def normalize_output(text: str) -> str:
     return "\n".join(lines)
 
 
+def output_digest(text: str) -> str:
+    """sha256 of the normalised output, as the worker computes it for a program's stdout (``worker._Outputs``):
+    outputs of any size are compared without crossing the sandbox boundary whole."""
+    return hashlib.sha256(normalize_output(text).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     """Verdict for one test from the sandbox's raw observation (data only) and the expected value (trusted)."""
     outcome = raw.get("outcome")
@@ -144,7 +153,13 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         return TestResult("error", error_type="ProtocolError", **common)
     if test.kind == "io":
         stdout = raw.get("stdout") or ""
-        ok = normalize_output(stdout) == normalize_output(test.expected)
+        if raw.get("stdout_truncated"):
+            return TestResult("failed", error_type="OutputTooLarge", stdout=stdout, **common)
+        digest = raw.get("stdout_sha256")
+        if isinstance(digest, str):  # the worker hashed the whole output; what comes back is its head
+            ok = digest == output_digest(test.expected)
+        else:
+            ok = normalize_output(stdout) == normalize_output(test.expected)
         return TestResult("passed" if ok else "failed", stdout=stdout, **common)
     if test.kind == "code":
         return TestResult("passed", **common)

@@ -60,10 +60,26 @@ def _parents(path: str) -> list[str]:
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+SCRATCH_INSIDE = "/tmp/scratch"
+_DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+def _devices() -> list[str]:
+    """A /dev of its own: the harmless character devices, the usual links, and /dev/shm in the scratch tmpfs
+    (capped, emptied after each program). No /dev/ptmx or /dev/pts: bubblewrap's ``--dev`` gives a devpts
+    instance without a cap, and programs opening ptys took all 3,072 the host had; no program needs one."""
+    args = ["--perms", "0755", "--tmpfs", "/dev"]
+    for name in _DEVICES:
+        args += ["--dev-bind", f"/dev/{name}", f"/dev/{name}"]
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        args += ["--symlink", f"/proc/self/fd/{fd}", f"/dev/{name}"]
+    return args + ["--symlink", "/proc/self/fd", "/dev/fd", "--symlink", f"{SCRATCH_INSIDE}/shm", "/dev/shm"]
+
+
 def bwrap_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]) -> list[str]:
     cmd = ["bwrap", *_system_binds(),
            "--proc", "/proc",
-           "--dev", "/dev",
+           *_devices(),
            "--size", str(spec.tmpfs_bytes), "--perms", "0755", "--tmpfs", "/tmp"]
     made = set()
     # after the tmpfs on /tmp, so that an interpreter or site-packages that lives under /tmp stays visible
@@ -83,7 +99,9 @@ def bwrap_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]
     if os.getuid() == 0:
         # root inside only to create scratch dirs, switch program children to their uid and kill them
         cmd += ["--cap-drop", "ALL"]
-        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"):
+        # CAP_SYS_ADMIN: to mount the capped scratch tmpfs; the worker drops it at once after (worker.py)
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER",
+                    "CAP_SYS_ADMIN"):
             cmd += ["--cap-add", cap]
     else:
         cmd += ["--unshare-user"]
