@@ -13,6 +13,7 @@ a sandbox) and cannot put their workers inside bubblewrap.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import json
 import logging
@@ -21,6 +22,7 @@ import os
 import queue
 import select
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -35,7 +37,12 @@ from trl_unittest.tasks import Test
 
 logger = logging.getLogger(__name__)
 
-_pool_counter = itertools.count()
+# Sandbox uids: UID_BASE + n, n < UID_COUNT, each held by one live worker slot on the whole host through an
+# exclusive flock on lock file n in UID_LOCK_DIR (released when its pool closes or its process dies, whatever the
+# pid namespace: two trainers that are each pid 1 in their own container used to compute the same uids)
+UID_BASE, UID_COUNT = 200000, 1 << 16
+UID_LOCK_DIR = os.environ.get("TRL_UNITTEST_UID_LOCK_DIR", "/tmp/.trl_unittest-uids")
+_uid_cursor = itertools.count(os.getpid() * 64)
 # standard-library modules that programs commonly import, loaded once per worker (not random, time-seeded ones)
 PRELOAD_MODULES = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "typing",
                    "decimal", "fractions", "json", "operator", "copy", "array", "textwrap", "unicodedata",
@@ -118,8 +125,11 @@ class _WorkerProcess:
         except subprocess.TimeoutExpired:
             logger.error("trl_unittest: worker %d did not exit after SIGKILL", self.proc.pid)
         _await_gone(self.tree or [], timeout=5.0)
+        sandbox.reap_orphaned_bwraps()
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self.tree is None:
+            self.tree = _process_tree(self.proc.pid)
         try:
             self.proc.stdin.close()  # the worker exits on end of input
         except OSError:
@@ -169,14 +179,15 @@ class ExecutionPool:
         self._busy: dict[int, _WorkerProcess] = {}  # slot -> the worker running a program now
         self._closed = False
         self._lock = threading.Lock()
-        pool_id = next(_pool_counter)
+        self._uid_leases: list[int] = []  # lock fds that hold this pool's uids
         self._threads = []
         for slot in range(self.num_workers):
             uid = None
             if os.geteuid() == 0:
                 # a uid of its own per worker: RLIMIT_NPROC counts per uid, and kill(-1) as that uid reaches
                 # exactly the program's processes
-                uid = 200000 + (os.getpid() * 64 + pool_id * 8 + slot) % 10_000_000
+                uid, lease = _lease_uid()
+                self._uid_leases.append(lease)
             thread = threading.Thread(target=self._serve, args=(slot, uid), daemon=True,
                                       name=f"trl_unittest-worker-{slot}")
             self._threads.append(thread)
@@ -243,6 +254,10 @@ class ExecutionPool:
             worker.signal_kill()
         for thread in self._threads:
             thread.join(timeout=30)
+        if not any(thread.is_alive() for thread in self._threads):  # no worker runs as these uids any more
+            for lease in self._uid_leases:
+                os.close(lease)
+            self._uid_leases = []
 
     def __enter__(self) -> "ExecutionPool":
         return self
@@ -368,6 +383,26 @@ class ExecutionPool:
         if raw.get("retire") is True:  # a program left what its worker could not clean: a fresh one next time
             worker.retire_after = True
         return grade_program(program, raw)
+
+
+def _lease_uid() -> tuple[int, int]:
+    """(a sandbox uid no other live worker on this host holds, the fd whose lock holds it)."""
+    os.makedirs(UID_LOCK_DIR, mode=0o700, exist_ok=True)
+    st = os.lstat(UID_LOCK_DIR)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise RuntimeError(f"{UID_LOCK_DIR} (the sandbox uid locks) must be a directory owned by root and writable by "
+                           f"root only; remove it, or set TRL_UNITTEST_UID_LOCK_DIR to another path")
+    start = next(_uid_cursor)
+    for i in range(UID_COUNT):
+        n = (start + i) % UID_COUNT
+        fd = os.open(os.path.join(UID_LOCK_DIR, str(n)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return UID_BASE + n, fd
+    raise RuntimeError(f"all {UID_COUNT} sandbox uids are held by live workers (lock files in {UID_LOCK_DIR})")
 
 
 def _process_tree(pid: int, depth: int = 3) -> list[int]:

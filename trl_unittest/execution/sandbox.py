@@ -137,9 +137,49 @@ def _probe(mode: str) -> str | None:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"{exe} failed to start: {e}"
+    finally:
+        reap_orphaned_bwraps()
     if out.returncode != 0 or out.stdout.strip() != "ok":
         return f"{exe} failed (exit {out.returncode}): {out.stderr.strip()[:300]}"
     return None
+
+
+def reap_orphaned_bwraps() -> int:
+    """Reap the zombie ``bwrap`` processes handed to this process; returns how many. With ``--unshare-pid`` the
+    outer bubblewrap exits without reaping the namespace's init (also a ``bwrap``), which goes to the nearest
+    subreaper: nothing happens here unless this process is one, or pid 1 (a container's entry point), where
+    each worker (re)start used to leave a zombie for good. Only zombies named bwrap are reaped."""
+    import ctypes
+
+    if os.getpid() != 1:
+        try:
+            flag = ctypes.c_int(0)
+            ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER
+            if not flag.value:
+                return 0
+        except (OSError, AttributeError):
+            return 0
+    reaped = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                children = [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in children:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    raw = f.read()
+                comm, state = raw[raw.index(b"(") + 1: raw.rindex(b")")], raw.rsplit(b")", 1)[1].split()[0]
+                if comm == b"bwrap" and state == b"Z" and os.waitpid(pid, os.WNOHANG)[0]:
+                    reaped += 1
+            except (OSError, ValueError, IndexError):
+                continue
+    return reaped
 
 
 def resolve_mode(mode: str) -> str:
