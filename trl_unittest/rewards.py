@@ -66,7 +66,9 @@ class UnitTestReward:
         pool: an ``ExecutionPool`` to share; by default one is created on first use (``num_workers``,
             ``sandbox``, ``limits``, ``python_paths`` configure it) and closed with :meth:`close`.
         python_paths: import paths made visible (read-only) to programs, e.g.
-            ``trl_unittest.execution.site_packages()`` when tasks need third-party packages such as numpy.
+            ``trl_unittest.execution.site_packages()`` (everything installed).
+        packages: third-party packages the dataset's programs may import, by top-level name (``["numpy"]``):
+            only these are mounted in the sandbox, read-only (see ``ExecutionPool``).
         tests_column, entry_point_column, context_column, test_setup_column, runtime_column: dataset column names.
         truncate: cut completion-style completions at their first top-level line, as evaluation does (a model
             that rambles past the function body is scored on the function).
@@ -77,6 +79,7 @@ class UnitTestReward:
 
     def __init__(self, scheme: str = "partial", pool: ExecutionPool | None = None, num_workers: int | None = None,
                  sandbox: str = "auto", limits: Limits | None = None, python_paths: Sequence[str] = (),
+                 packages: Sequence[str] = (),
                  tests_column: str = "tests",
                  entry_point_column: str = "entry_point", context_column: str = "context",
                  test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime",
@@ -91,7 +94,7 @@ class UnitTestReward:
         self.limits = limits or (pool.limits if pool is not None else Limits())
         self._pool, self._owns_pool = pool, pool is None
         self._pool_args = {"num_workers": num_workers, "sandbox": sandbox, "limits": self.limits,
-                           "python_paths": tuple(python_paths)}
+                           "python_paths": tuple(python_paths), "packages": tuple(packages)}
         self._rewrite_cache: dict[str, tuple[list[Test], str]] = {}
         self.truncate = truncate
         self.empty_reward = empty_reward if empty_reward is not None else (

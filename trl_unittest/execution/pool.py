@@ -162,17 +162,20 @@ class ExecutionPool:
             isolation; logs a warning).
         limits: per-program resource limits and time budgets.
         hash_seed: ``PYTHONHASHSEED`` inside the workers (the builder reruns programs under a second seed).
-        python_paths: extra import paths made visible read-only (e.g. ``sandbox.site_packages()``).
+        python_paths: extra import paths made visible read-only (e.g. ``sandbox.site_packages()``: everything
+            installed).
+        packages: third-party packages programs may import, by top-level name (e.g. ``["numpy"]``): only these
+            are mounted, read-only (:func:`sandbox.package_paths`). List their dependencies too.
     """
 
     def __init__(self, num_workers: int | None = None, sandbox: str = "auto", limits: Limits | None = None,
-                 hash_seed: int = 0, python_paths: Sequence[str] = ()):
+                 hash_seed: int = 0, python_paths: Sequence[str] = (), packages: Sequence[str] = ()):
         self.limits = limits or Limits()
         self.mode = _resolve(sandbox)
         self.num_workers = num_workers or len(os.sched_getaffinity(0))
         if self.num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        self.spec = _spec(tuple(python_paths))
+        self.spec = _spec(tuple(python_paths), tuple(packages))
         self.hash_seed = hash_seed
         self.restarts = 0
         self._queue: queue.Queue = queue.Queue()
@@ -279,7 +282,9 @@ class ExecutionPool:
             "output_cap": self.limits.output_cap,
             "frame_limit": 8 << 20,
             "own_pid_ns": self.mode in ("bwrap", "unshare"),
-            "python_paths": list(self.spec.python_paths),
+            # an allowed package's parent directory goes on sys.path; under bubblewrap only the package is there
+            "python_paths": list(dict.fromkeys([*self.spec.python_paths,
+                                                *(os.path.dirname(p) for p in self.spec.packages)])),
             "scratch_root": sandbox.SCRATCH_INSIDE if self.mode == "bwrap" else None,
             "preload": list(PRELOAD_MODULES),
             "seccomp": self.mode != "none",
@@ -292,7 +297,9 @@ class ExecutionPool:
         }
         # USER/LOGNAME: getpass.getuser() reads them first (there is no passwd entry for the program's uid)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": str(self.hash_seed),
-               "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox"}
+               "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox",
+               # numeric libraries start a thread per core on import: RLIMIT_NPROC counts threads
+               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         return config, env
 
     def _spawn(self, uid: int | None) -> _WorkerProcess:
@@ -453,5 +460,5 @@ def _resolve(mode: str) -> str:
     return sandbox.resolve_mode(mode)
 
 
-def _spec(python_paths: tuple[str, ...]) -> sandbox.SandboxSpec:
-    return sandbox.SandboxSpec(python_paths=python_paths)
+def _spec(python_paths: tuple[str, ...], packages: tuple[str, ...] = ()) -> sandbox.SandboxSpec:
+    return sandbox.SandboxSpec(python_paths=python_paths, packages=sandbox.package_paths(packages))

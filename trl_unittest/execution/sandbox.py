@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass, field
+from typing import Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class SandboxSpec:
     python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
     prefixes: tuple[str, ...] = field(default_factory=lambda: tuple(sorted({sys.base_prefix, sys.base_exec_prefix})))
     python_paths: tuple[str, ...] = ()  # extra import paths made visible read-only, e.g. a site-packages
+    packages: tuple[str, ...] = ()  # directories (or module files) of allowed packages: see package_paths()
     tmpfs_bytes: int = 256 << 20
 
 
@@ -83,7 +85,7 @@ def bwrap_command(spec: SandboxSpec, worker_args: list[str], env: dict[str, str]
            "--size", str(spec.tmpfs_bytes), "--perms", "0755", "--tmpfs", "/tmp"]
     made = set()
     # after the tmpfs on /tmp, so that an interpreter or site-packages that lives under /tmp stays visible
-    for path in [p for p in spec.prefixes if not p.startswith("/usr/")] + list(spec.python_paths):
+    for path in [p for p in spec.prefixes if not p.startswith("/usr/")] + list(spec.python_paths) + list(spec.packages):
         # parents such as /root would otherwise copy the host's 0700 and lock the program's uid out
         for parent in _parents(path):
             if parent not in made:
@@ -217,3 +219,29 @@ def site_packages() -> tuple[str, ...]:
     """The current environment's site-packages, for `SandboxSpec.python_paths` when programs need them."""
     paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     return tuple(sorted(p for p in paths if os.path.isdir(p)))
+
+
+def package_paths(names: Sequence[str]) -> tuple[str, ...]:
+    """The directories (or single-module files) of the installed packages ``names`` (top-level import names, e.g.
+    ``["numpy"]``), each with its ``<name>.libs`` sibling where a wheel put its bundled shared libraries there.
+    Under bubblewrap only these are mounted (read-only), not the rest of the environment; list a package's own
+    dependencies too. Found without importing anything; a name that is not installed raises one clear error."""
+    import importlib.util
+
+    paths = []
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"packages: {name!r} is not a top-level import name (e.g. 'numpy')")
+        spec = importlib.util.find_spec(name)
+        if spec is None or (spec.origin in (None, "built-in", "frozen") and not spec.submodule_search_locations):
+            raise ValueError(f"packages: {name!r} is not installed in this environment ({sys.executable}); install "
+                             f"it or drop it from the list")
+        if spec.submodule_search_locations:
+            path = os.path.realpath(list(spec.submodule_search_locations)[0])
+        else:
+            path = os.path.realpath(spec.origin)
+        paths.append(path)
+        libs = os.path.join(os.path.dirname(path), f"{name}.libs")
+        if os.path.isdir(libs):
+            paths.append(os.path.realpath(libs))
+    return tuple(dict.fromkeys(paths))
