@@ -386,7 +386,8 @@ def test_no_pseudo_terminals_and_capped_scratch_inodes(hostile_pool):
     assert result.all_passed, result
     flood = ("import os\ndef solve(i):\n    n = 0\n    try:\n        while n < 200000:\n"
              "            open('f%d' % n, 'w').close(); n += 1\n    except OSError:\n        pass\n    return n\n")
-    result = hostile_pool.run(Program(flood, [Test(expr="solve(0)", expected="0")]))
+    result = hostile_pool.run(Program(flood, [Test(expr="solve(0)", expected="0")], timeouts=[20.0]))
+    assert result.tests[0].observed is not None, result  # it ran out of inodes, not of time
     assert int(result.tests[0].observed) <= hostile_pool.limits.scratch_inodes
     assert all(r.all_passed for r in hostile_pool.run_batch([_correct()] * 2))
 
