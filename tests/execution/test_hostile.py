@@ -442,3 +442,25 @@ def test_pools_in_two_pid_namespaces_get_distinct_uids_and_a_pid_1_trainer_keeps
     first, second = (set(eval(u)) for u in uids)
     assert len(first) == 2 and len(second) == 2 and not first & second, uids
     assert all(t and int(t[0]) >= 3 and int(t[1]) == 0 for t in tails), tails  # restarted, no zombie bwrap left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="uids are leased only as root")
+def test_uid_leases_are_exclusive_within_and_across_processes(tmp_path, monkeypatch):
+    """Slot 8 of one pool and slot 0 of the next used to compute the same uid; a lease is a held lock."""
+    import subprocess
+    import sys
+
+    from trl_unittest.execution import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "UID_LOCK_DIR", str(tmp_path / "uids"))
+    held = [pool_module._lease_uid() for _ in range(20)]
+    assert len({uid for uid, _ in held}) == 20
+    other = subprocess.run([sys.executable, "-c", "import fcntl, os, sys\nfrom trl_unittest.execution import pool\n"
+                            f"pool.UID_LOCK_DIR = {str(tmp_path / 'uids')!r}\nprint(pool._lease_uid()[0])"],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}, check=True)
+    assert int(other.stdout) not in {uid for uid, _ in held}
+    for _, fd in held:
+        os.close(fd)  # released: free for the next pool
+    os.chmod(tmp_path / "uids", 0o777)
+    with pytest.raises(RuntimeError, match="writable by root only"):
+        pool_module._lease_uid()
