@@ -57,13 +57,14 @@ class WorkerError(Exception):
 class _WorkerProcess:
     """One sandboxed worker and its framed pipe."""
 
-    def __init__(self, command: list[str]):
+    def __init__(self, command: list[str], tree_depth: int = 0):
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
         self.fd_out = self.proc.stdout.fileno()
         self.closing = False  # killed by ExecutionPool.close() while running a program
         self.retire_after = False  # the worker asked to be replaced before its next program
         self.tree: list[int] | None = None  # host pids of the sandbox's processes (bwrap's init, the worker)
+        self.tree_depth = tree_depth  # how far below the command the worker is (no deeper: programs come and go)
 
     def request(self, payload: dict, deadline: float) -> dict:
         data = json.dumps(payload).encode("utf-8", "surrogatepass")
@@ -78,7 +79,7 @@ class _WorkerProcess:
             raise WorkerError("ResponseTooLarge")
         body = self._read(size, deadline)
         if self.tree is None:  # it answered: every process of the sandbox exists by now
-            self.tree = _process_tree(self.proc.pid)
+            self.tree = _process_tree(self.proc.pid, self.tree_depth)
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
@@ -107,7 +108,7 @@ class _WorkerProcess:
         """SIGKILL the worker (and its sandbox) without touching the pipes, which a serving thread may be
         reading: it sees end of input and retires the worker itself."""
         if self.tree is None:
-            self.tree = _process_tree(self.proc.pid)
+            self.tree = _process_tree(self.proc.pid, self.tree_depth)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
@@ -129,7 +130,7 @@ class _WorkerProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.tree is None:
-            self.tree = _process_tree(self.proc.pid)
+            self.tree = _process_tree(self.proc.pid, self.tree_depth)
         try:
             self.proc.stdin.close()  # the worker exits on end of input
         except OSError:
@@ -310,7 +311,7 @@ class ExecutionPool:
             config["scratch_root"] = tempfile.mkdtemp(prefix="trl_unittest-")
             os.chmod(config["scratch_root"], 0o755)
         cmd = sandbox.worker_command(self.mode, self.spec, [json.dumps(config)], env)
-        worker = _WorkerProcess(cmd)
+        worker = _WorkerProcess(cmd, tree_depth={"bwrap": 2, "unshare": 1}.get(self.mode, 0))
         worker.scratch_root = config["scratch_root"] if self.mode != "bwrap" else None
         return worker
 
@@ -412,9 +413,9 @@ def _lease_uid() -> tuple[int, int]:
     raise RuntimeError(f"all {UID_COUNT} sandbox uids are held by live workers (lock files in {UID_LOCK_DIR})")
 
 
-def _process_tree(pid: int, depth: int = 3) -> list[int]:
-    """Descendants of ``pid`` to ``depth`` levels (bubblewrap, its pid namespace's init, the worker), read from
-    /proc; [] where /proc does not list children."""
+def _process_tree(pid: int, depth: int) -> list[int]:
+    """Descendants of ``pid`` to ``depth`` levels (under bubblewrap: its pid namespace's init, then the worker),
+    read from /proc; [] where /proc does not list children."""
     found, level = [], [pid]
     for _ in range(depth):
         below = []
