@@ -25,6 +25,10 @@ MBPP_SHA256 = {"mbpp.jsonl": "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba26
                "sanitized-mbpp.json": "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9"}
 MBPP_HUB = "google-research-datasets/mbpp"
 PROMPT_STYLES = ("completion", "instruction")
+# References whose tests need more than the flat default budget (Limits.test_timeout, 3 s per test): the seconds
+# their tests took in the sandbox (2026-12-04, 2-core x86_64; every other MBPP/HumanEval reference took under
+# 0.1 s per test). Carried as the task's reference_runtime, so their budget is timeout_factor x that, per test.
+MEASURED_REFERENCE_RUNTIMES = {"mbpp/123": 6.0}  # amicable_numbers_sum(9999): 5.8 s in one test
 
 
 def default_mbpp_path() -> str | None:
@@ -102,8 +106,9 @@ def _mbpp_task(row: dict[str, Any], prompt_style: str, sanitized: bool) -> Task:
                   f"Your code should pass these tests:\n\n" + "\n".join(tests) + "\n")
     else:
         prompt = _completion_prompt(code, entry_point, text, tests[0])
-    return Task(task_id=f"mbpp/{row['task_id']}", prompt=prompt, entry_point=entry_point, tests=report.tests,
-                reference=code, test_setup=test_setup,
+    task_id = f"mbpp/{row['task_id']}"
+    return Task(task_id=task_id, prompt=prompt, entry_point=entry_point, tests=report.tests,
+                reference=code, test_setup=test_setup, reference_runtime=MEASURED_REFERENCE_RUNTIMES.get(task_id),
                 provenance={"source": "mbpp-sanitized" if sanitized else "mbpp", "path": "mbpp.jsonl",
                             "qualname": entry_point, "line": int(row["task_id"]), "license": "CC-BY-4.0"})
 

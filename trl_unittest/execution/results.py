@@ -3,6 +3,7 @@ observations into verdicts. Expected values live only here, never in the sandbox
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ class Limits:
     setup_timeout: float = 5.0  # compiling and executing the program's top level
     max_timeouts: int = 2  # after this many tests time out, the program's remaining tests count as timeouts unrun
     output_cap: int = 4096  # characters of stdout/stderr kept for inspection (never used for verdicts)
+    graded_output_bytes: int = 64 << 20  # stdin/stdout tests: output compared up to this size (more fails the test)
+    scratch_inodes: int = 16384  # files and directories a program may create (its scratch and /dev/shm together)
 
     def rlimits(self) -> dict[str, int]:
         return {"RLIMIT_AS": self.memory_bytes, "RLIMIT_FSIZE": self.file_size_bytes,
@@ -57,6 +60,9 @@ class Program:
     # right after it in the same group, which count as timeouts unrun ("NotRun"), and the next group starts
     # in a fresh child; None: every test is its own group
     test_groups: list[int] | None = None
+    # set when no program could be made (extracting it from a completion failed): the reason; the program is
+    # never run and gets a compile_error result
+    rejected: str = ""
 
 
 @dataclass
@@ -121,6 +127,12 @@ def normalize_output(text: str) -> str:
     return "\n".join(lines)
 
 
+def output_digest(text: str) -> str:
+    """sha256 of the normalised output, as the worker computes it for a program's stdout (``worker._Outputs``):
+    outputs of any size are compared without crossing the sandbox boundary whole."""
+    return hashlib.sha256(normalize_output(text).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     """Verdict for one test from the sandbox's raw observation (data only) and the expected value (trusted)."""
     outcome = raw.get("outcome")
@@ -141,20 +153,37 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         return TestResult("error", error_type="ProtocolError", **common)
     if test.kind == "io":
         stdout = raw.get("stdout") or ""
-        ok = normalize_output(stdout) == normalize_output(test.expected)
+        if raw.get("stdout_truncated"):
+            return TestResult("failed", error_type="OutputTooLarge", stdout=stdout, **common)
+        digest = raw.get("stdout_sha256")
+        if isinstance(digest, str):  # the worker hashed the whole output; what comes back is its head
+            ok = digest == output_digest(test.expected)
+        else:
+            ok = normalize_output(stdout) == normalize_output(test.expected)
         return TestResult("passed" if ok else "failed", stdout=stdout, **common)
     if test.kind == "code":
         return TestResult("passed", **common)
     observed = raw.get("value")
-    if test.op == "eq" and isinstance(observed, str) and observed == test.expected:
+    # Every bound below holds before any parse: decoding costs about 4 s and 500 MB per MB of literal text, and
+    # the text comes from the sandbox (a program can write its own frames)
+    if not isinstance(observed, str) or len(observed) > MAX_OBSERVED_CHARS:
+        # longer than the sandbox's encoder ever writes: a forged frame
+        return TestResult("error", error_type="ProtocolError", **common)
+    if test.op == "raises":  # it returned instead of raising
+        return TestResult("failed", observed=observed, **common)
+    if test.op == "is" and len(observed) > len("False"):  # only None, True and False can be `is` the expected
+        return TestResult("failed", observed=observed, **common)
+    if test.op in ("truthy", "falsy") and len(observed) > _LONGEST_FALSY:
+        # every falsy literal is short ('', [], set(), 0j, bytearray(b''), ...): a longer one is truthy
+        return TestResult("passed" if test.op == "truthy" else "failed", observed=observed, **common)
+    if test.op == "eq" and observed == test.expected:
         # the same literal text decodes to the same value, which equals itself (NaN included): skip the decoding
         try:
             decode_shared(observed)
             return TestResult("passed", observed=observed, **common)
         except LiteralError:
             pass
-    if test.op in ("eq", "ne", "approx") and isinstance(observed, str) and \
-            len(observed) > _LONGER_THAN_EQUAL * len(test.expected) + 1000:
+    if test.op in ("eq", "ne", "approx") and len(observed) > _LONGER_THAN_EQUAL * len(test.expected) + 1000:
         # far longer than any text of a value equal to the expected one (1 vs True, 0 vs -0.0 ... differ by a
         # few characters per item): not equal, judged without decoding megabytes on the trusted side
         return TestResult("passed" if test.op == "ne" else "failed", observed=observed, **common)
@@ -167,6 +196,8 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
 
 
 _LONGER_THAN_EQUAL = 8
+MAX_OBSERVED_CHARS = 1 << 20  # worker.MAX_VALUE_CHARS: the encoder refuses longer values as ValueTooLarge
+_LONGEST_FALSY = 256  # the longest falsy literals (`(-0.0-0j)`, `bytearray(b'')`, `frozenset()`) are far shorter
 
 
 def _trace_field(value: Any, width: int) -> list | None:
@@ -220,6 +251,13 @@ def grade_program(program: Program, raw: dict[str, Any]) -> ProgramResult:
 def sandbox_failure(program: Program, reason: str) -> ProgramResult:
     return ProgramResult(status="sandbox_error", error=reason,
                          tests=[TestResult("error", error_type=reason) for _ in program.tests],
+                         unverified=sum(t.kind == "code" for t in program.tests))
+
+
+def rejected_result(program: Program) -> ProgramResult:
+    """The result of a program that was never run because it could not be made (``Program.rejected``)."""
+    return ProgramResult(status="compile_error", error=program.rejected,
+                         tests=[TestResult("error", error_type=program.rejected) for _ in program.tests],
                          unverified=sum(t.kind == "code" for t in program.tests))
 
 

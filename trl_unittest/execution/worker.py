@@ -18,11 +18,11 @@ library offers fork-per-program execution with strict result framing inside an e
 
 import builtins
 import ctypes
+import hashlib
 import json
 import os
 import resource
 import select
-import shutil
 import signal
 import struct
 import sys
@@ -274,19 +274,19 @@ def _exit_like(code=None):
     raise SystemExit(code)
 
 
-def child_main(req, result_fd, scratch, stdin_path, start, rlimits, uid, stdio):
+def child_main(req, result_fd, scratch, stdin_path, start, rlimits, uid, stdio, outputs):
     """Runs in the forked child. Never returns: the process ends with os._exit.
 
     Each page the child writes is copied from the worker, and those copies are most of a short program's cost,
     so the set-up touches few objects: plain ``os`` calls, rlimits resolved to numbers and text streams made
-    once by the worker (``stdio``)."""
+    once by the worker (``stdio``). ``outputs``: the write ends of the stdout and stderr pipes the worker drains
+    (pipes, not files: no file-size limit applies to what a program prints, and the worker keeps what it needs)."""
     send = write_frame
     try:
         os.setsid()
         os.chdir(scratch)
         fd_in = os.open(stdin_path or os.devnull, os.O_RDONLY)
-        fd_out = os.open("stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        fd_err = os.open("stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd_out, fd_err = outputs
         os.dup2(fd_in, 0)
         os.dup2(fd_out, 1)
         os.dup2(fd_err, 2)
@@ -294,9 +294,6 @@ def child_main(req, result_fd, scratch, stdin_path, start, rlimits, uid, stdio):
         os.closerange(4, 1 << 20)  # close_range(2) where the kernel has it
         result_fd = 3
         os.set_inheritable(3, False)
-        if uid is not None:
-            os.fchown(1, uid, uid)
-            os.fchown(2, uid, uid)
         for which, soft, hard in rlimits:
             resource.setrlimit(which, (soft, hard))
         if req.get("cpu_seconds"):
@@ -330,7 +327,11 @@ def run_program(req, fd, start, send):
     context, code = req.get("context", ""), req["code"]
     source = (context + "\n" + code) if context else code
     offset = context.count("\n") + 1 if context else 0
-    namespace = {"__name__": "__main__" if io_mode else "__candidate__", "__builtins__": builtins}
+    # a registered module, so that pickle finds the program's functions by name (multiprocessing.Pool.map)
+    module = type(sys)("__main__" if io_mode else "__candidate__")
+    sys.modules[module.__name__] = module
+    namespace = module.__dict__
+    namespace["__builtins__"] = builtins
     try:
         compiled = compile(source, "<program>", "exec")
     except BaseException as e:
@@ -431,6 +432,9 @@ class Worker:
         self.frame_limit = int(config.get("frame_limit", 16 << 20))
         self.output_cap = int(config.get("output_cap", 4096))
         self.scratch_root = config.get("scratch_root") or "/tmp/scratch"
+        # stdin/stdout tests: output graded up to this many bytes (a digest of it crosses to the trusted side)
+        self.io_output_bytes = int(config.get("io_output_bytes", 64 << 20))
+        self.retire = False  # a clean-up failed: the pool replaces this worker before its next program
         self.counter = 0
         self.pending = []  # (pid, scratch) of finished children still to reap and clean
         self.own_pid_ns = bool(config.get("own_pid_ns"))
@@ -438,6 +442,19 @@ class Worker:
         if self.uid is not None and os.getuid() != 0:
             self.uid = None  # cannot switch users without privileges: the sandbox is the boundary
         os.makedirs(self.scratch_root, exist_ok=True)
+        self.scratch_mounted = False
+        if config.get("private_mounts"):  # the worker's own mount namespace (bubblewrap, unshare)
+            self.scratch_mounted = _mount_tmpfs(self.scratch_root, int(config.get("scratch_bytes") or 0),
+                                                int(config.get("scratch_inodes") or 0))
+        # multiprocessing's semaphores and shared memory live in /dev/shm: a directory of the capped scratch
+        # mount, emptied after every program (bubblewrap links /dev/shm here; see _private_devices for unshare)
+        self.shm = os.path.join(self.scratch_root, "shm")
+        os.makedirs(self.shm, exist_ok=True)
+        os.chmod(self.shm, 0o1777)
+        if config.get("private_devices"):
+            _private_devices(self.shm)
+        if config.get("private_mounts"):
+            _drop_capability(_CAP_SYS_ADMIN)  # needed for the mounts above only
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -479,6 +496,7 @@ class Worker:
             except Exception as e:  # report, keep serving
                 resp = {"status": "sandbox_error", "error": f"{type(e).__name__}: {e}", "tests": []}
             resp["id"] = req.get("id")
+            resp["retire"] = self.retire
             write_frame(self.proto_out, resp)
             self._cleanup_pending()  # the last child's teardown overlaps with the trusted side's grading
 
@@ -565,19 +583,26 @@ class Worker:
             os.chown(scratch, self.uid, self.uid)
             if stdin_path:
                 os.chown(stdin_path, self.uid, self.uid)
+        io_mode = stdin is not None
         r, w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
             try:
-                os.close(r)
-                child_main(req, w, scratch, stdin_path, start, self.rlimits, self.uid, self.stdio)
+                for fd in (r, out_r, err_r):
+                    os.close(fd)
+                child_main(req, w, scratch, stdin_path, start, self.rlimits, self.uid, self.stdio, (out_w, err_w))
             finally:
                 os._exit(0)
-        os.close(w)
+        for fd in (w, out_w, err_w):
+            os.close(fd)
+        # stdout is graded in stdin/stdout mode only; otherwise both streams are kept for inspection, up to the
+        # output cap, and the rest is read and dropped (never an error in the program)
+        outputs = _Outputs(out_r, err_r, self.io_output_bytes if io_mode else 4 * self.output_cap, 4 * self.output_cap)
         # Events from the child: "imported" (or a compile/import/set-up error), then one "result" per test in
         # order. The running test is the one after the last result, and its budget starts when that result
         # (or "imported") arrives. In stdin/stdout mode the one test starts at once, set-up included.
-        io_mode = stdin is not None
         n = len(results)
         if io_mode:
             phase, current = "test", start
@@ -595,12 +620,13 @@ class Worker:
                     self._on_timeout(phase, current, results, resp)
                     resume = (current + 1) if phase == "test" else None
                     break
-                ready, _, _ = select.select([r], [], [], remaining)
-                if not ready:
+                ready, _, _ = select.select([r, *outputs.open_fds()], [], [], remaining)
+                outputs.drain(ready)
+                if r not in ready:
                     continue
                 chunk = os.read(r, 1 << 16)
-                if not chunk:  # the child is gone without finishing
-                    self._on_exit(pid, phase, current, results, resp, io_mode)
+                if not chunk:  # the child is gone without finishing, or closed its result pipe
+                    self._on_exit(pid, phase, current, results, resp, deadline, outputs)
                     resume = (current + 1) if phase == "test" else None
                     break
                 buf += chunk
@@ -636,7 +662,7 @@ class Worker:
                     elif ev in ("result", "io_done") and phase == "test":
                         if msg.get("i") != current:
                             raise _ProtocolError("UnexpectedResult")
-                        results[current] = self._result_from(msg, scratch if io_mode else None)
+                        results[current] = self._result_from(msg, outputs if io_mode else None)
                         current += 1
                         if io_mode or current >= n:
                             return None
@@ -657,17 +683,29 @@ class Worker:
                     kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            self._capture_output(scratch, resp)
+            outputs.drain_all()
+            self._capture_output(outputs, resp)
+            outputs.close()
             self.pending.append((pid, scratch))
         return resume
 
     def _cleanup_pending(self):
+        """Reap the finished children and remove their scratch directories, and empty /dev/shm. Never raises: a
+        program may leave anything behind; what cannot be removed is moved aside and the worker asks to be
+        replaced (``retire``), so that the next program still starts clean."""
+        if not self.pending:
+            return
         while self.pending:
             pid, scratch = self.pending.pop()
             self._kill_all(pid)
-            _remove_scratch(scratch)
+            if not _remove_scratch(scratch):
+                self.retire = True
+        try:
+            _empty_dir(self.shm)
+        except Exception:
+            self.retire = True
 
-    def _result_from(self, msg, io_scratch):
+    def _result_from(self, msg, io_outputs):
         res = {"outcome": "ok", "t": float(msg.get("t") or 0.0)}
         if msg.get("error") is not None:
             res["outcome"] = "error"
@@ -675,8 +713,9 @@ class Worker:
         elif msg.get("unencodable") is not None:
             res["outcome"] = "unencodable"
             res["error"] = [str(msg.get("unencodable"))[:100]]
-        elif io_scratch is not None:
-            res["stdout"] = _read_capped(os.path.join(io_scratch, "stdout"), self.frame_limit // 4)
+        elif io_outputs is not None:
+            io_outputs.drain_all()  # the child flushed before it reported: its whole output is in the pipe
+            res.update(io_outputs.graded_stdout())
         else:
             value = msg.get("value")
             if not isinstance(value, str):
@@ -694,11 +733,13 @@ class Worker:
             resp["status"] = "import_error"
             resp["error"] = ["Timeout"]
 
-    def _on_exit(self, pid, phase, current, results, resp, io_mode):
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            status = 0
+    def _on_exit(self, pid, phase, current, results, resp, deadline, outputs):
+        """The result pipe closed. The child normally exits at once; one that closed its pipe and goes on
+        running is given until the running test's deadline, like any other test, and is then a timeout."""
+        status = _wait_exit(pid, deadline, outputs)
+        if status is None:
+            self._on_timeout(phase, current, results, resp)
+            return
         cause = _exit_cause(status)
         if phase == "test" and current is not None:
             results[current] = {"outcome": "error", "error": [cause], "t": float("nan")}
@@ -776,10 +817,10 @@ class Worker:
             if pid == 0:
                 return
 
-    def _capture_output(self, scratch, resp):
+    def _capture_output(self, outputs, resp):
         for name in ("stdout", "stderr"):
             if len(resp[name]) < self.output_cap:
-                resp[name] += _read_capped(os.path.join(scratch, name), self.output_cap - len(resp[name]))
+                resp[name] += outputs.text(name)[: self.output_cap - len(resp[name])]
 
 
 class _ProtocolError(Exception):
@@ -792,38 +833,231 @@ def _names(value):
     return ["ProtocolError", "BadErrorField"]
 
 
-def _read_capped(path, cap):
-    try:
-        # a program may have replaced the file with a fifo or a link
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
-        return ""
-    try:
-        chunks = []
-        while cap > 0:
-            chunk = os.read(fd, min(cap, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            cap -= len(chunk)
-        return b"".join(chunks).decode("utf-8", "replace")
-    except OSError:
-        return ""
-    finally:
-        os.close(fd)
+class _Outputs:
+    """A child's stdout and stderr pipes, drained as they fill: the first ``keep`` bytes of each are kept, the
+    rest is read and dropped, so a program never blocks on (or fails at) printing however much it prints."""
+
+    def __init__(self, out_fd, err_fd, stdout_keep, stderr_keep):
+        self.fds = {out_fd: "stdout", err_fd: "stderr"}
+        self.keep = {"stdout": stdout_keep, "stderr": stderr_keep}
+        self.data = {"stdout": bytearray(), "stderr": bytearray()}
+        self.dropped = {"stdout": 0, "stderr": 0}
+        for fd in self.fds:
+            os.set_blocking(fd, False)
+
+    def open_fds(self):
+        return list(self.fds)
+
+    def drain(self, ready, max_reads=64):
+        """Read what is there on the ready pipes (at most ``max_reads`` chunks each: a process still writing
+        cannot hold the worker here)."""
+        for fd in [fd for fd in ready if fd in self.fds]:
+            name = self.fds[fd]
+            for _ in range(max_reads):
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    chunk = b""
+                if not chunk:  # every writer is gone
+                    os.close(fd)
+                    del self.fds[fd]
+                    break
+                room = self.keep[name] - len(self.data[name])
+                if room > 0:
+                    self.data[name] += chunk[:room]
+                self.dropped[name] += max(0, len(chunk) - max(room, 0))
+
+    def drain_all(self):
+        self.drain(list(self.fds), max_reads=1024)
+
+    def text(self, name):
+        return self.data[name].decode("utf-8", "replace")
+
+    def graded_stdout(self):
+        """What the trusted side needs to grade a stdin/stdout test: a digest of the whole normalised output (it
+        compares the expected output's digest), whether it outgrew what is graded, and its head to inspect."""
+        text = self.text("stdout")
+        digest = hashlib.sha256(_normalize_output(text).encode("utf-8", "surrogatepass")).hexdigest()
+        return {"stdout": text[:1 << 16], "stdout_sha256": digest, "stdout_truncated": self.dropped["stdout"] > 0}
+
+    def close(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = {}
+
+
+def _normalize_output(text):
+    """Exactly ``results.normalize_output`` (this file cannot import the package): trailing spaces and blank
+    lines at the end do not count."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def _wait_exit(pid, deadline, outputs):
+    """The child's wait status once it has exited, or None when it still runs at ``deadline``; its output pipes
+    are drained meanwhile (a child blocked on a full pipe would never exit)."""
+    delay = 0.0002
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if done:
+            return status
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        fds = outputs.open_fds()
+        if fds:
+            ready, _, _ = select.select(fds, [], [], min(delay, remaining))
+            outputs.drain(ready)
+        else:
+            time.sleep(min(delay, remaining))
+        delay = min(2 * delay, 0.02)
 
 
 def _remove_scratch(scratch):
-    # the usual case without shutil.rmtree's tree walk: the files the worker made, then the empty directory
-    for name in ("stdout", "stderr", "stdin"):
-        try:
-            os.unlink(os.path.join(scratch, name))
-        except OSError:
-            pass
+    """Remove a program's scratch directory; False when something could not be removed (it is then moved aside,
+    so the path is free, and the caller retires the worker). Never raises."""
+    try:
+        os.unlink(os.path.join(scratch, "stdin"))  # the usual case, without a tree walk: what the worker made
+    except OSError:
+        pass
     try:
         os.rmdir(scratch)
+        return True
     except OSError:  # the program left files behind
-        shutil.rmtree(scratch, ignore_errors=True)
+        pass
+    try:
+        _empty_dir(scratch)
+        os.rmdir(scratch)
+        return True
+    except Exception:
+        try:
+            os.rename(scratch, os.path.join(os.path.dirname(scratch), f".left-{os.path.basename(scratch)}"))
+        except OSError:
+            pass
+        return False
+
+
+def _empty_dir(path, max_entries=1 << 22):
+    """Remove everything inside ``path`` however it is nested, in steps bounded by the number of entries, not
+    their depth: each directory's entries are moved up to ``path`` before the emptied directory is removed.
+    ``shutil.rmtree`` recurses once per level (1,100 nested directories raised RecursionError and killed the
+    worker) and stops at the first directory a program made unreadable. Works relative to directory fds and
+    never follows a link out of the tree."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    _make_traversable(path, None)
+    top = os.open(path, flags)
+    try:
+        moved = 0
+        while True:
+            with os.scandir(top) as it:
+                names = [entry.name for entry in it]
+            if not names:
+                return
+            for name in names:
+                try:
+                    os.unlink(name, dir_fd=top)
+                    continue
+                except FileNotFoundError:
+                    continue
+                except OSError:  # a directory (EISDIR), handled below
+                    pass
+                _make_traversable(name, top)
+                sub = os.open(name, flags, dir_fd=top)
+                try:
+                    with os.scandir(sub) as it:
+                        inner = [entry.name for entry in it]
+                    for child in inner:
+                        for _ in range(100):  # a fresh name at the top (a program may have taken some)
+                            moved += 1
+                            if moved > max_entries:
+                                raise OSError(f"more than {max_entries} entries to remove")
+                            try:
+                                os.rename(child, f".trl-{moved}", src_dir_fd=sub, dst_dir_fd=top)
+                                break
+                            except FileNotFoundError:
+                                break
+                            except OSError:
+                                continue
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+
+
+def _make_traversable(name, dir_fd):
+    """Give a directory the program made unreadable back to its owner (needed where the worker shares the
+    program's uid; as root it reads anything). Links are left alone: chmod would follow them."""
+    import stat as _stat
+
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if _stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o700) != 0o700:
+            os.chmod(name, 0o700, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------- mounts, capabilities
+_MS_NOSUID, _MS_NODEV, _MS_BIND = 2, 4, 4096
+_CAP_SYS_ADMIN = 21
+
+
+def _mount_tmpfs(path, size_bytes, inodes):
+    """A tmpfs on ``path`` capped in bytes and inodes (bubblewrap's own tmpfs has no inode cap: a program made
+    400,000 empty files in 5 s); False where the worker may not mount (a user namespace without the capability)."""
+    options = ["mode=0755"] + ([f"size={size_bytes}"] if size_bytes else []) + ([f"nr_inodes={inodes}"] if inodes else [])
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
+                          ",".join(options).encode()) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _private_devices(shm):
+    """Outside bubblewrap (``unshare``), in the worker's own mount namespace: /dev/shm becomes the capped
+    scratch's ``shm`` and no pseudo-terminal can be opened (the host's ptys are a shared, finite pool)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if os.path.isdir("/dev/shm"):
+            libc.mount(shm.encode(), b"/dev/shm", None, _MS_BIND, None)
+        if os.path.isdir("/dev/pts"):
+            libc.mount(b"tmpfs", b"/dev/pts", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=4k,nr_inodes=2,mode=0755")
+        if os.path.exists("/dev/ptmx"):
+            libc.mount(b"/dev/null", b"/dev/ptmx", None, _MS_BIND, None)
+    except (OSError, AttributeError):
+        pass
+
+
+def _drop_capability(cap):
+    """Remove ``cap`` from this process's effective and permitted sets (capset(2); it can never come back)."""
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
+        if libc.capget(ctypes.byref(header), data) != 0:
+            return False
+        word, bit = divmod(cap, 32)
+        data[word].effective &= ~(1 << bit)
+        data[word].permitted &= ~(1 << bit)
+        data[word].inheritable &= ~(1 << bit)
+        return libc.capset(ctypes.byref(header), data) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _exit_cause(status):
