@@ -249,9 +249,10 @@ def _source(task_id: str, provenance: dict | None) -> str:
 
 def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: Iterable[int] = (1, 10),
                          pool: Any = None, out_jsonl: str | os.PathLike | None = None, progress: bool = False,
-                         sandbox: str = "auto") -> EvalReport:
+                         sandbox: str = "auto", unverified: str = "fail") -> EvalReport:
     """Run given completions (``completions[i]``: the samples of task i) through the executor and report pass@k.
-    ``k`` values larger than the number of samples of some task are dropped."""
+    ``k`` values larger than the number of samples of some task are dropped. ``unverified``: what a test
+    without a verdict counts as (``fail``, ``exclude``, ``count``; see ``UnitTestReward``)."""
     from trl_unittest.execution import ExecutionPool
     from trl_unittest.rewards import UnitTestReward
 
@@ -286,8 +287,9 @@ def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: It
     own_pool = pool is None
     pool = pool or ExecutionPool(sandbox=sandbox)
     try:
-        reward = UnitTestReward(pool=pool, scheme="binary")
+        reward = UnitTestReward(pool=pool, scheme="binary", unverified=unverified)
         results = pool.run_batch(reward.programs(prompts, flat, **cols), progress=progress, desc="executing")
+        results = [r.counted(unverified) for r in results]
     finally:
         if own_pool:
             pool.close()
@@ -320,7 +322,7 @@ def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 1
                    top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, pool: Any = None,
                    out_jsonl: str | os.PathLike | None = None, tokenizer: Any = None, seed: int = 0,
                    progress: bool = True, use_vllm: bool | None = None, sandbox: str = "auto",
-                   device: str | None = "auto") -> EvalReport:
+                   device: str | None = "auto", unverified: str = "fail") -> EvalReport:
     """Sample ``n`` completions per task from ``model`` (a path, a ``transformers`` model with ``tokenizer``, a vLLM
     ``LLM``, or a callable ``(prompts, n) -> completions``), execute them, and report pass@k.
 
@@ -335,7 +337,7 @@ def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 1
                                        max_new_tokens=max_new_tokens, batch_size=batch_size, tokenizer=tokenizer,
                                        seed=seed, progress=progress, use_vllm=use_vllm, device=device)
     report = evaluate_completions(ds, completions, k=k, pool=pool, out_jsonl=out_jsonl, progress=progress,
-                                  sandbox=sandbox)
+                                  sandbox=sandbox, unverified=unverified)
     report.seconds = time.perf_counter() - t0
     return report
 
