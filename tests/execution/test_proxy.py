@@ -215,3 +215,31 @@ def test_code_tests_keep_budgets_exceptions_and_program_names(proxy_pool):
     assert [t.outcome for t in wrong.tests] == ["error", "error"] and wrong.tests[0].error_type == "AssertionError"
     broken = proxy_pool.run_batch([Program("def add(a, b) return", tests), Program("raise KeyError", tests)])
     assert [r.status for r in broken] == ["compile_error", "import_error"] and not any(r.passed for r in broken)
+
+
+# Tests of HumanEval and MBPP whose verdict is still decided in the program's own process, with the reason: none.
+DECIDED_IN_PROGRAM: dict[tuple[str, int], str] = {}
+
+
+def test_every_humaneval_and_mbpp_verdict_is_decided_outside_the_program():
+    """What a program child is sent: a call test's expression (its value is compared on the trusted side), an
+    io test's stdin (its output is compared there), a code test's index only (its code goes to the test
+    process). No check code and no expected value reaches the program's process."""
+    from trl_unittest.execution.results import request_tests
+
+    tasks = load_humaneval(as_dataset=False)
+    mbpp = default_mbpp_path()
+    if mbpp is not None:
+        for split in ("train", "validation", "test", "prompt"):
+            tasks += load_mbpp(mbpp, split=split, as_dataset=False)
+    assert len(tasks) == (164 + 974 if mbpp is not None else 164)
+    inside, proxied = {}, 0
+    for task in tasks:
+        sent, codes = request_tests(Program(task.reference, task.tests, test_setup=task.test_setup))
+        proxied += len(codes)
+        for i, (test, item) in enumerate(zip(task.tests, sent)):
+            allowed = {"call": {"kind", "expr"}, "io": {"kind", "stdin"}, "code": {"kind", "code_index"}}[test.kind]
+            if set(item) != allowed:
+                inside[(task.task_id, i)] = f"{test.kind} test sends {sorted(item)}"
+    assert inside == DECIDED_IN_PROGRAM
+    assert proxied == (16 if mbpp is not None else 13)  # the code tests: 13 HumanEval, 3 MBPP
