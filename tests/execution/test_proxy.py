@@ -243,3 +243,25 @@ def test_every_humaneval_and_mbpp_verdict_is_decided_outside_the_program():
                 inside[(task.task_id, i)] = f"{test.kind} test sends {sorted(item)}"
     assert inside == DECIDED_IN_PROGRAM
     assert proxied == (16 if mbpp is not None else 13)  # the code tests: 13 HumanEval, 3 MBPP
+
+
+def test_program_exceptions_reach_the_check_as_python_would_raise_them(proxy_pool):
+    catch = Test(kind="code", code="try:\n    bad()\n    raise AssertionError('no error')\nexcept ValueError:\n    pass")
+    programs = {
+        "subclass": "class MyError(ValueError):\n    pass\ndef bad(): raise MyError()",  # caught, as in Python
+        "forged_name": "def bad(): raise type('ValueError', (Exception,), {'__module__': 'builtins'})()",
+        "other": "def bad(): raise KeyError(1)",
+        "none": "def bad(): return 1",
+    }
+    results = proxy_pool.run_batch([Program(src, [catch]) for src in programs.values()])
+    assert {n: r.tests[0].outcome for n, r in zip(programs, results)} == \
+        {"subclass": "passed", "forged_name": "error", "other": "error", "none": "error"}
+
+
+def test_module_names_bind_the_same_module_in_the_test_process(proxy_pool):
+    test = Test(kind="code", code="assert size((1, 2)) == sys.getsizeof((1, 2))")
+    honest = "import sys\ndef size(t): return sys.getsizeof(t)"
+    # a program binding `sys` to another module (whose attribute it would control) gets no verdict from it
+    swapped = "import json as sys\ndef size(t): return 0"
+    results = proxy_pool.run_batch([Program(honest, [test]), Program(swapped, [test])])
+    assert [r.tests[0].outcome for r in results] == ["passed", "unverified"]

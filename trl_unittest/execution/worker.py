@@ -787,7 +787,9 @@ class _ProgramConnection:
         error = reply.get("error")
         if error is not None:
             names = [n[:200] for n in error[:16] if type(n) is str] if type(error) is list else []
-            cls = _RAISABLE.get(names[0]) if names else None
+            # the program's exception as the nearest built-in class in its MRO (a subclass of ValueError is
+            # caught by `except ValueError`); a forged name ("forged:ValueError") is no built-in
+            cls = next((_RAISABLE[n] for n in names if n in _RAISABLE), None)
             try:
                 exc = cls("raised by the program") if cls is not None else None
             except Exception:  # a class that needs other arguments (UnicodeDecodeError, ...)
@@ -821,13 +823,15 @@ class _ProgramConnection:
             return _Proxy(self, name)
         if kind == "value":
             return self.literal(reply)
-        if kind == "module" and type(reply.get("module")) is str:
-            try:  # the same module, imported here: the program's own module objects never cross
-                __import__(reply["module"])
-                return sys.modules[reply["module"]]
-            except BaseException:
-                pass
-            self.unverifiable = "UnencodableValue:module"
+        module = reply.get("module")
+        if kind == "module" and type(module) is str:
+            if name in (module, module.rpartition(".")[2]) and module != "__main__":
+                try:  # the same module, imported here (`sys` is sys): the program's module objects never cross
+                    __import__(module)
+                    return sys.modules[module]
+                except BaseException:
+                    pass
+            self.unverifiable = "UnencodableValue:module"  # another module under this name: a live object
             raise Unverifiable(self.unverifiable)
         raise CandidateError(["ProtocolError"])
 
