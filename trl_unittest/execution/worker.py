@@ -10,6 +10,12 @@ JSON frames. For each request the worker forks a fresh child, which
   encoded strictly (:func:`encode_value`) or the exception's type names. Expected values never enter the
   sandbox, so a program can forge nothing but its own output.
 
+``code`` tests (check code that could not become structured tests, and so holds its expected values) never run
+in a program child: the proxy harness (below) runs them in a test process of their own that reaches the
+program only through literal-encoded calls, and only that process reports their verdicts. Its literal decoder
+(:func:`decode_literal`) repeats ``values.decode_value`` in the standard library only, because the package is
+not importable inside the sandbox.
+
 The worker enforces per-test wall-clock budgets: when a test overruns, the child (and everything it spawned) is
 killed, the test is recorded as a timeout and a fresh child resumes at the next test. Why hand-written: no
 library offers fork-per-program execution with strict result framing inside an existing sandbox;
