@@ -362,6 +362,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
+    p.add_argument("--unverified", default="fail", choices=["fail", "exclude", "count"],
+                   help="what a test without a verdict (a value that could not cross the call proxy) counts as "
+                        "(default: fail)")
     p.add_argument("--vllm", action="store_true", help="generate with vLLM (must be installed)")
     p.add_argument("--device", default="auto", help="where the model runs: auto (a GPU if torch sees one), cpu, "
                                                     "cuda, cuda:N")
@@ -401,7 +404,7 @@ def run_eval(args: argparse.Namespace) -> int:
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
                             seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox,
-                            device=device)
+                            device=device, unverified=args.unverified)
     Console(stderr=True).print(report.table(f"{args.model} on {args.dataset}"))
     summary = {"model": str(args.model), "dataset": args.dataset, **report.to_dict()}
     if args.out:
