@@ -26,16 +26,19 @@ from typing import Any, Callable, Sequence
 from trl_unittest.code import adds_code, build_program
 from trl_unittest.execution import ExecutionPool, Limits, Program, ProgramResult, rewrite_asserts
 from trl_unittest.execution.executor import Executor
+from trl_unittest.execution.results import UNVERIFIED_MODES
 from trl_unittest.tasks import Test, TaskValidationError, parse_tests
 
 SCHEMES = ("binary", "fraction", "coderl", "partial")
 COMPILE_ERROR, RUNTIME_ERROR, FAILED_TEST, ALL_PASSED = -1.0, -0.6, -0.3, 1.0
 
 
-def score(result: ProgramResult, scheme: str = "partial") -> float:
-    """The scalar reward for one program's result under `scheme` (see the module docstring)."""
+def score(result: ProgramResult, scheme: str = "partial", unverified: str = "fail") -> float:
+    """The scalar reward for one program's result under `scheme` (see the module docstring), its unverified
+    tests counted as `unverified` says (see :class:`UnitTestReward`)."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    result = result.counted(unverified)
     if scheme == "binary":
         return 1.0 if result.all_passed else 0.0
     if scheme == "fraction":
@@ -75,6 +78,13 @@ class UnitTestReward:
         tests_column, entry_point_column, context_column, test_setup_column, runtime_column: dataset column names.
         truncate: cut completion-style completions at their first top-level line, as evaluation does (a model
             that rambles past the function body is scored on the function).
+        unverified: what a test without a verdict is worth: a ``code`` test (check code run in its own process,
+            reaching the program through a call proxy) whose argument or return value could not cross as a plain
+            value (a callable, a generator, an object). ``"fail"`` (default): it counts as not passed.
+            ``"exclude"``: it is left out and the program is judged on its other tests. ``"count"``: it counts
+            as passed. Only ``fail`` is safe under RL: whether its return value can cross is the program's
+            choice, so under ``count`` returning a lambda passes, and under ``exclude`` it drops a test the
+            program would fail.
         empty_reward: the reward of a completion that adds no code (default: the compile-error reward for
             ``partial``/``coderl``, 0 otherwise). Without it an empty body -- the prompt alone, a valid function
             returning None -- scores as a merely failed program, and RL learns to stop at once.
@@ -86,9 +96,13 @@ class UnitTestReward:
                  tests_column: str = "tests",
                  entry_point_column: str = "entry_point", context_column: str = "context",
                  test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime",
-                 truncate: bool = True, empty_reward: float | None = None, executor: Executor | None = None):
+                 truncate: bool = True, empty_reward: float | None = None, executor: Executor | None = None,
+                 unverified: str = "fail"):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if unverified not in UNVERIFIED_MODES:
+            raise ValueError(f"unverified must be one of {UNVERIFIED_MODES}, got {unverified!r}")
+        self.unverified = unverified
         if executor is not None:
             if pool is not None:
                 raise ValueError("pass pool= or executor=, not both (a pool is an executor)")
@@ -196,7 +210,7 @@ class UnitTestReward:
         return [not _adds_code(p, c, e or "", self.truncate) for p, c, e in zip(prompts, completions, entries)]
 
     def _finish(self, results: list[ProgramResult], columns: dict[str, Any], empty: list[bool]) -> list[float]:
-        rewards = [self.empty_reward if e else score(r, self.scheme) for r, e in zip(results, empty)]
+        rewards = [self.empty_reward if e else score(r, self.scheme, self.unverified) for r, e in zip(results, empty)]
         log_metric: Callable | None = columns.get("log_metric")
         if log_metric is not None and results:
             for name, value in outcome_metrics(results).items():
@@ -266,7 +280,7 @@ def outcome_metrics(results: Sequence[ProgramResult]) -> dict[str, float]:
         "sandbox_error": statuses["sandbox_error"] / n,
         "test_timeout": outcomes["timeout"] / total_tests,
         "test_error": outcomes["error"] / total_tests,
-        "unverified_tests": sum(r.unverified for r in results) / n,
+        "test_unverified": outcomes["unverified"] / total_tests,
     }
     return metrics
 

@@ -71,7 +71,10 @@ def hostile_pool():
         yield pool
 
 
-def make_tests():
+def make_tests(kind="call"):
+    if kind == "code":  # check code with a loop: it runs in the proxy harness's test process
+        check = f"def check(candidate):\n    for i, e in enumerate({EXPECTED!r}):\n        assert candidate(i) == e\n"
+        return [Test(kind="code", code=check + "check(solve)")]
     return [Test(kind="call", expr=f"solve({i})", expected=str(e)) for i, e in enumerate(EXPECTED)]
 
 
@@ -204,11 +207,12 @@ def test_suite_is_large_enough():
     assert len(HOSTILE) >= 40
 
 
+@pytest.mark.parametrize("kind", ["call", "code"])
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_program_gets_no_pass_and_leaves_no_trace(name, host, hostile_pool):
+def test_hostile_program_gets_no_pass_and_leaves_no_trace(name, kind, host, hostile_pool):
     source = render(HOSTILE[name], host)
     before = set(os.listdir(host["home"]))
-    result = hostile_pool.run(Program(source, make_tests()))
+    result = hostile_pool.run(Program(source, make_tests(kind)))
     # 1. no false pass, and nothing secret came out
     assert result.passed == 0, (name, result)
     observed = " ".join(str(t.observed) for t in result.tests) + result.stdout + result.stderr
@@ -464,3 +468,60 @@ def test_uid_leases_are_exclusive_within_and_across_processes(tmp_path, monkeypa
     os.chmod(tmp_path / "uids", 0o777)
     with pytest.raises(RuntimeError, match="writable by root only"):
         pool_module._lease_uid()
+
+
+# ------------------------------------------------------------------------------- the proxy harness (code tests)
+def test_code_tests_never_enter_program_memory(hostile_pool):
+    """A code test's source (and its expected values) reaches only the test process: a program that scans all
+    of its own memory finds the marker the test set-up sent it (which program children do get), never the one
+    in a code test, neither in the child that serves the code test's calls nor in a later one."""
+    in_setup, in_code = random.randrange(10**12, 10**13), random.randrange(10**12, 10**13)
+    scan = ("import ctypes, re\n"
+            "def found(i=0):\n"
+            "    hits = set()\n"  # the child is undumpable, so /proc/self/mem is closed to it: read with ctypes
+            "    for line in open('/proc/self/maps'):\n"
+            "        addr, perms = line.split()[:2]\n"
+            "        if not perms.startswith('r') or '[v' in line:\n"
+            "            continue\n"
+            "        lo, hi = (int(x, 16) for x in addr.split('-'))\n"
+            "        hits.update(int(m) for m in re.findall(rb'MARK(\\d{13})', ctypes.string_at(lo, hi - lo)))\n"
+            "    return sorted(hits)\n"
+            "solve = found\n")
+    code = Test(kind="code", code=f"x = 'MARK{in_code}'\nassert solve(0) == [{in_code}]")
+    probe = Test(expr="found()", expected="[]")
+    result = hostile_pool.run(Program(scan, [code, probe], test_setup=f"marker = 'MARK{in_setup}'",
+                                      timeouts=[5.0, 5.0]))
+    assert result.tests[0].outcome == "error", result.tests[0]  # the code test's marker was not found
+    seen = result.tests[1].observed
+    assert seen is not None and str(in_setup) in seen and str(in_code) not in seen, result.tests[1]
+
+
+def test_program_cannot_reach_the_test_process(hostile_pool):
+    """Signals, ptrace and /proc/<pid>/mem of every process it can see: the test process (another uid,
+    undumpable) is out of reach, and whatever the program does, its check is judged by that process."""
+    reach = ("import ctypes, os, signal\n"
+             "libc = ctypes.CDLL(None, use_errno=True)\n"
+             "def solve(i):\n"
+             "    me = os.getpid()\n"
+             "    reached = []\n"
+             "    for p in [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != me]:\n"
+             "        try:\n"
+             "            open(f'/proc/{p}/mem', 'r+b').write(b'x')\n"
+             "            reached.append(('mem', p))\n"
+             "        except OSError:\n"
+             "            pass\n"
+             "        if libc.ptrace(16, p, 0, 0) == 0:\n"
+             "            reached.append(('ptrace', p))\n"
+             "        try:\n"
+             "            os.listdir(f'/proc/{p}/fd')\n"
+             "            reached.append(('fd', p))\n"
+             "        except OSError:\n"
+             "            pass\n"
+             "    return reached\n")
+    code = Test(kind="code", code="assert solve(0) == []")
+    result = hostile_pool.run(Program(reach, [code]))
+    if os.geteuid() == 0:  # uids are switched: the test process runs under a uid of its own
+        assert result.tests[0].outcome == "passed", result.tests[0]
+    killer = reach.replace("    return reached", "    os.kill(-1, signal.SIGKILL)\n    return 0")
+    result = hostile_pool.run(Program(killer, make_tests("code")))
+    assert result.passed == 0 and result.tests[0].outcome == "error"

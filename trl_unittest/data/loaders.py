@@ -5,6 +5,7 @@ structured tests (``execution.asserts``); asserts that cannot be rewritten stay 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -170,12 +171,33 @@ def load_humaneval(path: str | None = None, as_dataset: bool = True):
     tasks = []
     for row in rows:
         report = rewrite_asserts(row["test"], entry_point=row["entry_point"])
+        tests = [dataclasses.replace(t, code=with_trusted_helpers(t.code, row["prompt"], row["entry_point"]))
+                 if t.kind == "code" else t for t in report.tests]
         tasks.append(Task(task_id=row["task_id"], prompt=row["prompt"], entry_point=row["entry_point"],
-                          tests=report.tests, reference=row["prompt"] + row["canonical_solution"], test_setup=report.setup,
+                          tests=tests, reference=row["prompt"] + row["canonical_solution"], test_setup=report.setup,
                           provenance={"source": "humaneval", "path": os.path.basename(path),
                                       "qualname": row["entry_point"], "line": int(row["task_id"].split("/")[-1]),
                                       "license": "MIT"}))
     return to_dataset(tasks) if as_dataset else tasks
+
+
+def with_trusted_helpers(test_code: str, prompt: str, entry_point: str) -> str:
+    """``test_code`` preceded by the prompt's imports and the prompt's helper functions it calls (HumanEval/32's
+    check calls ``poly``, /38 ``encode_cyclic``): the test process then runs the task's own helpers, never the
+    program's, which could redefine them (a ``poly`` that returns 0 makes any root right)."""
+    tree = parse(prompt)
+    helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != entry_point}
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    wanted, todo = set(), [parse(test_code)]
+    while todo:
+        for node in ast.walk(todo.pop()):
+            if isinstance(node, ast.Name) and node.id in helpers and node.id not in wanted:
+                wanted.add(node.id)
+                todo.append(helpers[node.id])
+    if not wanted:
+        return test_code
+    chosen = imports + [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wanted]
+    return "\n".join(ast.unparse(n) for n in chosen) + "\n" + test_code
 
 
 def add_reference_runtimes(tasks: list[Task], pool) -> tuple[list[Task], list[str]]:

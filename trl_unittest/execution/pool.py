@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 from trl_unittest.execution import sandbox
 from trl_unittest.execution.results import (Limits, Program, ProgramResult, grade_program, rejected_result,
                                             request_tests, sandbox_failure)
-from trl_unittest.execution.worker import HEADER
+from trl_unittest.execution.worker import HEADER, TEST_UID_OFFSET
 from trl_unittest.tasks import Test
 
 logger = logging.getLogger(__name__)
@@ -66,10 +66,12 @@ class _WorkerProcess:
         self.tree: list[int] | None = None  # host pids of the sandbox's processes (bwrap's init, the worker)
         self.tree_depth = tree_depth  # how far below the command the worker is (no deeper: programs come and go)
 
-    def request(self, payload: dict, deadline: float) -> dict:
+    def request(self, payload: dict, deadline: float, codes: bytes = b"") -> dict:
+        """One program: the request frame, then `codes` (the code tests' source, ``payload["code_bytes"]``
+        raw bytes that the worker keeps out of program children's memory)."""
         data = json.dumps(payload).encode("utf-8", "surrogatepass")
         try:
-            self.proc.stdin.write(HEADER.pack(len(data)) + data)
+            self.proc.stdin.write(HEADER.pack(len(data)) + data + codes)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as e:
             raise WorkerError(f"WorkerUnavailable: {e}") from None
@@ -279,6 +281,8 @@ class ExecutionPool:
     def _command(self, uid: int | None) -> list[str]:
         config = {
             "uid": uid,
+            # the proxy harness's test processes: a uid no program child of any pool has (see worker.test_main)
+            "test_uid": None if uid is None else uid + TEST_UID_OFFSET,
             "limits": self.limits.rlimits(),
             "output_cap": self.limits.output_cap,
             "frame_limit": 8 << 20,
@@ -378,14 +382,16 @@ class ExecutionPool:
             raise ValueError(f"max_timeouts must be >= 1, got {max_timeouts}")
         setup = self.limits.setup_timeout
         cpu = math.ceil(setup + sum(timeouts)) + 1
-        payload = {"code": program.code, "context": program.context,
-                   "test_setup": program.test_setup, "tests": request_tests(program),
+        tests, codes = request_tests(program)
+        code_blob = json.dumps(codes).encode("utf-8", "surrogatepass") if codes else b""
+        payload = {"code": program.code, "context": program.context, "code_bytes": len(code_blob),
+                   "test_setup": program.test_setup, "tests": tests,
                    "timeouts": timeouts, "setup_timeout": setup, "trace": program.trace_lines,
                    "cpu_seconds": cpu, "max_timeouts": max_timeouts, "groups": program.test_groups}
         # worst case: tests time out until max_timeouts, and each restart re-runs the set-up
         worst = sum(sorted(timeouts, reverse=True)[:max_timeouts]) + sum(timeouts)
         deadline = time.monotonic() + worst + setup * (n + 2) + 10.0
-        raw = worker.request(payload, deadline)
+        raw = worker.request(payload, deadline, code_blob)
         if not isinstance(raw, dict):
             raise WorkerError("BadResponse")
         if raw.get("retire") is True:  # a program left what its worker could not clean: a fresh one next time

@@ -3,6 +3,7 @@ observations into verdicts. Expected values live only here, never in the sandbox
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -12,7 +13,10 @@ from trl_unittest.execution.values import LiteralError, decode_shared, decode_va
 from trl_unittest.tasks import Test
 
 PROGRAM_STATUSES = ("ran", "compile_error", "import_error", "sandbox_error")
-TEST_OUTCOMES = ("passed", "failed", "error", "timeout")
+# "unverified": a code test whose argument or return value could not cross between the test process and the
+# program (a callable, a generator, an object): no verdict exists; never a pass (see UnitTestReward(unverified=))
+TEST_OUTCOMES = ("passed", "failed", "error", "timeout", "unverified")
+UNVERIFIED_MODES = ("fail", "exclude", "count")
 
 
 @dataclass
@@ -95,7 +99,25 @@ class ProgramResult:
     error: str = ""  # compile/import/sandbox error type
     stdout: str = ""
     stderr: str = ""
-    unverified: int = 0  # "code" tests among them: their pass can be forged (see tasks.py)
+
+    @property
+    def unverified(self) -> int:
+        """Tests with no verdict: a value that could not cross the proxy harness (see TEST_OUTCOMES)."""
+        return sum(t.outcome == "unverified" for t in self.tests)
+
+    def counted(self, unverified: str = "fail") -> "ProgramResult":
+        """This result with its unverified tests counted as `unverified` says: ``fail`` (as they are: not
+        passed), ``exclude`` (dropped: the program is judged on its other tests, and fails with none left) or
+        ``count`` (as passed: forgeable, since a program decides whether its return value can cross)."""
+        if unverified not in UNVERIFIED_MODES:
+            raise ValueError(f"unverified must be one of {UNVERIFIED_MODES}, got {unverified!r}")
+        if unverified == "fail" or not self.unverified:
+            return self
+        if unverified == "exclude":
+            tests = [t for t in self.tests if t.outcome != "unverified"]
+        else:
+            tests = [dataclasses.replace(t, outcome="passed") if t.outcome == "unverified" else t for t in self.tests]
+        return dataclasses.replace(self, tests=tests)
 
     @property
     def passed(self) -> int:
@@ -146,6 +168,8 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         if test.kind == "call" and test.op == "raises" and test.exception in names:
             return TestResult("passed", error_type=names[0], **common)
         return TestResult("error", error_type=names[0] if names else "Error", **common)
+    if outcome == "unverifiable" and test.kind == "code":
+        return TestResult("unverified", error_type=names[0] if names else "Unverifiable", **common)
     if outcome == "unencodable":
         # the value is not a plain literal, so it cannot equal an expected literal
         return TestResult("failed", error_type="UnencodableValue:" + (names[0] if names else ""), **common)
@@ -161,7 +185,7 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         else:
             ok = normalize_output(stdout) == normalize_output(test.expected)
         return TestResult("passed" if ok else "failed", stdout=stdout, **common)
-    if test.kind == "code":
+    if test.kind == "code":  # the test process's verdict: no code of the program's ran there
         return TestResult("passed", **common)
     observed = raw.get("value")
     # Every bound below holds before any parse: decoding costs about 4 s and 500 MB per MB of literal text, and
@@ -191,6 +215,9 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         actual = decode_value(observed)
     except LiteralError:
         return TestResult("error", error_type="ProtocolError", observed=None, **common)
+    if test.op == "is" and observed not in ("None", "True", "False"):
+        # numpy(True) decodes to True, yet `np.True_ is True` is false in Python
+        return TestResult("failed", observed=observed, **common)
     ok = _check(test, actual)
     return TestResult("passed" if ok else "failed", observed=observed, **common)
 
@@ -244,31 +271,30 @@ def grade_program(program: Program, raw: dict[str, Any]) -> ProgramResult:
             if tr.outcome == "passed":
                 tr.outcome = "error"
     return ProgramResult(status=status if status in PROGRAM_STATUSES else "sandbox_error", tests=tests,
-                         error=error, stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""),
-                         unverified=sum(t.kind == "code" for t in program.tests))
+                         error=error, stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""))
 
 
 def sandbox_failure(program: Program, reason: str) -> ProgramResult:
     return ProgramResult(status="sandbox_error", error=reason,
-                         tests=[TestResult("error", error_type=reason) for _ in program.tests],
-                         unverified=sum(t.kind == "code" for t in program.tests))
+                         tests=[TestResult("error", error_type=reason) for _ in program.tests])
 
 
 def rejected_result(program: Program) -> ProgramResult:
     """The result of a program that was never run because it could not be made (``Program.rejected``)."""
     return ProgramResult(status="compile_error", error=program.rejected,
-                         tests=[TestResult("error", error_type=program.rejected) for _ in program.tests],
-                         unverified=sum(t.kind == "code" for t in program.tests))
+                         tests=[TestResult("error", error_type=program.rejected) for _ in program.tests])
 
 
-def request_tests(program: Program) -> list[dict[str, str]]:
-    """What the sandbox gets to know about each test: never the expected value or exception."""
-    out = []
+def request_tests(program: Program) -> tuple[list[dict[str, Any]], list[str]]:
+    """What the sandbox gets to know about each test: never the expected value or exception. Code tests carry
+    their expected values in their code: it travels apart (the second item), to the test process only."""
+    out, codes = [], []
     for t in program.tests:
         if t.kind == "call":
             out.append({"kind": "call", "expr": t.expr})
         elif t.kind == "io":
             out.append({"kind": "io", "stdin": t.stdin})
         else:
-            out.append({"kind": "code", "code": t.code})
-    return out
+            out.append({"kind": "code", "code_index": len(codes)})
+            codes.append(t.code)
+    return out, codes
