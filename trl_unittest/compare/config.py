@@ -256,7 +256,9 @@ def resolve_ppo_python(given: str = "", check: bool = False) -> str:
 def run_spec_key(config: CompareConfig, variant: dict[str, Any]) -> dict[str, Any]:
     """What determines one run's result besides its seed: a finished run whose key differs from this one was made
     under another configuration and is not reused."""
-    fields = ("model_name_or_path", "heldout", "heldout_tasks", "rl_tasks", "fresh_count", "mined_sources",
-              "completions", "batch_size", "learning_rate", "beta", "temperature", "max_completion_length",
-              "reward_scheme", "eval_n", "eval_k", "curve_points", "curve_n")
+    fields = ("model_name_or_path", "heldout", "heldout_tasks", "temperature", "max_completion_length", "eval_n",
+              "eval_k")
+    if variant["method"] != "base":  # the base model's evaluation does not depend on the training settings
+        fields += ("rl_tasks", "fresh_count", "mined_sources", "completions", "batch_size", "learning_rate", "beta",
+                   "reward_scheme", "curve_points", "curve_n")
     return {"variant": variant, **{f: getattr(config, f) for f in fields}}

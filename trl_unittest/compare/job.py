@@ -145,12 +145,13 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
 
                 tasks = datasets.concatenate_datasets([tasks] * -(-spec["batch_size"] // len(tasks)))
             trainer, policy = _trainer(spec, tasks, tokenizer, UnitTestReward(scheme=scheme, pool=pool), cuda)
-            every = max(1, spec["steps"] // (spec["curve_points"] + 1)) if spec["curve_points"] else 0
+            points = spec["curve_points"] + 1  # evenly spaced measurements, the last one being the final evaluation
+            at_steps = {round(spec["steps"] * i / points) for i in range(1, points)} - {0, spec["steps"]}
             eval_seconds = [0.0]
 
             class HeldOutCurve(TrainerCallback):
                 def on_step_end(self, args, state, control, **kwargs):
-                    if every and state.global_step % every == 0 and state.global_step < spec["steps"]:
+                    if state.global_step in at_steps:
                         t = time.perf_counter()
                         rep = evaluate(policy, spec["curve_n"], (1,))
                         eval_seconds[0] += time.perf_counter() - t
@@ -171,6 +172,10 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
                 samples_per_second=steps * spec["batch_size"] / train_seconds if train_seconds > 0 else None,
                 curve_eval_seconds=round(eval_seconds[0], 2), reward_scheme=scheme, rl_tasks=len(tasks),
                 reward_history=[round(h[reward_key], 4) for h in trainer.state.log_history if reward_key in h])
+            replay = [h for h in trainer.state.log_history if "replay/unique_ast_ratio" in h]
+            if replay:  # the ablations' replay buffer as it ended: entries, and the share of non-duplicate ASTs
+                result["replay"] = {"size": replay[-1].get("replay/size"),
+                                    "unique_ast_ratio": replay[-1]["replay/unique_ast_ratio"]}
             final = evaluate(policy, spec["eval_n"], spec["eval_k"])
     result["final"] = {"pass_at_k": final.pass_at_k, "metrics": final.metrics, "by_source": final.by_source,
                        "per_task": {key: [r[key] for r in final.rows] for key in final.pass_at_k}}

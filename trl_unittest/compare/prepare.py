@@ -39,6 +39,7 @@ def mined_tasks(specs: list[str], heldout, workers: int = 2, progress: bool = Fa
 
 def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], out: Path, console=None) -> Inputs:
     """Build (or find in ``out/inputs``) the model and the task sets every run shares."""
+    import datasets
     from transformers import AutoConfig, AutoTokenizer
 
     from trl_unittest.data.builder import load_tasks
@@ -88,13 +89,12 @@ def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], o
     fit = max_positions - config.max_completion_length
     sets = {"default": rl}
     if any(v.get("rl_tasks") == "with_mined" for v in variants.values()):
-        import datasets
-
         say(f"inputs: tasks mined from {', '.join(config.mined_sources)} (cached)")
         mined, info["mined_dropped_as_heldout"] = mined_tasks(config.mined_sources, heldout, config.workers,
                                                               config.progress)
         info["mined_tasks"] = len(mined)
         sets["with_mined"] = datasets.concatenate_datasets([rl, mined.cast(rl.features)])
+    datasets.disable_progress_bars()  # "Saving the dataset" bars for a few small files
     paths = {}
     for name, ds in sets.items():
         before = len(ds)
