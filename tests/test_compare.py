@@ -221,6 +221,22 @@ def test_run_key_names_what_changes_a_result():
     assert run_spec_key(a, base) != run_spec_key(CompareConfig(eval_n=20), base)
 
 
+def test_the_no_ast_filter_ablation_stores_duplicates():
+    """The same program twice (renamed locals: the same normalised AST) is stored once with the filter, twice
+    without it."""
+    from trl_unittest.compare.job import _replay_without_ast_filter
+    from trl_unittest.trainer import ReplayBuffer
+
+    prompt = "def f(x):\n"
+    programs = ["    y = x + 1\n    return y\n", "    z = x + 1\n    return z\n"]
+    filtered, unfiltered = ReplayBuffer(8), _replay_without_ast_filter(8, "fifo", 0)
+    for buffer in (filtered, unfiltered):
+        for text in programs:
+            buffer.add(prompt, text, [1, 2], [3, 4], 1.0, entry_point="f")
+    assert (len(filtered), filtered.hits) == (1, 1)
+    assert (len(unfiltered), unfiltered.hits) == (2, 0) and unfiltered.unique_ratio == 1.0
+
+
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
 def test_tiny_comparison_end_to_end(tmp_path):
@@ -244,7 +260,9 @@ def test_tiny_comparison_end_to_end(tmp_path):
             assert run["completions"] == 32 and run["steps"] == 2 and len(run["reward_history"]) == 2
             assert run["samples_per_second"] > 0 and [c["completions"] for c in run["curve"]] == [16]
     ablation = json.loads((out / "runs" / "ac_replay_no_ast_filter" / "seed0" / "result.json").read_text())
-    assert ablation["replay"]["unique_ast_ratio"] == 1.0  # no completion is dropped as an AST duplicate
+    assert ablation["replay"]["buffer"] == "ReplayWithoutAstFilter" and ablation["replay"]["unique_ast_ratio"] == 1.0
+    with_filter = json.loads((out / "runs" / "actor_critic" / "seed0" / "result.json").read_text())
+    assert with_filter["replay"]["buffer"] == "ReplayBuffer"
     s = results["summary"]["actor_critic"]
     assert math.isfinite(s["delta_pass@1_vs_base"]["mean"]) and s["curve"][0]["completions"] == 0
     # a second call finds every run finished and reruns none

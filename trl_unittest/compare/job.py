@@ -174,7 +174,7 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
                 reward_history=[round(h[reward_key], 4) for h in trainer.state.log_history if reward_key in h])
             replay = [h for h in trainer.state.log_history if "replay/unique_ast_ratio" in h]
             if replay:  # the ablations' replay buffer as it ended: entries, and the share of non-duplicate ASTs
-                result["replay"] = {"size": replay[-1].get("replay/size"),
+                result["replay"] = {"buffer": type(trainer.replay).__name__, "size": replay[-1].get("replay/size"),
                                     "unique_ast_ratio": replay[-1]["replay/unique_ast_ratio"]}
             final = evaluate(policy, spec["eval_n"], spec["eval_k"])
     result["final"] = {"pass_at_k": final.pass_at_k, "metrics": final.metrics, "by_source": final.by_source,
