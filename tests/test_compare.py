@@ -109,6 +109,9 @@ def test_ablations_are_config_entries():
     ({"methods": ["ppo"], "ppo_python": "/nonexistent/venv/bin/python"}, "no Python at /nonexistent/venv/bin/python"),
     ({"model_name_or_path": "quickstart:huge"}, "quickstart:tiny"),
     ({"reward_scheme": "shaped"}, "reward_scheme 'shaped'"),
+    ({"methods": ["g"], "variants": {"g": {"method": "grpo", "gradient_accumulation_steps": 2}}},
+     r"\['gradient_accumulation_steps'\] are set by the comparison"),
+    ({"methods": ["p"], "variants": {"p": {"method": "ppo", "num_mini_batches": 2}}}, "equal budget"),
 ])
 def test_bad_configs_name_the_problem(changes, message):
     config = CompareConfig(**{"methods": ["base", "actor_critic"], **changes})

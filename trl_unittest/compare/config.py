@@ -26,8 +26,13 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                          whiten_advantages=False),
     "grpo": dict(num_generations=4),
     "rloo": dict(num_generations=4),
-    "ppo": dict(num_ppo_epochs=4, num_mini_batches=1),  # TRL's default: 4 PPO epochs per batch
+    "ppo": dict(num_ppo_epochs=4),  # TRL's default: 4 PPO epochs per batch
 }
+# the budget is `completions` and `batch_size` for every method: a variant may not change how many completions a
+# step samples or how many steps run
+BUDGET_KEYS = {"per_device_train_batch_size", "gradient_accumulation_steps", "generation_batch_size",
+               "steps_per_generation", "max_steps", "num_train_epochs", "total_episodes", "num_mini_batches",
+               "local_rollout_forward_batch_size", "learning_rate", "seed", "output_dir"}
 
 BUILTIN_VARIANTS: dict[str, dict[str, Any]] = {
     "base": {"method": "base"},
@@ -195,6 +200,10 @@ class CompareConfig:
         if method == "rloo" and not rloo_available():
             raise ConfigError(f"variant {name}: the installed TRL has no RLOOTrainer; drop it from methods or "
                               f"install a TRL that has one")
+        fixed = sorted(set(v) & BUDGET_KEYS)
+        if fixed:
+            raise ConfigError(f"variants.{name}: {fixed} are set by the comparison for every method (the equal "
+                              f"budget: completions, batch_size, learning_rate, seeds); set them at the top level")
         if method in ("base", "ppo"):
             if method == "base" and set(v) - {"method"}:
                 raise ConfigError(f"variants.{name}: base takes no settings, got {sorted(set(v) - {'method'})}")
@@ -243,14 +252,18 @@ def resolve_ppo_python(given: str = "", check: bool = False) -> str:
         raise ConfigError(f"ppo needs an environment with trl==1.12.0 (TRL's last PPOTrainer): no Python at "
                           f"{' or '.join(candidates)}; create one (`bash .ci/setup` makes .venv-ppo, or `pip install "
                           f"'trl_unittest[ppo]'` in a new venv) and set ppo_python, or drop ppo from methods")
-    if check:
+    if check and found not in _PPO_CHECKED:
         probe = subprocess.run([found, "-c", "import trl.experimental.ppo"], capture_output=True, text=True,
                                env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"})
         if probe.returncode:
             last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
             raise ConfigError(f"ppo_python {found} cannot import TRL 1.12's PPOTrainer ({last}): install "
                               f"trl==1.12.0 there, or drop ppo from methods")
+        _PPO_CHECKED.add(found)  # an import of torch and TRL takes seconds: once per interpreter and process
     return found
+
+
+_PPO_CHECKED: set[str] = set()
 
 
 def run_spec_key(config: CompareConfig, variant: dict[str, Any]) -> dict[str, Any]:

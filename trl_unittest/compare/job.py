@@ -166,10 +166,12 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
             trainer.train()
             train_seconds = time.perf_counter() - t - eval_seconds[0]
             steps = trainer.state.global_step
+            # PPO counts its episodes (completions) itself; the others sample batch_size per step (BUDGET_KEYS)
+            completions = int(trainer.state.episode) if method == "ppo" else steps * spec["batch_size"]
             reward_key = "objective/scores" if method == "ppo" else "reward"
             result.update(
-                completions=steps * spec["batch_size"], steps=steps, train_seconds=round(train_seconds, 2),
-                samples_per_second=steps * spec["batch_size"] / train_seconds if train_seconds > 0 else None,
+                completions=completions, steps=steps, train_seconds=round(train_seconds, 2),
+                samples_per_second=completions / train_seconds if train_seconds > 0 else None,
                 curve_eval_seconds=round(eval_seconds[0], 2), reward_scheme=scheme, rl_tasks=len(tasks),
                 reward_history=[round(h[reward_key], 4) for h in trainer.state.log_history if reward_key in h])
             replay = [h for h in trainer.state.log_history if "replay/unique_ast_ratio" in h]
@@ -193,8 +195,22 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> None:
     tmp.replace(run_dir / "result.json")
 
 
+def _quiet_libraries() -> None:
+    """In a run's own process: no library deprecation notices, dataset bars or load reports (PPO's value head is
+    new by design) between the comparison's progress lines; errors still show."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    warnings.simplefilter("ignore", FutureWarning)
+    datasets.disable_progress_bars()
+    hf_logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _quiet_libraries()
     spec = json.loads(Path(argv[0]).read_text())
     try:
         run_job(spec, own_process=True)

@@ -53,7 +53,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
                  f"{config.completions} completions each")
     out.mkdir(parents=True, exist_ok=True)
     inputs = prepare_inputs(config, variants, out, console)
-    console.print(f"inputs: {json.dumps(inputs.info)}")
+    console.print(f"inputs: {json.dumps(inputs.info).replace(str(Path.home()), '~')}")
     plan = [(name, seed) for name in variants for seed in config.seeds]
     runs: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in variants}
     failed: list[dict[str, Any]] = []
