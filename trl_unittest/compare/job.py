@@ -103,6 +103,7 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
     """Train and evaluate one (variant, seed); returns the result (also written to ``RUN_DIR/result.json``)."""
     import torch
     from transformers import AutoTokenizer, TrainerCallback
+    from transformers.utils import logging as hf_logging
 
     from trl_unittest.data.builder import load_tasks
     from trl_unittest.evaluation import evaluate_model, resolve_device
@@ -110,8 +111,6 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
     from trl_unittest.models import set_threads
     from trl_unittest.quickstart import _quiet_progress
     from trl_unittest.rewards import UnitTestReward
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load would bury the run's own bar
     set_threads()
