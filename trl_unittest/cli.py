@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     add_eval_parser(sub)
     add_quickstart_parser(sub)
     add_model_parser(sub)
+    from trl_unittest.compare import add_compare_parser
+
+    add_compare_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

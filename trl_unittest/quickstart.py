@@ -107,9 +107,10 @@ def _pass1_callback(eval_ds, every: int, n: int, temperature: float, tokenizer, 
     return PassAtOne()
 
 
-def _quiet_progress(trainer, progress: bool) -> None:
+def _quiet_progress(trainer, progress: bool, desc: str = "RL steps") -> None:
     """One progress bar with the running reward instead of a printed dict per step (``logging_steps=1`` keeps every
-    step in ``log_history`` for the plot; 1,600 printed dicts would bury the before/after table)."""
+    step in ``log_history`` for the plot; 1,600 printed dicts would bury the before/after table). Also draws TRL
+    1.12's PPOTrainer's bar (its reward is logged as ``objective/scores``)."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -124,15 +125,16 @@ def _quiet_progress(trainer, progress: bool) -> None:
         def on_train_begin(self, args, state, control, **kwargs):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=state.max_steps, desc="RL steps", dynamic_ncols=True)
+            self.bar = tqdm(total=state.max_steps, desc=desc, dynamic_ncols=True)
 
         def on_step_end(self, args, state, control, **kwargs):
             self.bar.update(state.global_step - self.bar.n)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.bar is not None and logs and "reward" in logs:
-                self.bar.set_postfix(reward=f"{logs['reward']:+.3f}", pass_rate=f"{logs.get('pass_rate', 0):.2f}",
-                                     refresh=False)
+            reward = (logs or {}).get("reward", (logs or {}).get("objective/scores"))
+            if self.bar is not None and reward is not None:
+                rate = {"pass_rate": f"{logs['pass_rate']:.2f}"} if "pass_rate" in logs else {}
+                self.bar.set_postfix(reward=f"{reward:+.3f}", **rate, refresh=False)
 
         def on_train_end(self, args, state, control, **kwargs):
             self.bar.close()
