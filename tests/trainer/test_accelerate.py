@@ -35,4 +35,5 @@ def test_accelerate_launch_two_cpu_processes(tiny_llama, tmp_path):
     assert len(rewards) == 16
     assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.05, rewards
     ckpt = tmp_path / "checkpoint-16"
-    assert (ckpt / "critic.pt").exists() and (ckpt / "replay-0.pt").exists() and (ckpt / "replay-1.pt").exists()
+    assert (ckpt / "critic" / "model.safetensors").exists()
+    assert (ckpt / "_replay-0.pt").exists() and (ckpt / "_replay-1.pt").exists()

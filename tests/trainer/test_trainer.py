@@ -115,7 +115,7 @@ def test_peft_lora_policy(tiny_llama_wide, tokenizer, prompts_ds, tmp_path):
     rewards = history(trainer, "reward")
     assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.15, rewards
     trainer.save_model(str(tmp_path / "final"))
-    assert os.path.exists(tmp_path / "final" / "critic.pt")
+    assert os.path.exists(tmp_path / "final" / "critic" / "model.safetensors")
     assert os.path.exists(tmp_path / "final" / "adapter_config.json")
 
 
@@ -124,7 +124,7 @@ def test_checkpoint_restores_critic_and_replay(tiny_llama, tokenizer, prompts_ds
                            save_steps=4)
     trainer.train()
     ckpt = tmp_path / "checkpoint-4"
-    assert (ckpt / "critic.pt").exists() and (ckpt / "replay-0.pt").exists()
+    assert (ckpt / "critic" / "model.safetensors").exists() and (ckpt / "_replay-0.pt").exists()
     saved = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
     assert any(v.abs().sum() > 0 for k, v in saved.items() if k.startswith("head"))  # it trained
 
