@@ -1,5 +1,6 @@
 """Training tests on tiny offline models: every one checks that something learnable moved."""
 
+import math
 import os
 from pathlib import Path
 
@@ -513,6 +514,20 @@ def test_signature_deepspeed_and_replaced_grpo_options(tiny_llama, tokenizer, pr
     with pytest.warns(UserWarning, match="scale_rewards='batch' has no effect"):
         ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, scale_rewards="batch")
     args = ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # as `accelerate launch --use_deepspeed` sets it
-    with pytest.raises(ValueError, match="does not support DeepSpeed.*Use FSDP"):
-        ActorCriticTrainer(tiny_llama, low_ids, args=args, train_dataset=prompts_ds, processing_class=tokenizer)
+    for engine, message in (("DEEPSPEED", "does not support DeepSpeed"), ("FSDP", "does not support FSDP")):
+        with monkeypatch.context() as env:
+            env.setenv(f"ACCELERATE_USE_{engine}", "true")  # as `accelerate launch --use_deepspeed/--use_fsdp` sets it
+            with pytest.raises(ValueError, match=message + ".*accelerate_cpu.yaml"):
+                ActorCriticTrainer(tiny_llama, low_ids, args=args, train_dataset=prompts_ds, processing_class=tokenizer)
+
+
+def test_bf16_policy_with_an_fp32_critic(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    """Mixed precision: the policy runs under bf16 autocast, the critic keeps fp32 weights and reads the hidden
+    states cast to fp32; it trains, and its loss stays finite."""
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=3, bf16=True)
+    before = [p.clone() for p in trainer.critic.parameters()]
+    trainer.train()
+    assert all(p.dtype == torch.float32 for p in trainer.critic.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.critic.parameters()))
+    losses = history(trainer, "critic/loss")
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
