@@ -571,14 +571,20 @@ class ActorCriticTrainer(GRPOTrainer):
         from safetensors.torch import load_model
 
         weights = os.path.join(directory, CRITIC_DIR, "model.safetensors")
-        if not os.path.exists(weights):
+        legacy = os.path.join(directory, "critic.pt")  # checkpoints of earlier versions: weights and optimiser
+        if os.path.exists(weights):
+            load_model(self.critic, weights, device=str(self.accelerator.device))
+            path = os.path.join(directory, CRITIC_OPTIMIZER_FILE)
+            state = torch.load(path, map_location=self.accelerator.device, weights_only=True) \
+                if os.path.exists(path) else None
+        elif os.path.exists(legacy):
+            state = torch.load(legacy, map_location=self.accelerator.device, weights_only=True)
+            self.critic.load_state_dict(state["critic"])
+        else:
             raise FileNotFoundError(f"no critic in {directory}: expected {weights}")
-        load_model(self.critic, weights, device=str(self.accelerator.device))
         self._critic_bias_ready = True  # a trained critic: its bias is not re-initialised
-        path = os.path.join(directory, CRITIC_OPTIMIZER_FILE)
-        if not os.path.exists(path):
+        if state is None:
             return
-        state = torch.load(path, map_location=self.accelerator.device, weights_only=True)
         self.critic_optimizer.load_state_dict(state["optimizer"])
         for group in self.critic_optimizer.param_groups:
             group["weight_decay"] = self.args.critic_weight_decay
