@@ -39,9 +39,9 @@ from accelerate.utils import is_peft_model
 from transformers import get_scheduler
 from trl import GRPOTrainer
 
+from ..code import ast_fingerprint
 from .config import ActorCriticConfig
 from .critic import Critic, explained_variance
-from ..code import ast_fingerprint
 from .replay import ReplayBuffer, collate, program_fingerprint
 
 CRITIC_DIR = "critic"
