@@ -98,7 +98,8 @@ def main() -> None:
                    "heldout_pass@1": round(after.pass_at_k["pass@1"], 4)}
             result["runs"][init] = run
             print(f"critic_bias_init={init:>11}: advantage mean {run['advantage_mean_avg']:+.3f} "
-                  f"(first {q} steps {run['advantage_mean_first_steps']:+.3f}), |mean| {run['advantage_abs_mean_avg']:.3f}, "
+                  f"(first {q} steps {run['advantage_mean_first_steps']:+.3f}), "
+                  f"|mean| {run['advantage_abs_mean_avg']:.3f}, "
                   f"std {run['advantage_std_avg']:.3f}; reward {run['reward_first_last_fifth']}; held-out pass@1 "
                   f"{run['heldout_pass@1']:.3f}; {seconds:.0f} s", flush=True)
     print(json.dumps(result))

@@ -589,10 +589,10 @@ class ActorCriticTrainer(GRPOTrainer):
         for group in self.critic_optimizer.param_groups:
             group["weight_decay"] = self.args.critic_weight_decay
             group["initial_lr"] = group["lr"] = self.args.critic_learning_rate
-        if hasattr(self.critic_lr_scheduler, "lr_lambdas") and state.get("scheduler") is not None:
-            self.critic_lr_scheduler.load_state_dict(state["scheduler"])
-            self.critic_lr_scheduler.base_lrs = [self.args.critic_learning_rate] * len(self.critic_lr_scheduler.base_lrs)
-            factors = [f(self.critic_lr_scheduler.last_epoch) for f in self.critic_lr_scheduler.lr_lambdas]
-            for group, base, factor in zip(self.critic_optimizer.param_groups, self.critic_lr_scheduler.base_lrs,
-                                           factors):
+        scheduler = self.critic_lr_scheduler
+        if hasattr(scheduler, "lr_lambdas") and state.get("scheduler") is not None:  # LambdaLR: all of get_scheduler's
+            scheduler.load_state_dict(state["scheduler"])
+            scheduler.base_lrs = [self.args.critic_learning_rate] * len(scheduler.base_lrs)
+            for group, base, factor in zip(self.critic_optimizer.param_groups, scheduler.base_lrs,
+                                           [f(scheduler.last_epoch) for f in scheduler.lr_lambdas]):
                 group["lr"] = base * factor
