@@ -176,6 +176,7 @@ def test_replayed_rows_wider_than_the_fresh_batch(tiny_llama, tokenizer, prompts
     trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=1,
                            replay_policy_batch_size=2, replay_min_reward=0.0, beta=0.1)
     trainer.train()  # fills the buffer and records the sampling log-probabilities
+    trainer._replay_before = None  # a later generation batch: the stored entries may be replayed
     for entry in trainer.replay.entries.values():  # longer prompts and completions than the batch below
         entry.prompt_ids, entry.completion_ids = [7] * 5 + entry.prompt_ids, entry.completion_ids + [5] * 6
     g = torch.Generator().manual_seed(0)
