@@ -15,7 +15,9 @@ Samples/s is completions per step over the median step time of the timed steps (
 resists the bursts of a shared machine; `samples_per_s_mean` is the plain average; `samples_per_cpu_s` divides
 by the process's CPU time instead of wall time, which other users' load barely changes); a step is one
 optimiser step of ActorCritic/GRPO and one rollout + update of PPO (`num_ppo_epochs` passes, default 4; the
-`ppo_1epoch` row uses 1). The last line of the output is one JSON object.
+`ppo_1epoch` row uses 1). `actor_critic_kl` is ActorCritic with a KL penalty (`--beta`, default 0.04), so with a
+reference model in memory as PPO always has one: the memory ratio is then not only "no value model". The last line
+of the output is one JSON object; `--out DIR` also writes it to DIR/trainer.json and the table to DIR/trainer.md.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ PROMPTS = [
     "def flatten(xs):\n", "def mean(values):\n", "def is_prime(n):\n", "class Stack:\n", "def gcd(a, b):\n",
     "def unique(items):\n", "def clamp(x, lo, hi):\n",
 ]
-METHODS = ("actor_critic", "grpo", "ppo", "ppo_1epoch")
+METHODS = ("actor_critic", "actor_critic_kl", "grpo", "ppo", "ppo_1epoch")
 
 
 def low_ids(completion_ids=None, prompts=None, completions=None, **kwargs):
@@ -103,13 +105,14 @@ def worker(opts) -> dict:
                   use_cpu=not cuda, bf16=opts.bf16, gradient_checkpointing=not opts.no_gradient_checkpointing)
     policy = AutoModelForCausalLM.from_pretrained(opts.model_dir, dtype=dtype)
 
-    if opts.method in ("actor_critic", "grpo"):
+    if opts.method in ("actor_critic", "actor_critic_kl", "grpo"):
         gen = dict(max_completion_length=opts.length, generation_kwargs={"min_new_tokens": opts.length},
                    max_steps=opts.warmup + opts.steps)
-        if opts.method == "actor_critic":
+        if opts.method.startswith("actor_critic"):
             from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
-            args = ActorCriticConfig(**common, **gen, num_generations=1)
+            beta = opts.beta if opts.method == "actor_critic_kl" else 0.0
+            args = ActorCriticConfig(**common, **gen, num_generations=1, beta=beta)
             trainer_cls = ActorCriticTrainer
         else:
             from trl import GRPOConfig, GRPOTrainer
@@ -171,6 +174,10 @@ def main():
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per trainer process")
     p.add_argument("--grpo-generations", type=int, default=4, help="GRPO group size (GRPO needs >= 2)")
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--beta", type=float, default=0.04, help="KL coefficient of the actor_critic_kl row")
+    p.add_argument("--worker-timeout", type=float, default=None,
+                   help="seconds one trainer process may take; a slower one is reported and skipped")
+    p.add_argument("--out", default=None, help="also write trainer.json and trainer.md (the table) to this folder")
     p.add_argument("--ppo-python", default=None, help="interpreter with trl==1.12.0 for PPO")
     p.add_argument("--arch", default="llama", choices=["llama", "gpt2", "qwen2"],
                    help="architecture of the randomly initialised model")
@@ -206,7 +213,7 @@ def main():
             continue
         cmd = [python, __file__, "--worker", method, "--model-dir", model_dir, "--device", opts.device,
                "--batch", str(opts.batch), "--length", str(opts.length), "--steps", str(opts.steps),
-               "--warmup", str(opts.warmup), "--grpo-generations", str(opts.grpo_generations)]
+               "--warmup", str(opts.warmup), "--grpo-generations", str(opts.grpo_generations), "--beta", str(opts.beta)]
         if opts.threads:
             cmd += ["--threads", str(opts.threads)]
         if opts.bf16:
@@ -215,13 +222,17 @@ def main():
             cmd.append("--no-gradient-checkpointing")
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=opts.worker_timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{method}: stopped after --worker-timeout {opts.worker_timeout:.0f} s", flush=True)
+            continue
         if proc.returncode != 0:
             print(f"{method}: failed\n{proc.stderr[-3000:]}", flush=True)
             continue
         results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = results[method]
-        print(f"{method:>13} (trl {r['trl']}): {r['samples_per_s']:8.2f} samples/s "
+        print(f"{method:>15} (trl {r['trl']}): {r['samples_per_s']:8.2f} samples/s "
               f"{r['completion_tokens_per_s']:9.1f} tokens/s "
               f"{r['samples_per_cpu_s']:8.2f} samples/CPU-s  peak {r['peak_mem_mb']:8.1f} MiB", flush=True)
 
@@ -249,11 +260,29 @@ def main():
         summary["memory_vs_grpo"] = round(ac["peak_mem_mb"] / results["grpo"]["peak_mem_mb"], 3)
         print(f"actor_critic vs grpo: {summary['speed_vs_grpo']:.2f}x samples/s, "
               f"{summary['memory_vs_grpo']:.2f}x peak memory")
+    kl = results.get("actor_critic_kl")
+    if kl and ppo:
+        summary["kl_beta"] = opts.beta
+        summary["kl_speed_vs_ppo"] = round(kl["samples_per_s"] / ppo["samples_per_s"], 3)
+        summary["kl_memory_vs_ppo"] = round(kl["peak_mem_mb"] / ppo["peak_mem_mb"], 3)
+        summary["kl_targets_met"] = summary["kl_speed_vs_ppo"] >= 2.0 and summary["kl_memory_vs_ppo"] <= 0.5
+        print(f"actor_critic (beta {opts.beta}, reference model on) vs ppo: {summary['kl_speed_vs_ppo']:.2f}x "
+              f"samples/s, {summary['kl_memory_vs_ppo']:.2f}x peak memory")
     if ac and results.get("ppo_1epoch"):
         summary["speed_vs_ppo_1epoch"] = round(ac["samples_per_s"] / results["ppo_1epoch"]["samples_per_s"], 3)
         summary["cpu_speed_vs_ppo_1epoch"] = round(
             ac["samples_per_cpu_s"] / results["ppo_1epoch"]["samples_per_cpu_s"], 3)
         summary["memory_vs_ppo_1epoch"] = round(ac["peak_mem_mb"] / results["ppo_1epoch"]["peak_mem_mb"], 3)
+    if opts.out:
+        out = Path(opts.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "trainer.json").write_text(json.dumps(summary, indent=1))
+        unit = "GPU MiB" if opts.device == "cuda" else "MiB (RSS)"
+        rows = [f"| trainer | trl | samples/s | completion tokens/s | peak {unit} |", "|---|---|---|---|---|"]
+        rows += [f"| {m} | {r['trl']} | {r['samples_per_s']:.2f} | {r['completion_tokens_per_s']:.0f} | "
+                 f"{r['peak_mem_mb']:.0f} |" for m, r in results.items()]
+        ratios = {k: v for k, v in summary.items() if "_vs_" in k or "targets_met" in k}
+        (out / "trainer.md").write_text("\n".join(rows) + "\n\n" + json.dumps(ratios) + "\n")
     print(json.dumps(summary))
 
 

@@ -18,8 +18,10 @@ the ``async`` flavour that TRL runs concurrently with other async rewards.
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
+import warnings
 from collections import Counter
 from typing import Any, Callable, Sequence
 
@@ -162,7 +164,7 @@ class UnitTestReward:
                            f"{sorted(k for k in columns if not k.startswith('log_') and k != 'trainer_state')}); "
                            f"set tests_column= to the column holding the tests")
         tests_col = _column(columns, self.tests_column, n)
-        entry_col = _column(columns, self.entry_point_column, n, default="")
+        entry_col = self.entry_points(columns, n)
         context_col = _column(columns, self.context_column, n, default="")
         setup_col = _column(columns, self.test_setup_column, n, default="")
         runtime_col = _column(columns, self.runtime_column, n, default=None)
@@ -206,10 +208,41 @@ class UnitTestReward:
         return self._rewrite_cache[key]
 
     def _empty(self, prompts, completions, columns) -> list[bool]:
-        entries = _column(columns, self.entry_point_column, len(completions), default="")
+        entries = self.entry_points(columns, len(completions))
         return [not _adds_code(p, c, e or "", self.truncate) for p, c, e in zip(prompts, completions, entries)]
 
+    def entry_points(self, columns: dict[str, Any], n: int) -> list[str]:
+        """The entry point of each row: the entry-point column, or, where it is absent or empty, the function the
+        tests call (raw MBPP has `test_list` and no `entry_point`: without it a completion that defines the
+        function is cut to nothing as if it rambled past a body, and every correct solution scores as empty)."""
+        given = _column(columns, self.entry_point_column, n, default="")
+        if all(given) or self.tests_column not in columns:
+            return [e or "" for e in given]
+        tests = _column(columns, self.tests_column, n)
+        cache = self.__dict__.setdefault("_entry_cache", {})
+        out = []
+        for entry, value in zip(given, tests):
+            if not entry:
+                key = json.dumps(value, sort_keys=True, default=str)
+                if key not in cache:
+                    cache[key] = infer_entry_point(value)
+                entry = cache[key]
+            out.append(entry or "")
+        return out
+
+    def _warn_if_mostly_empty(self, empty: list[bool]) -> None:
+        """Warn once when most completions of a batch contribute no code: a wrong entry point or prompt format
+        (the completions are cut to nothing) looks like a model that writes nothing, and trains it on -1s."""
+        if len(empty) >= 4 and sum(empty) > len(empty) / 2 and not self.__dict__.get("_warned_empty"):
+            self._warned_empty = True
+            warnings.warn(
+                f"{self.__name__}: {sum(empty)} of {len(empty)} completions add no code to their program and score "
+                f"{self.empty_reward}. If the completions do define the function, the program is cut wrongly: check "
+                f"the {self.entry_point_column!r} column (entry_point_column=) and `truncate` (a completion that "
+                "starts at column 0 is cut unless it defines the entry point).", stacklevel=3)
+
     def _finish(self, results: list[ProgramResult], columns: dict[str, Any], empty: list[bool]) -> list[float]:
+        self._warn_if_mostly_empty(empty)
         rewards = [self.empty_reward if e else score(r, self.scheme, self.unverified) for r, e in zip(results, empty)]
         log_metric: Callable | None = columns.get("log_metric")
         if log_metric is not None and results:
@@ -246,6 +279,46 @@ def _adds_code(prompt: Any, completion: Any, entry_point: str, truncate: bool) -
         return adds_code(prompt, completion, entry_point, truncate)
     except Exception:  # its program failed to be made too: scored from the compile_error result
         return True
+
+
+def infer_entry_point(tests: Any) -> str:
+    """The function a task's tests call: the most called name that is neither a builtin nor defined by the tests
+    themselves (assert strings, a code block, or structured tests' `expr`); "" when there is none."""
+    import ast
+
+    from trl_unittest.code import parse
+
+    if isinstance(tests, str) and tests.lstrip().startswith("["):
+        try:
+            tests = json.loads(tests)
+        except json.JSONDecodeError:
+            pass
+    if isinstance(tests, str):
+        sources = [tests]
+    elif isinstance(tests, (list, tuple)) and all(isinstance(t, str) for t in tests):
+        sources = list(tests)
+    else:
+        try:
+            sources = [t.expr or t.code for t in parse_tests(tests, where="tests")]
+        except (TaskValidationError, TypeError, ValueError):
+            return ""
+    calls, defined = Counter(), set()
+    for source in sources:
+        try:
+            tree = parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                calls[node.func.id] += 1
+    for name, _ in calls.most_common():
+        if name not in defined and not hasattr(builtins, name) and name != "candidate":
+            return name
+    return ""
 
 
 def _column(columns: dict[str, Any], name: str, n: int, default: Any = "") -> list[Any]:

@@ -1,5 +1,6 @@
-"""Run by test_accelerate.py under `accelerate launch --num_processes 2 --cpu`: a few ActorCritic steps, then each
-rank writes its critic's weights checksum and the logged metrics to OUT/rank-<i>.json."""
+"""Run by test_accelerate.py under `accelerate launch --config_file trl_unittest/configs/accelerate_cpu*.yaml`: a
+few ActorCritic steps, then each rank writes its critic's and policy's weight checksums, how the policy was
+distributed, and the logged metrics to OUT/rank-<i>.json."""
 
 import json
 import sys
@@ -26,11 +27,15 @@ def main(model_dir, out_dir):
     trainer.train()
     rank = trainer.accelerator.process_index
     critic = torch.cat([p.detach().flatten() for p in trainer.critic.parameters()])
-    policy = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    # under FSDP2 the parameters are DTensors (each rank holds a shard): full_tensor() gathers them
+    policy = torch.cat([(p.full_tensor() if hasattr(p, "full_tensor") else p).detach().flatten()
+                        for p in trainer.model.parameters()])
+    sharded = any(hasattr(p, "full_tensor") for p in trainer.model.parameters())
     with open(f"{out_dir}/rank-{rank}.json", "w") as f:
         json.dump({"world": trainer.accelerator.num_processes, "critic": critic.double().sum().item(),
                    "critic_abs": critic.abs().double().sum().item(), "policy": policy.double().sum().item(),
-                   "log": trainer.state.log_history, "replay": len(trainer.replay)}, f)
+                   "log": trainer.state.log_history, "replay": len(trainer.replay),
+                   "distributed_type": str(trainer.accelerator.distributed_type), "sharded": sharded}, f)
     # tear the gloo group down before exit: left to interpreter shutdown, its threads can abort the process
     # ("terminate called without an active exception", seen once in CI)
     trainer.accelerator.wait_for_everyone()

@@ -79,3 +79,61 @@ def test_reconfigure_applies_this_runs_settings_to_a_loaded_buffer():
     assert sorted(e.reward for e in resumed.entries.values()) == [8.0, 9.0, 10.0, 11.0]
     resumed.add(PROMPT, "    return 100\n", [1], [2], 100.0)  # evicts the lowest reward left, 8
     assert sorted(e.reward for e in resumed.entries.values()) == [9.0, 10.0, 11.0, 100.0]
+
+
+def test_dedup_fingerprints_the_program_the_reward_ran():
+    """Three completions that the reward cuts to the same program (one clean, two with trailing junk) are one
+    entry; the reward's entry-point column decides where a whole definition is kept."""
+    from types import SimpleNamespace
+
+    from trl_unittest.rewards import UnitTestReward
+    from trl_unittest.trainer.actor_critic import ActorCriticTrainer
+
+    reward = UnitTestReward(entry_point_column="fn")  # the pool starts lazily: nothing runs here
+    completions = ["    return a + b\n", "    return a + b\nprint(add(1, 2))\n", "    return a + b\n\nx = 1/0\n"]
+    rows = [{"prompt": PROMPT, "tests": ["assert add(1, 2) == 3"], "fn": "add"}] * 3
+    fake = SimpleNamespace(_program_reward=reward)
+    fps = ActorCriticTrainer._fingerprints(fake, rows, [PROMPT] * 3, completions)
+    assert len(set(fps)) == 1
+    buf = ReplayBuffer(capacity=10)
+    for c, fp in zip(completions, fps):
+        buf.add(PROMPT, c, [1], [2], 1.0, fingerprint=fp)
+    assert len(buf) == 1 and buf.hits == 2
+    # the untruncated text would have been three programs
+    assert len({program_fingerprint(PROMPT, c) for c in completions}) == 3
+    # a whole definition is kept when it defines the configured entry point, and cut to nothing when it does not
+    whole = "def add(a, b):\n    return a + b\n"
+    chat_rows = [{"prompt": "Add two numbers.\n", "tests": ["assert add(1, 2) == 3"], "fn": "add"}]
+    (kept,) = ActorCriticTrainer._fingerprints(fake, chat_rows, ["Add two numbers.\n"], [whole])
+    other = [{**chat_rows[0], "fn": "plus"}]
+    (cut,) = ActorCriticTrainer._fingerprints(fake, other, ["Add two numbers.\n"], [whole])
+    assert kept != cut
+    # without a reward that builds programs, the completion as sampled
+    plain = SimpleNamespace(_program_reward=None)
+    assert len(set(ActorCriticTrainer._fingerprints(plain, rows, [PROMPT] * 3, completions))) == 3
+
+
+def test_sample_before_leaves_out_the_current_generation():
+    buf = ReplayBuffer(capacity=10, seed=0)
+    for i in range(3):
+        buf.add(PROMPT, f"    return {i}\n", [1], [2], 1.0)
+    current = buf.next_id
+    for i in range(3, 6):
+        buf.add(PROMPT, f"    return {i}\n", [1], [2], 1.0)
+    for _ in range(20):
+        assert all(e.id < current for e in buf.sample(6, before=current))
+    assert len(buf.sample(6, before=current)) == 3 and len(buf.sample(6)) == 6
+
+
+def test_tool_mask_travels_with_replayed_rows_and_state_loads_weights_only(tmp_path):
+    buf = ReplayBuffer(capacity=4)
+    buf.add(PROMPT, "    return 1\n", [1], [4, 5, 6, 7], 1.0, tool_mask=[1, 0, 0, 1])
+    buf.add(PROMPT, "    return 2\n", [1], [8, 9], 1.0, tool_mask=[1, 1])
+    batch = collate(list(buf.entries.values()), pad_token_id=0)
+    assert batch["tool_mask"].tolist() == [[1, 0, 0, 1], [1, 1, 1, 1]]
+    assert (batch["completion_mask"] * batch["tool_mask"]).tolist() == [[1, 0, 0, 1], [1, 1, 0, 0]]
+    torch.save(buf.state_dict(), tmp_path / "replay.pt")
+    other = ReplayBuffer()
+    other.load_state_dict(torch.load(tmp_path / "replay.pt", weights_only=True))  # no pickled objects needed
+    assert [vars(e) for e in other.entries.values()] == [vars(e) for e in buf.entries.values()]
+    assert other.next_id == buf.next_id and other.sample(4) == buf.sample(4)  # the rng state round-trips too

@@ -1,6 +1,8 @@
 """Training tests on tiny offline models: every one checks that something learnable moved."""
 
+import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,7 +117,7 @@ def test_peft_lora_policy(tiny_llama_wide, tokenizer, prompts_ds, tmp_path):
     rewards = history(trainer, "reward")
     assert mean(rewards[-5:]) > mean(rewards[:5]) + 0.15, rewards
     trainer.save_model(str(tmp_path / "final"))
-    assert os.path.exists(tmp_path / "final" / "critic.pt")
+    assert os.path.exists(tmp_path / "final" / "critic" / "model.safetensors")
     assert os.path.exists(tmp_path / "final" / "adapter_config.json")
 
 
@@ -124,7 +126,7 @@ def test_checkpoint_restores_critic_and_replay(tiny_llama, tokenizer, prompts_ds
                            save_steps=4)
     trainer.train()
     ckpt = tmp_path / "checkpoint-4"
-    assert (ckpt / "critic.pt").exists() and (ckpt / "replay-0.pt").exists()
+    assert (ckpt / "critic" / "model.safetensors").exists() and (ckpt / "_replay-0.pt").exists()
     saved = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
     assert any(v.abs().sum() > 0 for k, v in saved.items() if k.startswith("head"))  # it trained
 
@@ -174,6 +176,7 @@ def test_replayed_rows_wider_than_the_fresh_batch(tiny_llama, tokenizer, prompts
     trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=1,
                            replay_policy_batch_size=2, replay_min_reward=0.0, beta=0.1)
     trainer.train()  # fills the buffer and records the sampling log-probabilities
+    trainer._replay_before = None  # a later generation batch: the stored entries may be replayed
     for entry in trainer.replay.entries.values():  # longer prompts and completions than the batch below
         entry.prompt_ids, entry.completion_ids = [7] * 5 + entry.prompt_ids, entry.completion_ids + [5] * 6
     g = torch.Generator().manual_seed(0)
@@ -263,6 +266,9 @@ def test_truncated_completions_are_not_replayed_and_advantages_are_not_grpos(tin
     ("critic_widths", [64.7], "critic_widths must be positive integers"),
     ("entropy_coef", 0.5, "entropy_coef=0.5 is a GRPOTrainer option that ActorCriticTrainer's loss does not use"),
     ("importance_sampling_level", "sequence", "importance_sampling_level='sequence' is a GRPOTrainer option"),
+    ("use_liger_kernel", True, "use_liger_kernel=True is a GRPOTrainer option"),
+    ("use_adaptive_entropy", True, "use_adaptive_entropy=True is a GRPOTrainer option"),
+    ("critic_bias_init", "mean", "critic_bias_init must be 'first_batch' or 'zero'"),
 ])
 def test_bad_actor_critic_settings_are_named(field, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -288,3 +294,241 @@ def test_replayed_rows_do_not_move_the_fresh_rows_positions(tiny_gpt2, prompts_d
     trainer.train()
     assert history(trainer, "replay/policy_samples"), "nothing was replayed"
     assert max(abs(k) for k in history(trainer, "kl")) < 1e-4, history(trainer, "kl")
+
+
+def test_critic_is_saved_as_a_model_and_scores_after_training(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    import json
+
+    from trl_unittest.trainer import Critic
+
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=3)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    config = json.loads((tmp_path / "final" / "critic" / "config.json").read_text())
+    assert config["hidden_size"] == 64 and config["widths"] == [256] and config["value_level"] == "token"
+    assert not list((tmp_path / "final").glob("*replay*"))  # not asked for: training data stays out
+    critic = Critic.from_pretrained(str(tmp_path / "final" / "critic"))
+    assert all(torch.equal(a, b) for a, b in zip(critic.state_dict().values(), trainer.critic.state_dict().values()))
+    policy = AutoModelForCausalLM.from_pretrained(str(tmp_path / "final"))
+    (values,) = critic.score(policy, tokenizer, ["def f(x):\n"], ["    return x\n"])
+    n = len(tokenizer("    return x\n", add_special_tokens=False).input_ids)
+    assert values.shape == (n,) and torch.isfinite(values).all()
+    # the same values the trainer's critic gives on the trained policy's hidden states
+    ids = torch.tensor([tokenizer("def f(x):\n", add_special_tokens=False).input_ids
+                        + tokenizer("    return x\n", add_special_tokens=False).input_ids])
+    with torch.no_grad():
+        hidden = trainer._hidden_states(trainer.model.eval(), ids, torch.ones_like(ids))
+        assert torch.allclose(trainer.critic.values(hidden, n)[0], values, atol=3e-3)
+
+
+def test_checkpoints_load_weights_only_and_keep_the_schedule(tiny_llama, tokenizer, prompts_ds, tmp_path,
+                                                              monkeypatch):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=4, save_strategy="steps",
+                           save_steps=2, lr_scheduler_type="linear", warmup_steps=2, critic_learning_rate=1e-2)
+    trainer.train()
+    # the critic's learning rate follows the run's schedule: linear warm-up over 2 steps, then linear decay
+    assert history(trainer, "critic/learning_rate") == pytest.approx([0.0, 5e-3, 1e-2, 5e-3])
+    assert all(n > 0 for n in history(trainer, "critic/grad_norm"))
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (loads.append(k.get("weights_only")), real_load(*a, **k))[1])
+    resumed = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=4,
+                           lr_scheduler_type="linear", warmup_steps=2, critic_learning_rate=1e-2)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert loads and all(loads), loads  # every checkpoint file, the Trainer's own included, loads weights-only
+    assert history(resumed, "critic/learning_rate")[-2:] == pytest.approx([1e-2, 5e-3])  # the schedule resumed
+
+
+def test_critic_step_unscales_fp16_gradients_and_skips_overflows(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    from types import SimpleNamespace
+
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, critic_max_grad_norm=0.0)
+    scaler = SimpleNamespace(is_enabled=lambda: True, get_scale=lambda: 1024.0)
+    trainer.accelerator.scaler = scaler
+    seen = []
+    trainer.critic_optimizer.step = lambda: seen.append([p.grad.clone() for p in trainer.critic.parameters()])
+    for p in trainer.critic.parameters():
+        p.grad = torch.full_like(p, 1024.0 * 0.5)
+    trainer._critic_step()
+    assert len(seen) == 1 and all(torch.allclose(g, torch.full_like(g, 0.5)) for g in seen[0])
+    for p in trainer.critic.parameters():
+        p.grad = torch.full_like(p, float("inf"))
+    trainer._critic_step()
+    assert len(seen) == 1  # the overflow step is skipped
+    assert all(p.grad is None for p in trainer.critic.parameters())
+
+
+@pytest.mark.parametrize("init", ["first_batch", "zero"])
+def test_critic_bias_starts_at_the_first_batch_mean_return(init, tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=1, learning_rate=1e-9,
+                           critic_learning_rate=1e-9, critic_bias_init=init)
+    trainer.train()
+    reward = history(trainer, "reward")[0]
+    adv_mean = history(trainer, "advantages/mean")[0]
+    if init == "first_batch":  # centred: the first advantages average ~0, not the raw reward (about 0.6 here)
+        assert trainer.critic.head.bias.item() == pytest.approx(reward, abs=1e-6)
+        assert abs(adv_mean) < 1e-3
+    else:
+        assert abs(trainer.critic.head.bias.item()) < 1e-6 and adv_mean == pytest.approx(reward, abs=1e-3)
+
+
+def test_no_dropout_noise_in_replay_importance_weights(tiny_gpt2, prompts_ds, tmp_path):
+    """GPT-2 has dropout 0.1: with the default config an unchanged policy's replay weights are exactly 1."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    trainer = make_trainer(tiny_gpt2, low_ids, prompts_ds, tok, tmp_path, max_steps=4, learning_rate=1e-12,
+                           critic_learning_rate=1e-12, replay_policy_batch_size=4, replay_min_reward=0.0)
+    assert trainer.args.disable_dropout and not trainer._has_dropout
+    trainer.train()
+    weights = history(trainer, "replay/importance_weight_mean")
+    assert weights and all(w == pytest.approx(1.0, abs=1e-4) for w in weights), weights
+    noisy = make_trainer(tiny_gpt2, low_ids, prompts_ds, tok, tmp_path, disable_dropout=False,
+                         replay_policy_batch_size=4, replay_min_reward=0.0)
+    assert noisy._has_dropout  # the user's choice: behaviour log-probs then come from an eval-mode forward
+
+
+def test_current_generation_is_not_replayed_in_its_own_step(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=4, steps_per_generation=2,
+                           replay_policy_batch_size=8, replay_min_reward=0.0, replay_critic_batch_size=8)
+    calls = []
+    sample = trainer.replay.sample
+
+    def spy(n, **kw):
+        out = sample(n, **kw)
+        calls.append((trainer._replay_before, [e.id for e in out]))
+        return out
+
+    trainer.replay.sample = spy
+    trainer.train()
+    assert any(ids for _, ids in calls), "nothing was replayed"
+    assert all(i < before for before, ids in calls for i in ids), calls
+
+
+def test_tool_output_tokens_of_replayed_rows_get_no_policy_gradient(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=1,
+                           replay_policy_batch_size=2, replay_min_reward=0.0, replay_critic_batch_size=0)
+    trainer.train()
+    trainer._replay_before = None
+    g = torch.Generator().manual_seed(0)
+    inputs = {"prompt_ids": torch.randint(2, 500, (2, 3), generator=g),
+              "prompt_mask": torch.ones(2, 3, dtype=torch.long),
+              "completion_ids": torch.randint(2, 500, (2, 4), generator=g),
+              "completion_mask": torch.ones(2, 4, dtype=torch.long),
+              "returns": torch.tensor([0.5, 1.0]), "scorable": torch.ones(2), "replay_index": torch.tensor([-1, -1])}
+    trainer.model.train()
+
+    def policy_loss(replay: int, tool_mask):
+        for e in trainer.replay.entries.values():
+            e.tool_mask = None if tool_mask is None else [tool_mask] * len(e.completion_ids)
+        trainer.args.replay_policy_batch_size = replay
+        trainer.replay.rng.seed(0)
+        trainer._compute_loss(trainer.model, inputs)
+        return trainer._metrics["train"]["policy_loss"][-1]
+
+    fresh_only = policy_loss(0, None)
+    assert policy_loss(2, None) != pytest.approx(fresh_only)  # replayed rows count...
+    assert policy_loss(2, 0) == pytest.approx(fresh_only, abs=1e-6)  # ...except on tool-output tokens
+
+
+def test_vllm_importance_sampling_correction_on_synthetic_sampling_logps(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    """vLLM is not installable here: the trainer's generation is wrapped to return sampling log-probabilities a
+    known factor below the policy's (ratio pi / pi_vllm = 1.5 per token). GRPOTrainer's own code turns them into the
+    importance-sampling ratio; ActorCritic's policy loss must be weighted by it, as GRPO's is."""
+    import math
+
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, vllm_importance_sampling_mode=
+                           "token_truncate", vllm_importance_sampling_clip_max=3.0, replay_critic_batch_size=0,
+                           critic_bias_init="zero")  # advantages = raw rewards > 0: a policy loss far from 0
+    generate = trainer._generate
+
+    def fake_vllm_generate(prompts):
+        trainer.use_vllm = False  # the transformers path samples; vLLM's log-probabilities are synthesised
+        try:
+            out = list(generate(prompts))
+        finally:
+            trainer.use_vllm = True
+        logprobs = []
+        with torch.no_grad():
+            for p, c in zip(out[0], out[1]):
+                ids = torch.tensor([list(p) + list(c)])
+                lp, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), len(c))
+                logprobs.append((lp[0] - math.log(1.5)).tolist())
+        out[4] = logprobs
+        return tuple(out)
+
+    trainer._generate = fake_vllm_generate
+    trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which this test does not run
+    batch = [{"prompt": p} for p in prompts_ds["prompt"][:16]]
+    out = trainer._generate_and_score_completions(batch)
+    mask = out["completion_mask"].bool()
+    # 1.5 up to the float noise of a padded against an unpadded forward
+    assert torch.allclose(out["importance_sampling_ratio"][mask], torch.tensor(1.5), atol=5e-3)
+    trainer._compute_loss(trainer.model, out)
+    corrected = trainer._metrics["train"]["policy_loss"][-1]
+    out["importance_sampling_ratio"] = torch.ones_like(out["importance_sampling_ratio"])
+    trainer._compute_loss(trainer.model, out)
+    plain = trainer._metrics["train"]["policy_loss"][-1]
+    assert corrected == pytest.approx(1.5 * plain, rel=5e-3)
+
+
+def test_model_card_and_push_to_hub(tiny_llama, tokenizer, prompts_ds, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    uploads = []
+
+    def fake_upload_folder(self, *, folder_path, ignore_patterns=None, **kwargs):
+        files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
+        uploads.append(set(filter_repo_objects(files, ignore_patterns=ignore_patterns)))
+
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    for push_replay in (False, True):
+        out = tmp_path / f"run-{push_replay}"
+        trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, out, max_steps=2, save_strategy="steps",
+                               save_steps=2, push_replay_buffer=push_replay)
+        trainer.train()
+        trainer.hub_model_id = "someone/actor-critic-test"
+        trainer.push_to_hub()
+        card = (out / "README.md").read_text()
+        assert "ActorCritic" in card and "2310.13669" in card and "Gorinski" in card and "DeepSeekMath" not in card
+        assert {"critic/config.json", "critic/model.safetensors", "model.safetensors", "README.md"} <= uploads[-1]
+        assert ("replay-0.pt" in uploads[-1]) == push_replay
+        assert not any("checkpoint" in f for f in uploads[-1])
+        # a checkpoint's replay buffer is out of checkpoint pushes too (hub_strategy="checkpoint" uploads the folder)
+        ckpt = out / "checkpoint-2"
+        assert (ckpt / "_replay-0.pt").exists()
+        assert "_replay-0.pt" not in set(filter_repo_objects(["_replay-0.pt"], ignore_patterns=["_*", "checkpoint-*"]))
+
+
+def test_signature_deepspeed_and_replaced_grpo_options(tiny_llama, tokenizer, prompts_ds, tmp_path, monkeypatch):
+    import inspect
+
+    from trl import GRPOTrainer
+
+    ours = inspect.signature(ActorCriticTrainer.__init__).parameters
+    assert list(inspect.signature(GRPOTrainer.__init__).parameters) == list(ours)
+    with pytest.warns(UserWarning, match="loss_type='grpo' has no effect"):
+        ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, loss_type="grpo")
+    with pytest.warns(UserWarning, match="scale_rewards='batch' has no effect"):
+        ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, scale_rewards="batch")
+    args = ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    for engine, message in (("DEEPSPEED", "does not support DeepSpeed"), ("FSDP", "does not support FSDP")):
+        with monkeypatch.context() as env:
+            env.setenv(f"ACCELERATE_USE_{engine}", "true")  # as `accelerate launch --use_deepspeed/--use_fsdp` sets it
+            with pytest.raises(ValueError, match=message + ".*accelerate_cpu.yaml"):
+                ActorCriticTrainer(tiny_llama, low_ids, args=args, train_dataset=prompts_ds, processing_class=tokenizer)
+
+
+def test_bf16_policy_with_an_fp32_critic(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    """Mixed precision: the policy runs under bf16 autocast, the critic keeps fp32 weights and reads the hidden
+    states cast to fp32; it trains, and its loss stays finite."""
+    trainer = make_trainer(tiny_llama, by_prompt, prompts_ds, tokenizer, tmp_path, max_steps=3, bf16=True)
+    before = [p.clone() for p in trainer.critic.parameters()]
+    trainer.train()
+    assert all(p.dtype == torch.float32 for p in trainer.critic.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.critic.parameters()))
+    losses = history(trainer, "critic/loss")
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)

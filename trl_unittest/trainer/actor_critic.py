@@ -13,9 +13,17 @@ PEFT and logging machinery) with four changes:
   forward through a forward hook on the backbone, so the critic costs one small MLP, not another forward.
 * **Critic in sync.** The critic has its own AdamW, stepped at every optimiser step of the policy, on the fresh
   samples and on samples replayed from an AST-filtered replay buffer (`replay.py`); it can instead be pre-trained
-  for `critic_warmup_steps` and frozen (the paper's ablation).
-* **Checkpoints** carry the critic, its optimiser and the replay buffer (`critic.pt`, `replay-<rank>.pt`);
-  resuming restores them.
+  for `critic_warmup_steps` and frozen (the paper's ablation). Its learning rate follows the run's schedule and
+  warm-up, its gradients are clipped and, under fp16, unscaled (a step with inf/NaN gradients is skipped). Its
+  output bias starts at the first batch's mean return (`critic_bias_init`), so the first advantages are centred.
+* **Artifacts.** `save_model` writes the critic next to the policy as a model of its own (`critic/config.json`,
+  `critic/model.safetensors`: `Critic.from_pretrained`); checkpoints add its optimiser and scheduler
+  (`critic_optimizer.pt`) and the replay buffer (`_replay-<rank>.pt`, which Hub uploads skip); every file is loaded
+  with `torch.load(weights_only=True)`. The model card names ActorCritic and cites Gorinski et al. 2023.
+
+vLLM generation works with GRPO's importance-sampling correction of vLLM's sampling log-probabilities. Data
+parallelism works (`tests/trainer/test_accelerate.py`, 2 CPU processes); DeepSpeed and FSDP are refused at
+construction with a message that says what to use (see `_refuse_sharded_engines`).
 
 Works with trl 1.12.0 (the last release with `PPOTrainer`) and the newest trl.
 """
@@ -23,14 +31,27 @@ Works with trl 1.12.0 (the last release with `PPOTrainer`) and the newest trl.
 from __future__ import annotations
 
 import os
+import textwrap
+from collections.abc import Callable
 
 import torch
 from accelerate.utils import is_peft_model
+from transformers import get_scheduler
 from trl import GRPOTrainer
 
+from ..code import ast_fingerprint
 from .config import ActorCriticConfig
 from .critic import Critic, explained_variance
 from .replay import ReplayBuffer, collate, program_fingerprint
+
+CRITIC_DIR = "critic"
+CRITIC_OPTIMIZER_FILE = "critic_optimizer.pt"
+
+
+def replay_file(rank: int, checkpoint: bool) -> str:
+    """Checkpoints keep the replay buffer as `_replay-<rank>.pt`: the Trainer's Hub uploads skip names starting with
+    `_`, so training prompts and completions never leave the machine unless `push_replay_buffer` asks."""
+    return f"{'_' if checkpoint else ''}replay-{rank}.pt"
 
 
 def _pad_cat(a: torch.Tensor, b: torch.Tensor, value, left: bool) -> torch.Tensor:
@@ -47,13 +68,57 @@ def _pad_cat(a: torch.Tensor, b: torch.Tensor, value, left: bool) -> torch.Tenso
     return torch.cat([pad(a), pad(b)], 0)
 
 
+def _refuse_sharded_engines(args) -> None:
+    """DeepSpeed and FSDP are refused before the model loads. The critic is trained outside their engines: under
+    DeepSpeed its loss scaling and ZeRO partitioning would not cover it; FSDP could not be verified (accelerate runs
+    FSDP on accelerators only, and this trainer is tested on CPU processes), and an untested sharded run is worse
+    than a clear refusal."""
+    use = ("Use data parallelism instead: `accelerate launch --multi_gpu --num_processes N script.py` on GPUs, or "
+           "`accelerate launch --config_file trl_unittest/configs/accelerate_cpu.yaml script.py` on CPUs; a model "
+           "too large for one device can train a LoRA adapter (`peft_config=`).")
+    if args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise ValueError("ActorCriticTrainer does not support DeepSpeed: the critic is trained outside the DeepSpeed "
+                         "engine, whose loss scaling, ZeRO partitioning and gradient reduction would not cover it. "
+                         + use)
+    if args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        raise ValueError("ActorCriticTrainer does not support FSDP yet: its critic and replay passes have not been "
+                         "verified under sharded parameters. " + use)
+
+
 class ActorCriticTrainer(GRPOTrainer):
-    """Trainer for actor-critic RL from unit tests. Takes the same arguments as `trl.GRPOTrainer`, with an
-    `ActorCriticConfig`. See the module docstring for what changes."""
+    """Trainer for actor-critic RL from unit tests (Gorinski et al. 2023). Takes `trl.GRPOTrainer`'s arguments,
+    with an [`ActorCriticConfig`]; see the module docstring for what changes.
+
+    Args:
+        model: the policy, a model id or path, or a `PreTrainedModel` / `PeftModel` (a causal LM whose backbone
+            returns its last hidden state: the critic reads it).
+        reward_funcs: reward function(s) or reward model(s), as for GRPOTrainer (e.g. `UnitTestReward()`).
+        args: an `ActorCriticConfig` (default: one named after the model).
+        train_dataset, eval_dataset, processing_class, reward_processing_classes, callbacks, optimizers,
+        quantization_config, peft_config, tools, rollout_func, environment_factory: as for GRPOTrainer.
+            `optimizers` sets the policy's optimiser and scheduler; the critic has its own (`critic_*` settings).
+    """
 
     _tag_names = ["trl", "actor-critic", "trl-unittest"]
+    _name = "ActorCritic"
+    _paper = {
+        "title": "Automatic Unit Test Data Generation and Actor-Critic Reinforcement Learning for Code Synthesis",
+        "id": "2310.13669",
+        "citation": textwrap.dedent("""\
+            @inproceedings{gorinski2023automatic,
+                title        = {{Automatic Unit Test Data Generation and Actor-Critic Reinforcement Learning for Code Synthesis}},
+                author       = {Philip John Gorinski and Matthieu Zimmer and Gerasimos Lampouras and Derrick Goh Xin Deik and Ignacio Iacobacci},
+                year         = 2023,
+                booktitle    = {Findings of the Association for Computational Linguistics: EMNLP 2023},
+                eprint       = {arXiv:2310.13669},
+            }"""),
+    }
 
-    def __init__(self, model, reward_funcs=None, args: ActorCriticConfig | None = None, **kwargs):
+    def __init__(self, model, reward_funcs=None, args: ActorCriticConfig | None = None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, reward_processing_classes=None, callbacks=None,
+                 optimizers=(None, None), quantization_config=None, peft_config=None,
+                 tools: list[Callable] | None = None, rollout_func: Callable | None = None,
+                 environment_factory=None):
         if args is None:
             from trl.trainer.utils import get_config_model_id
 
@@ -62,7 +127,13 @@ class ActorCriticTrainer(GRPOTrainer):
         if not isinstance(args, ActorCriticConfig):
             raise TypeError(f"ActorCriticTrainer needs an ActorCriticConfig, got {type(args).__name__}: swap "
                             "GRPOConfig for ActorCriticConfig (it takes the same arguments).")
-        super().__init__(model, reward_funcs, args=args, **kwargs)
+        _refuse_sharded_engines(args)
+        optional = dict(quantization_config=quantization_config, tools=tools, rollout_func=rollout_func,
+                        environment_factory=environment_factory)
+        super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, reward_processing_classes=reward_processing_classes,
+                         callbacks=callbacks, optimizers=optimizers, peft_config=peft_config,
+                         **{k: v for k, v in optional.items() if v is not None})
         # GRPO's sampler drops a generation batch it cannot fill with distinct prompts, so a smaller dataset
         # trains 0 steps with only a warning (seen with a curriculum that kept 4 tasks for a batch of 64)
         need = args.generation_batch_size // self.num_generations
@@ -87,16 +158,25 @@ class ActorCriticTrainer(GRPOTrainer):
         self._backbone = backbone
         self._captured: list[torch.Tensor] | None = None
         self._hook = backbone.register_forward_hook(self._capture_hidden_state)
+        # dropout left on by the user (disable_dropout=False): the behaviour log-probabilities stored for replay
+        # come from an eval-mode forward, as the sampling policy's did
+        self._has_dropout = any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in causal_lm.modules())
 
         with torch.random.fork_rng(devices=[]):  # GRPOTrainer seeds each process differently; the critic must
             torch.manual_seed(args.seed)        # start identical on every rank
-            self.critic = Critic(hidden_size, args.critic_widths).to(self.accelerator.device)
+            self.critic = Critic(hidden_size, list(args.critic_widths), args.critic_value_level).to(
+                self.accelerator.device)
         self.critic_optimizer = torch.optim.AdamW(
             self.critic.parameters(), lr=args.critic_learning_rate, weight_decay=args.critic_weight_decay
         )
+        self.critic_lr_scheduler = None  # created with the policy's, when the number of steps is known
+        self._critic_bias_ready = args.critic_bias_init == "zero"
         self.replay = ReplayBuffer(args.replay_capacity, args.replay_eviction,
                                    seed=args.seed + self.accelerator.process_index)
+        self._replay_before = None  # replay ids >= this belong to the generation batch being trained on
         self._last_scored = None  # (rewards_per_func, prompts, completions) of the latest _calculate_rewards
+        # the reward whose program builder the replay dedup uses: the first that exposes one (UnitTestReward)
+        self._program_reward = next((f for f in self.reward_funcs if callable(getattr(f, "programs", None))), None)
 
     # ------------------------------------------------------------------ helpers
     def _causal_lm(self):
@@ -119,11 +199,29 @@ class ActorCriticTrainer(GRPOTrainer):
         completion token t; at sequence level, the hidden state of the last prompt token, repeated over T."""
         if not self.args.critic_backprop or self.critic_frozen or self._in_warmup():
             hidden = hidden.detach()
-        if self.args.critic_value_level == "token":
-            values = self.critic(hidden[:, -logits_to_keep - 1:-1].float())
-        else:
-            values = self.critic(hidden[:, -logits_to_keep - 1].float())[:, None].expand_as(mask)
-        return values
+        return self.critic.values(hidden, logits_to_keep)
+
+    def _hidden_states(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The backbone's last hidden state for a batch, through the (wrapped) model's own forward, so that DDP,
+        FSDP and PEFT see an ordinary call; only the last position's logits are computed."""
+        self._captured = []
+        try:
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
+            return torch.cat(self._captured, dim=0)
+        finally:
+            self._captured = None
+
+    @torch.no_grad()
+    def _eval_logps(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+        """Per-token log-probabilities of the policy in eval mode (no dropout), as generation sampled them."""
+        model.eval()
+        try:
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                model, torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1),
+                completion_ids.size(1))
+        finally:
+            model.train()
+        return logps
 
     def _gather_mean(self, x: torch.Tensor, mask: torch.Tensor) -> float:
         t = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]).float().detach(), reduction="sum")
@@ -160,19 +258,25 @@ class ActorCriticTrainer(GRPOTrainer):
         output["returns"] = rewards[local].nan_to_num(0.0)
         output["scorable"] = (~unscorable[local]).float()
 
+        if mode == "train" and not self._critic_bias_ready:
+            self._init_critic_bias(rewards[~unscorable])
+
         replay_index = torch.full((len(prompts),), -1, dtype=torch.long, device=device)
         if mode == "train" and self.args.replay_capacity > 0:
+            self._replay_before = self.replay.next_id  # this batch's entries: not replayed while it trains
             hits_before = self.replay.hits
             p_ids, p_mask = output["prompt_ids"], output["prompt_mask"]
             c_ids, c_mask = output["completion_ids"], output["completion_mask"]
+            t_mask = output.get("tool_mask")
+            fingerprints = self._fingerprints(inputs, prompts, completions)
             for i in range(len(prompts)):
                 if not output["scorable"][i] or not c_mask[i].any():  # unscored, or masked out (truncated)
                     continue
-                entry_point = inputs[i].get("entry_point", "") if isinstance(inputs[i], dict) else ""
+                keep = c_mask[i].bool()
                 replay_index[i] = self.replay.add(
-                    prompts[i], completions[i], p_ids[i][p_mask[i].bool()].tolist(),
-                    c_ids[i][c_mask[i].bool()].tolist(), output["returns"][i].item(),
-                    fingerprint=program_fingerprint(prompts[i], completions[i], entry_point),
+                    prompts[i], completions[i], p_ids[i][p_mask[i].bool()].tolist(), c_ids[i][keep].tolist(),
+                    output["returns"][i].item(), fingerprint=fingerprints[i],
+                    tool_mask=None if t_mask is None else t_mask[i][keep].tolist(),
                 )
             stats = torch.tensor([len(self.replay), self.replay.offered, self.replay.hits,
                                   self.replay.hits - hits_before], dtype=torch.float32, device=device)
@@ -182,6 +286,30 @@ class ActorCriticTrainer(GRPOTrainer):
             self._metrics[mode]["replay/hits"].append(new_hits)
         output["replay_index"] = replay_index
         return output
+
+    def _fingerprints(self, inputs, prompts, completions) -> list[str]:
+        """The AST fingerprint of the program each completion was scored as: built by the reward's own program
+        builder (truncation, fences, its entry-point column or the entry point its tests call), so completions that
+        differ only in what the reward cut away are one program. Without such a reward, the completion as sampled."""
+        reward = self._program_reward
+        if reward is not None:
+            columns = {k: [row.get(k) for row in inputs] for k in inputs[0]
+                       if k not in ("prompt", "completion", "completion_ids")} if inputs and isinstance(inputs[0],
+                                                                                                     dict) else {}
+            programs = reward.programs(prompts, completions, **columns)
+            return [ast_fingerprint(p.code) for p in programs]
+        return [program_fingerprint(p, c) for p, c in zip(prompts, completions)]
+
+    @torch.no_grad()
+    def _init_critic_bias(self, returns: torch.Tensor) -> None:
+        """Start the critic's output at the first batch's mean return (every process's rows: the same on all
+        ranks). A zero start gives every early token an advantage of about the raw reward: with `partial` rewards,
+        mostly negative at first, the policy is pushed down everywhere before the critic catches up."""
+        if returns.numel() == 0:
+            return  # nothing scored yet: try the next batch
+        self.critic.head.bias.fill_(returns.float().mean().item())
+        self._critic_bias_ready = True
+        self._metrics["train"]["critic/init_bias"].append(self.critic.head.bias.item())
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -200,16 +328,17 @@ class ActorCriticTrainer(GRPOTrainer):
         n_fresh = prompt_ids.size(0)
 
         # Hidden states of a replayed batch for the critic (no grad; taken before the policy's forward so that its
-        # activations are freed before the policy's graph is built)
-        replay_hidden = None
+        # activations are freed before the policy's graph is built). Entries of the generation batch being trained
+        # on are left out: they are in this step's fresh rows already.
+        replay_hidden, extra = None, []
         if mode == "train" and args.replay_critic_batch_size > 0 and len(self.replay) and not self.critic_frozen:
-            extra = collate(self.replay.sample(args.replay_critic_batch_size), self._tokenizer.pad_token_id, device)
-            with torch.no_grad(), self.accelerator.autocast():
-                ids = torch.cat([extra["prompt_ids"], extra["completion_ids"]], 1)
-                att = torch.cat([extra["prompt_mask"], extra["completion_mask"]], 1)
-                out = self._backbone(input_ids=ids, attention_mask=att, use_cache=False)
-                replay_hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-            del out
+            extra = self.replay.sample(args.replay_critic_batch_size, before=self._replay_before)
+        if extra:
+            extra = collate(extra, self._tokenizer.pad_token_id, device)
+            with torch.no_grad():
+                replay_hidden = self._hidden_states(
+                    model, torch.cat([extra["prompt_ids"], extra["completion_ids"]], 1),
+                    torch.cat([extra["prompt_mask"], extra["completion_mask"]], 1))
 
         # Replayed high-reward programs: a forward of their own, so that the fresh rows keep the padding they were
         # sampled (and their old/ref log-probabilities computed) with; positions shift with left padding in
@@ -217,7 +346,7 @@ class ActorCriticTrainer(GRPOTrainer):
         replayed = []
         if mode == "train" and args.replay_policy_batch_size > 0:
             replayed = self.replay.sample(args.replay_policy_batch_size, min_reward=args.replay_min_reward,
-                                          need_logp=True)
+                                          need_logp=True, before=self._replay_before)
         parts = [(prompt_ids, prompt_mask, completion_ids, completion_mask)]
         if replayed:
             r = collate(replayed, self._tokenizer.pad_token_id, device)
@@ -242,7 +371,7 @@ class ActorCriticTrainer(GRPOTrainer):
             per_token_logps = _pad_cat(per_token_logps, logps_parts[1], 0.0, left=False)
             entropies = _pad_cat(entropies, entropy_parts[1], 0.0, left=False)
             values = _pad_cat(values, value_parts[1], 0.0, left=False)
-            mask = _pad_cat(mask, r["completion_mask"], 0, left=False)
+            mask = _pad_cat(mask, r["completion_mask"] * r["tool_mask"], 0, left=False)  # no gradient on tool output
             completion_mask = _pad_cat(completion_mask, r["completion_mask"], 0, left=False)
             returns = torch.cat([returns, r["returns"]])
 
@@ -267,6 +396,10 @@ class ActorCriticTrainer(GRPOTrainer):
             per_token_loss = -torch.min(ratio * adv, clipped * adv)
             region = ((ratio < 1 - self.epsilon_low) & (adv < 0)) | ((ratio > 1 + self.epsilon_high) & (adv > 0))
             self._metrics[mode]["clip_ratio/region_mean"].append(self._gather_mean(region.float(), mask_f))
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            # vLLM sampled the batch, not this policy: weight by the truncated (or masked) ratio pi_old / pi_vllm
+            # that GRPOTrainer computed from vLLM's sampling log-probabilities, as its own loss does (before KL)
+            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
         if self.beta != 0.0:
             ref = inputs["ref_per_token_logps"]
             per_token_kl = torch.exp(ref - logps) - (ref - logps) - 1
@@ -287,7 +420,12 @@ class ActorCriticTrainer(GRPOTrainer):
 
         # Remember the sampling policy's log-probability of freshly stored programs (for replay to the policy).
         if mode == "train" and args.replay_policy_batch_size > 0:
-            behaviour = old_logps if old_logps is not None else logps.detach()
+            behaviour = inputs.get("sampling_per_token_logps")  # vLLM's own, when it sampled
+            if behaviour is None:
+                behaviour = old_logps if old_logps is not None else logps.detach()
+            if self._has_dropout and model.training and "sampling_per_token_logps" not in inputs:
+                behaviour = self._eval_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+            behaviour = behaviour.nan_to_num(0.0)
             seq_behaviour = (behaviour * mask[fresh]).sum(-1).tolist()
             for i, eid in enumerate(inputs["replay_index"].tolist()):
                 entry = self.replay.get(eid) if eid >= 0 else None
@@ -301,7 +439,7 @@ class ActorCriticTrainer(GRPOTrainer):
         critic_sum, critic_count = (sq_err * crit_mask).sum(), crit_mask.sum()
         if replay_hidden is not None:
             r_values = self._values(replay_hidden, extra["completion_ids"].size(1), extra["completion_mask"])
-            r_mask = extra["completion_mask"].float()
+            r_mask = (extra["completion_mask"] * extra["tool_mask"]).float()
             critic_sum = critic_sum + (((r_values - extra["returns"][:, None]) ** 2) * r_mask).sum()
             critic_count = critic_count + r_mask.sum()
         critic_loss = critic_sum / critic_count.clamp(min=1.0)
@@ -356,42 +494,105 @@ class ActorCriticTrainer(GRPOTrainer):
         if self.accelerator.num_processes > 1:
             for p in params:
                 p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+        # fp16: the loss was multiplied by the policy's GradScaler before backward, and so were these gradients;
+        # the scaler is updated after this (in the policy's optimizer.step), so its scale is the one used
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            inv_scale = 1.0 / scaler.get_scale()
+            for p in params:
+                p.grad.mul_(inv_scale)
+            if not all(torch.isfinite(p.grad).all() for p in params):  # an overflow step: skipped, as the policy's
+                self._metrics["train"]["critic/skipped_steps"].append(1.0)
+                self.critic_optimizer.zero_grad(set_to_none=True)
+                return
         if self.args.critic_max_grad_norm and self.args.critic_max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.args.critic_max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.args.critic_max_grad_norm)
+            self._metrics["train"]["critic/grad_norm"].append(norm.item())
         self.critic_optimizer.step()
+        if self.critic_lr_scheduler is not None:
+            self._metrics["train"]["critic/learning_rate"].append(self.critic_optimizer.param_groups[0]["lr"])
+            self.critic_lr_scheduler.step()
         self.critic_optimizer.zero_grad(set_to_none=True)
 
-    # ------------------------------------------------------------------ checkpoints
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The policy's scheduler, and the critic's: the same type, warm-up and length, on its own peak rate."""
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if self.critic_lr_scheduler is None:
+            self.critic_lr_scheduler = get_scheduler(
+                self.args.lr_scheduler_type, optimizer=self.critic_optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                num_training_steps=num_training_steps, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs)
+        return scheduler
+
+    # ------------------------------------------------------------------ artifacts and checkpoints
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """The policy as GRPOTrainer saves it, and the critic beside it in `critic/` (config + safetensors). The
+        replay buffer only with `push_replay_buffer` (checkpoints keep theirs, see `_save_optimizer_and_scheduler`)."""
         super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            self.critic.save_pretrained(os.path.join(output_dir, CRITIC_DIR))
+        if self.args.push_replay_buffer and self.args.replay_capacity > 0:
+            os.makedirs(output_dir, exist_ok=True)
+            torch.save(self.replay.state_dict(),
+                       os.path.join(output_dir, replay_file(self.accelerator.process_index, checkpoint=False)))
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        """Checkpoints only: the critic's optimiser and scheduler, and each process's replay buffer."""
+        super()._save_optimizer_and_scheduler(output_dir)
         os.makedirs(output_dir, exist_ok=True)
         if self.args.should_save:
-            torch.save({"critic": self.critic.state_dict(), "optimizer": self.critic_optimizer.state_dict(),
-                        "hidden_size": self.critic.body[0].in_features if len(self.critic.body) else
-                        self.critic.head.in_features, "widths": list(self.args.critic_widths)},
-                       os.path.join(output_dir, "critic.pt"))
+            torch.save({"optimizer": self.critic_optimizer.state_dict(),
+                        "scheduler": None if self.critic_lr_scheduler is None else
+                        self.critic_lr_scheduler.state_dict()},
+                       os.path.join(output_dir, CRITIC_OPTIMIZER_FILE))
         if self.args.replay_capacity > 0:
             torch.save(self.replay.state_dict(),
-                       os.path.join(output_dir, f"replay-{self.accelerator.process_index}.pt"))
+                       os.path.join(output_dir, replay_file(self.accelerator.process_index, checkpoint=True)))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
         self.load_critic(checkpoint)
-        path = os.path.join(checkpoint, f"replay-{self.accelerator.process_index}.pt")
-        if self.args.replay_capacity > 0 and os.path.exists(path):
-            self.replay.load_state_dict(torch.load(path, weights_only=False))
-            self.replay.reconfigure(self.args.replay_capacity, self.args.replay_eviction)  # this run's settings
+        if self.args.replay_capacity > 0:
+            rank = self.accelerator.process_index
+            for name in (replay_file(rank, checkpoint=True), replay_file(rank, checkpoint=False)):
+                path = os.path.join(checkpoint, name)
+                if os.path.exists(path):
+                    self.replay.load_state_dict(torch.load(path, weights_only=True))
+                    self.replay.reconfigure(self.args.replay_capacity, self.args.replay_eviction)  # this run's
+                    break
 
     def load_critic(self, directory: str) -> None:
-        """Restore the critic and its optimiser from `directory/critic.pt` (a checkpoint or a saved model)."""
-        path = os.path.join(directory, "critic.pt")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no critic in {directory}: expected {path}")
-        state = torch.load(path, map_location=self.accelerator.device, weights_only=False)
-        self.critic.load_state_dict(state["critic"])
+        """Restore the critic from `directory/critic/` (a checkpoint or a saved model) and, from a checkpoint, its
+        optimiser and scheduler (`critic_optimizer.pt`). The moments and the schedule's position resume; the peak
+        learning rate and weight decay are this run's."""
+        from safetensors.torch import load_model
+
+        weights = os.path.join(directory, CRITIC_DIR, "model.safetensors")
+        legacy = os.path.join(directory, "critic.pt")  # checkpoints of earlier versions: weights and optimiser
+        if os.path.exists(weights):
+            load_model(self.critic, weights, device=str(self.accelerator.device))
+            path = os.path.join(directory, CRITIC_OPTIMIZER_FILE)
+            state = torch.load(path, map_location=self.accelerator.device, weights_only=True) \
+                if os.path.exists(path) else None
+        elif os.path.exists(legacy):
+            state = torch.load(legacy, map_location=self.accelerator.device, weights_only=True)
+            self.critic.load_state_dict(state["critic"])
+        else:
+            raise FileNotFoundError(f"no critic in {directory}: expected {weights}")
+        self._critic_bias_ready = True  # a trained critic: its bias is not re-initialised
+        if state is None:
+            return
         self.critic_optimizer.load_state_dict(state["optimizer"])
-        for group in self.critic_optimizer.param_groups:  # the moments resume; the settings are this run's
-            group["lr"], group["weight_decay"] = self.args.critic_learning_rate, self.args.critic_weight_decay
+        for group in self.critic_optimizer.param_groups:
+            group["weight_decay"] = self.args.critic_weight_decay
+            group["initial_lr"] = group["lr"] = self.args.critic_learning_rate
+        scheduler = self.critic_lr_scheduler
+        if hasattr(scheduler, "lr_lambdas") and state.get("scheduler") is not None:  # LambdaLR: all of get_scheduler's
+            scheduler.load_state_dict(state["scheduler"])
+            scheduler.base_lrs = [self.args.critic_learning_rate] * len(scheduler.base_lrs)
+            for group, base, factor in zip(self.critic_optimizer.param_groups, scheduler.base_lrs,
+                                           [f(scheduler.last_epoch) for f in scheduler.lr_lambdas]):
+                group["lr"] = base * factor

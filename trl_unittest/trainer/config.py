@@ -22,27 +22,88 @@ class _OneGeneration(int):
 @dataclass
 class ActorCriticConfig(GRPOConfig):
     r"""
-    Configuration for [`ActorCriticTrainer`]. Every [`~trl.GRPOConfig`] parameter is accepted; a script that trains
-    with `GRPOConfig` switches by changing the class name. The GRPO group baseline and its reward scaling
-    (`scale_rewards`, `loss_type`, `epsilon_*` except for the clip below) are replaced by a learned critic:
-    advantage = R - V.
+    Configuration class for the [`ActorCriticTrainer`].
 
-    Parameters (on top of GRPOConfig):
-        critic_widths: hidden widths of the critic's feed-forward network on the policy's last hidden state.
-        critic_value_level: `"token"` (V(s_t) for every completion token) or `"sequence"` (one V per prompt).
-        critic_backprop: let the critic's gradient reach the policy backbone (default: detached features).
-        critic_learning_rate, critic_weight_decay, critic_max_grad_norm, critic_loss_coef: the critic's optimiser.
-        critic_warmup_steps: the first optimiser steps train the critic only (the policy loss is zeroed).
-        freeze_critic_after_warmup: pre-train the critic for `critic_warmup_steps`, then freeze it (the paper's
-            ablation against the in-sync critic).
-        whiten_advantages: normalise advantages to zero mean / unit std over the batch.
-        replay_capacity, replay_eviction: the AST-filtered replay buffer.
-        replay_critic_batch_size: replayed samples added to the critic's batch at every step (0: fresh only).
-        replay_policy_batch_size, replay_min_reward, replay_is_clip, replay_policy_coef: replay high-reward programs
-            to the policy, weighted by a truncated importance weight.
-        pass_reward_threshold: a completion whose total reward is >= this counts as a pass in `pass_rate`.
-        epsilon: PPO-style clip range, used only when a batch is reused (`num_iterations > 1`, or
-            `steps_per_generation > gradient_accumulation_steps`).
+    Every [`~trl.GRPOConfig`] parameter is accepted, so a script that trains with `GRPOConfig` switches by changing
+    the class name. GRPO's group baseline is replaced by a learned critic (advantage = R - V): `loss_type` and
+    `scale_rewards` have no effect here (a warning names them), and the GRPO options that change its loss in ways
+    this trainer does not implement (`entropy_coef`, `use_adaptive_entropy`, `top_entropy_quantile`,
+    `importance_sampling_level`, `off_policy_mask_threshold`, `delta`, `sapo_*`, `vespo_*`,
+    `multi_objective_aggregation`, `use_bias_correction_kl`, `use_liger_kernel`) are refused by name when set.
+    `use_vllm` works, with GRPO's importance-sampling correction of vLLM's sampling log-probabilities
+    (`vllm_importance_sampling_correction`, `vllm_importance_sampling_mode`, `vllm_importance_sampling_clip_*`).
+
+    Parameters:
+        > Parameters that differ from GRPOConfig's defaults
+
+        num_generations (`int`, *optional*, defaults to `1`):
+            Completions sampled per prompt. One is enough: the critic is the baseline, not the group mean.
+        disable_dropout (`bool`, *optional*, defaults to `True`):
+            Whether to disable dropout in the policy. On by default here: the sequence log-probability stored with a
+            replayed program and the one it is compared with must come from the same (deterministic) policy, or the
+            importance weights of an unchanged policy scatter around 1.
+
+        > Parameters that control the critic
+
+        critic_widths (`list[int]`, *optional*, defaults to `[256]`):
+            Hidden widths of the critic's feed-forward network on the policy's last hidden state.
+        critic_value_level (`str`, *optional*, defaults to `"token"`):
+            `"token"`: a value V(s_t) before every completion token (advantage R - V(s_t)); `"sequence"`: one value
+            per prompt, read at its last token.
+        critic_backprop (`bool`, *optional*, defaults to `False`):
+            Whether the critic's gradient flows into the policy backbone (by default it reads detached features).
+        critic_learning_rate (`float`, *optional*, defaults to `1e-4`):
+            Peak learning rate of the critic's AdamW. It follows the run's schedule (`lr_scheduler_type`,
+            `warmup_steps` / `warmup_ratio`, `lr_scheduler_kwargs`), as the policy's does.
+        critic_weight_decay (`float`, *optional*, defaults to `0.0`):
+            Weight decay of the critic's AdamW.
+        critic_max_grad_norm (`float`, *optional*, defaults to `1.0`):
+            Gradient-norm clip of the critic (0: off). Under fp16 the gradients are unscaled first, and a step with
+            non-finite gradients is skipped, as the policy's is.
+        critic_loss_coef (`float`, *optional*, defaults to `1.0`):
+            Weight of the critic's mean-squared error in the total loss.
+        critic_bias_init (`str`, *optional*, defaults to `"first_batch"`):
+            `"first_batch"`: the critic's output bias starts at the mean return of the first training batch (over
+            all processes), so the first advantages are centred; `"zero"`: it starts at 0, and with `partial` rewards
+            (mostly negative early on) every early token gets an advantage near the raw reward.
+        critic_warmup_steps (`int`, *optional*, defaults to `0`):
+            Optimiser steps at the start that train the critic only (the policy gets no gradient).
+        freeze_critic_after_warmup (`bool`, *optional*, defaults to `False`):
+            Freeze the critic after `critic_warmup_steps` of pre-training (the paper's ablation against a critic kept
+            in sync with the policy).
+        whiten_advantages (`bool`, *optional*, defaults to `False`):
+            Whether to normalise advantages to zero mean and unit std over the batch.
+        epsilon (`float`, *optional*, defaults to `0.2`):
+            PPO-style clip range of the policy ratio, used only when a batch was sampled by an older policy
+            (`num_iterations > 1`, `steps_per_generation > gradient_accumulation_steps`, or vLLM).
+
+        > Parameters that control the replay buffer
+
+        replay_capacity (`int`, *optional*, defaults to `1024`):
+            Completions kept per process in the replay buffer, deduplicated by the normalised AST of the program the
+            reward ran (0: off).
+        replay_eviction (`str`, *optional*, defaults to `"fifo"`):
+            Which entry a full buffer evicts: `"fifo"` (oldest) or `"lowest_reward"`.
+        replay_critic_batch_size (`int`, *optional*, defaults to `8`):
+            Replayed completions added to the critic's batch at every step (0: fresh samples only). Entries of the
+            generation batch being trained on are never replayed.
+        replay_policy_batch_size (`int`, *optional*, defaults to `0`):
+            High-reward replayed completions added to the policy loss at every step (0: off).
+        replay_min_reward (`float`, *optional*, defaults to `1.0`):
+            Minimum reward of a completion replayed to the policy.
+        replay_is_clip (`float`, *optional*, defaults to `1.0`):
+            Upper clip of the importance weight pi_now / pi_sampled of a replayed completion.
+        replay_policy_coef (`float`, *optional*, defaults to `1.0`):
+            Weight of the replayed-program term in the policy loss.
+        push_replay_buffer (`bool`, *optional*, defaults to `False`):
+            Whether `save_model` / `push_to_hub` also write the replay buffer (training prompts and completions) to
+            the output folder. Checkpoints always keep it for resuming, as `_replay-<rank>.pt`: the leading
+            underscore keeps it out of every Hub upload (the Trainer skips `_*`).
+
+        > Parameters that control logging
+
+        pass_reward_threshold (`float`, *optional*, defaults to `1.0`):
+            A completion whose total reward is >= this counts as passing in the logged `pass_rate`.
     """
 
     num_generations: int | None = field(
@@ -70,6 +131,12 @@ class ActorCriticConfig(GRPOConfig):
     critic_max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip of the critic (0: off)."})
     critic_loss_coef: float = field(
         default=1.0, metadata={"help": "Weight of the critic's mean-squared error in the total loss."},
+    )
+    critic_bias_init: str = field(
+        default="first_batch",
+        metadata={"help": "'first_batch': the critic's output bias starts at the first training batch's mean return "
+                          "(centred first advantages); 'zero': it starts at 0.",
+                  "choices": ["first_batch", "zero"]},
     )
     critic_warmup_steps: int = field(
         default=0,
@@ -108,6 +175,16 @@ class ActorCriticConfig(GRPOConfig):
     )
     replay_policy_coef: float = field(
         default=1.0, metadata={"help": "Weight of the replayed-program term in the policy loss."},
+    )
+    push_replay_buffer: bool = field(
+        default=False,
+        metadata={"help": "Write the replay buffer (training prompts and completions) to the output folder on "
+                          "save_model / push_to_hub. Checkpoints keep it for resuming either way, out of Hub uploads."},
+    )
+    disable_dropout: bool = field(
+        default=True,
+        metadata={"help": "Disable dropout in the policy (on by default here: replayed programs' importance weights "
+                          "compare log-probabilities that must come from a deterministic policy)."},
     )
     pass_reward_threshold: float = field(
         default=1.0, metadata={"help": "A completion with total reward >= this counts as passing (`pass_rate`)."},
@@ -164,16 +241,21 @@ class ActorCriticConfig(GRPOConfig):
         if self.max_steps > 0 and self.critic_warmup_steps >= self.max_steps:
             warnings.warn(f"critic_warmup_steps={self.critic_warmup_steps} covers every one of max_steps="
                           f"{self.max_steps}: only the critic trains in this run", stacklevel=3)
+        if self.critic_bias_init not in ("first_batch", "zero"):
+            raise ValueError(f"critic_bias_init must be 'first_batch' or 'zero', got {self.critic_bias_init!r}")
         self._check_grpo_options()
-        if getattr(self, "use_vllm", False) and getattr(self, "vllm_importance_sampling_correction", False):
-            warnings.warn("vllm_importance_sampling_correction is not applied by ActorCriticTrainer's loss: the "
-                          "completions are scored as if the policy had sampled them (set it to False to silence "
-                          "this)", stacklevel=3)
 
-    # GRPO options this trainer's loss and advantages do not use: a value other than GRPOConfig's default would be
-    # silently ignored, so it is refused instead (loss_type, scale_rewards, epsilon_* are documented replacements)
-    _UNUSED_GRPO_OPTIONS = ("entropy_coef", "top_entropy_quantile", "importance_sampling_level",
-                            "off_policy_mask_threshold", "delta", "multi_objective_aggregation")
+    # GRPO options whose effect this trainer's loss does not implement: a value other than GRPOConfig's default
+    # would be silently ignored, so it is refused by name
+    _UNUSED_GRPO_OPTIONS = ("entropy_coef", "use_adaptive_entropy", "top_entropy_quantile",
+                            "importance_sampling_level", "off_policy_mask_threshold", "delta",
+                            "multi_objective_aggregation", "use_bias_correction_kl", "use_liger_kernel",
+                            "sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos",
+                            "vespo_k_neg", "vespo_lambda_neg")
+    # GRPO options that the critic replaces: common in GRPO scripts, so a swap keeps running, with a warning
+    _REPLACED_GRPO_OPTIONS = {"loss_type": "the loss is REINFORCE with the critic's baseline, normalised by the "
+                                           "number of completion tokens",
+                              "scale_rewards": "advantages are R - V (set whiten_advantages=True to normalise them)"}
 
     def _check_grpo_options(self):
         defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
@@ -181,3 +263,7 @@ class ActorCriticConfig(GRPOConfig):
             if name in defaults and getattr(self, name, defaults[name]) != defaults[name]:
                 raise ValueError(f"{name}={getattr(self, name)!r} is a GRPOTrainer option that ActorCriticTrainer's "
                                  f"loss does not use; leave it at its default ({defaults[name]!r})")
+        for name, instead in self._REPLACED_GRPO_OPTIONS.items():
+            if name in defaults and getattr(self, name, defaults[name]) != defaults[name]:
+                warnings.warn(f"{name}={getattr(self, name)!r} has no effect in ActorCriticTrainer: {instead}",
+                              stacklevel=4)

@@ -6,14 +6,18 @@ one already stored for the same prompt is a *hit* and is not stored again, so th
 programs the policy repeats most and the buffer stays diverse. When full, the buffer evicts the oldest entry
 (`"fifo"`) or the lowest-reward one (`"lowest_reward"`, oldest first among ties).
 
+The fingerprint is the one of the program the reward ran: the trainer builds it with the reward's own program
+builder (`UnitTestReward.programs`: truncation, fences, the configured entry-point column), so completions that
+differ only in text the reward cut away (trailing prints, a second function) are one program.
+
 The buffer feeds the critic (random batches) and, optionally, the policy (high-reward entries, with the sequence
-log-probability they were sampled with, for the importance-weight correction).
+log-probability they were sampled with, for the importance-weight correction). `sample(before=...)` leaves out the
+entries of the generation batch being trained on, so that no sample counts twice in one optimiser step.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -36,13 +40,14 @@ class ReplayEntry:
     fingerprint: str
     logp: float | None = None  # sequence log-probability under the policy that sampled it (set after the fact)
     extra: dict = field(default_factory=dict)
+    tool_mask: list[int] | None = None  # per completion token: 0 for tool output (no policy gradient), else 1
 
 
-def program_fingerprint(prompt, completion, entry_point: str = "") -> str:
+def program_fingerprint(prompt, completion, entry_point: str = "", truncate: bool = False) -> str:
     """The normalised-AST fingerprint of the program a completion makes (prompt + completion for completion-style
-    tasks, the fenced or whole answer for chat)."""
+    tasks, the fenced or whole answer for chat), built as `UnitTestReward` builds it with the same `truncate`."""
     try:
-        return ast_fingerprint(build_program(prompt, completion, entry_point or ""))
+        return ast_fingerprint(build_program(prompt, completion, entry_point or "", truncate=truncate))
     except Exception:  # no program could be made of it (see rewards._extract): its text is the key
         return ast_fingerprint(completion if isinstance(completion, str) else repr(completion))
 
@@ -57,7 +62,7 @@ class ReplayBuffer:
         self.eviction = eviction
         self.entries: OrderedDict[int, ReplayEntry] = OrderedDict()  # insertion order = age
         self.by_prompt: dict[str, dict[str, int]] = {}  # prompt -> fingerprint -> entry id
-        self._ids = itertools.count()
+        self.next_id = 0  # ids grow with insertion: `sample(before=...)` tells older entries from newer ones
         self._heap: list[tuple[float, int]] = []  # (reward, id), lazily cleaned; for "lowest_reward"
         self.rng = random.Random(seed)
         self.offered = 0  # completions offered so far
@@ -72,7 +77,7 @@ class ReplayBuffer:
         return 1.0 - self.hits / self.offered if self.offered else 1.0
 
     def add(self, prompt, completion, prompt_ids, completion_ids, reward: float, entry_point: str = "",
-            fingerprint: str | None = None, logp: float | None = None) -> int:
+            fingerprint: str | None = None, logp: float | None = None, tool_mask=None) -> int:
         """Store a completion; returns its entry id, or -1 when filtered (duplicate AST for this prompt, or a
         capacity of 0)."""
         self.offered += 1
@@ -87,8 +92,12 @@ class ReplayBuffer:
             return -1
         while len(self.entries) >= self.capacity:
             self._evict()
-        entry = ReplayEntry(next(self._ids), key, text, [int(t) for t in prompt_ids], [int(t) for t in completion_ids],
-                            float(reward), fingerprint, logp)
+        if tool_mask is not None and len(tool_mask) != len(completion_ids):
+            raise ValueError(f"tool_mask has {len(tool_mask)} entries for {len(completion_ids)} completion tokens")
+        entry = ReplayEntry(self.next_id, key, text, [int(t) for t in prompt_ids], [int(t) for t in completion_ids],
+                            float(reward), fingerprint, logp,
+                            tool_mask=None if tool_mask is None or all(tool_mask) else [int(t) for t in tool_mask])
+        self.next_id += 1
         self.entries[entry.id] = entry
         seen[fingerprint] = entry.id
         if self.eviction == "lowest_reward":
@@ -122,10 +131,13 @@ class ReplayBuffer:
     def get(self, entry_id: int) -> ReplayEntry | None:
         return self.entries.get(int(entry_id))
 
-    def sample(self, n: int, min_reward: float | None = None, need_logp: bool = False) -> list[ReplayEntry]:
-        """Up to `n` distinct entries drawn uniformly (among those with reward >= min_reward / a known logp)."""
+    def sample(self, n: int, min_reward: float | None = None, need_logp: bool = False,
+               before: int | None = None) -> list[ReplayEntry]:
+        """Up to `n` distinct entries drawn uniformly (among those with reward >= min_reward / a known logp /
+        an id below `before`, i.e. stored before the entry that had that id)."""
         pool = [e for e in self.entries.values()
-                if (min_reward is None or e.reward >= min_reward) and (not need_logp or e.logp is not None)]
+                if (min_reward is None or e.reward >= min_reward) and (not need_logp or e.logp is not None)
+                and (before is None or e.id < before)]
         return self.rng.sample(pool, min(n, len(pool)))
 
     def stats(self) -> dict[str, float]:
@@ -134,7 +146,8 @@ class ReplayBuffer:
     # checkpointing
     def state_dict(self) -> dict:
         return {"capacity": self.capacity, "eviction": self.eviction, "offered": self.offered, "hits": self.hits,
-                "entries": [vars(e).copy() for e in self.entries.values()], "rng": self.rng.getstate()}
+                "entries": [vars(e).copy() for e in self.entries.values()], "rng": self.rng.getstate(),
+                "next_id": self.next_id}
 
     def load_state_dict(self, state: dict) -> None:
         self.__init__(state["capacity"], state["eviction"])
@@ -144,10 +157,10 @@ class ReplayBuffer:
             self.by_prompt.setdefault(entry.prompt, {})[entry.fingerprint] = entry.id
             if self.eviction == "lowest_reward":
                 heapq.heappush(self._heap, (entry.reward, entry.id))
-        next_id = max(self.entries, default=-1) + 1
-        self._ids = itertools.count(next_id)
+        self.next_id = state.get("next_id", max(self.entries, default=-1) + 1)
         self.offered, self.hits = state["offered"], state["hits"]
-        self.rng.setstate(state["rng"])
+        rng = state["rng"]  # (version, tuple of ints, gauss_next); a list after a weights-only round trip
+        self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))
 
 
 def collate(entries: list[ReplayEntry], pad_token_id: int, device=None) -> dict[str, torch.Tensor]:
@@ -158,6 +171,7 @@ def collate(entries: list[ReplayEntry], pad_token_id: int, device=None) -> dict[
     prompt_mask = torch.zeros((len(entries), p_len), dtype=torch.long)
     completion_ids = torch.full((len(entries), c_len), pad_token_id, dtype=torch.long)
     completion_mask = torch.zeros((len(entries), c_len), dtype=torch.long)
+    tool_mask = torch.ones((len(entries), c_len), dtype=torch.long)
     for i, e in enumerate(entries):
         if e.prompt_ids:
             prompt_ids[i, p_len - len(e.prompt_ids):] = torch.tensor(e.prompt_ids)
@@ -165,9 +179,11 @@ def collate(entries: list[ReplayEntry], pad_token_id: int, device=None) -> dict[
         if e.completion_ids:
             completion_ids[i, :len(e.completion_ids)] = torch.tensor(e.completion_ids)
             completion_mask[i, :len(e.completion_ids)] = 1
+        if e.tool_mask is not None:
+            tool_mask[i, :len(e.tool_mask)] = torch.tensor(e.tool_mask)
     out = {
         "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
-        "completion_ids": completion_ids, "completion_mask": completion_mask,
+        "completion_ids": completion_ids, "completion_mask": completion_mask, "tool_mask": tool_mask,
         "returns": torch.tensor([e.reward for e in entries], dtype=torch.float32),
         "behaviour_logp": torch.tensor([e.logp if e.logp is not None else float("nan") for e in entries]),
     }
