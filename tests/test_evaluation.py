@@ -245,7 +245,7 @@ def test_task_sources(tmp_path):
     assert load_task_source(str(tmp_path / "build"))["task_id"] == ds["task_id"]
     ds.to_json(str(tmp_path / "t.jsonl"), lines=True)
     assert load_task_source(str(tmp_path / "t.jsonl"))["task_id"] == ds["task_id"]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="missing: no such file or folder"):  # a UsageError: one line in the CLI
         load_task_source(str(tmp_path / "missing"))
 
 
