@@ -528,7 +528,10 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first LIMIT tasks only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it")
+    p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it. "
+                                               "Tasks are kept in OUT.partial as they finish: after Ctrl-C, the "
+                                               "same command resumes from them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
     p.add_argument("--vllm", action="store_true", help="generate with vLLM (must be installed)")
     p.add_argument("--device", default="auto", help="where the model runs: auto (a GPU if torch sees one), cpu, "
@@ -551,13 +554,17 @@ def run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from trl_unittest.models import set_threads
+    from trl_unittest.usage import UsageError, check_model, check_out_file
 
     set_threads()
     n = args.n or max(args.k)
     if n < max(args.k):
-        raise SystemExit(f"trl-unittest eval: --n {n} is smaller than the largest --k ({max(args.k)}): pass@k needs "
+        raise UsageError(f"--n {n} is smaller than the largest --k ({max(args.k)}): pass@k needs "
                          f"at least k samples per task")
     device = resolve_device(args.device)  # a bad --device fails before the dataset and the model are loaded
+    if args.out:
+        check_out_file(args.out, overwrite=args.overwrite)
+    check_model(args.model)
     ds = load_task_source(args.dataset)
     if args.limit is not None:
         ds = ds.select(range(min(args.limit, len(ds))))
@@ -565,6 +572,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if model == "quickstart" or model.startswith("quickstart:"):
         from trl_unittest.models import ensure_code_model
 
+        _say_if_training(model.partition(":")[2] or "small")
         model = ensure_code_model(model.partition(":")[2] or "small")
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
@@ -576,3 +584,16 @@ def run_eval(args: argparse.Namespace) -> int:
         Path(args.out).with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), file=sys.stdout)
     return 0
+
+
+def _say_if_training(budget: str) -> None:
+    """``--model quickstart[:BUDGET]`` trains that model first when it is not cached: say so, and for how long."""
+    from trl_unittest.cache import cache_dir
+    from trl_unittest.models import recipe_for
+
+    recipe = recipe_for(budget)
+    if not (cache_dir() / "models" / f"code-{recipe.arch}-{recipe.key()}" / "trl_unittest_model.json").exists():
+        minutes = {"tiny": "2", "small": "15", "small-bugs": "15", "medium": "2 (GPU) / hours (CPU)"}.get(budget, "?")
+        print(f"trl-unittest eval: the '{budget}' code model is not cached yet: training it first (about {minutes} "
+              f"minutes on 2 CPU cores; cached afterwards in $TRL_UNITTEST_CACHE, default ~/.cache/trl_unittest)",
+              file=sys.stderr)
