@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if debug:
         return int(args.func(args) or 0)
+    import warnings
+
+    # libraries' deprecation notices are for developers (--debug shows them), not lines a user can act on
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     from trl_unittest.usage import Interrupted, UsageError
 
     name = f"trl-unittest {args.command}"

@@ -50,7 +50,16 @@ def load_task_source(spec: Any):
     from trl_unittest.usage import check_task_columns, check_task_spec
 
     check_task_spec(spec, flag="tasks")  # a misspelt split or a missing path is one line, not five Hub retries
-    return check_task_columns(_load_spec(spec), spec, flag="tasks")
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # "Generating train split" bars for a local file are noise
+    try:
+        ds = _load_spec(spec)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    return check_task_columns(ds, spec, flag="tasks")
 
 
 def _load_spec(spec: str):

@@ -699,17 +699,46 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def parse_train_args(argv: list[str]):
+    """(script, training, model) arguments from ``--config YAML`` and flags. A bad config (syntax, an unknown key, a
+    value of the wrong type) or flag is a :class:`~trl_unittest.usage.UsageError` naming it, not argparse's usage."""
     from trl import ModelConfig, TrlParser
 
     from trl_unittest.trainer import ActorCriticConfig
+    from trl_unittest.usage import UsageError, check_yaml_config
 
-    parser = TrlParser((TrainScriptArguments, ActorCriticConfig, ModelConfig), prog="trl-unittest train")
-    return parser.parse_args_and_config(args=argv)[:3]
+    types_ = (TrainScriptArguments, ActorCriticConfig, ModelConfig)
+    for i, arg in enumerate(argv):
+        if arg == "--config" or arg.startswith("--config="):
+            path = arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
+            if not path:
+                raise UsageError("--config needs a YAML file")
+            check_yaml_config(path, types_)
+
+    class _Parser(TrlParser):
+        def error(self, message):  # one line instead of 200 lines of usage
+            raise UsageError(f"{message} (see `trl-unittest train --help`)")
+
+    parser = _Parser(types_, prog="trl-unittest train")
+    try:
+        return parser.parse_args_and_config(args=argv)[:3]
+    except (TypeError, ValueError) as e:  # a dataclass' __post_init__ refusing a combination of values
+        if isinstance(e, UsageError):
+            raise
+        raise UsageError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from trl_unittest.usage import check_model, check_out_dir, check_task_spec
+
     argv = list(args.rest or [])
     script_args, training_args, model_args = parse_train_args(argv)
+    # the names and paths, before any data is built or a model loaded
+    check_model(model_args.model_name_or_path or "quickstart:small", flag="model_name_or_path")
+    for flag in ("dataset", "eval_dataset"):
+        spec = getattr(script_args, flag)
+        if spec and spec != "quickstart":
+            check_task_spec(spec, flag=flag)
+    check_out_dir(training_args.output_dir, flag="output_dir")
     summary = train(script_args, training_args, model_args)
     print(json.dumps(summary), file=sys.stdout)
     return 0

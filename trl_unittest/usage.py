@@ -202,8 +202,11 @@ def check_task_columns(ds: Any, spec: str, flag: str = "--dataset") -> Any:
                          f"or write rows with the fields of trl_unittest.tasks.Task")
     if len(ds) == 0:
         raise UsageError(f"{flag} {spec} has no tasks")
-    if "tests" in names and all(t in (None, []) for t in ds["tests"][:1000]):
-        raise UsageError(f"{flag} {spec}: the 'tests' column is empty: every task needs tests")
+    empty = [i for i, t in enumerate(ds["tests"]) if not t]
+    if empty:
+        what = "no task has tests (a missing or empty 'tests' column)" if len(empty) == len(ds) else \
+            f"{len(empty)} of {len(ds)} tasks have no tests (first: {ds[empty[0]]['task_id']!r})"
+        raise UsageError(f"{flag} {spec}: {what}: every task needs a list of tests (trl_unittest.tasks.Test)")
     return ds
 
 
