@@ -123,6 +123,21 @@ def test_cuda_without_a_gpu_is_one_line(command, workspace, capfd, tmp_path):
     ("bad_list.yaml", ["eval_n: [2] is not a whole number"]),
     ("bad_syntax.yaml", ["not valid YAML at line 2"]),
 ])
+def test_demo_and_model_bad_input_is_one_line(tmp_path, capfd):
+    _one_line_error(capfd, cli.main(["demo", "--mbpp", str(tmp_path / "no-mbpp")]), "no MBPP copy at",
+                    "TRL_UNITTEST_MBPP")
+    if not __import__("torch").cuda.is_available():
+        _one_line_error(capfd, cli.main(["model", "--budget", "tiny", "--device", "cuda"]), "torch sees no CUDA GPU")
+
+
+def test_eval_says_before_training_the_quickstart_model(tmp_path, monkeypatch, capsys):
+    from trl_unittest.evaluation import _say_if_training
+
+    monkeypatch.setenv("TRL_UNITTEST_CACHE", str(tmp_path / "empty-cache"))
+    _say_if_training("small")
+    assert "training it first (about 15 minutes" in capsys.readouterr().err
+
+
 def test_train_bad_config_is_one_line(config, fragments, workspace, capfd):
     before = _snapshot(workspace)
     _one_line_error(capfd, cli.main(["train", "--config", str(workspace / config)]), *fragments)

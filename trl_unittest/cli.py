@@ -15,7 +15,8 @@ import time
 def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("demo", help="score reference, wrong, broken and hanging solutions of MBPP tasks with "
                                            "the sandboxed unit-test reward")
-    p.add_argument("--mbpp", default=None, help="folder with mbpp.jsonl (default: shared/data/mbpp near the checkout)")
+    p.add_argument("--mbpp", default=None, help="folder with mbpp.jsonl (default: $TRL_UNITTEST_MBPP, else ../shared/data/mbpp "
+                                                        "beside the checkout)")
     p.add_argument("--tasks", type=int, default=20, help="number of MBPP test-split tasks")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
     p.add_argument("--test-timeout", type=float, default=1.0,
@@ -56,8 +57,15 @@ def run_demo(args: argparse.Namespace) -> int:
     from trl_unittest.execution import ExecutionPool, Limits
     from trl_unittest.rewards import SCHEMES, UnitTestReward, outcome_metrics
 
+    from trl_unittest.data.loaders import resolve_mbpp_path
+    from trl_unittest.usage import UsageError
+
+    try:
+        mbpp = resolve_mbpp_path(args.mbpp)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
     console = Console()
-    tasks = load_mbpp(args.mbpp, split="test", as_dataset=False)[: args.tasks]
+    tasks = load_mbpp(mbpp, split="test", as_dataset=False)[: args.tasks]
     pool = ExecutionPool(sandbox=args.sandbox, limits=Limits(test_timeout=args.test_timeout))
     # per-test budgets from each reference's own runtime: a hanging program costs a fraction of a second
     tasks, failed = add_reference_runtimes(tasks, pool)

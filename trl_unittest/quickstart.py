@@ -348,7 +348,8 @@ def _model(run: _Run, data) -> tuple[str, Any]:
     run.step = "step 2 (model)"
     run.console.print("2/5 the small code model (tokenizer + pretraining + SFT on train sources; cached)")
     t = time.perf_counter()
-    model_dir = ensure_code_model(run.b.model, train_tasks=data.train, progress=run.progress, device=run.device)
+    lines = True if run.progress else (lambda what: _ProgressLines(run.console, f"model {what}"))
+    model_dir = ensure_code_model(run.b.model, train_tasks=data.train, progress=lines, device=run.device)
     run.times["model"] = time.perf_counter() - t
     figures = model_figures(model_dir)
     run.console.print(f"    {model_dir} ({figures.get('parameters', 0) / 1e6:.2f} M parameters)")
@@ -616,7 +617,7 @@ def _plot(history, curve, path: Path, budget: str, full=None, subset: int | None
     ax1.set_ylabel("unit-test reward (partial)")
     ax1.set_title("reward on train tasks")
     ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
-    of = f"{subset} tasks" if subset else "a subset"
+    of = f"subset of {subset} tasks" if subset else "a subset of the tasks"
     ax2.plot([c["step"] for c in curve], [c["pass@1"] for c in curve], "o-", label=f"{of}, 2 samples/task")
     top = max(c["pass@1"] for c in curve)
     if full:
