@@ -117,12 +117,6 @@ def test_cuda_without_a_gpu_is_one_line(command, workspace, capfd, tmp_path):
     assert not (tmp_path / "qs").exists()
 
 
-@pytest.mark.parametrize("config,fragments", [
-    ("bad_key.yaml", ["unknown key 'max_stepz'", "did you mean 'max_steps'"]),
-    ("bad_int.yaml", ["max_steps: 'three' is not a whole number"]),
-    ("bad_list.yaml", ["eval_n: [2] is not a whole number"]),
-    ("bad_syntax.yaml", ["not valid YAML at line 2"]),
-])
 def test_demo_and_model_bad_input_is_one_line(tmp_path, capfd):
     _one_line_error(capfd, cli.main(["demo", "--mbpp", str(tmp_path / "no-mbpp")]), "no MBPP copy at",
                     "TRL_UNITTEST_MBPP")
@@ -138,6 +132,12 @@ def test_eval_says_before_training_the_quickstart_model(tmp_path, monkeypatch, c
     assert "training it first (about 15 minutes" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("config,fragments", [
+    ("bad_key.yaml", ["unknown key 'max_stepz'", "did you mean 'max_steps'"]),
+    ("bad_int.yaml", ["max_steps: 'three' is not a whole number"]),
+    ("bad_list.yaml", ["eval_n: [2] is not a whole number"]),
+    ("bad_syntax.yaml", ["not valid YAML at line 2"]),
+])
 def test_train_bad_config_is_one_line(config, fragments, workspace, capfd):
     before = _snapshot(workspace)
     _one_line_error(capfd, cli.main(["train", "--config", str(workspace / config)]), *fragments)
