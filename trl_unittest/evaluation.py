@@ -260,7 +260,8 @@ def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: It
                          pool: Any = None, out_jsonl: str | os.PathLike | None = None, progress: bool = False,
                          sandbox: str = "auto") -> EvalReport:
     """Run given completions (``completions[i]``: the samples of task i) through the executor and report pass@k.
-    ``k`` values larger than the number of samples of some task are dropped."""
+    ``k`` values larger than the number of samples of some task are dropped. ``pool``: an ``ExecutionPool`` or any
+    other ``Executor`` (e.g. ``RayExecutor``); by default a local pool is started and closed here."""
     from trl_unittest.execution import ExecutionPool
     from trl_unittest.rewards import UnitTestReward
 
@@ -545,6 +546,11 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--vllm", action="store_true", help="generate with vLLM (must be installed)")
     p.add_argument("--device", default="auto", help="where the model runs: auto (a GPU if torch sees one), cpu, "
                                                     "cuda, cuda:N")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the programs on a Ray cluster (auto, HOST:PORT, ray://HOST:10001; needs the `ray` "
+                        "extra): sandboxed pools on its nodes, same verdicts as the local pool")
+    p.add_argument("--ray-resource", default=None, metavar="NAME",
+                   help="with --ray: only nodes started with this custom resource run programs")
     p.set_defaults(func=run_eval)
     return p
 
@@ -560,8 +566,6 @@ def _positive_int(text: str) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from trl_unittest.models import set_threads
     from trl_unittest.usage import UsageError, check_model, check_out_file
 
@@ -574,6 +578,25 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.out:
         check_out_file(args.out, overwrite=args.overwrite)
     check_model(args.model)
+    executor = None
+    if args.ray:  # connected and probed before the model is loaded
+        try:
+            from trl_unittest.execution.ray_executor import RayExecutor
+
+            executor = RayExecutor(args.ray, resource=args.ray_resource, sandbox=args.sandbox)
+        except (ImportError, ConnectionError, RuntimeError, ValueError) as e:
+            print(f"trl-unittest eval: --ray {args.ray}: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            return 2
+    try:
+        return _run_eval(args, n, device, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _run_eval(args: argparse.Namespace, n: int, device: str, executor: Any) -> int:
+    from rich.console import Console
+
     ds = load_task_source(args.dataset)
     if args.limit is not None:
         ds = ds.select(range(min(args.limit, len(ds))))
@@ -586,7 +609,7 @@ def run_eval(args: argparse.Namespace) -> int:
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
                             seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox,
-                            device=device)
+                            device=device, pool=executor)
     Console(stderr=True).print(report.table(f"{args.model} on {args.dataset}"))
     summary = {"model": str(args.model), "dataset": args.dataset, **report.to_dict()}
     if args.out:

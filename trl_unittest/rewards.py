@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 from trl_unittest.code import adds_code, build_program
 from trl_unittest.execution import ExecutionPool, Limits, Program, ProgramResult, rewrite_asserts
+from trl_unittest.execution.executor import Executor
 from trl_unittest.tasks import Test, TaskValidationError, parse_tests
 
 SCHEMES = ("binary", "fraction", "coderl", "partial")
@@ -65,6 +66,8 @@ class UnitTestReward:
         scheme: one of ``binary``, ``fraction``, ``coderl``, ``partial``.
         pool: an ``ExecutionPool`` to share; by default one is created on first use (``num_workers``,
             ``sandbox``, ``limits``, ``python_paths`` configure it) and closed with :meth:`close`.
+        executor: any other backend with the ``Executor`` protocol (``trl_unittest.execution.executor``), e.g. a
+            ``RayExecutor`` that runs the programs on a Ray cluster; shared like ``pool`` (not closed here).
         python_paths: import paths made visible (read-only) to programs, e.g.
             ``trl_unittest.execution.site_packages()`` when tasks need third-party packages such as numpy.
         tests_column, entry_point_column, context_column, test_setup_column, runtime_column: dataset column names.
@@ -80,9 +83,13 @@ class UnitTestReward:
                  tests_column: str = "tests",
                  entry_point_column: str = "entry_point", context_column: str = "context",
                  test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime",
-                 truncate: bool = True, empty_reward: float | None = None):
+                 truncate: bool = True, empty_reward: float | None = None, executor: Executor | None = None):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if executor is not None:
+            if pool is not None:
+                raise ValueError("pass pool= or executor=, not both (a pool is an executor)")
+            pool = executor
         self.scheme = scheme
         self.__name__ = f"unit_tests_{scheme}"  # TRL names the logged reward after it
         self.tests_column, self.entry_point_column = tests_column, entry_point_column
@@ -110,7 +117,7 @@ class UnitTestReward:
 
     # --------------------------------------------------------------------------------------------- helpers
     @property
-    def pool(self) -> ExecutionPool:
+    def pool(self) -> Executor:
         if self._pool is None:
             self._pool = ExecutionPool(**self._pool_args)
         return self._pool
@@ -122,9 +129,11 @@ class UnitTestReward:
 
     def __getstate__(self):
         # picklable (TRL and accelerate may copy reward functions): a pool (threads, processes) does not travel;
-        # the copy starts its own on first use, with the same limits
+        # the copy starts its own on first use, with the same limits. Another executor travels as the recipe
+        # its __reduce__ gives (a RayExecutor: the same cluster and settings), owned by the copy.
         state = dict(self.__dict__)
-        state["_pool"], state["_owns_pool"] = None, True
+        keep = self._pool is not None and not isinstance(self._pool, ExecutionPool)
+        state["_pool"], state["_owns_pool"] = (self._pool if keep else None), True
         return state
 
     def programs(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[Program]:
