@@ -567,7 +567,7 @@ def _positive_int(text: str) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from trl_unittest.models import set_threads
-    from trl_unittest.usage import UsageError, check_model, check_out_file
+    from trl_unittest.usage import UsageError, check_out_file
 
     set_threads()
     n = args.n or max(args.k)
@@ -577,7 +577,6 @@ def run_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)  # a bad --device fails before the dataset and the model are loaded
     if args.out:
         check_out_file(args.out, overwrite=args.overwrite)
-    check_model(args.model)
     executor = None
     if args.ray:  # connected and probed before the model is loaded
         try:
@@ -597,6 +596,9 @@ def run_eval(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace, n: int, device: str, executor: Any) -> int:
     from rich.console import Console
 
+    from trl_unittest.usage import check_model
+
+    check_model(args.model)  # before the dataset and the model are loaded
     ds = load_task_source(args.dataset)
     if args.limit is not None:
         ds = ds.select(range(min(args.limit, len(ds))))
