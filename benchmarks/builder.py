@@ -1,11 +1,21 @@
-"""Benchmark of the dataset builder (issue 3).
+"""Benchmark of the dataset builder (issues 3 and 16).
 
-On the standard library and a few installed distributions: tested tasks per second per core, yield (kept / seen),
-median mutation score and coverage; in the same run, Pynguin on three standard-library modules (time and
-mutation score) when it is installed (looked for in ``.venv-pynguin/`` or on PATH).
+On the standard library and a few installed distributions (or ``--source`` ones): tested tasks per second per
+core, yield (kept / seen), median mutation score and coverage; test adequacy against a reward-hacking policy,
+measured here independently of the builder's own checks: trivial bodies written here (None, constants, each
+argument, list/sorted/set/tuple of the first, the most common expected value, its most common exception) run
+through the sandbox against every kept task (``trivial_pass_max``, ``trivial_pass_median``: the best trivial
+body's pass fraction), the share of tasks with >= 3 tests hidden from the prompt, and an established
+mutation-testing tool, mutmut (``pip install mutmut``: it runs offline), on a sample of kept tasks: its kill rate
+on the task's function beside the builder's own score. In the same run, Pynguin on three standard-library
+modules (time and mutation score) when it is installed (looked for in ``.venv-pynguin/`` or on PATH).
 
     python benchmarks/builder.py --quick          # a short run
     python benchmarks/builder.py                  # all of the standard library + the distributions
+    python benchmarks/builder.py --source /tmp/unseen/pkg --no-pynguin   # packages the builder was not tuned on
+
+mutmut runs the mined functions (references and mutants) in plain subprocesses, outside the sandbox: only use it
+on code you would import anyway (installed packages, the standard library).
 
 The last line printed is one JSON object with the figures. ``--sample FILE`` writes 20 generated tasks as
 Markdown for a person to read.
@@ -148,6 +158,151 @@ def _float(x):
         return None
 
 
+def _probe_programs(task) -> list:
+    """Trivial bodies for one task, written from its reference's signature and its tests (not the builder's
+    probes): each a Program against the task's tests."""
+    import ast
+    from collections import Counter
+
+    from trl_unittest.execution import Program
+
+    func = next((n for n in ast.parse(task.reference).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and n.name == task.entry_point), None)
+    if func is None:
+        return []
+    head = f"def {task.entry_point}({ast.unparse(func.args)}):\n"
+    params = [a.arg for a in func.args.posonlyargs + func.args.args + func.args.kwonlyargs]
+    if func.args.vararg:
+        params.append(func.args.vararg.arg)
+    bodies = ["return None", "return 0", "return 1", "return -1", "return ''", "return []", "return ()",
+              "return {}", "return True", "return False", "return 0.0"]
+    bodies += [f"return {p}" for p in params]
+    if params:
+        bodies += [f"return {fn}({params[0]})" for fn in ("list", "sorted", "set", "tuple")]
+    values = Counter(t.expected for t in task.tests if t.op in ("eq", "approx"))
+    bodies += [f"return {v}" for v, _ in values.most_common(2)]
+    errors = Counter(t.exception for t in task.tests if t.op == "raises" and t.exception.isidentifier())
+    bodies += [f"raise {e}" for e, _ in errors.most_common(1)]
+    return [Program(code=head + "    " + b + "\n", tests=task.tests, context=task.context) for b in bodies]
+
+
+def trivial_figures(ds, workers: int) -> dict:
+    """The best trivial body's pass fraction per kept task (max, median, how many above half), and the share of
+    tasks with >= 3 tests whose call is not shown in the prompt."""
+    from trl_unittest.execution import ExecutionPool
+    from trl_unittest.tasks import from_dataset
+
+    tasks = from_dataset(ds)
+    programs, owner = [], []
+    for k, t in enumerate(tasks):
+        for prog in _probe_programs(t):
+            programs.append(prog)
+            owner.append(k)
+    best = [0.0] * len(tasks)
+    with ExecutionPool(workers) as pool:
+        for k, r in zip(owner, pool.run_batch(programs)):
+            best[k] = max(best[k], r.passed / max(1, len(tasks[k].tests)))
+    hidden = [sum(1 for x in t.tests if x.expr not in t.prompt) for t in tasks]
+    shown = [1 - h / len(t.tests) for h, t in zip(hidden, tasks) if t.tests]
+    return {"trivial_pass_max": round(max(best), 3) if best else None,
+            "trivial_pass_median": round(statistics.median(best), 3) if best else None,
+            "tasks_trivial_above_half": sum(b > 0.5 for b in best),
+            "tasks_trivial_positive_partial_reward": sum(-0.3 + 1.3 * b > 0 for b in best),
+            "hidden_share": round(sum(h >= 3 for h in hidden) / len(tasks), 4) if tasks else None,
+            "shown_fraction_median": round(statistics.median(shown), 3) if shown else None}
+
+
+def _mutmut_exe() -> list[str] | None:
+    exe = shutil.which("mutmut")
+    if exe:
+        return [exe]
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        return None
+    return [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.argv[0] = 'mutmut'; cli()"]
+
+
+def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) -> dict:
+    """mutmut on ``sample`` kept tasks (seeded choice among those with a measured score), all in one project:
+    one module per task (its context and reference), one pytest file per task (its tests as asserts, one test
+    function each). Kill rate per task over mutmut's mutants of the task's function (killed or timed out over
+    all), beside the builder's score of the same tasks."""
+    import ast
+    import random
+
+    from trl_unittest.tasks import Test
+
+    exe = _mutmut_exe()
+    if exe is None:
+        return {"status": "mutmut not installed (pip install mutmut, or the dev extra)"}
+    rows = ds.to_list()
+    rng = random.Random(0)
+    rows = rng.sample(rows, min(sample, len(rows)))
+    with tempfile.TemporaryDirectory() as tmp:
+        proj = keep or Path(tmp)  # keep: a folder to leave the project (and mutmut's results) in
+        (proj / "tests").mkdir(parents=True)
+        modules = []
+        for k, r in enumerate(rows):
+            mod = f"task{k}"
+            modules.append(mod)
+            (proj / f"{mod}.py").write_text(r["reference"] + "\n")
+            imports = [ast.unparse(n) for n in ast.parse(r["context"] or "").body
+                       if isinstance(n, (ast.Import, ast.ImportFrom))]  # names the tests use (binascii.Error)
+            body = ["import math", *imports, f"from {mod} import *", ""]
+            for j, t in enumerate(r["tests"]):
+                code = Test.from_dict(t).render(r["entry_point"])
+                body.append(f"def test_{j}():\n" + "\n".join("    " + ln for ln in code.splitlines()) + "\n")
+            (proj / "tests" / f"test_{mod}.py").write_text("\n".join(body))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(proj)] + sys.path[1:])}
+        # a task whose tests fail under plain pytest (a name the asserts need that the module does not export)
+        # would stop mutmut's clean run: left out, and counted
+        clean = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=proj,
+                               capture_output=True, text=True, timeout=600, env=env)
+        broken = {ln.split("tests/test_")[1].split(".py")[0] for ln in clean.stdout.splitlines()
+                  if ln.startswith(("FAILED tests/test_", "ERROR tests/test_"))}
+        for mod in broken:
+            (proj / "tests" / f"test_{mod}.py").unlink()
+        modules = [m for m in modules if m not in broken]
+        (proj / "setup.cfg").write_text("[mutmut]\nsource_paths=\n" + "".join(f"    {m}.py\n" for m in modules) +
+                                        "pytest_add_cli_args_test_selection=tests/\n")
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.run(exe + ["run", "--max-children", str(len(os.sched_getaffinity(0)))], cwd=proj,
+                               capture_output=True, text=True, timeout=timeout_s, env=env)
+            status = "ran" if p.returncode == 0 else f"exit {p.returncode}: {(p.stdout + p.stderr)[-400:]}"
+        except subprocess.TimeoutExpired:
+            status = f"timed out after {timeout_s} s (results so far)"
+        seconds = time.perf_counter() - t0
+        res = subprocess.run(exe + ["results", "--all", "true"], cwd=proj, capture_output=True, text=True,
+                             timeout=120, env=env)
+    per: dict[int, list[str]] = {}
+    for line in res.stdout.splitlines():
+        name, _, st = line.strip().rpartition(": ")
+        mod, _, mutant = name.partition(".")
+        if not mod.startswith("task") or "__mutmut_" not in mutant:
+            continue
+        k = int(mod[4:])
+        func = mutant.split("__mutmut_")[0]
+        if func == f"x_{rows[k]['entry_point']}":
+            per.setdefault(k, []).append(st)
+    rates, ours = [], []
+    for k, sts in per.items():
+        counted = [x for x in sts if x not in ("skipped", "not checked")]
+        if not counted:
+            continue
+        rates.append(sum(x in ("killed", "timeout") for x in counted) / len(counted))
+        if rows[k]["mutation_score"] is not None:
+            ours.append(rows[k]["mutation_score"])
+    return {"status": status, "seconds": round(seconds, 1), "tasks": len(rows),
+            "tasks_failing_plain_pytest": len(broken), "tasks_with_mutants": len(rates),
+            "mutants": sum(len(v) for v in per.values()),
+            "kill_rate_median": round(statistics.median(rates), 3) if rates else None,
+            "kill_rate_mean": round(statistics.mean(rates), 3) if rates else None,
+            "builder_score_median_same_tasks": round(statistics.median(ours), 3) if ours else None,
+            "builder_score_mean_same_tasks": round(statistics.mean(ours), 3) if ours else None}
+
+
 def write_sample(ds, path: Path, n: int = 20) -> None:
     import random
 
@@ -174,12 +329,17 @@ def main(argv=None) -> int:
     ap.add_argument("--static-workers", type=int, default=None,
                     help="worker processes for the static stages (default: the builder's choice)")
     ap.add_argument("--ray", action="store_true", help="also build on Ray Data (local Ray) and compare the tasks")
+    ap.add_argument("--source", action="append", default=None,
+                    help="build these sources instead of the standard library + distributions (repeatable)")
+    ap.add_argument("--mutmut-keep", type=Path, default=None, help="leave mutmut's project in this new folder")
+    ap.add_argument("--mutmut-sample", type=int, default=None,
+                    help="kept tasks mutmut runs on (default: 20 quick, 40 full; 0: skip)")
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     workers = args.workers or cores
     stdlib = "stdlib:" + ",".join(QUICK_STDLIB) if args.quick else "stdlib"
     dists = [d for d in (QUICK_DISTS if args.quick else FULL_DISTS) if _dist_available(d)]
-    sources = [stdlib] + [f"dist:{d}" for d in dists]
+    sources = args.source or [stdlib] + [f"dist:{d}" for d in dists]
     load_before = os.getloadavg()
     cpu0 = time.process_time()
     ds, report, seconds = run_builder(sources, workers, None, args.static_workers)
@@ -206,14 +366,23 @@ def main(argv=None) -> int:
         "dropped": dict(report.dropped.most_common()),
         "consistent": report.consistent(),
         "programs": report.programs,
+        "mutants_scored": report.mutants_scored,
+        "mutants_unkilled_by_any_input": report.mutants_unkilled_by_any_input,
+        "scores_unmeasured": report.scores_unmeasured,
+        "warnings": report.warnings,
         "builder_process_cpu_s": round(cpu_builder, 2),  # all threads of this process; not the sandboxes
         "load_avg_1min_before": round(load_before[0], 2),
     }
+    if len(ds):
+        figures.update(trivial_figures(ds, workers))
+    n_mutmut = args.mutmut_sample if args.mutmut_sample is not None else (20 if args.quick else 40)
+    if n_mutmut and len(ds):
+        figures["mutmut"] = run_mutmut(ds, n_mutmut, keep=args.mutmut_keep)
     if args.ray:
         figures["ray"] = run_ray(sources, workers, cores, ds)
     if args.sample is not None and len(ds):
         write_sample(ds, args.sample)
-    if not args.no_pynguin:
+    if not args.no_pynguin and not args.source:
         budget = args.pynguin_budget or (10 if args.quick else 60)
         figures["pynguin"] = run_pynguin(PYNGUIN_MODULES, budget)
         ours = {}

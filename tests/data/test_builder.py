@@ -31,34 +31,34 @@ def _is_vowel(ch):
     return ch in VOWELS
 
 
-def count_vowels(text):
-    """Count the vowels in a lowercase text.
+def vowel_positions(text):
+    """Positions of the vowels in a lowercase text.
 
-    >>> count_vowels("banana")
-    3
-    >>> count_vowels("")
-    0
+    >>> vowel_positions("banana")
+    [1, 3, 5]
+    >>> vowel_positions("")
+    []
     """
-    n = 0
-    for ch in text:
+    out = []
+    for i, ch in enumerate(text):
         if _is_vowel(ch):
-            n += 1
-    return n
+            out.append(i)
+    return out
 
 
-def clamp(value, lo, hi):
-    """Clamp value into [lo, hi]; lo must not exceed hi.
+def percent_of_span(value, lo, hi):
+    """Where value lies in [lo, hi], in whole percent (0 at or below lo, 100 at or above hi); lo must be below hi.
 
-    >>> clamp(5, 0, 3)
-    3
+    >>> percent_of_span(5, 0, 10)
+    50
     """
-    if lo > hi:
+    if lo >= hi:
         raise ValueError("empty interval")
-    if value < lo:
-        return lo
-    if value > hi:
-        return hi
-    return value
+    if value <= lo:
+        return 0
+    if value >= hi:
+        return 100
+    return (value - lo) * 100 // (hi - lo)
 
 
 def shuffled_letters(n):
@@ -100,6 +100,13 @@ def nothing(x):
     pass
 
 
+def floor_at_zero(n):
+    """n, or 0 when n is negative."""
+    if n < 0:
+        return 0
+    return n
+
+
 def has_close_elements(numbers, threshold):
     """Check if in given list of numbers, are any two numbers closer to each other than given threshold."""
     for idx, elem in enumerate(numbers):
@@ -133,7 +140,7 @@ def built(tmp_path_factory):
 def test_counts_add_up(built):
     ds, report, tasks = built
     assert report.consistent() and report.seen == report.kept + sum(report.dropped.values())
-    assert report.seen == 11 and report.files == 1  # the test file is skipped
+    assert report.seen == 12 and report.files == 1  # the test file is skipped
     assert report.kept == len(ds) == len(tasks)
 
 
@@ -154,41 +161,70 @@ def test_rejections_by_reason(built):
 
 def test_task_fields_and_doctest(built):
     _, _, tasks = built
-    t = tasks["count_vowels"]
-    assert t.task_id == f"{t.provenance['source']}/pkg.text.count_vowels"
-    assert t.provenance["path"] == "pkg/text.py" and t.provenance["qualname"] == "count_vowels"
+    t = tasks["vowel_positions"]
+    assert t.task_id == f"{t.provenance['source']}/pkg.text.vowel_positions"
+    assert t.provenance["path"] == "pkg/text.py" and t.provenance["qualname"] == "vowel_positions"
     assert t.provenance["line"] > 0
     assert "def _is_vowel(ch):" in t.context and 'VOWELS = "aeiou"' in t.context
     assert t.prompt.startswith(t.context) and t.reference.startswith(t.prompt)
-    assert Test(kind="call", expr="count_vowels('banana')", op="eq", expected="3") in t.tests
+    assert Test(kind="call", expr="vowel_positions('banana')", op="eq", expected="[1, 3, 5]") in t.tests
     assert 2 <= len(t.tests) <= 10
     assert t.mutation_score is not None and 0 <= t.mutation_score <= 1
     assert t.coverage is not None and t.coverage > 0.5
     assert t.reference_runtime is not None
-    c = tasks["clamp"]
+    c = tasks["percent_of_span"]
     assert any(x.op == "raises" and x.exception == "ValueError" for x in c.tests)
     assert c.mutation_score >= 0.5
 
 
 def test_reference_passes_and_a_mutant_fails(built):
     _, _, tasks = built
-    t = tasks["clamp"]
-    mutant = t.reference.replace("if value < lo:", "if value <= lo:").replace("return hi", "return value")
+    t = tasks["percent_of_span"]
+    mutant = t.reference.replace("if value <= lo:", "if value < lo:").replace("return 100", "return value")
     with ExecutionPool(num_workers=1) as pool:
         ok = pool.run(Program(code=t.reference, tests=t.tests))
         bad = pool.run(Program(code=mutant, tests=t.tests))
-        doc = [x for x in tasks["count_vowels"].tests if x.expr == "count_vowels('banana')"]
-        vowel_mut = tasks["count_vowels"].reference.replace("n += 1", "n += 2")
-        doc_ok = pool.run(Program(code=tasks["count_vowels"].reference, tests=doc))
+        doc = [x for x in tasks["vowel_positions"].tests if x.expr == "vowel_positions('banana')"]
+        vowel_mut = tasks["vowel_positions"].reference.replace("out.append(i)", "out.append(i + 1)")
+        doc_ok = pool.run(Program(code=tasks["vowel_positions"].reference, tests=doc))
         doc_bad = pool.run(Program(code=vowel_mut, tests=doc))
     assert ok.all_passed
     assert not bad.all_passed
     assert doc_ok.all_passed and not doc_bad.all_passed
 
 
+def test_no_trivial_body_passes_more_than_the_limit_and_tests_are_hidden(built):
+    """Trivial bodies written here (not the builder's probes): None, each argument, common constants, the most
+    common expected value. None may pass more than max_trivial_pass of a kept task's tests; every task keeps at
+    least min_hidden_tests tests whose call is not shown in its prompt."""
+    import ast
+    from collections import Counter
+
+    _, report, tasks = built
+    cfg = _config()
+    assert tasks and report.dropped["trivial_body_passes"] >= 1  # floor_at_zero: `return n` or `return 0` passes half
+    programs, owners = [], []
+    for t in tasks.values():
+        func = next(n for n in ast.parse(t.reference).body
+                    if isinstance(n, ast.FunctionDef) and n.name == t.entry_point)
+        head = f"def {t.entry_point}({ast.unparse(func.args)}):\n"
+        common = Counter(x.expected for x in t.tests if x.op != "raises").most_common(1)
+        bodies = ["None", "0", "1", "''", "[]", "True", "False"] + [a.arg for a in func.args.args] + \
+                 ([common[0][0]] if common else [])
+        for body in bodies:
+            programs.append(Program(code=head + f"    return {body}\n", tests=t.tests, context=t.context))
+            owners.append(t)
+        hidden = [x for x in t.tests if x.expr not in t.prompt]
+        assert len(hidden) >= cfg.min_hidden_tests, t.task_id
+    with ExecutionPool(num_workers=2) as pool:
+        results = pool.run_batch(programs)
+    for t, r in zip(owners, results):
+        assert r.passed <= cfg.max_trivial_pass * len(t.tests), (t.task_id, r.passed, len(t.tests))
+
+
 def test_test_code_renders_runnable_asserts(built):
     _, _, tasks = built
-    t = tasks["clamp"]
+    t = tasks["percent_of_span"]
     ns = {}
     exec(compile(t.reference, "<ref>", "exec"), ns)  # trusted here: it is our own fixture
     exec(compile(t.test_code, "<tests>", "exec"), ns)
@@ -207,7 +243,7 @@ def test_hf_dataset_map_style_and_streaming(tmp_path):
     for got, rep in (out1, out2):
         assert rep.files == 2 and rep.files_unparsable == 1 and rep.consistent()
         names = set(got["entry_point"])
-        assert {"count_vowels", "clamp"} <= names
+        assert {"vowel_positions", "percent_of_span"} <= names
         assert all(p["license"] == "MIT" for p in got["provenance"])
     assert out1[0]["task_id"] == out2[0]["task_id"]
     # a saved dataset on disk through the `hf:` spec
@@ -220,7 +256,7 @@ def test_shards_resume_and_formats(tmp_path):
     root = tmp_path / "src"
     root.mkdir()
     for i in range(3):
-        (root / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+        (root / f"m{i}.py").write_text(MODULE.replace("vowel_positions", f"vowel_positions{i}"))
     cfg = _config(shard_size=1)
     ds1, rep1 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True)
     assert len(list((tmp_path / "out" / "shards").iterdir())) == 3
@@ -235,22 +271,26 @@ def test_shards_resume_and_formats(tmp_path):
         from_dataset(back)  # validates
 
 
-def test_cli_build(tmp_path):
+def test_cli_build(tmp_path, capsys):
     import argparse
 
     from trl_unittest.data.cli import add_build_parser
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "mod.py").write_text(MODULE)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "m.py").write_text('def _hidden(x):\n    """Private."""\n    return x * 2\n')
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     add_build_parser(sub)
-    args = parser.parse_args(["build", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
-                              "--no-progress", "--num-workers", "2", "--format", "jsonl", "--max-inputs", "12",
-                              "--min-mutation-score", "0"])
+    args = parser.parse_args(["build", "--source", str(tmp_path / "src"), "--source", str(tmp_path / "empty"),
+                              "--out", str(tmp_path / "out"), "--no-progress", "--num-workers", "2", "--format",
+                              "jsonl", "--max-inputs", "12", "--min-mutation-score", "0"])
     assert args.func(args) == 0
     assert (tmp_path / "out" / "tasks.jsonl").exists() and (tmp_path / "out" / "dataset").is_dir()
     assert len(load_tasks(tmp_path / "out" / "tasks.jsonl")) >= 2
+    err = capsys.readouterr().err
+    assert f"--source '{tmp_path / 'empty'}' gave 0 tasks" in err and f"'{tmp_path / 'src'}' gave 0" not in err
 
 
 def _comparable(ds):
@@ -263,7 +303,7 @@ def _comparable(ds):
 def test_static_worker_processes_give_the_same_tasks(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "text.py").write_text(MODULE)
-    (tmp_path / "pkg" / "more.py").write_text(MODULE.replace("def clamp(", "def clamp2("))  # duplicates
+    (tmp_path / "pkg" / "more.py").write_text(MODULE.replace("def percent_of_span(", "def percent_of_span2("))  # duplicates
     ds, report = build_dataset([str(tmp_path)], _config(static_workers=0), return_report=True)
     ds2, report2 = build_dataset([str(tmp_path)], _config(static_workers=2), return_report=True)
     assert report.dropped["duplicate"] >= 1
@@ -276,12 +316,13 @@ def test_static_worker_processes_give_the_same_tasks(tmp_path):
 
 def test_a_large_input_moves_static_stages_to_worker_processes_on_two_cores(tmp_path, monkeypatch):
     from trl_unittest.data import builder as builder_module
+    from trl_unittest.data import static_stages
 
     (tmp_path / "pkg").mkdir()
     for i in range(3):
-        (tmp_path / "pkg" / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
-    monkeypatch.setattr(builder_module.os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(builder_module, "_GROW_AFTER_FILES", 2)
+        (tmp_path / "pkg" / f"m{i}.py").write_text(MODULE.replace("vowel_positions", f"vowel_positions{i}"))
+    monkeypatch.setattr(static_stages.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(static_stages, "GROW_AFTER_FILES", 2)
     kinds = []
     grow = builder_module.Builder.grow_static
 
@@ -293,7 +334,7 @@ def test_a_large_input_moves_static_stages_to_worker_processes_on_two_cores(tmp_
     grown = build_dataset([str(tmp_path)], _config())
     kept_inline = build_dataset([str(tmp_path)], _config(static_workers=0))
     # default: the second file starts the workers (mid-shard); an explicit 0 is kept
-    assert kinds == [(2, "_Spawned"), (2, "_Inline")]
+    assert kinds == [(2, "Spawned"), (2, "Inline")]
     assert len(grown) >= 3 and _comparable(grown) == _comparable(kept_inline)
 
 
@@ -310,7 +351,7 @@ def test_static_workers_from_a_script_without_main_guard(tmp_path):
         "from trl_unittest.data.builder import BuilderConfig, build_dataset\n"
         f"open({str(marker)!r}, 'a').write('run\\n')\n"
         f"ds = build_dataset([{str(tmp_path / 'src')!r}], BuilderConfig(progress=False, num_workers=1, "
-        "static_workers=2, max_inputs=8, max_mutants=4, min_mutation_score=0.0))\n"
+        "static_workers=2, max_inputs=16, max_mutants=4, min_mutation_score=0.0))\n"
         "print('TASKS', len(ds))\n")
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -329,13 +370,14 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
     mutants = [Mutant("hang", 3, "def m0(n):\n    while True:\n        pass\n", "m0"),
                Mutant("equivalent", 3, "def m1(n):\n    return 1 + n\n", "m1"),
                Mutant("wrong", 3, "def m2(n):\n    return n + 2\n", "m2")]
-    b = Builder(_config(max_tests=5, min_tests=1))
+    b = Builder(_config(max_tests=5, min_tests=1, min_hidden_tests=1, min_mutants=1, max_trivial_pass=1.0))
     try:
         w = b._work(cand, "fp", [], ["step(0)", "step(1)", "step(5)"])
         report = BuildReport()
         pool = b._pool_for(w)
         assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
         w.mutants = mutants
+        w.probes = b.probes_for(w)
         other = [p for p in b.pools() if p is not pool][0]
         rerun, rm = b.split_second(w, other.run(b.second_program(w)))
         assert [t.observed for t in rerun.tests] == ["1", "2", "6"]
@@ -344,7 +386,8 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
         assert outcomes[:3] == [("timeout", "Timeout"), ("timeout", "NotRun"), ("timeout", "NotRun")]
         assert [t.outcome for t in rm.tests[3:6]] == ["failed"] * 3  # the equivalent mutant ran every input
         task = b.finish(w, rm, report)
-        assert task.mutation_score == pytest.approx(2 / 3)
+        # the equivalent mutant survives every input: counted, and still in the score
+        assert task.mutation_score == pytest.approx(2 / 3) and report.mutants_unkilled_by_any_input == 1
     finally:
         b.close()
 
@@ -353,10 +396,11 @@ def test_a_mutant_that_breaks_the_shared_program_leaves_the_rerun_and_the_task(t
     """Mutants share the second program with the rerun; if one breaks the program at set-up (here: a mutated
     default argument that raises), the rerun is repeated alone and the task is kept, its score unmeasured."""
     from trl_unittest.data import builder as builder_module
+    from trl_unittest.data.mutation import Mutant
 
     src = 'def step(n):\n    """Next value."""\n    return n + 1\n'
     (tmp_path / "m.py").write_text(src)
-    broken = builder_module.Mutant("broken", 1, "def m0(n=1 // 0):\n    return n\n", "m0")
+    broken = Mutant("broken", 1, "def m0(n=1 // 0):\n    return n\n", "m0")
     orig = builder_module.StaticStages.mutants
     try:
         builder_module.StaticStages.mutants = lambda self, func_src, entry_point: [broken]
@@ -372,18 +416,19 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
     programs end (prefetch); every file is extracted exactly once and the tasks are those of an in-process
     build."""
     from trl_unittest.data import builder as builder_module
+    from trl_unittest.data import static_stages
 
     for i in range(3):
-        (tmp_path / f"m{i}.py").write_text(MODULE.replace("count_vowels", f"count_vowels{i}"))
+        (tmp_path / f"m{i}.py").write_text(MODULE.replace("vowel_positions", f"vowel_positions{i}"))
     submitted, consumed_prefetch = [], []
-    submit = builder_module._Spawned.submit
+    submit = static_stages.Spawned.submit
 
     def spy_submit(self, fn, *args):
-        if fn is builder_module._worker_file:
+        if fn is static_stages.worker_file:
             submitted.append(args[0].path)
         return submit(self, fn, *args)
 
-    monkeypatch.setattr(builder_module._Spawned, "submit", spy_submit)
+    monkeypatch.setattr(static_stages.Spawned, "submit", spy_submit)
     orig_run = builder_module.Builder._run
 
     def spy_run(self, report, files=None, admitted=None, progress=None, prefetch=None, max_seen=None):
@@ -403,9 +448,9 @@ def test_the_next_shard_is_extracted_while_this_one_finishes(tmp_path, monkeypat
 
 TRICKY = {
     # a form feed in a comment: str.splitlines would shift every line after it
-    "formfeed.py": '# helpers\x0c\n\ndef clip(value, lo, hi):\n    """Clip value to [lo, hi].\n\n    >>> clip(5, 0, 3)\n'
-                   '    3\n    """\n    if value < lo:\n        return lo\n    if value > hi:\n        return hi\n'
-                   '    return value\n',
+    "formfeed.py": '# helpers\x0c\n\ndef clip(value, lo, hi):\n    """Distance from value to [lo, hi] (0 inside).\n\n'
+                   '    >>> clip(5, 0, 3)\n    2\n    """\n    if value < lo:\n        return lo - value\n'
+                   '    if value > hi:\n        return value - hi\n    return 0\n',
     # a static method that calls its own class: lifting it would put its body in the prompt
     "shapes.py": 'class Shape:\n    @staticmethod\n    def check(w):\n        """Check w.\n\n        >>> Shape.check(1)\n'
                  '        1\n        """\n        return abs(w)\n\n    @staticmethod\n    def area(w, h):\n'
@@ -422,9 +467,12 @@ TRICKY = {
                 'def scale(x):\n    """Scale x.\n\n    >>> scale(2)\n    6\n    """\n    return 3 * x\n',
     # the same body over different helpers: two different functions
     "up.py": 'def _impl(s):\n    return s.upper() + "!"\n\n\ndef convert(s):\n    """Convert s.\n\n    >>> convert("ab")\n'
-             '    \'AB!\'\n    """\n    return _impl(s)\n',
+             '    \'AB!ab\'\n    """\n    return _impl(s) + s\n',
     "rev.py": 'def _impl(s):\n    return s[::-1] + "?"\n\n\ndef convert(s):\n    """Convert s.\n\n    >>> convert("ab")\n'
-              '    \'ba?\'\n    """\n    return _impl(s)\n',
+              '    \'ba?ab\'\n    """\n    return _impl(s) + s\n',
+    # one call of a helper the prompt carries: the helper does all the work
+    "wrap.py": 'def _shout(s, n):\n    return (s.upper() + "!") * n\n\n\ndef shout(s, n=1):\n    """Shout s n times."""\n'
+               '    return _shout(s, n)\n',
 }
 
 
@@ -442,12 +490,13 @@ def test_tricky_sources_give_right_tasks_or_named_drops(tmp_path):
     assert report.consistent()
     assert report.files == len(TRICKY) + 3 and report.files_unreadable == 1
     clip = tasks["formfeed.clip"]
-    assert clip.prompt.rstrip().endswith('"""') and "return value" in clip.reference
+    assert clip.prompt.rstrip().endswith('"""') and "return 0" in clip.reference
     assert "shapes.Shape.area" not in tasks and report.dropped["unresolvable_name"] >= 1
     assert not any("secret_marker" in t.prompt for t in tasks.values())
     assert "inplace.sort_words" not in tasks
     assert report.dropped["redefined"] == 1 and tasks["twice.scale"].reference.count("3 * x") == 1
     assert {"up.convert", "rev.convert"} <= set(tasks)  # not duplicates of each other
+    assert "wrap.shout" not in tasks and report.dropped["wrapper_of_carried_helper"] == 1
     assert "latin.halve" in tasks and "bom.add3" in tasks
     # every kept task: its reference passes its tests run in order in one fresh process (as the reward runs them)
     with ExecutionPool(num_workers=2) as pool:

@@ -26,32 +26,32 @@ import re
 VOWELS = "aeiou"
 
 
-def count_vowels(text):
-    """Count the vowels in a lowercase text.
+def vowel_positions(text):
+    """Positions of the vowels in a lowercase text.
 
-    >>> count_vowels("banana")
-    3
+    >>> vowel_positions("banana")
+    [1, 3, 5]
     """
-    n = 0
-    for ch in text:
+    out = []
+    for i, ch in enumerate(text):
         if ch in VOWELS:
-            n += 1
-    return n
+            out.append(i)
+    return out
 
 
-def clamp(value, lo, hi):
-    """Clamp value into [lo, hi].
+def percent_of_span(value, lo, hi):
+    """Where value lies in [lo, hi], in whole percent (0 at or below lo, 100 at or above hi).
 
-    >>> clamp(5, 0, 3)
-    3
+    >>> percent_of_span(5, 0, 10)
+    50
     """
-    if lo > hi:
+    if lo >= hi:
         raise ValueError("empty interval")
-    if value < lo:
-        return lo
-    if value > hi:
-        return hi
-    return value
+    if value <= lo:
+        return 0
+    if value >= hi:
+        return 100
+    return (value - lo) * 100 // (hi - lo)
 
 
 def _private(x):
@@ -65,19 +65,19 @@ def shuffled_letters(n):
 '''
 
 B = '''
-def limit_value(value, lo, hi):
-    """Clamp value into [lo, hi] (the same function as a.clamp: a duplicate across shards).
+def span_percent(value, lo, hi):
+    """Where value lies in [lo, hi], in percent (the same function as a.percent_of_span: a duplicate across shards).
 
-    >>> limit_value(-1, 0, 3)
-    0
+    >>> span_percent(1, 0, 10)
+    10
     """
-    if lo > hi:
+    if lo >= hi:
         raise ValueError("empty interval")
-    if value < lo:
-        return lo
-    if value > hi:
-        return hi
-    return value
+    if value <= lo:
+        return 0
+    if value >= hi:
+        return 100
+    return (value - lo) * 100 // (hi - lo)
 
 
 def words(text: str) -> list:

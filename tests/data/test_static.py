@@ -3,11 +3,12 @@
 import ast
 import builtins
 import json
-from pathlib import Path
 
 import pytest
 
 from trl_unittest.data import filters
+from trl_unittest.data.config import BuilderConfig
+from trl_unittest.data.static_stages import mbpp_file
 from trl_unittest.data.doctests import doctest_cases
 from trl_unittest.data.extract import extract_module
 from trl_unittest.data.inputs import draw_examples, generate_inputs, to_source
@@ -163,10 +164,10 @@ def test_trivial_and_duplicates():
     assert d.check('def g(b):\n    """two"""\n    return b*2  # c\n')[0] is True
 
 
-MBPP = Path("/work/shared/data/mbpp/mbpp.jsonl")
+MBPP = mbpp_file(BuilderConfig())  # resolved as the builder does: $TRL_UNITTEST_MBPP, shared/data/mbpp
 
 
-@pytest.mark.skipif(not MBPP.exists(), reason="MBPP copy not available")
+@pytest.mark.skipif(MBPP is None, reason="no MBPP copy ($TRL_UNITTEST_MBPP or shared/data/mbpp beside the checkout)")
 def test_decontamination_drops_mbpp_copy():
     d = filters.Decontaminator()
     d.add_mbpp(str(MBPP))
@@ -346,3 +347,127 @@ def test_untyped_parameters_also_get_different_values_of_one_kind():
     assert outcomes == {True, False}
     same_kind_pairs = [e for e in exprs if e in ("ge(5, -1)", "ge(-1, 0)", "ge('b', 'a b')")]
     assert len(same_kind_pairs) == 3
+
+
+# ---------------------------------------------------------------------------------------------- issue 16 pieces
+
+def test_message_constants_are_not_mutated_and_new_operators_apply():
+    src = ('def pick(items, k, lo=0):\n    """Pick."""\n    if k < lo:\n        raise ValueError("k below " + "lo")\n'
+           '    total = sum(items[lo:k])\n    if total > 10:\n        total = total - 1\n'
+           '    return divmod(total, k)\n')
+    mutants = generate_mutants(src, "pick", max_mutants=200)
+    ops = {m.operator for m in mutants}
+    assert {"sdl", "rid", "brm", "arg", "ofb", "var", "nul"} <= ops
+    # the exception's message is never changed: a test checks the exception type only
+    assert all("raise ValueError('k below ' + 'lo')" in m.source for m in mutants if m.operator != "sdl")
+    assert any("divmod(k, total)" in m.source for m in mutants)  # argument swap
+    assert any("items[lo + 1:k]" in m.source or "items[lo:k + 1]" in m.source for m in mutants)
+
+
+def test_wrapper_of_a_carried_helper_is_recognised():
+    ctx = "def _impl(s, n):\n    return s * n\n"
+    assert filters.is_wrapper('def f(s, n=2):\n    """Doc."""\n    return _impl(s, n)\n', ctx)
+    assert filters.is_wrapper('def f(s):\n    """Doc."""\n    return _impl(s, 3)\n', ctx)
+    # more than the helper's call, or a helper the prompt does not carry: a real task
+    assert not filters.is_wrapper('def f(s):\n    """Doc."""\n    return _impl(s, 3) + s\n', ctx)
+    assert not filters.is_wrapper('def f(s):\n    """Doc."""\n    return _impl(s.upper(), 3)\n', ctx)
+    assert not filters.is_wrapper('def f(s):\n    """Doc."""\n    return len(s)\n', ctx)
+
+
+def test_probes_cover_the_lazy_answers():
+    from trl_unittest.data.observe import Observation
+    from trl_unittest.data.probes import make_probes, outcome_probes
+
+    src = ('def head(items, n=1):\n    """The first n items.\n\n    >>> head([1, 2], 1)\n    [1]\n    """\n'
+           '    return items[:n]\n')
+    cand = extract_module(src, path="m.py").candidates[0]
+    probes = make_probes(cand)
+    bodies = {p.operator: p.source.splitlines()[-1].strip() for p in probes}
+    assert bodies == {"probe:arg:items": "return items", "probe:arg:n": "return n",
+                      "probe:list:items": "return list(items)", "probe:sorted:items": "return sorted(items)",
+                      "probe:set:items": "return set(items)", "probe:tuple:items": "return tuple(items)"}
+    for p in probes:  # each keeps the signature (defaults included) under its own name, and compiles
+        assert p.source.startswith(f"def {p.name}(items, n=1):")
+        compile(p.source, "<probe>", "exec")
+    # a module-level function's `cls` is an argument like any other (a class decorator returning it)
+    deco = extract_module('def mark(cls):\n    """Mark a class."""\n    cls.marked = True\n    return cls\n',
+                          path="m.py").candidates[0]
+    assert "probe:arg:cls" in {p.operator for p in make_probes(deco)}
+    # a constant or raising body passes exactly the tests expecting its outcome (1 and 1.0 are one value)
+    obs = {0: Observation("value", "1"), 1: Observation("value", "1.0"), 2: Observation("value", "[]"),
+           3: Observation("raises", "ValueError"), 4: Observation("raises", "ValueError")}
+    assert outcome_probes(obs) == {"const:1": {0, 1}, "const:[]": {2}, "raise:ValueError": {3, 4}}
+    # a constant passes the approx tests it is close to (the tests' tolerance)
+    close = {0: Observation("value", "36.0"), 1: Observation("value", "36.000000000000014"),
+             2: Observation("value", "7")}
+    assert outcome_probes(close)["const:36.0"] == {0, 1}
+
+
+def test_the_default_probe_limit_earns_no_positive_partial_reward():
+    from trl_unittest.execution import ProgramResult, TestResult
+    from trl_unittest.rewards import score
+
+    limit = BuilderConfig().max_trivial_pass
+    for n in range(3, 11):
+        passed = int(limit * n)  # the most tests a kept suite lets a probe pass
+        r = ProgramResult(status="ran", tests=[TestResult("passed")] * passed + [TestResult("failed")] * (n - passed))
+        assert score(r, "partial") <= 0.0
+    # and the limit is not stricter than needed: one more test passed turns the reward positive somewhere
+    assert any(score(ProgramResult(status="ran", tests=[TestResult("passed")] * (int(limit * n) + 1) +
+                                   [TestResult("failed")] * (n - int(limit * n) - 1)), "partial") > 0
+               for n in range(3, 11))
+
+
+def test_a_folder_takes_the_licence_of_its_adjacent_dist_info(tmp_path):
+    from trl_unittest.data.sources import iter_folder
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("def f():\n    pass\n")
+    info = tmp_path / "pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\nLicense-Expression: MIT\n")
+    (info / "RECORD").write_text("pkg/__init__.py,,\npkg/m.py,,\n")
+    assert [f.license for f in iter_folder(tmp_path / "pkg")] == ["MIT"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "m.py").write_text("x = 1\n")
+    assert [f.license for f in iter_folder(tmp_path / "other")] == [None]  # no dist-info names it
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{tmp}/missing", "no such folder or file"), ("stdlib:textwrapp", "no pure-Python standard-library module "
+                                                                      "textwrapp"),
+    ("stdlib:", "no module named"), ("dist:no-such-dist-xyz", "no installed distribution"), ("hf:", "name a dataset"),
+])
+def test_build_cli_names_a_bad_source_in_one_line(tmp_path, capsys, spec, message):
+    from trl_unittest.data.cli import main
+
+    rc = main(["build", "--source", spec.format(tmp=tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # checked before any work
+
+
+def test_build_cli_names_a_bad_out_and_mbpp_path(tmp_path, capsys):
+    from trl_unittest.data.cli import main
+
+    (tmp_path / "file").write_text("x")
+    assert main(["build", "--source", "stdlib:textwrap", "--out", str(tmp_path / "file")]) == 2
+    assert "--out" in capsys.readouterr().err
+    for flag in ("--mbpp-path", "--mbpp"):
+        assert main(["build", "--source", "stdlib:textwrap", "--out", str(tmp_path / "o"), flag,
+                     str(tmp_path / "none.jsonl")]) == 2
+        assert "--mbpp-path" in capsys.readouterr().err
+
+
+def test_mbpp_is_resolved_like_the_cli_and_its_absence_is_a_warning(tmp_path, monkeypatch):
+    from trl_unittest.data.static_stages import decontamination_warnings
+
+    (tmp_path / "mbpp").mkdir()
+    (tmp_path / "mbpp" / "mbpp.jsonl").write_text('{"text": "t", "code": "def f():\\n    pass\\n"}\n')
+    monkeypatch.setenv("TRL_UNITTEST_MBPP", str(tmp_path / "mbpp"))
+    assert mbpp_file(BuilderConfig()) == tmp_path / "mbpp" / "mbpp.jsonl"
+    assert not any("MBPP" in w for w in decontamination_warnings(BuilderConfig()))
+    missing = BuilderConfig(mbpp_path=str(tmp_path / "nowhere"))
+    assert mbpp_file(missing) is None
+    assert any(w.startswith("MBPP not found") for w in decontamination_warnings(missing))
+    assert decontamination_warnings(BuilderConfig(decontaminate=False, mbpp_path=str(tmp_path / "nowhere"))) == []

@@ -39,30 +39,130 @@ def add_build_parser(subparsers) -> argparse.ArgumentParser:
             p.add_argument(name, type=int, nargs=len(default), default=default, help=help_)
         elif default is None:
             typ = str if f.name.endswith("path") else int
-            p.add_argument(name, type=typ, default=None, help=help_)
+            aliases = ["--mbpp"] if f.name == "mbpp_path" else []  # as `trl-unittest demo` spells it
+            p.add_argument(name, *aliases, type=typ, default=None, help=help_)
         else:
             p.add_argument(name, type=type(default), default=default, help=help_)
     p.set_defaults(func=run_build)
     return p
 
 
+class BadInput(ValueError):
+    """A command-line value that cannot work: one line naming it and the fix."""
+
+
+def check_source(spec: str) -> None:
+    """Raise :class:`BadInput` for a ``--source`` that cannot give files, before any work starts."""
+    from pathlib import Path
+
+    if spec == "stdlib":
+        return
+    if spec.startswith("stdlib:"):
+        from trl_unittest.data.sources import stdlib_dir
+
+        names = [m for m in spec[len("stdlib:"):].split(",") if m]
+        if not names:
+            raise BadInput(f"--source {spec!r}: no module named after 'stdlib:' (e.g. stdlib:textwrap,json)")
+        root = stdlib_dir()
+        unknown = [m for m in names if not ((root / f"{m}.py").is_file() or (root / m / "__init__.py").is_file())]
+        if unknown:
+            raise BadInput(f"--source {spec!r}: no pure-Python standard-library module {', '.join(unknown)} "
+                           f"(under {root})")
+        return
+    if spec.startswith("dist:"):
+        from importlib import metadata
+
+        name = spec[len("dist:"):]
+        if not name:
+            raise BadInput(f"--source {spec!r}: name a distribution (dist:NAME)")
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise BadInput(f"--source {spec!r}: no installed distribution {name!r} (pip install {name}, or pass "
+                           "its folder)") from None
+        return
+    if spec.startswith("hf:"):
+        name = spec[len("hf:"):].partition("#")[0]
+        if not name:
+            raise BadInput(f"--source {spec!r}: name a dataset (hf:PATH_OR_NAME[#column])")
+        return
+    p = Path(spec)
+    if not p.exists():
+        raise BadInput(f"--source {spec!r}: no such folder or file (or use stdlib[:mods], dist:NAME, hf:NAME)")
+    if p.is_file() and p.suffix != ".py":
+        raise BadInput(f"--source {spec!r}: a file source must be a .py file")
+
+
+def check_out(out: str) -> None:
+    """Raise :class:`BadInput` for an ``--out`` that cannot be written."""
+    import os
+    from pathlib import Path
+
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise BadInput(f"--out {out!r}: exists and is not a folder (choose a folder)")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInput(f"--out {out!r}: {str(probe)!r} is not a writable folder")
+
+
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trl_unittest.data.builder import BuilderConfig, build_dataset, save_dataset
+    try:
+        for spec in args.source:
+            check_source(spec)
+        check_out(args.out)
+        if args.mbpp_path is not None and not Path(args.mbpp_path).exists():
+            raise BadInput(f"--mbpp-path {args.mbpp_path!r}: no such file or folder (mbpp.jsonl or its folder)")
+        from trl_unittest.data.builder import BuilderConfig
 
-    cfg = BuilderConfig(**{f.name: (tuple(getattr(args, f.name)) if isinstance(getattr(args, f.name), list)
-                                    else getattr(args, f.name))
-                           for f in dataclasses.fields(BuilderConfig) if hasattr(args, f.name)})
+        cfg = BuilderConfig(**{f.name: (tuple(getattr(args, f.name)) if isinstance(getattr(args, f.name), list)
+                                        else getattr(args, f.name))
+                               for f in dataclasses.fields(BuilderConfig) if hasattr(args, f.name)})
+    except (BadInput, ValueError) as e:
+        print(f"trl-unittest build: error: {e}", file=sys.stderr)
+        return 2
+    from trl_unittest.data.builder import build_dataset, save_dataset
+
     ds, report = build_dataset(args.source, cfg, out_dir=args.out, column=args.column, return_report=True)
     out = Path(args.out)
     for fmt in args.format:
         save_dataset(ds, out / f"tasks.{fmt}", fmt)
     if args.push_to_hub:
         ds.push_to_hub(args.push_to_hub)
+    for spec in args.source:
+        if tasks_from(spec, ds["provenance"]) == 0:
+            print(f"trl-unittest build: warning: --source {spec!r} gave 0 tasks (see the report's drops by reason)",
+                  file=sys.stderr)
+    for line in report.warnings:
+        print(f"trl-unittest build: warning: {line}", file=sys.stderr)
     print(json.dumps({"tasks": len(ds), "seen": report.seen, "kept": report.kept,
-                      "dropped": dict(report.dropped), "out": str(out)}), file=sys.stdout)
+                      "dropped": dict(report.dropped), "warnings": report.warnings, "out": str(out)}),
+          file=sys.stdout)
     return 0
+
+
+def tasks_from(spec: str, provenance: list[dict]) -> int:
+    """How many tasks came from a ``--source`` (matched by the label its files carry)."""
+    from pathlib import Path
+
+    from trl_unittest.data.sources import folder_label
+
+    if spec == "stdlib" or spec.startswith("stdlib:"):
+        labels = ("stdlib",)
+    elif spec.startswith("dist:"):
+        from importlib import metadata
+
+        labels = (f"dist:{metadata.distribution(spec[5:]).metadata['Name'] or spec[5:]}", f"dist:{spec[5:]}")
+    elif spec.startswith("hf:"):
+        return sum(1 for p in provenance if p["source"].startswith("hf:"))
+    else:
+        label = folder_label(Path(spec))
+        return sum(1 for p in provenance if p["source"] == label or p["source"].startswith(label + "-"))
+    return sum(1 for p in provenance if p["source"] in labels)
 
 
 def main(argv=None) -> int:  # standalone: python -m trl_unittest.data.cli build ...

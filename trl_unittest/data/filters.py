@@ -32,6 +32,7 @@ R_SIDE_RANDOM = "side_effect:randomness"
 R_SIDE_TIME = "side_effect:time"
 R_SIDE_IO = "side_effect:io"
 R_TRIVIAL = "trivial"
+R_WRAPPER = "wrapper_of_carried_helper"
 R_DUPLICATE = "duplicate"
 R_CONTAMINATED = "contaminated"
 
@@ -146,6 +147,27 @@ def _body_without_docstring(func: ast.FunctionDef) -> list[ast.stmt]:
             isinstance(body[0].value.value, str):
         body = body[1:]
     return body
+
+
+def is_wrapper(func_src: str, context: str) -> bool:
+    """Whether the body is one call of a function or class carried in the context (the prompt), its arguments
+    passed through unchanged: the helper does all the work, and the task is to copy one line."""
+    if not context.strip():
+        return False
+    try:
+        func = _parse(func_src).body[0]
+        ctx = _parse(context)
+    except (SyntaxError, ValueError, IndexError):
+        return False
+    helpers = {n.name for n in ctx.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    body = _body_without_docstring(func)
+    if len(body) != 1 or not isinstance(body[0], (ast.Return, ast.Expr)):
+        return False
+    call = body[0].value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in helpers):
+        return False
+    args = list(call.args) + [k.value for k in call.keywords]
+    return all(isinstance(a.value if isinstance(a, ast.Starred) else a, (ast.Name, ast.Constant)) for a in args)
 
 
 def is_trivial(func_src: str) -> bool:

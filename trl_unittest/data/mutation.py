@@ -1,11 +1,20 @@
 """AST mutants of a reference function, for the adequacy (mutation score) of its generated tests.
 
-Operators, one change per mutant: arithmetic operator replacement, comparison replacement (including boundary
-shifts ``<`` <-> ``<=``), boolean operator swap, negation removal, constant replacement (numbers +-1, booleans
-flipped, strings emptied), unary minus removal, ``return x`` -> ``return None``, augmented-assignment operator
-replacement, ``break`` <-> ``continue``. Mutants are plain source text (``ast.unparse``), renamed so that many
-can live in one program next to the reference; recursive calls are renamed along, so a recursive mutant stays
-itself.
+Operators, one change per mutant: arithmetic operator replacement (``aor``), comparison replacement including
+boundary shifts ``<`` <-> ``<=`` (``ror``), boolean operator swap (``lcr``), negation removal (``uoi``), constant
+replacement and off-by-one (numbers +-1, booleans flipped, strings emptied: ``crp``), index and slice-bound
+off-by-one (``ofb``), ``return x`` -> ``return None`` (``rvr``), ``return x`` -> ``return <first argument>``
+(``rid``), augmented-assignment operator replacement (``aug``), ``break`` <-> ``continue`` (``bcr``), condition
+negation (``cond``), branch removal (an ``if``'s test made ``True`` or ``False``: ``brm``), statement deletion
+(``sdl``), swap of a call's first two arguments (``arg``), a call's argument replaced by ``None`` (``nul``), and a
+parameter read as another parameter (``var``).
+
+Expressions that only make up a message (a ``raise``'s exception, an ``assert``'s message, the arguments of a
+``warnings.warn`` or logging call) are not mutated: a test checks the exception type, not its text, so such
+mutants are equivalent.
+
+Mutants are plain source text (``ast.unparse``), renamed so that many can live in one program next to the
+reference; recursive calls are renamed along, so a recursive mutant stays itself.
 
 Hand-written because mutation tools (mutmut, cosmic-ray) mutate files on disk and run test suites; we need
 source-level mutants of one function to run inside our sandbox, batched with the reference's tests.
@@ -35,15 +44,51 @@ class Mutant:
     name: str
 
 
+_MESSAGE_CALLS = {"warn", "debug", "info", "warning", "error", "critical", "exception", "log"}
+_SIMPLE_STMTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return, ast.Raise, ast.Assert,
+                 ast.Delete)
+
+
+def _message_nodes(body: list[ast.stmt]) -> set[int]:
+    """ids of the nodes that only make up a message: a raise's exception, an assert's message, the arguments of
+    a ``warnings.warn`` or logging call."""
+    out: set[int] = set()
+    for stmt in body:
+        for node in ast.walk(stmt):
+            parts: list[ast.AST] = []
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                parts = [node.exc]
+            elif isinstance(node, ast.Assert) and node.msg is not None:
+                parts = [node.msg]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr in _MESSAGE_CALLS:
+                parts = list(node.args)
+            for part in parts:
+                out.update(id(n) for n in ast.walk(part))
+    return out
+
+
 def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
-    """(operator, node, replacement) for every applicable mutation; docstring and nested defs' names excluded."""
+    """(operator, node, replacement) for every applicable mutation; docstring, messages and nested defs' names
+    excluded."""
     body = func.body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
             isinstance(body[0].value.value, str):
         body = body[1:]
+    messages = _message_nodes(body)
+    params = [a.arg for a in func.args.posonlyargs + func.args.args + func.args.kwonlyargs
+              if a.arg not in ("self", "cls")]
     sites: list[tuple[str, ast.AST, object]] = []
     for stmt in body:
         for node in ast.walk(stmt):
+            if isinstance(node, _SIMPLE_STMTS) and not isinstance(node, ast.Raise):
+                sites.append(("sdl", node, None))
+            if id(node) in messages:
+                continue
+            if isinstance(node, ast.Call):
+                for i, a in enumerate(node.args):
+                    if not isinstance(a, ast.Starred) and not (isinstance(a, ast.Constant) and a.value is None):
+                        sites.append(("nul", node, i))
             if isinstance(node, (ast.BinOp, ast.AugAssign)):
                 for rep in _AOR.get(type(node.op), []):
                     sites.append(("aor" if isinstance(node, ast.BinOp) else "aug", node, rep))
@@ -71,45 +116,30 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
             elif isinstance(node, ast.Return) and node.value is not None and \
                     not (isinstance(node.value, ast.Constant) and node.value.value is None):
                 sites.append(("rvr", node, None))
+                if params and not (isinstance(node.value, ast.Name) and node.value.id == params[0]):
+                    sites.append(("rid", node, params[0]))
             elif isinstance(node, (ast.Break, ast.Continue)):
                 sites.append(("bcr", node, None))
             elif isinstance(node, ast.If):
                 sites.append(("cond", node, None))
+                sites.append(("brm", node, True))
+                sites.append(("brm", node, False))
+            elif isinstance(node, ast.Call) and len(node.args) >= 2 and \
+                    not any(isinstance(a, ast.Starred) for a in node.args[:2]):
+                sites.append(("arg", node, None))
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+                sl = node.slice
+                if isinstance(sl, ast.Slice):
+                    for part in ("lower", "upper"):
+                        if getattr(sl, part) is not None:
+                            sites.append(("ofb", sl, part))
+                elif not isinstance(sl, (ast.Constant, ast.Tuple)):
+                    sites.append(("ofb", node, "slice"))
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in params and \
+                    len(params) > 1:
+                other = next(p for p in params if p != node.id)
+                sites.append(("var", node, other))
     return sites
-
-
-def _apply(tree: ast.Module, target_index: int, all_nodes: list[ast.AST], op: str, rep: object) -> None:
-    node = all_nodes[target_index]
-    if op in ("aor", "aug"):
-        node.op = rep()
-    elif op == "ror":
-        i, cls = rep
-        node.ops[i] = cls()
-    elif op == "lcr":
-        node.op = rep()
-    elif op == "crp":
-        node.value = rep
-    elif op == "uoi":
-        _replace(tree, node, node.operand)
-    elif op == "rvr":
-        node.value = ast.Constant(None)
-    elif op == "bcr":
-        _replace(tree, node, ast.Continue() if isinstance(node, ast.Break) else ast.Break())
-    elif op == "cond":
-        node.test = ast.UnaryOp(ast.Not(), node.test)
-
-
-def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
-    for parent in ast.walk(tree):
-        for fname, value in ast.iter_fields(parent):
-            if value is old:
-                setattr(parent, fname, ast.copy_location(new, old))
-                return
-            if isinstance(value, list):
-                for i, v in enumerate(value):
-                    if v is old:
-                        value[i] = ast.copy_location(new, old)
-                        return
 
 
 def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, seed: int = 0) -> list[Mutant]:
@@ -206,6 +236,35 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
             old = node.test
             node.test = ast.UnaryOp(ast.Not(), old)
             undo = lambda n=node, o=old: setattr(n, "test", o)  # noqa: E731
+        elif op == "brm":
+            old = node.test
+            node.test = ast.Constant(rep)
+            undo = lambda n=node, o=old: setattr(n, "test", o)  # noqa: E731
+        elif op == "rid":
+            old = node.value
+            node.value = ast.Name(rep, ast.Load())
+            undo = lambda n=node, o=old: setattr(n, "value", o)  # noqa: E731
+        elif op == "sdl":
+            new = ast.copy_location(ast.Pass(), node)
+            put(node, new)
+            parents[id(new)] = parents[id(node)]
+            undo = lambda n=node, m=new: put(m, n)  # noqa: E731
+        elif op == "arg":
+            a0, a1 = node.args[0], node.args[1]
+            node.args[0], node.args[1] = a1, a0
+            undo = lambda n=node, a0=a0, a1=a1: (n.args.__setitem__(0, a0), n.args.__setitem__(1, a1))  # noqa
+        elif op == "ofb":
+            old = getattr(node, rep)
+            setattr(node, rep, ast.BinOp(old, ast.Add(), ast.Constant(1)))
+            undo = lambda n=node, f=rep, o=old: setattr(n, f, o)  # noqa: E731
+        elif op == "nul":
+            old = node.args[rep]
+            node.args[rep] = ast.Constant(None)
+            undo = lambda n=node, i=rep, o=old: n.args.__setitem__(i, o)  # noqa: E731
+        elif op == "var":
+            old = node.id
+            node.id = rep
+            undo = lambda n=node, o=old: setattr(n, "id", o)  # noqa: E731
         try:
             src = ast.unparse(tree)
         except Exception:  # noqa: BLE001

@@ -30,19 +30,20 @@ import pickle
 from pathlib import Path
 from typing import Any, Iterable
 
-from trl_unittest.data.builder import (Builder, BuilderConfig, BuildReport, StaticStages, _FileResult, _Planned,
-                                       _shards)
+from trl_unittest.data.builder import Builder, BuilderConfig, BuildReport, StaticStages
+from trl_unittest.data.shards import shards as shards_of
+from trl_unittest.data.static_stages import FileResult, Planned
 from trl_unittest.data.sources import SourceFile, iter_sources
 
 
 def _static_map(row: dict[str, Any], stages: StaticStages) -> dict[str, Any]:
     files: list[SourceFile] = pickle.loads(row["files"])
-    results: list[_FileResult] = [stages.file(f) for f in files]
+    results: list[FileResult] = [stages.file(f) for f in files]
     return {"shard": row["shard"], "results": pickle.dumps(results)}
 
 
 def _dynamic_map(row: dict[str, Any], config: BuilderConfig) -> dict[str, Any]:
-    admitted: list[tuple[int, _Planned]] = pickle.loads(row["admitted"])
+    admitted: list[tuple[int, Planned]] = pickle.loads(row["admitted"])
     report = BuildReport()
     with Builder(config) as builder:
         tasks = builder.run_planned(admitted, report)
@@ -82,7 +83,7 @@ def build_dataset_ray(sources: Iterable[Any], config: BuilderConfig | None = Non
     cpus = cpus_per_task if cpus_per_task is not None else float(cfg.num_workers)
 
     shards = [{"shard": k, "files": pickle.dumps(list(shard))}
-              for k, shard in enumerate(_shards(iter_sources(sources, column=column), cfg.shard_size))]
+              for k, shard in enumerate(shards_of(iter_sources(sources, column=column), cfg.shard_size))]
     report = BuildReport()
     all_tasks = []
     if shards:
@@ -91,7 +92,7 @@ def build_dataset_ray(sources: Iterable[Any], config: BuilderConfig | None = Non
                             .map(_static_map, fn_kwargs={"stages": StaticStages(cfg)}))
         # 2. admission in source order, on fingerprints (the builder's own rule: Builder.admit)
         admitter = Builder(cfg)
-        admitted: list[tuple[int, _Planned]] = []
+        admitted: list[tuple[int, Planned]] = []
         for row in static_rows:
             for fr in pickle.loads(row["results"]):
                 report.merge(fr.report)

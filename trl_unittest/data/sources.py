@@ -53,11 +53,37 @@ def folder_label(root: Path) -> str:
     return f"local:{root.stem if root.is_file() else root.resolve().name}"
 
 
+def adjacent_license(root: Path) -> str | None:
+    """The licence of the installed distribution a folder (or module file) belongs to: a ``*.dist-info`` beside
+    it whose ``top_level.txt`` or ``RECORD`` names it (``site-packages/pkg`` and ``site-packages/pkg-1.0.dist-info``,
+    or the same in a ``pip install --target`` folder)."""
+    from importlib import metadata
+
+    name = root.stem if root.is_file() else root.name
+    try:
+        infos = sorted(root.resolve().parent.glob("*.dist-info"))
+    except OSError:
+        return None
+    for info in infos:
+        try:
+            tops = (info / "top_level.txt").read_text().split() if (info / "top_level.txt").exists() else []
+            record = (info / "RECORD").read_text() if (info / "RECORD").exists() else ""
+        except OSError:
+            continue
+        if name in tops or any(line.split(",")[0].split("/")[0] in (name, name + ".py")
+                               for line in record.splitlines()):
+            return distribution_license(metadata.PathDistribution(info).metadata)
+    return None
+
+
 def iter_folder(root: str | os.PathLike, source: str | None = None, license: str | None = None,
                 exclude: Iterable[str] = FOLDER_EXCLUDE, include_tests: bool = False) -> Iterator[SourceFile]:
-    """``.py`` files under a folder (or one file), sorted; test folders and files skipped unless asked."""
+    """``.py`` files under a folder (or one file), sorted; test folders and files skipped unless asked. Without
+    a ``license``, a folder takes the licence of an adjacent ``*.dist-info`` that names it (if any)."""
     root = Path(root)
     label = source or folder_label(root)
+    if license is None and root.exists():
+        license = adjacent_license(root)
     if root.is_file():
         text, why = _read(root)
         yield SourceFile(label, root.name, text, license, unreadable=why)

@@ -1,0 +1,272 @@
+"""Observe and record: the sandboxed runs of a reference function on its candidate inputs, and what they say.
+
+Per function two programs run through the executor (batched across functions by :mod:`.pipeline`):
+
+1. :func:`reference_program`: the reference on every candidate input (doctest calls + generated inputs) under one
+   hash seed, with line and arc tracing; it stops at the first input that times out (the function is dropped);
+   :func:`screen_reference` keeps the inputs worth a second run;
+2. :func:`second_program`: under the other hash seed (another ``PYTHONHASHSEED``, another process), the reference
+   and all its mutants (renamed) in one program: first the usable inputs again (:func:`judge_reference` drops
+   tests whose observations differ), then each mutant on them (scored by :mod:`.scoring`).
+
+A kept function that may keep state between calls (:func:`may_keep_state`) runs its chosen tests once more, in
+order, in a fresh process (:func:`verify_program`).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+
+from trl_unittest.code import rename_names
+from trl_unittest.data.config import BuilderConfig, BuildReport
+from trl_unittest.data.extract import Candidate
+from trl_unittest.data.extract import parse as _parse
+from trl_unittest.data.mutation import Mutant
+from trl_unittest.execution.values import LiteralError, decode_value, values_equal
+from trl_unittest.tasks import Task, Test
+
+# rejection reasons (dynamic stage)
+R_COMPILE = "compile_error"
+R_IMPORT = "context_error"
+R_SANDBOX = "sandbox_error"
+R_RUNTIME_EFFECT = "side_effect:runtime"
+R_TIMEOUT = "slow_or_nonterminating"
+R_NONDET = "nondeterministic"
+R_UNENCODABLE = "unencodable_output"
+R_NO_TESTS = "no_usable_tests"
+R_LOW_MUTATION = "low_mutation_score"
+R_ORDER = "reference_fails_chosen_tests"
+
+RUNTIME_EFFECT_ERRORS = {"ModuleNotFoundError", "ImportError", "PermissionError", "FileNotFoundError", "OSError",
+                         "ConnectionError", "BlockingIOError", "IsADirectoryError", "NotADirectoryError",
+                         "ChildProcessError", "ProcessLookupError", "InterruptedError", "SystemExit"}
+# exceptions from generated inputs that say "wrong kind of argument", not behaviour worth testing
+NOISE_ERRORS = {"TypeError", "AttributeError", "RecursionError", "MemoryError", "NameError", "UnboundLocalError",
+                "KeyboardInterrupt", "SystemError", "UnencodableValue"}
+
+
+def rename_expr(expr: str, old: str, new: str) -> str:
+    tree = _parse(expr, mode="eval")
+    return ast.unparse(rename_names(tree, {old: new}))
+
+
+@dataclass
+class Observation:
+    """What the reference did on one input."""
+
+    kind: str  # "value" | "raises" | "unencodable" | "timeout" | "error"
+    text: str = ""  # literal text (value) or exception name (raises)
+    time: float = 0.0
+    lines: tuple = ()
+    arcs: tuple = ()
+
+    def key(self) -> tuple:
+        return self.kind, self.text
+
+
+def observe(tr) -> Observation:
+    t = tr.time if isinstance(tr.time, float) and math.isfinite(tr.time) else 0.0
+    lines, arcs = tuple(tr.lines or ()), tuple(tuple(a) for a in (tr.arcs or ()))
+    if tr.outcome == "timeout":
+        return Observation("timeout", "", t)
+    if tr.outcome in ("passed", "failed") and tr.observed is not None:
+        return Observation("value", tr.observed, t, lines, arcs)
+    if (tr.error_type or "").startswith("UnencodableValue"):
+        return Observation("unencodable", tr.error_type, t, lines, arcs)
+    if tr.outcome == "error":
+        return Observation("raises", tr.error_type or "Error", t, lines, arcs)
+    return Observation("error", tr.error_type or "", t)
+
+
+def same_observation(a: Observation, b: Observation) -> bool:
+    if a.kind != b.kind:
+        return False
+    if a.kind != "value":
+        return a.text == b.text
+    try:
+        return values_equal(decode_value(a.text), decode_value(b.text))
+    except LiteralError:
+        return a.text == b.text
+
+
+@dataclass
+class Work:
+    """One function on its way through the dynamic stages."""
+
+    cand: Candidate
+    fingerprint: str
+    doctest_expected: list[tuple[str | None, str | None]]  # per doctest input: (expected literal, exception)
+    tests: list[Test]  # observe tests (doctest inputs first)
+    mutants: list[Mutant]
+    obs: list[Observation] = field(default_factory=list)
+    usable: list[int] = field(default_factory=list)
+    final_tests: list[Test] = field(default_factory=list)
+    mutant_inputs: list[int] = field(default_factory=list)  # the usable inputs when the second program was made
+    mutants_broke: str = ""  # status of a second program whose mutants broke it (then rerun without them)
+    probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
+
+    @property
+    def runners(self) -> list[Mutant]:
+        """What the second program runs on the usable inputs after the reference: mutants, then probes."""
+        return self.mutants + self.probes
+
+
+def new_work(cand: Candidate, fp: str, expected: list, exprs: list[str]) -> Work:
+    tests = [Test(kind="call", expr=e, op="eq", expected="None") for e in exprs]
+    # mutants are made later, only for functions whose reference runs were usable
+    return Work(cand, fp, expected, tests, [])
+
+
+def reference_program(w: Work, cfg: BuilderConfig):
+    """The first run of the reference, traced, on every planned input. One timeout is enough to drop the
+    function, so the run stops at the first."""
+    from trl_unittest.execution import Program
+
+    timeouts = [cfg.reference_timeout] * len(w.tests)
+    return Program(code=w.cand.func_src, tests=w.tests, context=w.cand.context, timeouts=timeouts,
+                   trace_lines=True, max_timeouts=1)
+
+
+def second_program(w: Work, cfg: BuilderConfig):
+    """One program under the other hash seed: first the inputs the first run found usable, again (only
+    those can turn out nondeterministic; a timeout among them ends their run), then every mutant and probe on them.
+    A mutant that hangs is killed by that input and skips its other inputs (unrun, not counted as kills);
+    every other mutant still runs all of its inputs."""
+    from trl_unittest.execution import Program
+
+    w.mutant_inputs = list(w.usable)
+    tests = [w.tests[i] for i in w.usable]
+    timeouts = [cfg.reference_timeout] * len(tests)
+    groups = [-1] * len(tests)
+    context = w.cand.context
+    if w.runners:
+        placeholder = "__trl_unittest_mutant__"
+        templates = [rename_expr(w.tests[i].expr, w.cand.entry_point, placeholder) for i in w.usable]
+        for j, m in enumerate(w.runners):
+            for i, template in zip(w.usable, templates):
+                tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq",
+                                  expected="None"))
+                timeouts.append(max(cfg.mutant_timeout_floor,
+                                    cfg.mutant_timeout_factor * w.obs[i].time))
+                groups.append(j)
+        context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.runners)
+    return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
+                   test_groups=groups, max_timeouts=len(w.runners) + 1)
+
+
+def verify_program(task: Task, cfg: BuilderConfig):
+    """The kept task as the reward will run it: its reference against the chosen tests, in order, in one
+    fresh process. The tests were observed among other calls (all inputs, then mutants sharing the module's
+    state), so a function that keeps state between calls can disagree with its own tests here."""
+    from trl_unittest.execution import Program
+
+    return Program(code=task.reference, tests=task.tests, context=task.context, test_setup=task.test_setup,
+                   timeouts=[cfg.reference_timeout] * len(task.tests))
+
+
+def split_second(w: Work, r2):
+    """(the rerun's result, the runners' (mutants', probes') result or None) of a second program's result."""
+    from trl_unittest.execution import ProgramResult
+
+    n = len(w.mutant_inputs)
+    rerun = ProgramResult(status=r2.status, tests=r2.tests[:n], error=r2.error)
+    if not w.runners:
+        return rerun, None
+    return rerun, ProgramResult(status=r2.status, tests=r2.tests[n:], error=r2.error)
+
+
+def status_reason(r) -> str:
+    if r.status == "compile_error":
+        return R_COMPILE
+    if r.status == "import_error":
+        return R_RUNTIME_EFFECT if r.error in RUNTIME_EFFECT_ERRORS else R_IMPORT
+    return R_SANDBOX
+
+
+def screen_reference(w: Work, ra, cfg: BuilderConfig, report: BuildReport) -> str | None:
+    """Fills w.obs and w.usable (the inputs worth a second run) from the first run; or a drop reason."""
+    if ra.status != "ran":
+        return status_reason(ra)
+    oa = [observe(t) for t in ra.tests]
+    w.obs = oa
+    if any(o.kind == "raises" and o.text in RUNTIME_EFFECT_ERRORS for o in oa):
+        return R_RUNTIME_EFFECT
+    if any(o.kind == "timeout" for o in oa):  # non-terminating (or too slow) on some input
+        return R_TIMEOUT
+    n_doc = len(w.doctest_expected)
+    unenc = 0
+    usable = []
+    for i, x in enumerate(oa):
+        if x.kind == "unencodable":
+            unenc += 1
+        elif x.kind == "value" and len(x.text) <= cfg.max_value_chars:
+            usable.append(i)
+        elif x.kind == "raises" and not (x.text.startswith("__candidate__.") or
+                                         (x.text in NOISE_ERRORS and i >= n_doc)):
+            usable.append(i)
+    if not usable:
+        return R_UNENCODABLE if unenc else R_NO_TESTS
+    if sum(oa[i].time for i in usable) > cfg.max_reference_time:
+        return R_TIMEOUT
+    w.usable = usable
+    return None
+
+
+def judge_reference(w: Work, rb, cfg: BuilderConfig, report: BuildReport) -> str | None:
+    """Keeps in w.usable the inputs whose second run (rb, on w.usable) agrees with the first; or a drop
+    reason."""
+    if rb.status != "ran":
+        return status_reason(rb)
+    ob = [observe(t) for t in rb.tests]
+    if any(o.kind == "raises" and o.text in RUNTIME_EFFECT_ERRORS for o in ob):
+        return R_RUNTIME_EFFECT
+    if any(o.kind == "timeout" for o in ob):
+        return R_TIMEOUT
+    usable = [i for i, y in zip(w.usable, ob) if same_observation(w.obs[i], y)]
+    nondet = len(w.usable) - len(usable)
+    report.nondeterministic_tests += nondet
+    if nondet and len(usable) < cfg.min_tests:
+        return R_NONDET
+    if not usable:
+        return R_NO_TESTS
+    # all results identical (doctests included): the suite cannot tell the function from a constant
+    if len({w.obs[i].key() for i in usable}) == 1 and len(usable) > 1:
+        return R_NO_TESTS
+    w.usable = usable
+    return None
+
+
+_IMMUTABLE_LITERALS = (ast.Constant, ast.Tuple, ast.UnaryOp, ast.BinOp, ast.Name, ast.Attribute)
+
+
+def may_keep_state(func_src: str, context: str) -> bool:
+    """Whether calls of the function can see state left by earlier calls, judged from the source: a mutable
+    default argument (here or in a carried helper), a carried module-level value that is not an immutable
+    literal (a list, a dict, a call's result...), a class carried along (its attributes), or ``nonlocal``. Only
+    such functions need their chosen tests rerun in order (``verify_program``); on the builder benchmark's corpus
+    that is about a third of the kept ones."""
+    try:
+        trees = [_parse(func_src)] + ([_parse(context)] if context.strip() else [])
+    except (SyntaxError, ValueError, RecursionError):
+        return True
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                defaults = node.args.defaults + [d for d in node.args.kw_defaults if d is not None]
+                if any(not _immutable(d) for d in defaults):
+                    return True
+            elif isinstance(node, (ast.Nonlocal, ast.ClassDef)):
+                return True
+    if len(trees) > 1:
+        for stmt in trees[1].body:
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and \
+                    (stmt.value is None or not _immutable(stmt.value)):
+                return True
+    return False
+
+
+def _immutable(node: ast.AST) -> bool:
+    return all(isinstance(n, _IMMUTABLE_LITERALS + (ast.expr_context, ast.operator, ast.unaryop))
+               for n in ast.walk(node))

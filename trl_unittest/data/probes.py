@@ -1,0 +1,88 @@
+"""Trivial-body probes: the bodies a reward-hacking policy tries first, checked against every candidate test.
+
+Two kinds. Bodies whose result depends on the arguments (``return <an argument>``, ``return list/sorted/set/
+tuple(<first argument>)``) are *run*: they keep the function's signature (its ``def`` line and docstring, as the
+prompt shows them) under another name and run as mutants do, in the second program, on every usable input
+(:func:`make_probes`). Bodies that return one constant or raise one exception (``return None``, ``return 0``,
+``return []``, the most common expected value, ``raise ValueError``...) need no run: such a body passes exactly the
+tests that expect that value or that exception, so every distinct expected outcome is a probe
+(:func:`outcome_probes`).
+
+:mod:`.selection` keeps a task only when every probe fails most of its chosen tests
+(``BuilderConfig.max_trivial_pass``; the default is below the ``partial`` reward's zero, so no probe earns a
+positive reward). Hand-written: probing a reward with the answers a lazy policy would give is specific to this
+task format; mutation tools make faulty variants of the code, not trivial replacements of it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from trl_unittest.data.extract import Candidate
+from trl_unittest.data.mutation import Mutant
+from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+
+
+def probe_bodies(cand: Candidate) -> list[tuple[str, str]]:
+    """(probe name, one-line body) of the probes that must run: each argument passed through, and ``list``,
+    ``sorted``, ``set``, ``tuple`` of the first one."""
+    out: dict[str, str] = {}
+    for p in cand.params:  # module-level functions only (methods are no candidates): `cls` is an argument too
+        out[f"arg:{p.name}"] = f"return {p.name}"
+    first = next((p.name for p in cand.params if p.kind in ("posonly", "pos")), None)
+    if first is not None:
+        for fn in ("list", "sorted", "set", "tuple"):
+            out[f"{fn}:{first}"] = f"return {fn}({first})"
+    return list(out.items())
+
+
+def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> dict[str, set[int]]:
+    """The constant bodies as probes without a run: for each distinct outcome among the usable inputs'
+    observations (``{input: Observation}``), the inputs whose test that outcome passes, judged as the tests judge:
+    equal values (``1`` and ``1.0`` are one), and close ones where the expected value holds a float (the tests'
+    ``approx`` tolerance)."""
+    groups: dict[str, set[int]] = {}
+    values: dict[int, Any] = {}
+    for i, o in obs.items():
+        if o.kind == "raises":
+            groups.setdefault(f"raise:{o.text}", set()).add(i)
+        elif o.kind == "value":
+            try:
+                values[i] = decode_value(o.text)
+            except LiteralError:
+                groups.setdefault(f"const:{o.text}", set()).add(i)
+    for i, v in values.items():
+        label = f"const:{obs[i].text}"
+        if any(j < i and values_equal(w, v) for j, w in values.items()):  # the same constant, seen already
+            continue
+        groups[label] = {j for j, w in values.items()
+                         if values_equal(w, v) or (has_float(w) and values_close(w, v, rel_tol, abs_tol))}
+    return groups
+
+
+def has_float(v: Any) -> bool:
+    if type(v) in (float, complex):
+        return True
+    if type(v) in (list, tuple, set, frozenset):
+        return any(has_float(x) for x in v)
+    if type(v) is dict:
+        return any(has_float(x) for x in v.values())
+    return False
+
+
+def make_probes(cand: Candidate) -> list[Mutant]:
+    """The probes of :func:`probe_bodies` as renamed functions (``Mutant`` records, operator ``probe:...``) that
+    run next to the reference and its mutants."""
+    header = cand.header if cand.header.endswith("\n") else cand.header + "\n"
+    pattern = re.compile(r"^(\s*(?:async\s+)?def\s+)" + re.escape(cand.entry_point) + r"(\s*\()", re.M)
+    if not pattern.search(header):
+        return []
+    body_lines = [ln for ln in cand.body.splitlines() if ln.strip()]
+    indent = re.match(r"\s*", body_lines[0]).group(0) if body_lines else "    "
+    out = []
+    for k, (label, body) in enumerate(probe_bodies(cand)):
+        name = f"{cand.entry_point}__probe_{k}"
+        src = pattern.sub(lambda m: m.group(1) + name + m.group(2), header, count=1) + f"{indent}{body}\n"
+        out.append(Mutant(operator=f"probe:{label}", line=0, source=src, name=name))
+    return out
