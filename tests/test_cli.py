@@ -170,6 +170,12 @@ def test_quickstart_refuses_an_out_folder_of_another_run(tmp_path, capfd):
     _one_line_error(capfd, cli.main(["quickstart", "--budget", "tiny", "--out", str(out), "--device", "cpu"]),
                     "holds a quickstart run with other settings (budget, budget_settings)")
     assert _snapshot(tmp_path) == before
+    (out / "steps" / "run.json").unlink()
+    (out / "summary.json").write_text("{}")  # an earlier run's results, without the settings it ran with
+    before = _snapshot(tmp_path)
+    _one_line_error(capfd, cli.main(["quickstart", "--budget", "tiny", "--out", str(out), "--device", "cpu"]),
+                    "holds the results of an earlier quickstart run")
+    assert _snapshot(tmp_path) == before
 
 
 def test_unexpected_errors_are_one_line_with_the_traceback_in_a_log(workspace, capfd, monkeypatch, tmp_path):

@@ -316,6 +316,9 @@ def _start(budget: str | Budget, out, seed: int, progress: bool, device: str) ->
             differ = [k for k in settings if before.get(k) != settings[k]]
             raise UsageError(f"--out {out} holds a quickstart run with other settings ({', '.join(differ)}): use "
                              f"another --out, or delete {out} to start again")
+    elif (run.out / "summary.json").exists():  # a finished run that recorded no settings: never written over
+        raise UsageError(f"--out {out} holds the results of an earlier quickstart run: use another --out, or delete "
+                         f"{out} to start again")
     run.out.mkdir(parents=True, exist_ok=True)
     run.finish("run", settings)
     run.started = time.perf_counter()
