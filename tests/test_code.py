@@ -75,3 +75,43 @@ def test_where_a_generation_ends():
     assert cut_generation(fenced + "More prose.\n") == (fenced, True)
     assert cut_generation("```python\n" + DEF + "```") == ("```python\n" + DEF + "```", False)  # close not done
     assert cut_generation("") == ("", False)
+
+
+def test_fence_lines_are_read_as_before():
+    from trl_unittest.code import _fence
+
+    assert _fence("```python") == (3, "python") and _fence("  ````  py3 extra words") == (4, "py3")
+    assert _fence("```") == (3, "") and _fence("\t```   ") == (3, "")
+    assert _fence("``python") is None and _fence("``` a `b`") is None and _fence("x ```") is None
+
+
+def _parse_seconds(text, repeat=3):
+    import time
+
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        build_program(PROMPT, text, "add", truncate=True)
+        cut_generation(text)
+        cut_generation(text, continues_line=True)
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+@pytest.mark.parametrize("line", [lambda n: "```" + " " * n + "`", lambda n: "```" + "a" * n + "`",
+                                  lambda n: "`" * n, lambda n: "```py " + "x " * (n // 2)])
+def test_completion_parsing_is_linear_time(line):
+    # quadratic parsing would cost 16x from 10k to 40k characters; linear costs 4x (allow 8x for a loaded host)
+    small = _parse_seconds("```python\n" + line(10_000) + "\n" + DEF + "```\n")
+    large = _parse_seconds("```python\n" + line(40_000) + "\n" + DEF + "```\n")
+    assert large < 8 * small + 0.02, (small, large)
+
+
+def test_a_completion_nested_too_deeply_for_the_parser_is_not_an_exception():
+    from trl_unittest.code import ast_fingerprint, normalized_ast
+
+    deep = "def add(a, b):\n    return a" + " + b - b" * 1500 + "\n"
+    adds_code(PROMPT, deep, "add", True)  # no RecursionError out of either
+    build_program(PROMPT, deep, "add", truncate=True)
+    mid = "def add(a, b):\n    return a" + " + b - b" * 400 + "\n"  # parses; the normalising walk would recurse out
+    assert normalized_ast(mid) is None and len(ast_fingerprint(mid)) == 24

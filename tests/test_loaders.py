@@ -2,7 +2,7 @@ import pytest
 from datasets import load_from_disk
 
 from trl_unittest.data.loaders import default_mbpp_path, load_humaneval, load_mbpp
-from trl_unittest.execution import Program
+from trl_unittest.execution import Limits, Program
 from trl_unittest.tasks import from_dataset
 
 MBPP = default_mbpp_path()
@@ -92,8 +92,9 @@ def test_mbpp_completion_prompts_hold_what_the_reference_body_needs(pool):
             continue  # something after the entry point, or a one-line def: no body to lift
         lines = t.reference.splitlines()[last.body[0].lineno - 1: last.end_lineno]
         body = textwrap.indent(textwrap.dedent("\n".join(line.expandtabs(4) for line in lines)), "    ") + "\n"
+        budgets = Limits().test_timeouts(len(t.tests), t.reference_runtime)  # mbpp/123: ~6 s of CPU in one test
         programs.append((t.task_id, Program(t.prompt + body, t.tests, test_setup=t.test_setup,
-                                            timeouts=[10.0] * len(t.tests))))  # mbpp/123 takes ~1 s
+                                            timeouts=[max(10.0, b) for b in budgets])))
     assert len(programs) > 900
     results = pool.run_batch([p for _, p in programs])
     assert [i for (i, _), r in zip(programs, results) if not r.all_passed] == []
@@ -111,3 +112,19 @@ def test_mbpp_row_without_tests_is_named(tmp_path):
     (tmp_path / "mbpp.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(TaskValidationError, match="mbpp/11: `test_list` is empty"):
         load_mbpp(str(tmp_path), split="test")
+
+
+@needs_mbpp
+def test_every_reference_passes_under_the_default_limits():
+    """All 974 MBPP and 164 HumanEval references, with the budgets the reward gives them (default Limits, the
+    task's reference_runtime): mbpp/123's reference needs ~6 s in one test against the flat 3 s."""
+    from trl_unittest.execution import ExecutionPool, Limits
+
+    tasks = load_mbpp(MBPP, split="all", as_dataset=False) + load_humaneval(as_dataset=False)
+    limits = Limits()
+    with ExecutionPool(num_workers=2, limits=limits) as pool:
+        results = pool.run_batch([Program(t.reference, t.tests, context=t.context, test_setup=t.test_setup,
+                                          timeouts=limits.test_timeouts(len(t.tests), t.reference_runtime))
+                                  for t in tasks])
+    assert len(tasks) == 974 + 164
+    assert [t.task_id for t, r in zip(tasks, results) if not r.all_passed] == []

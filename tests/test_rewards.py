@@ -163,3 +163,29 @@ def test_reward_survives_pickling_and_starts_its_own_pool(pool):
         assert copy.pool is not pool and copy.limits == pool.limits
     finally:
         copy.close()
+
+
+def test_a_completion_that_breaks_extraction_is_its_own_compile_error(reward, monkeypatch):
+    deep = "def double(x):\n    return x" + " + x - x" * 1500 + "\n"  # deeper than the parser allows
+    good = "    return 2 * x\n"
+    assert reward([PROMPT] * 3, [good, deep, good], **columns(3)) == [1.0, -1.0, 1.0]
+    import trl_unittest.rewards as rewards
+
+    def explode(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(rewards, "build_program", explode)  # anything extraction may raise, for one completion
+    results = reward.results([PROMPT], [good], **columns(1))
+    assert results[0].status == "compile_error" and results[0].error == "ExtractionError:RecursionError"
+    assert reward([PROMPT], [good], **columns(1)) == [-1.0]
+
+
+def test_evaluation_and_replay_contain_a_completion_that_breaks_extraction(pool):
+    from trl_unittest.evaluation import evaluate_completions
+    from trl_unittest.trainer.replay import program_fingerprint
+
+    deep = "def double(x):\n    return x" + " + x - x" * 1500 + "\n"
+    assert len(program_fingerprint(PROMPT, deep, "double")) == 24
+    ds = to_dataset([Task("t/0", PROMPT, "double", TESTS)])
+    report = evaluate_completions(ds, [[deep, "    return 2 * x\n"]], k=[1], pool=pool)
+    assert report.rows[0]["passed"] == [False, True] and report.rows[0]["correct"] == 1

@@ -27,11 +27,28 @@ def parse(source: str, mode: str = "exec") -> ast.AST:
                     raise
     raise AssertionError("unreachable")
 
-# A fence line: optional indentation, three or more backticks, then an optional info string (its first word is
-# the language). Python blocks are the untagged ones and those tagged as Python; other blocks (shell, output,
-# text) are not code to run.
-_FENCE_LINE = re.compile(r"^[ \t]*(`{3,})[ \t]*([^`\s]*)[^`]*$")
+# What a failed parse of untrusted text can raise: besides syntax errors, nesting deeper than the parser or the
+# AST constructor allows (RecursionError, MemoryError), null bytes (ValueError), gh-106905's SystemError.
+PARSE_FAILURES = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError, SystemError)
+
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
+_FIRST_WORD = re.compile(r"\S*")
+
+
+def _fence(line: str) -> tuple[int, str] | None:
+    """``(number of backticks, language)`` when ``line`` is a markdown fence line: optional indentation, three or
+    more backticks, then an optional info string without backticks (its first word is the language); else None.
+    Python blocks are the untagged ones and those tagged as Python; other blocks (shell, output, text) are not
+    code to run. Scanned by hand in linear time: the equivalent regular expression backtracks quadratically on a
+    long line (a 20,000-character line cost 8 s) and this runs on every completion and every decoding step."""
+    rest = line.lstrip(" \t")
+    ticks = len(rest) - len(rest.lstrip("`"))
+    if ticks < 3:
+        return None
+    info = rest[ticks:]
+    if "`" in info:
+        return None
+    return ticks, _FIRST_WORD.match(info.lstrip(" \t")).group(0)
 
 
 def _normalise_newlines(text: str) -> str:
@@ -76,11 +93,11 @@ def _fence_blocks(text: str) -> list[tuple[str, str]]:
     blocks: list[tuple[str, str]] = []
     lang, ticks, body = None, 0, []
     for line in _normalise_newlines(text).split("\n"):
-        m = _FENCE_LINE.match(line)
+        m = _fence(line)
         if lang is None:
             if m:
-                lang, ticks, body = m.group(2).lower(), len(m.group(1)), []
-        elif m and len(m.group(1)) >= ticks and not m.group(2):
+                lang, ticks, body = m[1].lower(), m[0], []
+        elif m and m[0] >= ticks and not m[1]:
             blocks.append((lang, "\n".join(body)))
             lang = None
         else:
@@ -107,11 +124,11 @@ def _before_closing_fence(text: str, prefix: str) -> str | None:
     model imitates markdown): the text before that fence line, when ``prefix`` + it parses; else None."""
     lines = _normalise_newlines(text).split("\n")
     for i, line in enumerate(lines):
-        m = _FENCE_LINE.match(line)
+        m = _fence(line)
         if m is None:
             continue
         before = "\n".join(lines[:i])
-        if m.group(2) or not before.strip() or not _parses(prefix + before + "\n"):
+        if m[1] or not before.strip() or not _parses(prefix + before + "\n"):
             return None
         return before + "\n"
     return None
@@ -128,7 +145,7 @@ def defines(code: str, name: str) -> bool:
     """Whether the code defines `name` at module level (def, class or assignment); False when it does not parse."""
     try:
         tree = parse(code)
-    except (SyntaxError, ValueError):
+    except PARSE_FAILURES:
         return False
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
@@ -170,13 +187,13 @@ def cut_generation(text: str, continues_line: bool = False) -> tuple[str, bool]:
     if continues_line or first is None or lines[first][0].isspace():
         cut = truncate_completion(text, continues_line)
         return cut, cut != text
-    opening = _FENCE_LINE.match(lines[first])
+    opening = _fence(lines[first])
     if opening is None:
         return text, False
-    ticks = len(opening.group(1))
+    ticks = opening[0]
     for i in range(first + 1, len(lines) - 1):  # a closing fence line counts once its newline is there
-        m = _FENCE_LINE.match(lines[i])
-        if m and len(m.group(1)) >= ticks and not m.group(2):
+        m = _fence(lines[i])
+        if m and m[0] >= ticks and not m[1]:
             return "\n".join(lines[:i + 1]) + "\n", True
     return text, False
 
@@ -225,7 +242,7 @@ def _split_answer(prompt: Any, completion: Any, entry_point: str, truncate: bool
 def _parses(code: str) -> bool:
     try:
         parse(code)
-    except (SyntaxError, ValueError):
+    except PARSE_FAILURES:
         return False
     return True
 
@@ -274,12 +291,9 @@ def normalized_ast(code: str) -> str | None:
     does not parse."""
     try:
         tree = parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    tree = _Normaliser().visit(tree)
-    try:
-        return _stable_dump(tree)
-    except RecursionError:
+        # both walks recurse once per level: a parse that just fits can still nest too deeply for them
+        return _stable_dump(_Normaliser().visit(tree))
+    except PARSE_FAILURES:
         return None
 
 

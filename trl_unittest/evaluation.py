@@ -258,10 +258,11 @@ def _source(task_id: str, provenance: dict | None) -> str:
 
 def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: Iterable[int] = (1, 10),
                          pool: Any = None, out_jsonl: str | os.PathLike | None = None, progress: bool = False,
-                         sandbox: str = "auto") -> EvalReport:
+                         sandbox: str = "auto", unverified: str = "fail") -> EvalReport:
     """Run given completions (``completions[i]``: the samples of task i) through the executor and report pass@k.
     ``k`` values larger than the number of samples of some task are dropped. ``pool``: an ``ExecutionPool`` or any
-    other ``Executor`` (e.g. ``RayExecutor``); by default a local pool is started and closed here."""
+    other ``Executor`` (e.g. ``RayExecutor``); by default a local pool is started and closed here. ``unverified``:
+    what a test without a verdict counts as (``fail``, ``exclude``, ``count``; see ``UnitTestReward``)."""
     from trl_unittest.execution import ExecutionPool
     from trl_unittest.rewards import UnitTestReward
 
@@ -296,8 +297,9 @@ def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: It
     own_pool = pool is None
     pool = pool or ExecutionPool(sandbox=sandbox)
     try:
-        reward = UnitTestReward(pool=pool, scheme="binary")
+        reward = UnitTestReward(pool=pool, scheme="binary", unverified=unverified)
         results = pool.run_batch(reward.programs(prompts, flat, **cols), progress=progress, desc="executing")
+        results = [r.counted(unverified) for r in results]
     finally:
         if own_pool:
             pool.close()
@@ -330,7 +332,7 @@ def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 1
                    top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, pool: Any = None,
                    out_jsonl: str | os.PathLike | None = None, tokenizer: Any = None, seed: int = 0,
                    progress: bool | Callable[[int, int], None] = True, use_vllm: bool | None = None,
-                   sandbox: str = "auto", device: str | None = "auto") -> EvalReport:
+                   sandbox: str = "auto", device: str | None = "auto", unverified: str = "fail") -> EvalReport:
     """Sample ``n`` completions per task from ``model`` (a path, a ``transformers`` model with ``tokenizer``, a vLLM
     ``LLM``, or a callable ``(prompts, n) -> completions``), execute them, and report pass@k.
 
@@ -357,7 +359,7 @@ def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 1
     if out_jsonl is not None:
         settings = {"model": _model_name(model), "tasks": _tasks_fingerprint(ds), "n": n, "temperature": temperature,
                     "top_p": top_p, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed,
-                    "group_size": per_group}
+                    "group_size": per_group, "unverified": unverified}
         partial = _PartialResults(Path(str(out_jsonl) + ".partial"), settings)
     done = partial.load() if partial is not None else {}
     bar = None
@@ -385,7 +387,8 @@ def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 1
                                                top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                                tokenizer=tokenizer, seed=seed * 100_003 + g, progress=False,
                                                use_vllm=use_vllm, device=device)
-            rep = evaluate_completions(sub, completions, k=k, pool=pool, progress=False, sandbox=sandbox)
+            rep = evaluate_completions(sub, completions, k=k, pool=pool, progress=False, sandbox=sandbox,
+                                       unverified=unverified)
             done[g] = (rep.rows, len(idx) * n, rep.metrics)
             if partial is not None:
                 partial.append(g, *done[g])
@@ -543,6 +546,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                                                "same command resumes from them")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
+    p.add_argument("--unverified", default="fail", choices=["fail", "exclude", "count"],
+                   help="what a test without a verdict (a value that could not cross the call proxy) counts as "
+                        "(default: fail)")
     p.add_argument("--vllm", action="store_true", help="generate with vLLM (must be installed)")
     p.add_argument("--device", default="auto", help="where the model runs: auto (a GPU if torch sees one), cpu, "
                                                     "cuda, cuda:N")
@@ -611,7 +617,7 @@ def _run_eval(args: argparse.Namespace, n: int, device: str, executor: Any) -> i
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
                             seed=args.seed, use_vllm=bool(args.vllm), sandbox=args.sandbox,
-                            device=device, pool=executor)
+                            device=device, pool=executor, unverified=args.unverified)
     Console(stderr=True).print(report.table(f"{args.model} on {args.dataset}"))
     summary = {"model": str(args.model), "dataset": args.dataset, **report.to_dict()}
     if args.out:

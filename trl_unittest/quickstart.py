@@ -135,9 +135,10 @@ def _clock(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _quiet_progress(trainer, progress: bool, console=None) -> None:
+def _quiet_progress(trainer, progress: bool, desc: str = "RL steps", console=None) -> None:
     """One progress bar with the running reward instead of a printed dict per step (``logging_steps=1`` keeps every
-    step in ``log_history`` for the plot; 1,600 printed dicts would bury the before/after table)."""
+    step in ``log_history`` for the plot; 1,600 printed dicts would bury the before/after table). Also draws TRL
+    1.12's PPOTrainer's bar (its reward is logged as ``objective/scores``)."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -149,11 +150,12 @@ def _quiet_progress(trainer, progress: bool, console=None) -> None:
                 lines = None
 
                 def on_train_begin(self, args, state, control, **kwargs):
-                    self.lines = _ProgressLines(console, "RL steps")
+                    self.lines = _ProgressLines(console, desc)
 
                 def on_log(self, args, state, control, logs=None, **kwargs):
-                    if self.lines is not None and logs and "reward" in logs:
-                        self.lines(state.global_step, state.max_steps, reward=f"{logs['reward']:+.3f}")
+                    reward = (logs or {}).get("reward", (logs or {}).get("objective/scores"))
+                    if self.lines is not None and reward is not None:
+                        self.lines(state.global_step, state.max_steps, reward=f"{reward:+.3f}")
 
             trainer.add_callback(RewardLines())
         return
@@ -164,15 +166,16 @@ def _quiet_progress(trainer, progress: bool, console=None) -> None:
         def on_train_begin(self, args, state, control, **kwargs):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=state.max_steps, desc="RL steps", dynamic_ncols=True)
+            self.bar = tqdm(total=state.max_steps, desc=desc, dynamic_ncols=True)
 
         def on_step_end(self, args, state, control, **kwargs):
             self.bar.update(state.global_step - self.bar.n)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.bar is not None and logs and "reward" in logs:
-                self.bar.set_postfix(reward=f"{logs['reward']:+.3f}", pass_rate=f"{logs.get('pass_rate', 0):.2f}",
-                                     refresh=False)
+            reward = (logs or {}).get("reward", (logs or {}).get("objective/scores"))
+            if self.bar is not None and reward is not None:
+                rate = {"pass_rate": f"{logs['pass_rate']:.2f}"} if "pass_rate" in logs else {}
+                self.bar.set_postfix(reward=f"{reward:+.3f}", **rate, refresh=False)
 
         def on_train_end(self, args, state, control, **kwargs):
             self.bar.close()
@@ -486,7 +489,7 @@ def _rl(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, train_ds, pool):
                                  processing_class=tokenizer)
     curve: list[dict[str, float]] = []
     every = max(1, b.steps // (b.checkpoints + 1)) if b.checkpoints else 0
-    _quiet_progress(trainer, run.progress, run.console)
+    _quiet_progress(trainer, run.progress, console=run.console)
     trainer.add_callback(_pass1_callback(tasks.checkpoint, every, 2, b.temperature, tokenizer, pool, curve))
     ck0 = run.evaluate(model_dir, tasks.checkpoint, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
                        pool=pool, progress=False)

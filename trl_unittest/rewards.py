@@ -26,16 +26,19 @@ from typing import Any, Callable, Sequence
 from trl_unittest.code import adds_code, build_program
 from trl_unittest.execution import ExecutionPool, Limits, Program, ProgramResult, rewrite_asserts
 from trl_unittest.execution.executor import Executor
+from trl_unittest.execution.results import UNVERIFIED_MODES
 from trl_unittest.tasks import Test, TaskValidationError, parse_tests
 
 SCHEMES = ("binary", "fraction", "coderl", "partial")
 COMPILE_ERROR, RUNTIME_ERROR, FAILED_TEST, ALL_PASSED = -1.0, -0.6, -0.3, 1.0
 
 
-def score(result: ProgramResult, scheme: str = "partial") -> float:
-    """The scalar reward for one program's result under `scheme` (see the module docstring)."""
+def score(result: ProgramResult, scheme: str = "partial", unverified: str = "fail") -> float:
+    """The scalar reward for one program's result under `scheme` (see the module docstring), its unverified
+    tests counted as `unverified` says (see :class:`UnitTestReward`)."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    result = result.counted(unverified)
     if scheme == "binary":
         return 1.0 if result.all_passed else 0.0
     if scheme == "fraction":
@@ -69,10 +72,19 @@ class UnitTestReward:
         executor: any other backend with the ``Executor`` protocol (``trl_unittest.execution.executor``), e.g. a
             ``RayExecutor`` that runs the programs on a Ray cluster; shared like ``pool`` (not closed here).
         python_paths: import paths made visible (read-only) to programs, e.g.
-            ``trl_unittest.execution.site_packages()`` when tasks need third-party packages such as numpy.
+            ``trl_unittest.execution.site_packages()`` (everything installed).
+        packages: third-party packages the dataset's programs may import, by top-level name (``["numpy"]``):
+            only these are mounted in the sandbox, read-only (see ``ExecutionPool``).
         tests_column, entry_point_column, context_column, test_setup_column, runtime_column: dataset column names.
         truncate: cut completion-style completions at their first top-level line, as evaluation does (a model
             that rambles past the function body is scored on the function).
+        unverified: what a test without a verdict is worth: a ``code`` test (check code run in its own process,
+            reaching the program through a call proxy) whose argument or return value could not cross as a plain
+            value (a callable, a generator, an object). ``"fail"`` (default): it counts as not passed.
+            ``"exclude"``: it is left out and the program is judged on its other tests. ``"count"``: it counts
+            as passed. Only ``fail`` is safe under RL: whether its return value can cross is the program's
+            choice, so under ``count`` returning a lambda passes, and under ``exclude`` it drops a test the
+            program would fail.
         empty_reward: the reward of a completion that adds no code (default: the compile-error reward for
             ``partial``/``coderl``, 0 otherwise). Without it an empty body -- the prompt alone, a valid function
             returning None -- scores as a merely failed program, and RL learns to stop at once.
@@ -80,12 +92,17 @@ class UnitTestReward:
 
     def __init__(self, scheme: str = "partial", pool: ExecutionPool | None = None, num_workers: int | None = None,
                  sandbox: str = "auto", limits: Limits | None = None, python_paths: Sequence[str] = (),
+                 packages: Sequence[str] = (),
                  tests_column: str = "tests",
                  entry_point_column: str = "entry_point", context_column: str = "context",
                  test_setup_column: str = "test_setup", runtime_column: str = "reference_runtime",
-                 truncate: bool = True, empty_reward: float | None = None, executor: Executor | None = None):
+                 truncate: bool = True, empty_reward: float | None = None, executor: Executor | None = None,
+                 unverified: str = "fail"):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if unverified not in UNVERIFIED_MODES:
+            raise ValueError(f"unverified must be one of {UNVERIFIED_MODES}, got {unverified!r}")
+        self.unverified = unverified
         if executor is not None:
             if pool is not None:
                 raise ValueError("pass pool= or executor=, not both (a pool is an executor)")
@@ -98,7 +115,7 @@ class UnitTestReward:
         self.limits = limits or (pool.limits if pool is not None else Limits())
         self._pool, self._owns_pool = pool, pool is None
         self._pool_args = {"num_workers": num_workers, "sandbox": sandbox, "limits": self.limits,
-                           "python_paths": tuple(python_paths)}
+                           "python_paths": tuple(python_paths), "packages": tuple(packages)}
         self._rewrite_cache: dict[str, tuple[list[Test], str]] = {}
         self.truncate = truncate
         self.empty_reward = empty_reward if empty_reward is not None else (
@@ -154,10 +171,10 @@ class UnitTestReward:
             entry = entry_col[i] or ""
             tests, setup = self._tests(tests_col[i], entry, where=f"row {i}")
             test_setup = "\n".join(c for c in (setup_col[i] or "", setup) if c)
-            code = build_program(prompts[i], completions[i], entry, truncate=self.truncate)
+            code, rejected = _extract(prompts[i], completions[i], entry, self.truncate)
             timeouts = self.limits.test_timeouts(len(tests), runtime_col[i])
             programs.append(Program(code=code, tests=tests, context=context_col[i] or "", test_setup=test_setup,
-                                    timeouts=timeouts))
+                                    timeouts=timeouts, rejected=rejected))
         return programs
 
     def _tests(self, value: Any, entry_point: str, where: str) -> tuple[list[Test], str]:
@@ -190,10 +207,10 @@ class UnitTestReward:
 
     def _empty(self, prompts, completions, columns) -> list[bool]:
         entries = _column(columns, self.entry_point_column, len(completions), default="")
-        return [not adds_code(p, c, e or "", self.truncate) for p, c, e in zip(prompts, completions, entries)]
+        return [not _adds_code(p, c, e or "", self.truncate) for p, c, e in zip(prompts, completions, entries)]
 
     def _finish(self, results: list[ProgramResult], columns: dict[str, Any], empty: list[bool]) -> list[float]:
-        rewards = [self.empty_reward if e else score(r, self.scheme) for r, e in zip(results, empty)]
+        rewards = [self.empty_reward if e else score(r, self.scheme, self.unverified) for r, e in zip(results, empty)]
         log_metric: Callable | None = columns.get("log_metric")
         if log_metric is not None and results:
             for name, value in outcome_metrics(results).items():
@@ -212,6 +229,23 @@ class AsyncUnitTestReward(UnitTestReward):
         programs = self.programs(prompts, completions, **columns)
         results = await self.pool.run_batch_async(programs)
         return self._finish(results, columns, self._empty(prompts, completions, columns))
+
+
+def _extract(prompt: Any, completion: Any, entry_point: str, truncate: bool) -> tuple[str, str]:
+    """(program, "") for a completion, or ("", reason) when making its program failed: whatever one completion
+    holds (nesting deeper than the parser allows, say) is that completion's outcome, a compile error, and never
+    an exception out of the reward for the whole batch."""
+    try:
+        return build_program(prompt, completion, entry_point, truncate=truncate), ""
+    except Exception as e:
+        return "", f"ExtractionError:{type(e).__name__}"
+
+
+def _adds_code(prompt: Any, completion: Any, entry_point: str, truncate: bool) -> bool:
+    try:
+        return adds_code(prompt, completion, entry_point, truncate)
+    except Exception:  # its program failed to be made too: scored from the compile_error result
+        return True
 
 
 def _column(columns: dict[str, Any], name: str, n: int, default: Any = "") -> list[Any]:
@@ -246,7 +280,7 @@ def outcome_metrics(results: Sequence[ProgramResult]) -> dict[str, float]:
         "sandbox_error": statuses["sandbox_error"] / n,
         "test_timeout": outcomes["timeout"] / total_tests,
         "test_error": outcomes["error"] / total_tests,
-        "unverified_tests": sum(r.unverified for r in results) / n,
+        "test_unverified": outcomes["unverified"] / total_tests,
     }
     return metrics
 

@@ -30,8 +30,10 @@ A :class:`Test` has a ``kind``:
 * ``"io"`` — run the program as ``__main__`` with ``stdin``; its standard output, whitespace-normalised, must
   equal ``expected`` (a plain string).
 * ``"code"`` — arbitrary check code (an ``assert`` that could not be rewritten into a call test). It passes if
-  it raises nothing. Its expected values enter the sandbox, so a hostile program can forge a pass (for example
-  with an object whose ``__eq__`` always returns True): such tests are counted as *unverified* everywhere.
+  it raises nothing. It runs in a test process of its own inside the sandbox, which no program code touches, and
+  reaches the program only through a call proxy (arguments and return values cross as strict literals; see
+  ``execution/worker.py``). A value that cannot cross (a callable, an object) leaves the test *unverified*: no
+  verdict, never a pass (``UnitTestReward(unverified=...)`` decides what it is worth).
 """
 
 from __future__ import annotations

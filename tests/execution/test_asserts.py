@@ -71,7 +71,7 @@ def test_expected_literals_are_stored_in_the_sandbox_encoding():
 
 
 def test_checks_outside_check_are_counted_tests_not_set_up():
-    """A loop of asserts (or a call to a helper that asserts) becomes a code test, counted as unverified: as set-up
+    """A loop of asserts (or a call to a helper that asserts) becomes a code test (run by the proxy harness): as set-up
     it ran before the tests and counted nothing."""
     report = rewrite_asserts("import math\nLIMIT = 5\ndef verify():\n    assert sq(3) == 9\n"
                              "assert sq(2) == 4\nfor i in range(LIMIT):\n    assert sq(i) == i * i\nverify()\n",

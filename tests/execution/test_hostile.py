@@ -9,6 +9,7 @@ see .ci/guard), so that a sandbox bug fails a test instead of taking down the ma
 
 import os
 import random
+import shutil
 import socket
 import threading
 import time
@@ -70,7 +71,10 @@ def hostile_pool():
         yield pool
 
 
-def make_tests():
+def make_tests(kind="call"):
+    if kind == "code":  # check code with a loop: it runs in the proxy harness's test process
+        check = f"def check(candidate):\n    for i, e in enumerate({EXPECTED!r}):\n        assert candidate(i) == e\n"
+        return [Test(kind="code", code=check + "check(solve)")]
     return [Test(kind="call", expr=f"solve({i})", expected=str(e)) for i, e in enumerate(EXPECTED)]
 
 
@@ -203,11 +207,12 @@ def test_suite_is_large_enough():
     assert len(HOSTILE) >= 40
 
 
+@pytest.mark.parametrize("kind", ["call", "code"])
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_program_gets_no_pass_and_leaves_no_trace(name, host, hostile_pool):
+def test_hostile_program_gets_no_pass_and_leaves_no_trace(name, kind, host, hostile_pool):
     source = render(HOSTILE[name], host)
     before = set(os.listdir(host["home"]))
-    result = hostile_pool.run(Program(source, make_tests()))
+    result = hostile_pool.run(Program(source, make_tests(kind)))
     # 1. no false pass, and nothing secret came out
     assert result.passed == 0, (name, result)
     observed = " ".join(str(t.observed) for t in result.tests) + result.stdout + result.stderr
@@ -319,3 +324,204 @@ def test_ipc_keys_and_user_namespaces_are_refused_threads_and_forks_are_not(host
     }
     result = hostile_pool.run(Program(libc, [Test(expr=e, expected=v) for e, v in probes.items()]))
     assert [t.observed for t in result.tests] == list(probes.values())
+
+
+# ------------------------------------------------------------------------------------ reward integrity (issue 15)
+@pytest.mark.parametrize("test", [Test(expr="f()", op="truthy"), Test(expr="f()", op="falsy"),
+                                  Test(expr="f()", op="is", expected="None"),
+                                  Test(expr="f()", op="raises", exception="ValueError"),
+                                  Test(expr="f()", expected="[0, 0]"), Test(expr="f()", op="ne", expected="[0, 0]"),
+                                  Test(expr="f()", op="approx", expected="[0.5]", rel_tol=0.1)],
+                         ids=lambda t: t.op)
+def test_forged_huge_values_cost_the_trusted_side_nothing(test):
+    """A program can write its own result frames: no observed value is parsed at a size the sandbox's encoder
+    would never send (decoding costs ~4 s and 500 MB per MB), whatever the test's kind."""
+    from trl_unittest.execution.results import grade_test
+
+    honest_max = "[" + "0, " * ((1 << 20) // 3 - 1) + "0]"  # as long as the encoder sends
+    forged = "[" + "[], " * 900_000 + "[]]"  # 3.6 MB: longer than it ever sends (decoded: 6 s, 1.3 GB)
+    t0 = time.process_time()
+    for value in (honest_max, forged):
+        verdict = grade_test(test, {"outcome": "ok", "value": value, "t": 0.0})
+        assert verdict.outcome != "passed" or test.op in ("truthy", "ne")
+    assert grade_test(test, {"outcome": "ok", "value": forged, "t": 0.0}).error_type == "ProtocolError"
+    assert time.process_time() - t0 < 1.0  # decoding either would take seconds
+
+
+def _correct():
+    return Program("def solve(i):\n    return %r[i]\n" % (EXPECTED,), make_tests())
+
+
+def test_what_a_program_leaves_in_scratch_never_breaks_the_next_one(hostile_pool):
+    """Trees rmtree cannot remove (1,100 nested directories, unreadable ones, links out, /dev/shm files), then a
+    correct program on every worker: it passes, and sees nothing of the saboteur's."""
+    saboteur = ("import os\n"
+                "os.symlink('/usr', 'out')\n"
+                "os.makedirs('locked/in'); open('locked/in/f', 'w').close(); os.chmod('locked/in', 0); os.chmod('locked', 0)\n"
+                "open('/dev/shm/leak', 'w').write('x')\n"
+                "for _ in range(1100):\n    os.mkdir('d'); os.chdir('d')\n"
+                "open('deepest', 'w').write('x')\n"
+                "def solve(i): return 0\n")
+    looker = ("import os\ndef solve(i):\n    assert os.listdir('.') == [] and os.listdir('/dev/shm') == []\n"
+              "    return %r[i]\n" % (EXPECTED,))
+    for _ in range(2):
+        assert hostile_pool.run(Program(saboteur, make_tests())).passed == 0
+    results = hostile_pool.run_batch([Program(looker, make_tests())] * 4 + [_correct()] * 2)
+    assert all(r.all_passed for r in results), [(r.status, r.error, [t.error_type for t in r.tests]) for r in results]
+    assert os.path.isdir("/usr/bin")  # the link out was not followed
+
+
+def test_a_program_that_closes_its_result_pipe_and_sleeps_costs_its_own_budget_only(hostile_pool):
+    sleeper = Program("import os, time\ndef solve(i):\n    os.close(3)\n    time.sleep(1000)\n", make_tests())
+    t0 = time.monotonic()
+    result = hostile_pool.run(sleeper)
+    took = time.monotonic() - t0
+    limits = hostile_pool.limits
+    assert [t.outcome for t in result.tests] == ["timeout"] * 3
+    assert sum(not t.unrun for t in result.tests) == limits.max_timeouts
+    assert took < limits.max_timeouts * (limits.test_timeout + limits.setup_timeout) + 3, took  # not the pool-wide 50 s
+
+
+def test_no_pseudo_terminals_and_capped_scratch_inodes(hostile_pool):
+    pty = ("import os\ndef solve(i):\n    n = 0\n    for path in ('/dev/ptmx', '/dev/pts/ptmx'):\n        try:\n"
+           "            os.open(path, os.O_RDWR); n += 1\n        except OSError:\n            pass\n"
+           "    try:\n        os.openpty(); n += 1\n    except OSError:\n        pass\n    return n\n")
+    result = hostile_pool.run(Program(pty, [Test(expr="solve(0)", expected="0")]))
+    assert result.all_passed, result
+    flood = ("import os\ndef solve(i):\n    n = 0\n    try:\n        while n < 200000:\n"
+             "            open('f%d' % n, 'w').close(); n += 1\n    except OSError:\n        pass\n    return n\n")
+    result = hostile_pool.run(Program(flood, [Test(expr="solve(0)", expected="0")], timeouts=[20.0]))
+    assert result.tests[0].observed is not None, result  # it ran out of inodes, not of time
+    assert int(result.tests[0].observed) <= hostile_pool.limits.scratch_inodes
+    assert all(r.all_passed for r in hostile_pool.run_batch([_correct()] * 2))
+
+
+_IN_OWN_PID_NAMESPACE = """
+import os, sys
+from trl_unittest.execution import ExecutionPool, Program
+from trl_unittest.tasks import Test
+assert os.getpid() == 1, os.getpid()
+pool = ExecutionPool(num_workers=2)
+uid = Program("import os\\ndef f(): return os.getuid()", [Test(expr="f()", expected="0")])
+print(sorted({r.tests[0].observed for r in pool.run_batch([uid] * 6)}), flush=True)
+sys.stdin.readline()
+pool.close()
+sleeper = Program("import time\\ndef f(): time.sleep(100)", [Test(expr="f()", expected="0")], timeouts=[60.0])
+for _ in range(3):  # workers killed while they run a program: bubblewrap's processes are handed to pid 1
+    pool = ExecutionPool(num_workers=1)
+    running = pool.submit(sleeper)
+    while not pool._busy:
+        pass
+    pool.close(grace=0.1)
+    assert running.result().error == "PoolClosed"
+zombies = []
+for pid in os.listdir("/proc"):
+    try:
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        continue
+    if stat[0] == "Z" and stat[1] == "1":
+        zombies.append(pid)
+print(3, len(zombies), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="uids are switched only as root")
+def test_pools_in_two_pid_namespaces_get_distinct_uids_and_a_pid_1_trainer_keeps_no_zombies():
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", _IN_OWN_PID_NAMESPACE],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    try:
+        uids = [p.stdout.readline().strip() for p in procs]  # both pools are alive now
+        for p in procs:
+            p.stdin.write("\n")
+            p.stdin.flush()
+        tails = [p.stdout.readline().split() for p in procs]
+    finally:
+        for p in procs:
+            p.wait(timeout=60)
+    first, second = (set(eval(u)) for u in uids)
+    assert len(first) == 2 and len(second) == 2 and not first & second, uids
+    assert all(t and int(t[0]) >= 3 and int(t[1]) == 0 for t in tails), tails  # restarted, no zombie bwrap left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="uids are leased only as root")
+def test_uid_leases_are_exclusive_within_and_across_processes(tmp_path, monkeypatch):
+    """Slot 8 of one pool and slot 0 of the next used to compute the same uid; a lease is a held lock."""
+    import subprocess
+    import sys
+
+    from trl_unittest.execution import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "UID_LOCK_DIR", str(tmp_path / "uids"))
+    held = [pool_module._lease_uid() for _ in range(20)]
+    assert len({uid for uid, _ in held}) == 20
+    other = subprocess.run([sys.executable, "-c", "import fcntl, os, sys\nfrom trl_unittest.execution import pool\n"
+                            f"pool.UID_LOCK_DIR = {str(tmp_path / 'uids')!r}\nprint(pool._lease_uid()[0])"],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}, check=True)
+    assert int(other.stdout) not in {uid for uid, _ in held}
+    for _, fd in held:
+        os.close(fd)  # released: free for the next pool
+    os.chmod(tmp_path / "uids", 0o777)
+    with pytest.raises(RuntimeError, match="writable by root only"):
+        pool_module._lease_uid()
+
+
+# ------------------------------------------------------------------------------- the proxy harness (code tests)
+def test_code_tests_never_enter_program_memory(hostile_pool):
+    """A code test's source (and its expected values) reaches only the test process: a program that scans all
+    of its own memory finds the marker the test set-up sent it (which program children do get), never the one
+    in a code test, neither in the child that serves the code test's calls nor in a later one."""
+    in_setup, in_code = random.randrange(10**12, 10**13), random.randrange(10**12, 10**13)
+    scan = ("import ctypes, re\n"
+            "def found(i=0):\n"
+            "    hits = set()\n"  # the child is undumpable, so /proc/self/mem is closed to it: read with ctypes
+            "    for line in open('/proc/self/maps'):\n"
+            "        addr, perms = line.split()[:2]\n"
+            "        if not perms.startswith('r') or '[v' in line:\n"
+            "            continue\n"
+            "        lo, hi = (int(x, 16) for x in addr.split('-'))\n"
+            "        hits.update(int(m) for m in re.findall(rb'MARK(\\d{13})', ctypes.string_at(lo, hi - lo)))\n"
+            "    return sorted(hits)\n"
+            "solve = found\n")
+    code = Test(kind="code", code=f"x = 'MARK{in_code}'\nassert solve(0) == [{in_code}]")
+    probe = Test(expr="found()", expected="[]")
+    result = hostile_pool.run(Program(scan, [code, probe], test_setup=f"marker = 'MARK{in_setup}'",
+                                      timeouts=[5.0, 5.0]))
+    assert result.tests[0].outcome == "error", result.tests[0]  # the code test's marker was not found
+    seen = result.tests[1].observed
+    assert seen is not None and str(in_setup) in seen and str(in_code) not in seen, result.tests[1]
+
+
+def test_program_cannot_reach_the_test_process(hostile_pool):
+    """Signals, ptrace and /proc/<pid>/mem of every process it can see: the test process (another uid,
+    undumpable) is out of reach, and whatever the program does, its check is judged by that process."""
+    reach = ("import ctypes, os, signal\n"
+             "libc = ctypes.CDLL(None, use_errno=True)\n"
+             "def solve(i):\n"
+             "    me = os.getpid()\n"
+             "    reached = []\n"
+             "    for p in [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != me]:\n"
+             "        try:\n"
+             "            open(f'/proc/{p}/mem', 'r+b').write(b'x')\n"
+             "            reached.append(('mem', p))\n"
+             "        except OSError:\n"
+             "            pass\n"
+             "        if libc.ptrace(16, p, 0, 0) == 0:\n"
+             "            reached.append(('ptrace', p))\n"
+             "        try:\n"
+             "            os.listdir(f'/proc/{p}/fd')\n"
+             "            reached.append(('fd', p))\n"
+             "        except OSError:\n"
+             "            pass\n"
+             "    return reached\n")
+    code = Test(kind="code", code="assert solve(0) == []")
+    result = hostile_pool.run(Program(reach, [code]))
+    if os.geteuid() == 0:  # uids are switched: the test process runs under a uid of its own
+        assert result.tests[0].outcome == "passed", result.tests[0]
+    killer = reach.replace("    return reached", "    os.kill(-1, signal.SIGKILL)\n    return 0")
+    result = hostile_pool.run(Program(killer, make_tests("code")))
+    assert result.passed == 0 and result.tests[0].outcome == "error"

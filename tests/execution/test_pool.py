@@ -109,10 +109,12 @@ def test_stdin_program_that_exits_cleanly_passes(pool):
     assert r.tests[0].outcome == "passed"
 
 
-def test_code_tests_are_counted_as_unverified(pool):
-    r = pool.run(Program(ADD, [Test(kind="code", code="assert add(1, 2) == 3"), Test(kind="code", code="assert add(1, 2) == 4")]))
-    assert [t.outcome for t in r.tests] == ["passed", "error"]
-    assert r.unverified == 2
+def test_code_tests_are_judged_in_the_test_process(pool):
+    r = pool.run(Program(ADD, [Test(kind="code", code="assert add(1, 2) == 3"), Test(kind="code", code="assert add(1, 2) == 4"),
+                               Test(kind="code", code="assert add(1, 2) == (lambda: 3)()"),
+                               Test(kind="code", code="assert add(add, 2) == 3")]))
+    assert [t.outcome for t in r.tests] == ["passed", "error", "passed", "unverified"]
+    assert r.unverified == 1 and r.counted("exclude").total == 3 and r.counted("count").passed == 3
 
 
 def test_line_tracing_reports_lines_of_the_program_only(pool):

@@ -1,11 +1,17 @@
+import collections
+import decimal
+import fractions
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
-from trl_unittest.execution.worker import Unencodable, encode_value
+from trl_unittest.execution.results import grade_test
+from trl_unittest.execution.worker import MatchResult, Unencodable, encode_value
+from trl_unittest.tasks import Test
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(), st.binary(),
                     st.complex_numbers(allow_nan=False, allow_infinity=False))
@@ -136,3 +142,105 @@ def test_everything_the_encoder_accepts_decodes_at_the_depth_limit(inner):
             break
         value = [value]
     assert decode_value(encode_value(value)) == value
+
+
+# ------------------------------------------------------------------------------------------ tagged encodings
+def _grade(value, expected, op="eq"):
+    try:
+        raw = {"outcome": "ok", "value": encode_value(value), "t": 0.0}
+    except Unencodable as e:
+        raw = {"outcome": "unencodable", "error": [str(e)], "t": 0.0}
+    return grade_test(Test(expr="f()", op=op, expected=expected), raw).outcome
+
+
+@pytest.mark.parametrize("value, expected, op, outcome", [
+    (decimal.Decimal("1.50"), "1.5", "eq", "passed"),  # Decimal('1.50') == 1.5 in Python
+    (decimal.Decimal("0.1"), "0.1", "eq", "failed"),  # Decimal('0.1') != 0.1 (the float is not exactly 0.1)
+    (fractions.Fraction(1, 2), "0.5", "eq", "passed"),
+    (fractions.Fraction(1, 3), "0.3333333333333333", "eq", "failed"),
+    (collections.deque([1, 2]), "deque([1, 2], None)", "eq", "passed"),
+    (collections.deque([1, 2]), "[1, 2]", "eq", "failed"),  # a deque never equals a list, as in Python
+    ({1: "a", 2: "b"}.keys(), "{1, 2}", "eq", "passed"),  # keys views are set-like
+    ({1: "a"}.values(), "['a']", "eq", "failed"),  # values views compare by identity
+    ({1: "a"}.items(), "{(1, 'a')}", "eq", "passed"),
+    (type("Name", (str,), {})("ab"), "'ab'", "eq", "passed"),
+    (re.match("a", "abc"), "", "truthy", "passed"),
+    (re.match("a", "abc"), "None", "is", "failed"),
+    (re.match("a", "abc"), "'a'", "eq", "failed"),
+])
+def test_tagged_values_compare_as_python_does(value, expected, op, outcome):
+    assert _grade(value, expected, op) == outcome
+
+
+class LyingStr(str):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = str.__hash__
+
+
+class LyingDecimal(decimal.Decimal):
+    def __eq__(self, other):
+        return True
+
+
+class ReprStr(str):
+    def __repr__(self):
+        return "'expected'"
+
+
+class Meta(type):
+    def __getattribute__(cls, name):
+        return getattr(str, name)
+
+
+@pytest.mark.parametrize("liar", [LyingStr("x"), LyingDecimal("2"), ReprStr("x"), Meta("M", (str,), {})("x"),
+                                  collections.deque([LyingStr("x")]), {LyingStr("x"): 1}.keys()])
+def test_lying_subclasses_stay_unencodable(liar):
+    with pytest.raises(Unencodable):
+        encode_value(liar)
+    assert _grade(liar, "'expected'") == "failed"
+
+
+@pytest.mark.parametrize("text", ["Decimal('abc')", "Decimal(1)", "Fraction(1, 0)", "Fraction(1.5, 2)",
+                                  "deque([1, 2], 1)", "deque([1])", "dict_keys([1, 1])", "dict_items([1])",
+                                  "Match((0,), 'a')", "Match((0, 1), 2)", "ndarray([1], 'O')", "numpy([1])",
+                                  "Decimal(__import__('os'))", "Counter({1: 2})"])
+def test_forged_tagged_texts_are_refused(text):
+    with pytest.raises(LiteralError):
+        decode_value(text)
+
+
+def test_tagged_values_decode_to_standard_types_only():
+    assert type(decode_value("Decimal('1.5')")) is decimal.Decimal
+    assert type(decode_value("Fraction(2, 4)")) is fractions.Fraction and decode_value("Fraction(2, 4)") == 0.5
+    assert type(decode_value("deque([1], 3)")) is collections.deque and decode_value("deque([1], 3)").maxlen == 3
+    match = decode_value("Match((1, 2), 'b')")
+    assert type(match) is MatchResult and match and match != decode_value("Match((1, 2), 'b')")
+
+
+def test_numpy_values_compare_as_python_does():
+    np = pytest.importorskip("numpy")
+    assert encode_value(np.int64(3)) == "numpy(3)" and _grade(np.int64(3), "3") == "passed"
+    assert _grade(np.float32(0.1), "0.1") == "failed"  # float32(0.1) != 0.1 in Python too
+    assert _grade(np.bool_(True), "True", op="is") == "failed"  # `np.True_ is True` is false
+    assert _grade(np.bool_(True), "", op="truthy") == "passed"
+    assert _grade(np.array([[1, 2], [3, 4]]), "[[1, 2], [3, 4]]") == "failed"  # an array's == is ambiguous
+    assert _grade(np.array([7]), "[7]") == "passed"  # bool(array([True])) is True, as in Python
+    with pytest.raises(Unencodable):
+        encode_value(np.array([object()]))
+
+
+def test_tagged_values_returned_from_the_sandbox(pool):
+    from trl_unittest.execution import Program
+
+    src = ("import collections, decimal, fractions, re\n"
+           "class Name(str):\n    pass\n"
+           "def f(i):\n"
+           "    return [decimal.Decimal('2.50'), fractions.Fraction(3, 4), collections.deque([1], 2),\n"
+           "            {'a': 1}.keys(), Name('x'), re.match('a', 'a')][i]\n")
+    tests = [Test(expr="f(0)", expected="2.5"), Test(expr="f(1)", expected="0.75"),
+             Test(expr="f(2)", expected="deque([1], 2)"), Test(expr="f(3)", expected="{'a'}"),
+             Test(expr="f(4)", expected="'x'"), Test(expr="f(5)", op="truthy")]
+    result = pool.run(Program(src, tests))
+    assert [t.outcome for t in result.tests] == ["passed"] * 6, result.tests

@@ -5,6 +5,7 @@ structured tests (``execution.asserts``); asserts that cannot be rewritten stay 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -25,6 +26,10 @@ MBPP_SHA256 = {"mbpp.jsonl": "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba26
                "sanitized-mbpp.json": "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9"}
 MBPP_HUB = "google-research-datasets/mbpp"
 PROMPT_STYLES = ("completion", "instruction")
+# References whose tests need more than the flat default budget (Limits.test_timeout, 3 s per test): the seconds
+# their tests took in the sandbox (2026-12-04, 2-core x86_64; every other MBPP/HumanEval reference took under
+# 0.1 s per test). Carried as the task's reference_runtime, so their budget is timeout_factor x that, per test.
+MEASURED_REFERENCE_RUNTIMES = {"mbpp/123": 6.0}  # amicable_numbers_sum(9999): 5.8 s in one test
 
 
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root (editable)
@@ -122,8 +127,9 @@ def _mbpp_task(row: dict[str, Any], prompt_style: str, sanitized: bool) -> Task:
                   f"Your code should pass these tests:\n\n" + "\n".join(tests) + "\n")
     else:
         prompt = _completion_prompt(code, entry_point, text, tests[0])
-    return Task(task_id=f"mbpp/{row['task_id']}", prompt=prompt, entry_point=entry_point, tests=report.tests,
-                reference=code, test_setup=test_setup,
+    task_id = f"mbpp/{row['task_id']}"
+    return Task(task_id=task_id, prompt=prompt, entry_point=entry_point, tests=report.tests,
+                reference=code, test_setup=test_setup, reference_runtime=MEASURED_REFERENCE_RUNTIMES.get(task_id),
                 provenance={"source": "mbpp-sanitized" if sanitized else "mbpp", "path": "mbpp.jsonl",
                             "qualname": entry_point, "line": int(row["task_id"]), "license": "CC-BY-4.0"})
 
@@ -185,12 +191,33 @@ def load_humaneval(path: str | None = None, as_dataset: bool = True):
     tasks = []
     for row in rows:
         report = rewrite_asserts(row["test"], entry_point=row["entry_point"])
+        tests = [dataclasses.replace(t, code=with_trusted_helpers(t.code, row["prompt"], row["entry_point"]))
+                 if t.kind == "code" else t for t in report.tests]
         tasks.append(Task(task_id=row["task_id"], prompt=row["prompt"], entry_point=row["entry_point"],
-                          tests=report.tests, reference=row["prompt"] + row["canonical_solution"], test_setup=report.setup,
+                          tests=tests, reference=row["prompt"] + row["canonical_solution"], test_setup=report.setup,
                           provenance={"source": "humaneval", "path": os.path.basename(path),
                                       "qualname": row["entry_point"], "line": int(row["task_id"].split("/")[-1]),
                                       "license": "MIT"}))
     return to_dataset(tasks) if as_dataset else tasks
+
+
+def with_trusted_helpers(test_code: str, prompt: str, entry_point: str) -> str:
+    """``test_code`` preceded by the prompt's imports and the prompt's helper functions it calls (HumanEval/32's
+    check calls ``poly``, /38 ``encode_cyclic``): the test process then runs the task's own helpers, never the
+    program's, which could redefine them (a ``poly`` that returns 0 makes any root right)."""
+    tree = parse(prompt)
+    helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != entry_point}
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    wanted, todo = set(), [parse(test_code)]
+    while todo:
+        for node in ast.walk(todo.pop()):
+            if isinstance(node, ast.Name) and node.id in helpers and node.id not in wanted:
+                wanted.add(node.id)
+                todo.append(helpers[node.id])
+    if not wanted:
+        return test_code
+    chosen = imports + [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wanted]
+    return "\n".join(ast.unparse(n) for n in chosen) + "\n" + test_code
 
 
 def add_reference_runtimes(tasks: list[Task], pool) -> tuple[list[Task], list[str]]:

@@ -11,8 +11,9 @@ literal (see ``values.py``), so it never needs to run at all. Recognised shapes:
 * a HumanEval-style ``def check(candidate):`` whose body is only such asserts (``candidate`` → the entry point)
 
 Anything else (comparisons like ``<``, ``and``/``or``, non-literal expected values, loops in ``check``) stays as
-a ``code`` test: it still runs in the sandbox, but its expected values go in with it, so a hostile program can
-forge its pass. Those are counted (``RewriteReport.unrewritten``) and flagged as unverified downstream.
+a ``code`` test, counted in ``RewriteReport.unrewritten``: it runs in the sandbox's proxy harness, in a test
+process of its own that reaches the program only through literal-encoded calls (``worker.py``), so the program
+cannot forge its verdict; a value that cannot cross leaves it unverified.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def rewrite_asserts(test_code: str | list[str], entry_point: str = "", candidate
             setup.append(ast.unparse(node))
         else:
             # statements that run checks (a loop of asserts, a call to a helper that asserts): set-up code would
-            # run them before any test and count nothing; as a code test they are run and counted (unverified)
+            # run them before any test and count nothing; as a code test they are run and counted
             report.tests.append(Test(kind="code", code=_source(node, {})))
             report.unrewritten += 1
             report.reasons["check code outside check()"] += 1

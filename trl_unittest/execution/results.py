@@ -3,6 +3,8 @@ observations into verdicts. Expected values live only here, never in the sandbox
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +13,10 @@ from trl_unittest.execution.values import LiteralError, decode_shared, decode_va
 from trl_unittest.tasks import Test
 
 PROGRAM_STATUSES = ("ran", "compile_error", "import_error", "sandbox_error")
-TEST_OUTCOMES = ("passed", "failed", "error", "timeout")
+# "unverified": a code test whose argument or return value could not cross between the test process and the
+# program (a callable, a generator, an object): no verdict exists; never a pass (see UnitTestReward(unverified=))
+TEST_OUTCOMES = ("passed", "failed", "error", "timeout", "unverified")
+UNVERIFIED_MODES = ("fail", "exclude", "count")
 
 
 @dataclass
@@ -28,6 +33,8 @@ class Limits:
     setup_timeout: float = 5.0  # compiling and executing the program's top level
     max_timeouts: int = 2  # after this many tests time out, the program's remaining tests count as timeouts unrun
     output_cap: int = 4096  # characters of stdout/stderr kept for inspection (never used for verdicts)
+    graded_output_bytes: int = 64 << 20  # stdin/stdout tests: output compared up to this size (more fails the test)
+    scratch_inodes: int = 16384  # files and directories a program may create (its scratch and /dev/shm together)
 
     def rlimits(self) -> dict[str, int]:
         return {"RLIMIT_AS": self.memory_bytes, "RLIMIT_FSIZE": self.file_size_bytes,
@@ -57,6 +64,9 @@ class Program:
     # right after it in the same group, which count as timeouts unrun ("NotRun"), and the next group starts
     # in a fresh child; None: every test is its own group
     test_groups: list[int] | None = None
+    # set when no program could be made (extracting it from a completion failed): the reason; the program is
+    # never run and gets a compile_error result
+    rejected: str = ""
 
 
 @dataclass
@@ -89,7 +99,25 @@ class ProgramResult:
     error: str = ""  # compile/import/sandbox error type
     stdout: str = ""
     stderr: str = ""
-    unverified: int = 0  # "code" tests among them: their pass can be forged (see tasks.py)
+
+    @property
+    def unverified(self) -> int:
+        """Tests with no verdict: a value that could not cross the proxy harness (see TEST_OUTCOMES)."""
+        return sum(t.outcome == "unverified" for t in self.tests)
+
+    def counted(self, unverified: str = "fail") -> "ProgramResult":
+        """This result with its unverified tests counted as `unverified` says: ``fail`` (as they are: not
+        passed), ``exclude`` (dropped: the program is judged on its other tests, and fails with none left) or
+        ``count`` (as passed: forgeable, since a program decides whether its return value can cross)."""
+        if unverified not in UNVERIFIED_MODES:
+            raise ValueError(f"unverified must be one of {UNVERIFIED_MODES}, got {unverified!r}")
+        if unverified == "fail" or not self.unverified:
+            return self
+        if unverified == "exclude":
+            tests = [t for t in self.tests if t.outcome != "unverified"]
+        else:
+            tests = [dataclasses.replace(t, outcome="passed") if t.outcome == "unverified" else t for t in self.tests]
+        return dataclasses.replace(self, tests=tests)
 
     @property
     def passed(self) -> int:
@@ -121,6 +149,12 @@ def normalize_output(text: str) -> str:
     return "\n".join(lines)
 
 
+def output_digest(text: str) -> str:
+    """sha256 of the normalised output, as the worker computes it for a program's stdout (``worker._Outputs``):
+    outputs of any size are compared without crossing the sandbox boundary whole."""
+    return hashlib.sha256(normalize_output(text).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
     """Verdict for one test from the sandbox's raw observation (data only) and the expected value (trusted)."""
     outcome = raw.get("outcome")
@@ -134,6 +168,8 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         if test.kind == "call" and test.op == "raises" and test.exception in names:
             return TestResult("passed", error_type=names[0], **common)
         return TestResult("error", error_type=names[0] if names else "Error", **common)
+    if outcome == "unverifiable" and test.kind == "code":
+        return TestResult("unverified", error_type=names[0] if names else "Unverifiable", **common)
     if outcome == "unencodable":
         # the value is not a plain literal, so it cannot equal an expected literal
         return TestResult("failed", error_type="UnencodableValue:" + (names[0] if names else ""), **common)
@@ -141,20 +177,37 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         return TestResult("error", error_type="ProtocolError", **common)
     if test.kind == "io":
         stdout = raw.get("stdout") or ""
-        ok = normalize_output(stdout) == normalize_output(test.expected)
+        if raw.get("stdout_truncated"):
+            return TestResult("failed", error_type="OutputTooLarge", stdout=stdout, **common)
+        digest = raw.get("stdout_sha256")
+        if isinstance(digest, str):  # the worker hashed the whole output; what comes back is its head
+            ok = digest == output_digest(test.expected)
+        else:
+            ok = normalize_output(stdout) == normalize_output(test.expected)
         return TestResult("passed" if ok else "failed", stdout=stdout, **common)
-    if test.kind == "code":
+    if test.kind == "code":  # the test process's verdict: no code of the program's ran there
         return TestResult("passed", **common)
     observed = raw.get("value")
-    if test.op == "eq" and isinstance(observed, str) and observed == test.expected:
+    # Every bound below holds before any parse: decoding costs about 4 s and 500 MB per MB of literal text, and
+    # the text comes from the sandbox (a program can write its own frames)
+    if not isinstance(observed, str) or len(observed) > MAX_OBSERVED_CHARS:
+        # longer than the sandbox's encoder ever writes: a forged frame
+        return TestResult("error", error_type="ProtocolError", **common)
+    if test.op == "raises":  # it returned instead of raising
+        return TestResult("failed", observed=observed, **common)
+    if test.op == "is" and len(observed) > len("False"):  # only None, True and False can be `is` the expected
+        return TestResult("failed", observed=observed, **common)
+    if test.op in ("truthy", "falsy") and len(observed) > _LONGEST_FALSY:
+        # every falsy literal is short ('', [], set(), 0j, bytearray(b''), ...): a longer one is truthy
+        return TestResult("passed" if test.op == "truthy" else "failed", observed=observed, **common)
+    if test.op == "eq" and observed == test.expected:
         # the same literal text decodes to the same value, which equals itself (NaN included): skip the decoding
         try:
             decode_shared(observed)
             return TestResult("passed", observed=observed, **common)
         except LiteralError:
             pass
-    if test.op in ("eq", "ne", "approx") and isinstance(observed, str) and \
-            len(observed) > _LONGER_THAN_EQUAL * len(test.expected) + 1000:
+    if test.op in ("eq", "ne", "approx") and len(observed) > _LONGER_THAN_EQUAL * len(test.expected) + 1000:
         # far longer than any text of a value equal to the expected one (1 vs True, 0 vs -0.0 ... differ by a
         # few characters per item): not equal, judged without decoding megabytes on the trusted side
         return TestResult("passed" if test.op == "ne" else "failed", observed=observed, **common)
@@ -162,11 +215,16 @@ def grade_test(test: Test, raw: dict[str, Any]) -> TestResult:
         actual = decode_value(observed)
     except LiteralError:
         return TestResult("error", error_type="ProtocolError", observed=None, **common)
+    if test.op == "is" and observed not in ("None", "True", "False"):
+        # numpy(True) decodes to True, yet `np.True_ is True` is false in Python
+        return TestResult("failed", observed=observed, **common)
     ok = _check(test, actual)
     return TestResult("passed" if ok else "failed", observed=observed, **common)
 
 
 _LONGER_THAN_EQUAL = 8
+MAX_OBSERVED_CHARS = 1 << 20  # worker.MAX_VALUE_CHARS: the encoder refuses longer values as ValueTooLarge
+_LONGEST_FALSY = 256  # the longest falsy literals (`(-0.0-0j)`, `bytearray(b'')`, `frozenset()`) are far shorter
 
 
 def _trace_field(value: Any, width: int) -> list | None:
@@ -213,24 +271,30 @@ def grade_program(program: Program, raw: dict[str, Any]) -> ProgramResult:
             if tr.outcome == "passed":
                 tr.outcome = "error"
     return ProgramResult(status=status if status in PROGRAM_STATUSES else "sandbox_error", tests=tests,
-                         error=error, stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""),
-                         unverified=sum(t.kind == "code" for t in program.tests))
+                         error=error, stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""))
 
 
 def sandbox_failure(program: Program, reason: str) -> ProgramResult:
     return ProgramResult(status="sandbox_error", error=reason,
-                         tests=[TestResult("error", error_type=reason) for _ in program.tests],
-                         unverified=sum(t.kind == "code" for t in program.tests))
+                         tests=[TestResult("error", error_type=reason) for _ in program.tests])
 
 
-def request_tests(program: Program) -> list[dict[str, str]]:
-    """What the sandbox gets to know about each test: never the expected value or exception."""
-    out = []
+def rejected_result(program: Program) -> ProgramResult:
+    """The result of a program that was never run because it could not be made (``Program.rejected``)."""
+    return ProgramResult(status="compile_error", error=program.rejected,
+                         tests=[TestResult("error", error_type=program.rejected) for _ in program.tests])
+
+
+def request_tests(program: Program) -> tuple[list[dict[str, Any]], list[str]]:
+    """What the sandbox gets to know about each test: never the expected value or exception. Code tests carry
+    their expected values in their code: it travels apart (the second item), to the test process only."""
+    out, codes = [], []
     for t in program.tests:
         if t.kind == "call":
             out.append({"kind": "call", "expr": t.expr})
         elif t.kind == "io":
             out.append({"kind": "io", "stdin": t.stdin})
         else:
-            out.append({"kind": "code", "code": t.code})
-    return out
+            out.append({"kind": "code", "code_index": len(codes)})
+            codes.append(t.code)
+    return out, codes

@@ -6,6 +6,11 @@ by :func:`decode_value`, which walks the parse tree and accepts only literals. D
 objects, so comparing them with ``==`` on the trusted side cannot call code the program defined: an object whose
 ``__eq__`` always says True never leaves the sandbox as such.
 
+A few standard types that compare with plain values have tagged encodings (``Decimal('1.5')``, ``Fraction(1, 2)``,
+``deque([1], None)``, ``dict_keys([1])``, ``Match((0, 1), 'a')``, ``numpy(3)``, ``ndarray([1, 2], '<i8')``):
+they are rebuilt here as that standard type (``worker.make_tagged``), never as anything the program defined,
+and then compare as Python compares them with the expected value.
+
 The same format stores expected values in task records, so that a dataset stays readable (``[1, 2]``,
 ``{'a': (1.5, None)}``, ``frozenset({1})``, ``float('nan')``).
 
@@ -21,6 +26,8 @@ import math
 from typing import Any
 
 from trl_unittest.code import parse
+from trl_unittest.execution.worker import TAGS, make_tagged
+from trl_unittest.execution.worker import LiteralError as _TagError
 
 MAX_LITERAL_CHARS = 4 * 1024 * 1024
 MAX_DEPTH = 100
@@ -116,6 +123,11 @@ def _build(node: ast.AST, depth: int) -> Any:
             if type(raw) is not bytes:
                 raise LiteralError("bytearray() takes a bytes literal")
             return bytearray(raw)
+        if name in TAGS:  # tagged encodings of standard types (see worker.encode_value)
+            try:
+                return make_tagged(name, [_build(a, depth) for a in args])
+            except _TagError as e:
+                raise LiteralError(str(e)) from None
         raise LiteralError(f"call to {name}() is not a literal")
     if isinstance(node, ast.Name) and node.id in ("nan", "inf"):
         return _SPECIAL_FLOATS[node.id]

@@ -41,7 +41,10 @@ class ReplayEntry:
 def program_fingerprint(prompt, completion, entry_point: str = "") -> str:
     """The normalised-AST fingerprint of the program a completion makes (prompt + completion for completion-style
     tasks, the fenced or whole answer for chat)."""
-    return ast_fingerprint(build_program(prompt, completion, entry_point or ""))
+    try:
+        return ast_fingerprint(build_program(prompt, completion, entry_point or ""))
+    except Exception:  # no program could be made of it (see rewards._extract): its text is the key
+        return ast_fingerprint(completion if isinstance(completion, str) else repr(completion))
 
 
 class ReplayBuffer:
