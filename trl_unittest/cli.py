@@ -1,4 +1,4 @@
-"""`trl-unittest` command line: `demo`, `build`, `train`, `eval`, `quickstart`, `model`.
+"""`trl-unittest` command line: `demo`, `build`, `train`, `eval`, `quickstart`, `model`, `compare`.
 
 Errors are one line on stderr: a bad input (:class:`~trl_unittest.usage.UsageError`) exits with code 2, Ctrl-C with
 130 and a line saying what was kept, anything else with 1 and the traceback in a log file under
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_quickstart_parser(sub)
     add_model_parser(sub)
+    from trl_unittest.compare import add_compare_parser
+
+    add_compare_parser(sub)
     return parser
 
 
