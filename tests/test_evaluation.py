@@ -142,7 +142,7 @@ def test_eval_cli_rejects_bad_numbers(capsys):
             parser.parse_args(["eval", "--model", "m", "--dataset", "d", flag, value])
         assert "expected a whole number >= 1" in capsys.readouterr().err
     args = parser.parse_args(["eval", "--model", "m", "--dataset", "humaneval", "--n", "5", "--k", "1", "10"])
-    with pytest.raises(SystemExit, match="--n 5 is smaller than the largest --k"):
+    with pytest.raises(ValueError, match="--n 5 is smaller than the largest --k"):  # UsageError: exit 2, one line
         args.func(args)
 
 
@@ -245,7 +245,7 @@ def test_task_sources(tmp_path):
     assert load_task_source(str(tmp_path / "build"))["task_id"] == ds["task_id"]
     ds.to_json(str(tmp_path / "t.jsonl"), lines=True)
     assert load_task_source(str(tmp_path / "t.jsonl"))["task_id"] == ds["task_id"]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="missing: no such file or folder"):  # a UsageError: one line in the CLI
         load_task_source(str(tmp_path / "missing"))
 
 

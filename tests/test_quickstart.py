@@ -17,7 +17,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
     out = tmp_path / "qs"
     b = BUDGETS["tiny"] if rl_tasks == "train" else replace(BUDGETS["tiny"], rl_tasks="fresh", fresh_count=60,
                                                               probe_samples=0)
-    # the fresh variant also draws the progress bars (one bar for RL, no per-step dicts)
+    # the fresh variant draws the progress bars (one bar for RL, no per-step dicts), the other logs lines instead
     summary = run_quickstart("tiny" if rl_tasks == "train" else b, out, progress=rl_tasks == "fresh")
     for name in ("summary.json", "training.png", "eval_base.jsonl", "eval_trained.jsonl", "model/config.json"):
         assert (out / name).exists(), name
@@ -52,6 +52,18 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
     printed = capfd.readouterr()
     assert "policy_loss" not in printed.out + printed.err  # no per-step log dicts around the before/after table
     assert "held-out tasks: before and after RL" in printed.err
+    if rl_tasks == "train":
+        assert "smoke test" in printed.err and "smoke test" in on_disk["note"]
+        # --no-progress: a line every 5% of RL (8 steps: every step), with the reward, elapsed time and ETA
+        rl_lines = [line for line in printed.err.splitlines() if "RL steps:" in line]
+        assert len(rl_lines) == b.steps and "8/8 (100%), reward" in rl_lines[-1] and "ETA" in rl_lines[0]
+        # the same command again: every finished step is reused, nothing is sampled or trained again
+        model_bytes = (out / "model" / "model.safetensors").read_bytes()
+        again = run_quickstart("tiny", out, progress=False)
+        assert again["reused_steps"] == ["eval_base", "train", "eval_trained"]
+        assert again["base"] == summary["base"] and again["trained"] == summary["trained"]
+        assert again["reward_history"] == history and (out / "model" / "model.safetensors").read_bytes() == model_bytes
+        assert again["seconds"]["total"] < summary["seconds"]["total"]
 
 
 def test_quickstart_parser():

@@ -1,8 +1,13 @@
-"""`trl-unittest` command line: `demo`, `build` (and, as they land, `train`, `eval`, `quickstart`)."""
+"""`trl-unittest` command line: `demo`, `build`, `train`, `eval`, `quickstart`, `model`, `compare`.
+
+Errors are one line on stderr: a bad input (:class:`~trl_unittest.usage.UsageError`) exits with code 2, Ctrl-C with
+130 and a line saying what was kept, anything else with 1 and the traceback in a log file under
+``$TRL_UNITTEST_CACHE/logs``; ``--debug`` (anywhere on the line) shows tracebacks instead."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -10,7 +15,8 @@ import time
 def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("demo", help="score reference, wrong, broken and hanging solutions of MBPP tasks with "
                                            "the sandboxed unit-test reward")
-    p.add_argument("--mbpp", default=None, help="folder with mbpp.jsonl (default: shared/data/mbpp near the checkout)")
+    p.add_argument("--mbpp", default=None, help="folder with mbpp.jsonl (default: $TRL_UNITTEST_MBPP, else ../shared/data/mbpp "
+                                                        "beside the checkout)")
     p.add_argument("--tasks", type=int, default=20, help="number of MBPP test-split tasks")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
     p.add_argument("--test-timeout", type=float, default=1.0,
@@ -51,8 +57,15 @@ def run_demo(args: argparse.Namespace) -> int:
     from trl_unittest.execution import ExecutionPool, Limits
     from trl_unittest.rewards import SCHEMES, UnitTestReward, outcome_metrics
 
+    from trl_unittest.data.loaders import resolve_mbpp_path
+    from trl_unittest.usage import UsageError
+
+    try:
+        mbpp = resolve_mbpp_path(args.mbpp)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
     console = Console()
-    tasks = load_mbpp(args.mbpp, split="test", as_dataset=False)[: args.tasks]
+    tasks = load_mbpp(mbpp, split="test", as_dataset=False)[: args.tasks]
     pool = ExecutionPool(sandbox=args.sandbox, limits=Limits(test_timeout=args.test_timeout))
     # per-test budgets from each reference's own runtime: a hanging program costs a fraction of a second
     tasks, failed = add_reference_runtimes(tasks, pool)
@@ -96,8 +109,10 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trl-unittest", description="Reinforcement learning from unit tests, on TRL.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors (also "
+                                                             "accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(sub)
     from trl_unittest.data.cli import add_build_parser
@@ -114,8 +129,60 @@ def main(argv: list[str] | None = None) -> int:
     from trl_unittest.compare import add_compare_parser
 
     add_compare_parser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser().parse_args(argv)
+    if debug:
+        return int(args.func(args) or 0)
+    import warnings
+
+    # libraries' deprecation notices are for developers (--debug shows them), not lines a user can act on
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from trl_unittest.usage import Interrupted, UsageError
+
+    name = f"trl-unittest {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"{name}: {_one_line(e)}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 (a bug or an environment problem: one line here, the traceback in a log)
+        log = _write_traceback(args.command)
+        where = f"traceback in {log}" if log else "rerun with --debug for the traceback"
+        print(f"{name}: {type(e).__name__}: {_one_line(e)} ({where})", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _write_traceback(command: str) -> str | None:
+    import traceback
+
+    from trl_unittest.cache import cache_root
+
+    try:
+        logs = cache_root() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        return None
+    return str(path)
 
 
 if __name__ == "__main__":

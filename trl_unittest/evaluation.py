@@ -27,7 +27,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from trl_unittest.code import cut_generation, truncate_completion  # noqa: F401 (truncate_completion: re-exported)
 from trl_unittest.rewards import outcome_metrics, pass_at_k
@@ -47,6 +47,22 @@ def load_task_source(spec: Any):
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"tasks must be a Dataset, a list of Task or a spec string, got {type(spec).__name__}")
     spec = str(spec)
+    from trl_unittest.usage import check_task_columns, check_task_spec
+
+    check_task_spec(spec, flag="tasks")  # a misspelt split or a missing path is one line, not five Hub retries
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # "Generating train split" bars for a local file are noise
+    try:
+        ds = _load_spec(spec)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    return check_task_columns(ds, spec, flag="tasks")
+
+
+def _load_spec(spec: str):
     if spec == "humaneval":
         from trl_unittest.data.loaders import load_humaneval
 
@@ -72,16 +88,9 @@ def load_task_source(spec: Any):
 # ---------------------------------------------------------------------------------------------- generation
 def resolve_device(device: str | None = "auto") -> str:
     """"auto" (or None): cuda when torch sees a GPU, else cpu; anything else must name a torch device."""
-    import torch
+    from trl_unittest.usage import check_device
 
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1': got {device!r}") \
-            from e
-    return device
+    return check_device(device)  # also: "cuda" where torch sees no GPU is a UsageError (a ValueError)
 
 
 def _load_model(model: Any, tokenizer: Any = None, device: str | None = "auto"):
@@ -322,25 +331,196 @@ def evaluate_completions(tasks: Any, completions: Sequence[Sequence[str]], k: It
 def evaluate_model(model: Any, tasks: Any, n: int = 10, k: Iterable[int] = (1, 10), temperature: float = 0.8,
                    top_p: float = 0.95, max_new_tokens: int = 128, batch_size: int = 16, pool: Any = None,
                    out_jsonl: str | os.PathLike | None = None, tokenizer: Any = None, seed: int = 0,
-                   progress: bool = True, use_vllm: bool | None = None, sandbox: str = "auto",
-                   device: str | None = "auto", unverified: str = "fail") -> EvalReport:
+                   progress: bool | Callable[[int, int], None] = True, use_vllm: bool | None = None,
+                   sandbox: str = "auto", device: str | None = "auto", unverified: str = "fail") -> EvalReport:
     """Sample ``n`` completions per task from ``model`` (a path, a ``transformers`` model with ``tokenizer``, a vLLM
     ``LLM``, or a callable ``(prompts, n) -> completions``), execute them, and report pass@k.
 
     ``use_vllm``: None uses vLLM when it is importable and ``model`` is a path or a vLLM ``LLM``; False never
-    does. ``device``: where a model given by path is loaded ("auto": a GPU if torch sees one, else the CPU)."""
+    does. ``device``: where a model given by path is loaded ("auto": a GPU if torch sees one, else the CPU).
+    ``progress``: a bar, nothing (False), or a callable ``(tasks done, tasks)`` called as groups finish.
+
+    Tasks run in groups (similar prompt lengths, about ``4 x batch_size`` samples each), each sampled with a seed
+    of its own. With ``out_jsonl``, every task's row is appended to ``OUT.partial`` as its group finishes; a run
+    interrupted (Ctrl-C: :class:`~trl_unittest.usage.Interrupted`) and started again with the same arguments skips
+    the finished groups and ends with the same result. ``OUT.partial`` is removed once ``OUT`` is written."""
+    from trl_unittest.usage import Interrupted
+
     ds = load_task_source(tasks)
     t0 = time.perf_counter()
     if use_vllm is None:
         use_vllm = (isinstance(model, (str, os.PathLike)) or type(model).__module__.split(".")[0] == "vllm") \
             and vllm_available()
-    completions = generate_completions(model, list(ds["prompt"]), n=n, temperature=temperature, top_p=top_p,
-                                       max_new_tokens=max_new_tokens, batch_size=batch_size, tokenizer=tokenizer,
-                                       seed=seed, progress=progress, use_vllm=use_vllm, device=device)
-    report = evaluate_completions(ds, completions, k=k, pool=pool, out_jsonl=out_jsonl, progress=progress,
-                                  sandbox=sandbox, unverified=unverified)
+    prompts = list(ds["prompt"])
+    order = sorted(range(len(ds)), key=lambda i: len(prompts[i]))  # similar lengths per group: less padding
+    per_group = max(1, math.ceil(max(4 * batch_size, 64) / n))
+    groups = [order[j: j + per_group] for j in range(0, len(order), per_group)]
+    partial = None
+    if out_jsonl is not None:
+        settings = {"model": _model_name(model), "tasks": _tasks_fingerprint(ds), "n": n, "temperature": temperature,
+                    "top_p": top_p, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed,
+                    "group_size": per_group, "unverified": unverified}
+        partial = _PartialResults(Path(str(out_jsonl) + ".partial"), settings)
+    done = partial.load() if partial is not None else {}
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ds), desc="evaluating", unit="task", leave=False)
+    tasks_done = sum(len(groups[g]) for g in done if g < len(groups))
+    if bar is not None:
+        bar.update(tasks_done)
+    own_pool = pool is None and len(done) < len(groups)
+    if own_pool:
+        from trl_unittest.execution import ExecutionPool
+
+        pool = ExecutionPool(sandbox=sandbox)
+    loaded = False
+    try:
+        for g, idx in enumerate(groups):
+            if g in done:
+                continue
+            if not loaded:  # once, and only when something is left to sample
+                model, tokenizer, loaded = *_load_for_sampling(model, tokenizer, device, use_vllm, seed), True
+            sub = ds.select(idx)
+            completions = generate_completions(model, [prompts[i] for i in idx], n=n, temperature=temperature,
+                                               top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                               tokenizer=tokenizer, seed=seed * 100_003 + g, progress=False,
+                                               use_vllm=use_vllm, device=device)
+            rep = evaluate_completions(sub, completions, k=k, pool=pool, progress=False, sandbox=sandbox,
+                                       unverified=unverified)
+            done[g] = (rep.rows, len(idx) * n, rep.metrics)
+            if partial is not None:
+                partial.append(g, *done[g])
+            tasks_done += len(idx)
+            if bar is not None:
+                bar.update(len(idx))
+            elif callable(progress):
+                progress(tasks_done, len(ds))
+    except KeyboardInterrupt:
+        if partial is None:
+            raise Interrupted("interrupted: nothing kept (give out_jsonl / --out to keep results as tasks finish)") \
+                from None
+        raise Interrupted(f"interrupted: {tasks_done} of {len(ds)} tasks kept in {partial.path}: run the same "
+                          f"command again to resume") from None
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_pool:
+            pool.close()
+    rows: list[dict[str, Any]] = [{} for _ in range(len(ds))]
+    for g, idx in enumerate(groups):
+        for i, row in zip(idx, done[g][0]):
+            rows[i] = row
+    report = _report_from_rows(rows, k, [done[g][1:] for g in range(len(groups))])
     report.seconds = time.perf_counter() - t0
+    if out_jsonl is not None:
+        report.write_jsonl(out_jsonl)
+        partial.path.unlink(missing_ok=True)
     return report
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        return str(model)
+    name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    return str(name or getattr(model, "__qualname__", type(model).__name__))
+
+
+def _tasks_fingerprint(ds) -> str:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    for task_id, prompt in zip(ds["task_id"], ds["prompt"]):
+        h.update(f"{task_id}\0{prompt}\0".encode())
+    return h.hexdigest()
+
+
+def _load_for_sampling(model: Any, tokenizer: Any, device: str | None, use_vllm: bool, seed: int):
+    """A model given by path, loaded once for all groups (vLLM: one ``LLM``)."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model, tokenizer
+    if use_vllm:
+        from vllm import LLM  # noqa: PLC0415 (optional dependency)
+
+        return LLM(model=str(model), seed=seed), tokenizer
+    return _load_model(model, tokenizer, device)
+
+
+def _report_from_rows(rows: list[dict[str, Any]], k: Iterable[int], groups: list[tuple[int, dict]]) -> EvalReport:
+    """The report of finished groups: pass@k from each row's n and correct, outcome rates weighted by samples."""
+    n = min(r["n"] for r in rows)
+    ks = sorted({int(x) for x in k if int(x) <= n})
+    for i, row in enumerate(rows):  # pass@k recomputed: a resumed run may ask for other k
+        fresh = {}
+        for key, value in row.items():
+            if key == "completions":
+                fresh.update({f"pass@{x}": pass_at_k(row["n"], row["correct"], x) for x in ks})
+            if not key.startswith("pass@"):
+                fresh[key] = value
+        rows[i] = fresh
+    per_source: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        per_source[row["source"]].append(row)
+    overall = {f"pass@{x}": math.fsum(r[f"pass@{x}"] for r in rows) / len(rows) for x in ks}
+    by_source = {s: {"tasks": float(len(rs)), **{f"pass@{x}": math.fsum(r[f"pass@{x}"] for r in rs) / len(rs)
+                                                 for x in ks}} for s, rs in per_source.items()}
+    total = sum(samples for samples, _ in groups) or 1
+    keys = set.intersection(*(set(m) for _, m in groups)) if groups else set()
+    metrics = {key: math.fsum(m[key] * samples for samples, m in groups) / total
+               for key in groups[0][1] if key in keys} if groups else {}
+    return EvalReport(pass_at_k=overall, num_tasks=len(rows), num_samples=n, metrics=metrics, by_source=by_source,
+                      rows=rows)
+
+
+class _PartialResults:
+    """``OUT.partial``: a settings line, then one line per finished task and a closing line per finished group
+    (a group without its closing line, cut by an interruption, is sampled again)."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]):
+        self.path, self.settings = path, settings
+
+    def load(self) -> dict[int, tuple[list[dict], int, dict]]:
+        from trl_unittest.usage import UsageError
+
+        if not self.path.exists():
+            return {}
+        rows: dict[int, dict[int, dict]] = defaultdict(dict)
+        done: dict[int, tuple[list[dict], int, dict]] = {}
+        with open(self.path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        try:
+            header = json.loads(lines[0])["settings"] if lines else None
+        except (ValueError, KeyError, TypeError):
+            header = None
+        if header != self.settings:
+            differ = [key for key in self.settings if (header or {}).get(key) != self.settings[key]]
+            raise UsageError(f"{self.path} holds partial results of another run (different {', '.join(differ)}): "
+                             f"run with the same settings to resume, or delete it to start again")
+        for line in lines[1:]:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # the last line, cut by the interruption
+                continue
+            if "row" in entry:  # by position: a group sampled again after a cut attempt overwrites its rows
+                rows[entry["group"]][entry["i"]] = entry["row"]
+            elif entry.get("done"):
+                got = rows.pop(entry["group"], {})
+                done[entry["group"]] = ([got[i] for i in sorted(got)], entry["samples"], entry["metrics"])
+        return done
+
+    def append(self, group: int, rows: list[dict], samples: int, metrics: dict) -> None:
+        new = not self.path.exists()
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            if new:
+                f.write(json.dumps({"settings": self.settings}) + "\n")
+            for i, row in enumerate(rows):
+                f.write(json.dumps({"group": group, "i": i, "row": row}) + "\n")
+            f.write(json.dumps({"group": group, "done": True, "samples": samples, "metrics": metrics}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 # --------------------------------------------------------------------------------------------------- CLI
@@ -361,7 +541,10 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first LIMIT tasks only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it")
+    p.add_argument("--out", default=None, help="per-task results (jsonl); a summary JSON is written beside it. "
+                                               "Tasks are kept in OUT.partial as they finish: after Ctrl-C, the "
+                                               "same command resumes from them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     p.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"])
     p.add_argument("--unverified", default="fail", choices=["fail", "exclude", "count"],
                    help="what a test without a verdict (a value that could not cross the call proxy) counts as "
@@ -390,13 +573,16 @@ def _positive_int(text: str) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from trl_unittest.models import set_threads
+    from trl_unittest.usage import UsageError, check_out_file
 
     set_threads()
     n = args.n or max(args.k)
     if n < max(args.k):
-        raise SystemExit(f"trl-unittest eval: --n {n} is smaller than the largest --k ({max(args.k)}): pass@k needs "
+        raise UsageError(f"--n {n} is smaller than the largest --k ({max(args.k)}): pass@k needs "
                          f"at least k samples per task")
     device = resolve_device(args.device)  # a bad --device fails before the dataset and the model are loaded
+    if args.out:
+        check_out_file(args.out, overwrite=args.overwrite)
     executor = None
     if args.ray:  # connected and probed before the model is loaded
         try:
@@ -416,6 +602,9 @@ def run_eval(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace, n: int, device: str, executor: Any) -> int:
     from rich.console import Console
 
+    from trl_unittest.usage import check_model
+
+    check_model(args.model)  # before the dataset and the model are loaded
     ds = load_task_source(args.dataset)
     if args.limit is not None:
         ds = ds.select(range(min(args.limit, len(ds))))
@@ -423,6 +612,7 @@ def _run_eval(args: argparse.Namespace, n: int, device: str, executor: Any) -> i
     if model == "quickstart" or model.startswith("quickstart:"):
         from trl_unittest.models import ensure_code_model
 
+        _say_if_training(model.partition(":")[2] or "small")
         model = ensure_code_model(model.partition(":")[2] or "small")
     report = evaluate_model(model, ds, n=n, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out_jsonl=args.out,
@@ -434,3 +624,16 @@ def _run_eval(args: argparse.Namespace, n: int, device: str, executor: Any) -> i
         Path(args.out).with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), file=sys.stdout)
     return 0
+
+
+def _say_if_training(budget: str) -> None:
+    """``--model quickstart[:BUDGET]`` trains that model first when it is not cached: say so, and for how long."""
+    from trl_unittest.cache import cache_dir
+    from trl_unittest.models import recipe_for
+
+    recipe = recipe_for(budget)
+    if not (cache_dir() / "models" / f"code-{recipe.arch}-{recipe.key()}" / "trl_unittest_model.json").exists():
+        minutes = {"tiny": "2", "small": "15", "small-bugs": "15", "medium": "2 (GPU) / hours (CPU)"}.get(budget, "?")
+        print(f"trl-unittest eval: the '{budget}' code model is not cached yet: training it first (about {minutes} "
+              f"minutes on 2 CPU cores; cached afterwards in $TRL_UNITTEST_CACHE, default ~/.cache/trl_unittest)",
+              file=sys.stderr)

@@ -289,7 +289,8 @@ def _loop(model, opt, steps: int, lr: float, desc: str, progress: bool, next_bat
     losses = []
     warmup = max(1, steps // 10)
     bar = None
-    if progress:
+    lines = progress(desc) if callable(progress) else None  # a factory of "a line every few percent" loggers
+    if progress and lines is None:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=desc, unit="step")
@@ -309,6 +310,8 @@ def _loop(model, opt, steps: int, lr: float, desc: str, progress: bool, next_bat
             bar.update(1)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{float(losses[-1]):.3f}")
+        elif lines is not None:
+            lines(step + 1, steps)
     if bar is not None:
         bar.close()
     model.eval()
@@ -351,7 +354,9 @@ def add_model_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_model(args: argparse.Namespace) -> int:
-    path = ensure_code_model(args.budget, rebuild=args.rebuild, device=args.device)
+    from trl_unittest.usage import check_device
+
+    path = ensure_code_model(args.budget, rebuild=args.rebuild, device=check_device(args.device))
     print(json.dumps({"model": path, **model_figures(path)}), file=sys.stdout)
     return 0
 

@@ -107,7 +107,35 @@ def _pass1_callback(eval_ds, every: int, n: int, temperature: float, tokenizer, 
     return PassAtOne()
 
 
-def _quiet_progress(trainer, progress: bool, desc: str = "RL steps") -> None:
+class _ProgressLines:
+    """``--no-progress``: one line every ``every`` percent of a long step (done / total, elapsed, ETA, and what the
+    caller adds, e.g. the reward) instead of progress bars; callable as ``(done, total, **extra)``."""
+
+    def __init__(self, console, what: str, every: int = 5):
+        self.console, self.what, self.every = console, what, every
+        self.t0 = time.perf_counter()
+        self.next = every
+
+    def __call__(self, done: int, total: int, **extra: Any) -> None:
+        pct = 100.0 * done / max(1, total)
+        if pct < self.next and done < total:
+            return
+        self.next = (int(pct) // self.every + 1) * self.every
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / done * (total - done) if done else math.nan
+        more = "".join(f", {key} {value}" for key, value in extra.items())
+        self.console.print(f"    {self.what}: {done}/{total} ({pct:.0f}%){more}, elapsed {_clock(elapsed)}, "
+                           f"ETA {_clock(eta)}", highlight=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _quiet_progress(trainer, progress: bool, desc: str = "RL steps", console=None) -> None:
     """One progress bar with the running reward instead of a printed dict per step (``logging_steps=1`` keeps every
     step in ``log_history`` for the plot; 1,600 printed dicts would bury the before/after table). Also draws TRL
     1.12's PPOTrainer's bar (its reward is logged as ``objective/scores``)."""
@@ -117,6 +145,19 @@ def _quiet_progress(trainer, progress: bool, desc: str = "RL steps") -> None:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if not progress:
+        if console is not None:
+            class RewardLines(TrainerCallback):
+                lines = None
+
+                def on_train_begin(self, args, state, control, **kwargs):
+                    self.lines = _ProgressLines(console, desc)
+
+                def on_log(self, args, state, control, logs=None, **kwargs):
+                    reward = (logs or {}).get("reward", (logs or {}).get("objective/scores"))
+                    if self.lines is not None and reward is not None:
+                        self.lines(state.global_step, state.max_steps, reward=f"{reward:+.3f}")
+
+            trainer.add_callback(RewardLines())
         return
 
     class RewardBar(TrainerCallback):
@@ -155,6 +196,8 @@ class _Run:
     console: Any
     started: float = 0.0  # time.perf_counter() when the work began
     times: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)  # steps finished by an earlier, interrupted run
+    step: str = "start"  # the step running now (named when interrupted)
 
     @property
     def cuda(self) -> bool:
@@ -174,6 +217,25 @@ class _Run:
 
         return evaluate_model(model, tasks, device=self.device, **kwargs)  # every model loaded by path: on `device`
 
+    def bars(self, what: str):
+        """``progress=`` for a long step: bars, or (``--no-progress``) a line every 5%."""
+        return True if self.progress else _ProgressLines(self.console, what)
+
+    # a finished step's outputs, reused when the same run starts again after an interruption
+    def finished(self, step: str) -> dict[str, Any] | None:
+        path = self.out / "steps" / f"{step}.json"
+        if not path.exists():
+            return None
+        self.reused.append(step)
+        return json.loads(path.read_text())
+
+    def finish(self, step: str, record: dict[str, Any]) -> None:
+        path = self.out / "steps" / f"{step}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(path)
+
 
 @dataclass
 class _Tasks:
@@ -189,9 +251,9 @@ class _Tasks:
 class _Training:
     """What RL produced, and what was measured on its own tasks around it."""
 
-    model: Any
+    model: str  # the trained model's folder (OUT/model)
     train_ds: Any  # the tasks RL trained on
-    probe: Any  # the curriculum's probe (an EvalReport), or None
+    probe: dict[str, Any] | None  # the curriculum's probe (EvalReport.to_dict()), or None
     rl_check: Any  # the RL tasks measured before and after
     rl_check_n: int
     rl_before: float
@@ -209,15 +271,23 @@ def run_quickstart(budget: str | Budget = "tiny", out: str | os.PathLike = "quic
 
     from trl_unittest.execution import ExecutionPool, Limits
 
+    from trl_unittest.usage import Interrupted
+
     run = _start(budget, out, seed, progress, device)
     torch.manual_seed(seed)
-    data = _datasets(run)
-    model_dir, tokenizer = _model(run, data)
-    tasks = _tasks(run, data, model_dir, tokenizer)
-    with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
-        base = _evaluate_before(run, model_dir, tasks, pool)
-        training = _train(run, model_dir, tokenizer, tasks, pool)
-        trained, rl_after = _evaluate_after(run, training, tasks, tokenizer, pool)
+    try:
+        data = _datasets(run)
+        model_dir, tokenizer = _model(run, data)
+        tasks = _tasks(run, data, model_dir, tokenizer)
+        with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
+            base = _evaluate_before(run, model_dir, tasks, pool)
+            training = _train(run, model_dir, tokenizer, tasks, pool)
+            trained, rl_after = _evaluate_after(run, training, tasks, tokenizer, pool)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted during {run.step}: finished steps are kept in {run.out / 'steps'} (and the "
+                          f"datasets and model in the cache); the same command resumes after them") from None
     run.times["total"] = time.perf_counter() - run.started
     return _report(run, data, model_dir, tasks, base, training, trained, rl_after)
 
@@ -228,6 +298,7 @@ def _start(budget: str | Budget, out, seed: int, progress: bool, device: str) ->
 
     from trl_unittest.evaluation import resolve_device
     from trl_unittest.models import set_threads
+    from trl_unittest.usage import UsageError, check_out_dir
 
     set_threads()
     if isinstance(budget, Budget):
@@ -235,11 +306,24 @@ def _start(budget: str | Budget, out, seed: int, progress: bool, device: str) ->
     elif budget in BUDGETS:
         b = BUDGETS[budget]
     else:
-        raise ValueError(f"unknown budget {budget!r}: expected one of {sorted(BUDGETS)} or a Budget")
+        raise UsageError(f"unknown budget {budget!r}: expected one of {sorted(BUDGETS)} or a Budget")
     device = resolve_device(device)
+    check_out_dir(out)
     run = _Run(b=b, budget=budget, out=Path(out), seed=seed, progress=progress, device=device,
                console=Console(stderr=True))
+    settings = {"budget": budget, "budget_settings": json.loads(json.dumps(asdict(b))), "seed": seed}
+    recorded = run.out / "steps" / "run.json"
+    if recorded.exists():  # an earlier run into the same folder: resume it only if it is the same run
+        before = json.loads(recorded.read_text())
+        if before != settings:
+            differ = [k for k in settings if before.get(k) != settings[k]]
+            raise UsageError(f"--out {out} holds a quickstart run with other settings ({', '.join(differ)}): use "
+                             f"another --out, or delete {out} to start again")
+    elif (run.out / "summary.json").exists():  # a finished run that recorded no settings: never written over
+        raise UsageError(f"--out {out} holds the results of an earlier quickstart run: use another --out, or delete "
+                         f"{out} to start again")
     run.out.mkdir(parents=True, exist_ok=True)
+    run.finish("run", settings)
     run.started = time.perf_counter()
     return run
 
@@ -248,7 +332,11 @@ def _datasets(run: _Run):
     """Step 1: the train and held-out task datasets (stdlib modules + synthetic exercises; cached)."""
     from trl_unittest.data.split import build_split_datasets
 
+    run.step = "step 1 (datasets)"
     run.console.rule(f"[bold]trl-unittest quickstart[/bold] (budget {run.budget})")
+    if run.budget == "tiny":
+        run.console.print("    budget tiny: a smoke test of the pipeline (a model of a few minutes, 8 RL steps); its "
+                          "numbers say nothing about RL")
     run.console.print("1/5 datasets: stdlib modules + synthetic exercises, split into train / held-out sources")
     t = time.perf_counter()
     data = build_split_datasets(run.b.model, progress=run.progress)
@@ -263,9 +351,11 @@ def _model(run: _Run, data) -> tuple[str, Any]:
 
     from trl_unittest.models import ensure_code_model, model_figures
 
+    run.step = "step 2 (model)"
     run.console.print("2/5 the small code model (tokenizer + pretraining + SFT on train sources; cached)")
     t = time.perf_counter()
-    model_dir = ensure_code_model(run.b.model, train_tasks=data.train, progress=run.progress, device=run.device)
+    lines = True if run.progress else (lambda what: _ProgressLines(run.console, f"model {what}"))
+    model_dir = ensure_code_model(run.b.model, train_tasks=data.train, progress=lines, device=run.device)
     run.times["model"] = time.perf_counter() - t
     figures = model_figures(model_dir)
     run.console.print(f"    {model_dir} ({figures.get('parameters', 0) / 1e6:.2f} M parameters)")
@@ -299,23 +389,42 @@ def _tasks(run: _Run, data, model_dir: str, tokenizer) -> _Tasks:
 
 def _evaluate_before(run: _Run, model_dir: str, tasks: _Tasks, pool):
     """Step 3: the base model's pass@k on the held-out tasks."""
+    run.step = "step 3 (base model evaluation)"
     run.console.print(f"3/5 base model on {len(tasks.heldout)} held-out tasks, {run.b.n} samples each")
-    t = time.perf_counter()
-    base = run.evaluate(model_dir, tasks.heldout, pool=pool, out_jsonl=run.out / "eval_base.jsonl",
-                        progress=run.progress, **run.heldout_sampling)
-    run.times["eval_base"] = time.perf_counter() - t
+    done = run.finished("eval_base")
+    if done is not None:
+        run.console.print(f"    finished by an earlier run: reused {run.out / 'eval_base.jsonl'}")
+        base = _saved_report(done["report"], run.out / "eval_base.jsonl")
+    else:
+        t = time.perf_counter()
+        base = run.evaluate(model_dir, tasks.heldout, pool=pool, out_jsonl=run.out / "eval_base.jsonl",
+                            progress=run.bars("base model"), **run.heldout_sampling)
+        done = {"report": base.to_dict(), "seconds": time.perf_counter() - t}
+        run.finish("eval_base", done)
+    run.times["eval_base"] = done["seconds"]
     run.console.print(base.table("base model"))
     return base
 
 
+def _saved_report(summary: dict[str, Any], jsonl: Path):
+    """An EvalReport written by a finished step: its summary and its per-task rows."""
+    from trl_unittest.evaluation import EvalReport
+
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    return EvalReport(pass_at_k=summary["pass_at_k"], num_tasks=summary["num_tasks"],
+                      num_samples=summary["num_samples"], metrics=summary["metrics"], by_source=summary["by_source"],
+                      seconds=summary["seconds"], rows=rows)
+
+
 def _curriculum(run: _Run, model_dir: str, train_ds, pool):
-    """The RL tasks the base model solves in some but not all of ``probe_samples`` samples, and the probe (or None)."""
+    """The rows of the RL tasks the base model solves in some but not all of ``probe_samples`` samples, and the
+    probe's summary (None, None: no curriculum)."""
     b = run.b
     if not b.probe_samples:
-        return train_ds, None
+        return None, None
     probe = run.evaluate(model_dir, train_ds, n=b.probe_samples, k=(1,), temperature=b.temperature,
                          max_new_tokens=b.max_completion_length, batch_size=run.gen_batch, seed=run.seed + 1,
-                         pool=pool, progress=run.progress)
+                         pool=pool, progress=run.bars("curriculum probe"))
     between = [i for i, r in enumerate(probe.rows) if 0 < r["correct"] < r["n"]]
     solved = [i for i, r in enumerate(probe.rows) if r["correct"] > 0]
     run.console.print(f"    curriculum: of {len(train_ds)} train tasks, {len(between)} solved in some but not all "
@@ -327,25 +436,45 @@ def _curriculum(run: _Run, model_dir: str, train_ds, pool):
     else:  # a model too weak for a curriculum (the `tiny` CI budget): train on everything
         rl_rows = list(range(len(train_ds)))
     run.console.print(f"    RL trains on {len(rl_rows)} tasks")
-    return train_ds.select(rl_rows), probe
+    return rl_rows, probe.to_dict()
 
 
 def _train(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, pool) -> _Training:
     """Step 4: ActorCriticTrainer with UnitTestReward on the RL tasks, held-out pass@1 measured along the way; the
-    trained model is saved in ``OUT/model``."""
+    trained model is saved in ``OUT/model`` (and evaluated from there)."""
+    b = run.b
+    run.step = "step 4 (RL)"
+    done = run.finished("train")
+    if done is not None and (run.out / "model" / "config.json").exists():
+        train_ds = tasks.train.select(done["rl_rows"]) if done["rl_rows"] is not None else tasks.train
+        run.console.print(f"4/5 ActorCriticTrainer: finished by an earlier run: reused {run.out / 'model'}")
+    else:
+        t = time.perf_counter()
+        rl_rows, probe = _curriculum(run, model_dir, tasks.train, pool)
+        train_ds = tasks.train.select(rl_rows) if rl_rows is not None else tasks.train
+        rl_check = train_ds if probe is not None else spread(train_ds, 100)
+        rl_check_n = b.probe_samples or 8
+        # did the policy learn the tasks it trains on? "before" on fresh samples drawn as the "after" ones are (the
+        # probe's own pass@1 on the tasks it selected is biased by the selection)
+        rl_before = run.evaluate(model_dir, rl_check, n=rl_check_n, k=(1,), temperature=b.temperature,
+                                 max_new_tokens=b.max_completion_length, batch_size=run.gen_batch, seed=run.seed + 2,
+                                 pool=pool, progress=False).pass_at_k["pass@1"]
+        curve, history = _rl(run, model_dir, tokenizer, tasks, train_ds, pool)
+        done = {"rl_rows": rl_rows, "probe": probe, "rl_before": rl_before, "rl_check_n": rl_check_n,
+                "curve": curve, "history": history, "seconds": time.perf_counter() - t}
+        run.finish("train", done)
+    run.times["train"] = done["seconds"]
+    rl_check = train_ds if done["probe"] is not None else spread(train_ds, 100)
+    return _Training(model=str(run.out / "model"), train_ds=train_ds, probe=done["probe"], rl_check=rl_check,
+                     rl_check_n=done["rl_check_n"], rl_before=done["rl_before"], curve=done["curve"],
+                     history=done["history"])
+
+
+def _rl(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, train_ds, pool):
+    """The RL run itself: (held-out pass@1 curve on the checkpoint subset, reward per step)."""
     from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
     b = run.b
-    t = time.perf_counter()
-    train_ds, probe = _curriculum(run, model_dir, tasks.train, pool)
-    # did the policy learn the tasks it trains on? the curriculum's selection, or an even spread of them; "before"
-    # on fresh samples drawn as the "after" ones are (the probe's own pass@1 on the tasks it selected is biased by
-    # the selection)
-    rl_check = train_ds if probe is not None else spread(train_ds, 100)
-    rl_check_n = b.probe_samples or 8
-    rl_before = run.evaluate(model_dir, rl_check, n=rl_check_n, k=(1,), temperature=b.temperature,
-                             max_new_tokens=b.max_completion_length, batch_size=run.gen_batch, seed=run.seed + 2,
-                             pool=pool, progress=False).pass_at_k["pass@1"]
     run.console.print(f"4/5 ActorCriticTrainer: {b.steps} steps x {b.batch_size} completions on {len(train_ds)} "
                       f"train tasks")
     reward = UnitTestReward(pool=pool)
@@ -360,38 +489,44 @@ def _train(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, pool) -> _Traini
                                  processing_class=tokenizer)
     curve: list[dict[str, float]] = []
     every = max(1, b.steps // (b.checkpoints + 1)) if b.checkpoints else 0
-    _quiet_progress(trainer, run.progress)
+    _quiet_progress(trainer, run.progress, console=run.console)
     trainer.add_callback(_pass1_callback(tasks.checkpoint, every, 2, b.temperature, tokenizer, pool, curve))
     ck0 = run.evaluate(model_dir, tasks.checkpoint, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
                        pool=pool, progress=False)
     curve.insert(0, {"step": 0, "pass@1": ck0.pass_at_k["pass@1"]})
     trainer.train()
-    run.times["train"] = time.perf_counter() - t
-    trainer.save_model(str(run.out / "model"))
-    tokenizer.save_pretrained(str(run.out / "model"))
-    model = trainer.model
-    ckf = run.evaluate(model, tasks.checkpoint, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
+    ckf = run.evaluate(trainer.model, tasks.checkpoint, n=2, k=(1,), temperature=b.temperature, max_new_tokens=64,
                        tokenizer=tokenizer, pool=pool, progress=False)
     curve.append({"step": b.steps, "pass@1": ckf.pass_at_k["pass@1"]})
     history = [{"step": h["step"], "reward": h["reward"], "pass_rate": h.get("pass_rate")}
                for h in trainer.state.log_history if "reward" in h and "step" in h]
-    return _Training(model=model, train_ds=train_ds, probe=probe, rl_check=rl_check, rl_check_n=rl_check_n,
-                     rl_before=rl_before, curve=curve, history=history)
+    trainer.save_model(str(run.out / "model"))  # last: a model folder there means the step finished
+    tokenizer.save_pretrained(str(run.out / "model"))
+    return curve, history
 
 
 def _evaluate_after(run: _Run, training: _Training, tasks: _Tasks, tokenizer, pool):
     """Step 5: the trained model on its own RL tasks and on the same held-out tasks as before; (report, RL pass@1)."""
     b = run.b
-    rl_after = run.evaluate(training.model, training.rl_check, n=training.rl_check_n, k=(1,),
-                            temperature=b.temperature, max_new_tokens=b.max_completion_length,
-                            batch_size=run.gen_batch, seed=run.seed + 2, tokenizer=tokenizer, pool=pool,
-                            progress=False).pass_at_k["pass@1"]
+    run.step = "step 5 (trained model evaluation)"
     run.console.print(f"5/5 trained model on the same {len(tasks.heldout)} held-out tasks")
-    t = time.perf_counter()
-    trained = run.evaluate(training.model, tasks.heldout, tokenizer=tokenizer, pool=pool,
-                           out_jsonl=run.out / "eval_trained.jsonl", progress=run.progress, **run.heldout_sampling)
-    run.times["eval_trained"] = time.perf_counter() - t
-    return trained, rl_after
+    done = run.finished("eval_trained")
+    if done is not None:
+        run.console.print(f"    finished by an earlier run: reused {run.out / 'eval_trained.jsonl'}")
+        trained = _saved_report(done["report"], run.out / "eval_trained.jsonl")
+    else:
+        t = time.perf_counter()
+        rl_after = run.evaluate(training.model, training.rl_check, n=training.rl_check_n, k=(1,),
+                                temperature=b.temperature, max_new_tokens=b.max_completion_length,
+                                batch_size=run.gen_batch, seed=run.seed + 2, tokenizer=tokenizer, pool=pool,
+                                progress=False).pass_at_k["pass@1"]
+        trained = run.evaluate(training.model, tasks.heldout, tokenizer=tokenizer, pool=pool,
+                               out_jsonl=run.out / "eval_trained.jsonl", progress=run.bars("trained model"),
+                               **run.heldout_sampling)
+        done = {"report": trained.to_dict(), "rl_after": rl_after, "seconds": time.perf_counter() - t}
+        run.finish("eval_trained", done)
+    run.times["eval_trained"] = done["seconds"]
+    return trained, done["rl_after"]
 
 
 def _report(run: _Run, data, model_dir: str, tasks: _Tasks, base, training: _Training, trained,
@@ -403,21 +538,25 @@ def _report(run: _Run, data, model_dir: str, tasks: _Tasks, base, training: _Tra
     rl_tasks = {"tasks": len(training.train_ds), "source": b.rl_tasks, "measured_on": len(training.rl_check),
                 "samples": training.rl_check_n, "pass@1_before": training.rl_before, "pass@1_after": rl_after}
     run.console.print(_before_after(base, trained, training.history, rl_tasks))
-    plot = _plot(training.history, training.curve, out / "training.png", run.budget,
-                 full=(b.steps, base.pass_at_k["pass@1"], trained.pass_at_k["pass@1"], len(tasks.heldout), b.n))
+    plot = _plot(training.history, training.curve, out / "training.png", run.budget, full=(b.steps, base, trained),
+                 subset=len(tasks.checkpoint))
     summary = {
         "budget": run.budget, "budget_settings": asdict(b), "model": model_dir,
         "model_figures": model_figures(model_dir),
         "data": data.info, "heldout_eval_tasks": len(tasks.heldout), "heldout_dropped_as_trained_on": tasks.dropped,
         "train_tasks": len(training.train_ds),
-        "train_probe": training.probe.to_dict() if training.probe is not None else None, "rl_tasks": rl_tasks,
+        "train_probe": training.probe, "rl_tasks": rl_tasks, "reused_steps": run.reused,
         "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": training.history,
         "pass1_curve": training.curve, "seconds": {k: round(v, 1) for k, v in run.times.items()},
         "files": {"plot": str(plot), "eval_base": str(out / "eval_base.jsonl"),
                   "eval_trained": str(out / "eval_trained.jsonl"), "model": str(out / "model")},
     }
+    if run.budget == "tiny":
+        summary["note"] = "budget tiny: a smoke test of the pipeline; its numbers say nothing about RL"
+        run.console.print(f"[yellow]{summary['note']}[/yellow]")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    run.console.print(f"wrote {out / 'summary.json'}, {plot}; total {run.times['total']:.0f} s")
+    reused = f" (reused from an earlier run: {', '.join(run.reused)})" if run.reused else ""
+    run.console.print(f"wrote {out / 'summary.json'}, {plot}; total {run.times['total']:.0f} s{reused}")
     return summary
 
 
@@ -452,15 +591,26 @@ def _before_after(base, trained, history, rl_tasks=None):
     return t
 
 
-def _plot(history, curve, path: Path, budget: str, full=None) -> Path:
-    """``full``: (steps, base pass@1, trained pass@1, tasks, samples) of the before/after evaluation, drawn over the
-    checkpoint curve (a subset with 2 samples per task: noisier)."""
+def _interval(report) -> float:
+    """Half-width of a 95% normal interval of pass@1 over tasks (task-to-task spread; sampling noise included)."""
+    values = [r["pass@1"] for r in report.rows if "pass@1" in r]
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return 1.96 * math.sqrt(var / len(values))
+
+
+def _plot(history, curve, path: Path, budget: str, full=None, subset: int | None = None) -> Path:
+    """Reward per step, and held-out pass@1: the checkpoint curve on a ``subset`` of tasks (2 samples each: noisy)
+    and, with ``full`` = (steps, base report, trained report), the before/after evaluation on all of them as two
+    points with 95% intervals. Legends sit below the axes, off the lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
     steps = [h["step"] for h in history]
     rewards = [h["reward"] for h in history]
     ax1.plot(steps, rewards, ".", alpha=0.5, label="batch mean")
@@ -468,24 +618,28 @@ def _plot(history, curve, path: Path, budget: str, full=None) -> Path:
         w = max(2, len(rewards) // 8)
         smooth = [sum(rewards[max(0, i - w + 1): i + 1]) / len(rewards[max(0, i - w + 1): i + 1])
                   for i in range(len(rewards))]
-        ax1.plot(steps, smooth, "-", label=f"moving mean ({w})")
+        ax1.plot(steps, smooth, "-", label=f"moving mean ({w} steps)")
     ax1.set_xlabel("optimiser step")
     ax1.set_ylabel("unit-test reward (partial)")
     ax1.set_title("reward on train tasks")
-    ax1.legend()
-    ax2.plot([c["step"] for c in curve], [c["pass@1"] for c in curve], "o-",
-             label="subset, 2 samples/task" if full else None)
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
+    of = f"subset of {subset} tasks" if subset else "a subset of the tasks"
+    ax2.plot([c["step"] for c in curve], [c["pass@1"] for c in curve], "o-", label=f"{of}, 2 samples/task")
     top = max(c["pass@1"] for c in curve)
     if full:
-        steps, before, after, tasks, n = full
-        ax2.plot([0, steps], [before, after], "s--", label=f"all {tasks} tasks, {n} samples/task")
-        ax2.legend(loc="lower right")
-        top = max(top, before, after)
+        steps_done, before, after = full
+        points = [(0, before), (steps_done, after)]
+        ax2.errorbar([x for x, _ in points], [r.pass_at_k["pass@1"] for _, r in points],
+                     yerr=[_interval(r) for _, r in points], fmt="s", capsize=4,
+                     label=f"all {before.num_tasks} tasks, {before.num_samples} samples/task (95% interval)")
+        top = max(top, *(r.pass_at_k["pass@1"] + _interval(r) for _, r in points))
     ax2.set_xlabel("optimiser step")
     ax2.set_ylabel("pass@1")
-    ax2.set_ylim(0, max(0.05, top * 1.2))
+    ax2.set_ylim(0, min(1.0, max(0.05, top * 1.2)))
     ax2.set_title("held-out pass@1")
-    fig.suptitle(f"trl-unittest quickstart ({budget})")
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
+    smoke = " - a smoke test: its numbers say nothing about RL" if budget == "tiny" else ""
+    fig.suptitle(f"trl-unittest quickstart ({budget}){smoke}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -501,7 +655,8 @@ def add_quickstart_parser(subparsers) -> argparse.ArgumentParser:
                         "240 steps on a curriculum of train tasks, 10 minutes; tiny: CI smoke run; medium: a GPU")
     p.add_argument("--out", default="quickstart-out", help="output folder")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars: one line every 5%% of each long "
+                                                               "step (done, reward, elapsed, ETA) instead")
     p.add_argument("--device", default="auto", help="auto (a GPU if torch sees one, bf16 there), cpu, cuda, cuda:N; "
                                                     "--budget medium is meant for a GPU")
     p.set_defaults(func=_run_cli)
@@ -551,17 +706,46 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def parse_train_args(argv: list[str]):
+    """(script, training, model) arguments from ``--config YAML`` and flags. A bad config (syntax, an unknown key, a
+    value of the wrong type) or flag is a :class:`~trl_unittest.usage.UsageError` naming it, not argparse's usage."""
     from trl import ModelConfig, TrlParser
 
     from trl_unittest.trainer import ActorCriticConfig
+    from trl_unittest.usage import UsageError, check_yaml_config
 
-    parser = TrlParser((TrainScriptArguments, ActorCriticConfig, ModelConfig), prog="trl-unittest train")
-    return parser.parse_args_and_config(args=argv)[:3]
+    types_ = (TrainScriptArguments, ActorCriticConfig, ModelConfig)
+    for i, arg in enumerate(argv):
+        if arg == "--config" or arg.startswith("--config="):
+            path = arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
+            if not path:
+                raise UsageError("--config needs a YAML file")
+            check_yaml_config(path, types_)
+
+    class _Parser(TrlParser):
+        def error(self, message):  # one line instead of 200 lines of usage
+            raise UsageError(f"{message} (see `trl-unittest train --help`)")
+
+    parser = _Parser(types_, prog="trl-unittest train")
+    try:
+        return parser.parse_args_and_config(args=argv)[:3]
+    except (TypeError, ValueError) as e:  # a dataclass' __post_init__ refusing a combination of values
+        if isinstance(e, UsageError):
+            raise
+        raise UsageError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from trl_unittest.usage import check_model, check_out_dir, check_task_spec
+
     argv = list(args.rest or [])
     script_args, training_args, model_args = parse_train_args(argv)
+    # the names and paths, before any data is built or a model loaded
+    check_model(model_args.model_name_or_path or "quickstart:small", flag="model_name_or_path")
+    for flag in ("dataset", "eval_dataset"):
+        spec = getattr(script_args, flag)
+        if spec and spec != "quickstart":
+            check_task_spec(spec, flag=flag)
+    check_out_dir(training_args.output_dir, flag="output_dir")
     summary = train(script_args, training_args, model_args)
     print(json.dumps(summary), file=sys.stdout)
     return 0

@@ -32,11 +32,19 @@ PROMPT_STYLES = ("completion", "instruction")
 MEASURED_REFERENCE_RUNTIMES = {"mbpp/123": 6.0}  # amicable_numbers_sum(9999): 5.8 s in one test
 
 
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root (editable)
+
+
 def default_mbpp_path() -> str | None:
-    """``$TRL_UNITTEST_MBPP``, else a ``shared/data/mbpp`` folder beside or above the working directory."""
+    """``$TRL_UNITTEST_MBPP``, else ``shared/data/mbpp`` beside the checkout (``../shared/data/mbpp`` from the
+    repository root), else a ``shared/data/mbpp`` folder beside or above the working directory; None if none."""
     env = os.environ.get("TRL_UNITTEST_MBPP")
     if env:
         return env
+    for candidate in (os.path.join(_CHECKOUT, "..", "shared", "data", "mbpp"),
+                      os.path.join(_CHECKOUT, "shared", "data", "mbpp")):
+        if os.path.isfile(os.path.join(candidate, "mbpp.jsonl")):
+            return os.path.normpath(candidate)
     here = os.path.abspath(os.getcwd())
     for _ in range(4):
         for candidate in (os.path.join(here, "shared", "data", "mbpp"), os.path.join(here, "..", "shared", "data", "mbpp")):
@@ -44,6 +52,18 @@ def default_mbpp_path() -> str | None:
                 return os.path.normpath(candidate)
         here = os.path.dirname(here)
     return None
+
+
+def resolve_mbpp_path(path: str | os.PathLike | None = None) -> str:
+    """The MBPP folder as the command line finds it: ``path`` (``--mbpp``), else ``$TRL_UNITTEST_MBPP``, else
+    ``../shared/data/mbpp`` from the checkout (or near the working directory). Works from any directory; raises
+    ``FileNotFoundError`` naming the three ways to give it."""
+    found = str(path) if path is not None else default_mbpp_path()
+    if found is None or not os.path.isfile(os.path.join(found, "mbpp.jsonl")) and not os.path.isfile(found):
+        raise FileNotFoundError(f"no MBPP copy at {found or 'the default places'}: pass --mbpp PATH (a folder with "
+                                f"mbpp.jsonl), set TRL_UNITTEST_MBPP, or put it in ../shared/data/mbpp beside the "
+                                f"checkout")
+    return found
 
 
 def load_mbpp(path: str | None = None, split: str = "test", sanitized: bool = False, prompt_style: str = "completion",

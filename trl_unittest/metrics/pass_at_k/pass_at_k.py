@@ -42,7 +42,8 @@ Args:
     timeout: seconds per test (default 3.0).
     sandbox: "auto", "bwrap", "unshare" or "none".
 Returns:
-    (pass_at_k, results): {"pass@k": value} and, per task, a list of {"passed": bool, "result": str} per candidate.
+    (pass_at_k, results): {"pass@k": value} and, per task, a list of {"passed": bool, "result": str} per candidate;
+    result is "passed", "timed out", "failed: p/t tests passed" or the program's status (e.g. "compile_error").
 """
 
 
@@ -83,13 +84,22 @@ class PassAtK(evaluate.Metric):
         for cands in predictions:
             rs = outcomes[pos: pos + len(cands)]
             pos += len(cands)
-            results.append([{"passed": r.all_passed,
-                             "result": "passed" if r.all_passed else
-                             (r.status if r.status != "ran" else f"failed: {r.passed}/{r.total} tests passed")}
-                            for r in rs])
+            results.append([{"passed": r.all_passed, "result": _verdict(r)} for r in rs])
         scores = {}
         for kk in sorted(set(int(x) for x in k)):
             vals = [pass_at_k(len(rs), sum(r["passed"] for r in rs), kk) for rs in results if len(rs) >= kk]
             if vals and len(vals) == len(results):
                 scores[f"pass@{kk}"] = math.fsum(vals) / len(vals)
         return scores, results
+
+
+def _verdict(r) -> str:
+    """One word or phrase per candidate, as `code_eval` reports them: "passed", "timed out" (a test ran out of
+    time: an infinite loop is not a wrong answer), "failed: p/t tests passed", or the program's status."""
+    if r.all_passed:
+        return "passed"
+    if r.status != "ran":
+        return "timed out" if r.status == "timeout" else r.status
+    if any(t.outcome == "timeout" for t in r.tests):
+        return "timed out"
+    return f"failed: {r.passed}/{r.total} tests passed"
