@@ -291,6 +291,26 @@ def test_cli_build(tmp_path, capsys):
     assert len(load_tasks(tmp_path / "out" / "tasks.jsonl")) >= 2
     err = capsys.readouterr().err
     assert f"--source '{tmp_path / 'empty'}' gave 0 tasks" in err and f"'{tmp_path / 'src'}' gave 0" not in err
+    assert "--max-functions" not in err
+
+
+def test_cli_build_takes_formats_together_and_explains_a_max_functions_stop(tmp_path, capsys):
+    import argparse
+
+    from trl_unittest.data.cli import add_build_parser
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "mod.py").write_text('def _a(x):\n    return x\n\n\ndef _b(x):\n    return x\n\n\n' + MODULE)
+    parser = argparse.ArgumentParser()
+    add_build_parser(parser.add_subparsers())
+    args = parser.parse_args(["build", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
+                              "--no-progress", "--num-workers", "1", "--format", "parquet", "jsonl",
+                              "--max-functions", "1"])
+    assert args.format == ["parquet", "jsonl"]
+    assert args.func(args) == 0
+    assert (tmp_path / "out" / "tasks.parquet").exists() and (tmp_path / "out" / "tasks.jsonl").exists()
+    err = capsys.readouterr().err
+    assert "--max-functions 1 stopped the build after" in err and "private functions and methods count" in err
 
 
 def _comparable(ds):

