@@ -45,7 +45,9 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
     rl = on_disk["rl_tasks"]  # the RL train tasks, measured before and after training on fresh samples
     assert rl["tasks"] == on_disk["train_tasks"] > 0 and rl["source"] == rl_tasks
     if rl_tasks == "fresh":  # built from the exercises asked for (a few fail the builder's filters), 8 samples each
-        assert 40 <= rl["tasks"] <= 60 and rl["measured_on"] == rl["tasks"] and rl["samples"] == 8
+        # the builder keeps an exercise only when no trivial body passes its tests and >= 3 stay hidden (issue
+        # 16): 35 of these 60 at RECIPE_VERSION 4
+        assert 25 <= rl["tasks"] <= 60 and rl["measured_on"] == rl["tasks"] and rl["samples"] == 8
         assert on_disk["train_probe"] is None
     assert all(0.0 <= rl[key] <= 1.0 for key in ("pass@1_before", "pass@1_after"))
     assert summary["files"]["plot"].endswith("training.png")

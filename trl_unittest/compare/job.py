@@ -25,9 +25,9 @@ def _replay_without_ast_filter(capacity: int, eviction: str, seed: int):
 
     class ReplayWithoutAstFilter(ReplayBuffer):
         def add(self, prompt, completion, prompt_ids, completion_ids, reward, entry_point="", fingerprint=None,
-                logp=None):
+                **kwargs):
             return super().add(prompt, completion, prompt_ids, completion_ids, reward, entry_point,
-                               fingerprint=f"offered-{self.offered}", logp=logp)
+                               fingerprint=f"offered-{self.offered}", **kwargs)
 
     return ReplayWithoutAstFilter(capacity, eviction, seed=seed)
 
