@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 import re
 
+from trl_unittest.data.extract import parse as _parse
+
 NUMERIC = frozenset({"int", "float", "bool"})
 INTEGRAL = frozenset({"int", "bool"})
 SEQUENCE = frozenset({"str", "bytes", "list", "tuple"})
@@ -164,7 +166,7 @@ def usage_kinds(func_src: str, known: dict[str, str] | None = None) -> dict[str,
 
 def _usage_pass(func_src: str, known: dict[str, str]) -> dict[str, frozenset[str]]:
     try:
-        func = ast.parse(func_src).body[0]
+        func = _parse(func_src).body[0]
     except (SyntaxError, ValueError, IndexError, RecursionError):
         return {}
     if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
