@@ -156,27 +156,27 @@ def usage_kinds(func_src: str, known: dict[str, str] | None = None) -> dict[str,
     ``known``: annotations already known for some parameters (an ordering comparison with one, or with one's item,
     says the other is of the same kind: ``a[mid] < x`` with ``a: list[int]``); parameters found numeric here join
     them for one more pass (``lo < hi`` once ``lo`` is known)."""
-    known = dict(known or {})
-    allowed: dict[str, frozenset[str]] = {}
-    for _ in range(2):
-        allowed = _usage_pass(func_src, known)
-        known.update({k: "int" for k, v in allowed.items() if v and v <= NUMERIC and k not in known})
-    return allowed
-
-
-def _usage_pass(func_src: str, known: dict[str, str]) -> dict[str, frozenset[str]]:
     try:
         func = _parse(func_src).body[0]
     except (SyntaxError, ValueError, IndexError, RecursionError):
         return {}
     if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return {}
-    a = func.args
-    names = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs}
     parents: dict[ast.AST, ast.AST] = {}
     for n in ast.walk(func):
         for c in ast.iter_child_nodes(n):
             parents[c] = n
+    known = dict(known or {})
+    allowed: dict[str, frozenset[str]] = {}
+    for _ in range(2):
+        allowed = _usage_pass(func, parents, known)
+        known.update({k: "int" for k, v in allowed.items() if v and v <= NUMERIC and k not in known})
+    return allowed
+
+
+def _usage_pass(func: ast.FunctionDef, parents: dict, known: dict[str, str]) -> dict[str, frozenset[str]]:
+    a = func.args
+    names = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs}
     allowed: dict[str, frozenset[str]] = {}
     free: set[str] = set()
     for n in ast.walk(func):
