@@ -508,8 +508,10 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
             add(v)
         # interleave drawn values and mutations so that both appear among the first few
         for a, b in zip_longest_(drawn_src, mutations):
-            if a is not None:
+            if a is not None and p.name in must_sort:
                 add(decode_value(a))
+            elif a is not None and a not in srcs:
+                srcs.append(a)
             if b is not _MISSING:
                 add(b)
         if not srcs and tp is None:
