@@ -99,3 +99,30 @@ def test_prose_and_sorted_preconditions():
     assert sorted_params(doc, ["a", "x", "s"]) == {"a"}
     assert sorted_params("Merge the sorted lists.", ["a"]) == set()
     assert prose_types("Return a list of words.", ["a", "words"]) == {}  # "a list": an article, not parameter a
+
+
+def test_benchmark_sets_aside_mutmut_mutants_that_change_only_a_docstring():
+    """mutmut mutates one-line docstrings; such a mutant is equivalent (no test can kill it) and must not count
+    against the builder's tests in the independent measure."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "builder.py"
+    spec = importlib.util.spec_from_file_location("builder_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    mutated = '''
+def x_rshift__mutmut_orig(a, b):
+    "Same as a >> b."
+    return a >> b
+def x_rshift__mutmut_1(a, b):
+    "XXSame as a >> b.XX"
+    return a >> b
+def x_rshift__mutmut_2(a, b):
+    "Same as a >> b."
+    return a << b
+def x_rshift__mutmut_3(a, c):
+    "Same as a >> b."
+    return a >> b
+'''
+    assert bench._docstring_only_mutants(mutated) == ["x_rshift__mutmut_1"]
