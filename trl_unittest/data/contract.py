@@ -121,8 +121,7 @@ def _use_kinds(node: ast.Name, parent: ast.AST, grand: ast.AST | None,
     if isinstance(parent, (ast.For, ast.comprehension)) and parent.iter is node:
         return ITERABLE
     if isinstance(parent, ast.Compare):
-        ops_right = [(op, right) for op, right in zip(parent.ops, parent.comparators)]
-        for op, right in ops_right:
+        for op, right in zip(parent.ops, parent.comparators):
             if right is node and isinstance(op, (ast.In, ast.NotIn)):
                 return ITERABLE
         if any(isinstance(op, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)) for op in parent.ops):
