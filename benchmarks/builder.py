@@ -223,6 +223,26 @@ def _mutmut_exe() -> list[str] | None:
     return [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.argv[0] = 'mutmut'; cli()"]
 
 
+def _docstring_only_mutants(mutated_module: str) -> list[str]:
+    """mutmut's mutants (``x_f__mutmut_3``) that differ from ``x_f__mutmut_orig`` only in their docstring:
+    equivalent by construction (no test can kill them), so set aside and counted, as the builder does."""
+    import ast
+
+    def body_without_docstring(fn):
+        body = fn.body[1:] if fn.body and isinstance(fn.body[0], ast.Expr) and \
+            isinstance(fn.body[0].value, ast.Constant) and isinstance(fn.body[0].value.value, str) else fn.body
+        return ast.dump(ast.Module(body=body, type_ignores=[])), ast.dump(fn.args)
+
+    funcs = {n.name: n for n in ast.parse(mutated_module).body if isinstance(n, ast.FunctionDef)}
+    out = []
+    for name, fn in funcs.items():
+        base, sep, _ = name.partition("__mutmut_")
+        orig = funcs.get(f"{base}__mutmut_orig")
+        if sep and orig is not None and fn is not orig and body_without_docstring(fn) == body_without_docstring(orig):
+            out.append(name)
+    return out
+
+
 def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) -> dict:
     """mutmut on ``sample`` kept tasks (seeded choice among those with a measured score), all in one project:
     one module per task (its context and reference), one pytest file per task (its tests as asserts, one test
@@ -276,6 +296,13 @@ def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) 
         seconds = time.perf_counter() - t0
         res = subprocess.run(exe + ["results", "--all", "true"], cwd=proj, capture_output=True, text=True,
                              timeout=120, env=env)
+        docstring_only = set()
+        for mod in modules:
+            try:
+                docstring_only |= {f"{mod}.{m}" for m in _docstring_only_mutants(
+                    (proj / "mutants" / f"{mod}.py").read_text(encoding="utf-8"))}
+            except (OSError, SyntaxError):
+                pass
     per: dict[int, list[str]] = {}
     for line in res.stdout.splitlines():
         name, _, st = line.strip().rpartition(": ")
@@ -285,10 +312,10 @@ def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) 
         k = int(mod[4:])
         func = mutant.split("__mutmut_")[0]
         if func == f"x_{rows[k]['entry_point']}":
-            per.setdefault(k, []).append(st)
+            per.setdefault(k, []).append("docstring only" if name in docstring_only else st)
     rates, ours = [], []
     for k, sts in per.items():
-        counted = [x for x in sts if x not in ("skipped", "not checked")]
+        counted = [x for x in sts if x not in ("skipped", "not checked", "docstring only")]
         if not counted:
             continue
         rates.append(sum(x in ("killed", "timeout") for x in counted) / len(counted))
@@ -297,6 +324,7 @@ def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) 
     return {"status": status, "seconds": round(seconds, 1), "tasks": len(rows),
             "tasks_failing_plain_pytest": len(broken), "tasks_with_mutants": len(rates),
             "mutants": sum(len(v) for v in per.values()),
+            "mutants_docstring_only": sum(v.count("docstring only") for v in per.values()),
             "kill_rate_median": round(statistics.median(rates), 3) if rates else None,
             "kill_rate_mean": round(statistics.mean(rates), 3) if rates else None,
             "builder_score_median_same_tasks": round(statistics.median(ours), 3) if ours else None,

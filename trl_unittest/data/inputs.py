@@ -26,6 +26,7 @@ import zlib
 from typing import Any
 
 from trl_unittest.cache import cache_root, write_json_atomic
+from trl_unittest.data.contract import annotation_for, annotation_kind, prose_types, sorted_params, usage_kinds
 from trl_unittest.data.extract import Candidate, Param
 from trl_unittest.execution.values import LiteralError, decode_value
 
@@ -444,8 +445,15 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
     rng = random.Random(zlib.crc32(f"{seed}:{cand.task_id}".encode()))
     from_doctests = _doctest_args(cand, list(doctest_exprs))
     doc_types = docstring_types(cand.docstring)
+    names = [p.name for p in params]
+    prose = prose_types(cand.docstring, names)
+    stated = {p.name: (p.annotation if resolve_annotation(p.annotation) is not None else None)
+              or doc_types.get(p.name) or prose.get(p.name) for p in params}
+    uses = usage_kinds(cand.func_src, {k: v for k, v in stated.items() if v})
+    must_sort = sorted_params(cand.docstring, names)
     consts = body_constants(cand.func_src)
     pools: dict[str, list[str]] = {}
+    admitted: dict[str, Any] = {}  # per parameter: does a value's kind fit the body's uses
     weak: set[str] = set()  # parameters whose type is only guessed (name hint or nothing)
     for p in params:
         values: list[Any] = []
@@ -459,19 +467,25 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
         if default_ok:
             seeds.append(default)
         ann = p.annotation if resolve_annotation(p.annotation) is not None else None
-        ann = ann or doc_types.get(p.name)
+        ann = ann or doc_types.get(p.name) or prose.get(p.name)
         if ann is None and seeds:
             kinds = {_kind(v) for v in seeds if v is not None}
             if len(kinds) == 1:
                 ann = {"int": "int", "float": "float", "str": "str", "bytes": "bytes", "bool": "bool",
                        "list": "list[int]", "dict": "dict[str, int]", "tuple": "tuple[int, int]"}.get(kinds.pop())
+        allowed = uses.get(p.name) if ann is None else None  # the kinds the body's uses admit
         if ann is None:
             weak.add(p.name)
-        ann = ann or name_hint(p.name)
+            hint = name_hint(p.name)
+            if allowed is not None and (hint is None or annotation_kind(hint) not in allowed):
+                hint = annotation_for(allowed)  # a name is weaker evidence than what the body does with it
+            ann = hint
+        fits = (lambda v, ok=allowed: _kind(v) in ok) if allowed is not None else (lambda v: True)
+        admitted[p.name] = fits
         drawn_src = list(draw_examples(ann, draws_per_type)) if ann else []
         tp = resolve_annotation(ann) if ann else None
         kinds = {_kind(v) for v in seeds} | {_kind(decode_value(s)) for s in drawn_src[:3]}
-        seeded = [c for c in consts if _kind(c) in kinds or (not kinds)]
+        seeded = [c for c in consts if (_kind(c) in kinds or not kinds) and fits(c)]
         values.extend(seeds)
         for c in seeded[:4]:
             values.append(c)
@@ -481,6 +495,11 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
         srcs: list[str] = []
 
         def add(v):
+            if p.name in must_sort and type(v) in (list, tuple):
+                try:
+                    v = type(v)(sorted(v))
+                except TypeError:
+                    return
             s = to_source(v)
             if s is not None and s not in srcs:
                 srcs.append(s)
@@ -489,15 +508,20 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
             add(v)
         # interleave drawn values and mutations so that both appear among the first few
         for a, b in zip_longest_(drawn_src, mutations):
-            if a is not None and a not in srcs:
+            if a is not None and p.name in must_sort:
+                add(decode_value(a))
+            elif a is not None and a not in srcs:
                 srcs.append(a)
             if b is not _MISSING:
                 add(b)
         if not srcs and tp is None:
             for v in _GENERIC:
-                add(v)
+                if fits(v):
+                    add(v)
         if p.name in weak:  # probe other kinds too: a wrong guess must not leave the function untested
-            for k, probe in enumerate(_PROBES):
+            for k, probe in enumerate(p_ for p_ in _PROBES if fits(p_)):
+                if p.name in must_sort and type(probe) is list:
+                    probe = sorted(probe)
                 s_ = to_source(probe)
                 if s_ not in srcs:
                     srcs.insert(min(len(srcs), 3 + k), s_)
@@ -516,13 +540,14 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
     push(base)
     weak_required = [p for p in required if p.name in weak]
     if weak_required:
-        for probe in _PROBES:  # every guessed parameter of one kind at once
-            push({**base, **{p.name: to_source(probe) for p in weak_required}})
+        for probe in _PROBES:  # every guessed parameter of one kind at once (where the body's uses admit it)
+            push({**base, **{p.name: to_source(probe) for p in weak_required if admitted[p.name](probe)}})
     if len(weak_required) >= 2:
         for variants in _KIND_VARIANTS:
             for shift in (1, 2):
                 push({**base, **{p.name: to_source(variants[(j + shift) % len(variants)])
-                                 for j, p in enumerate(weak_required)}})
+                                 for j, p in enumerate(weak_required)
+                                 if admitted[p.name](variants[(j + shift) % len(variants)])}})
     # one factor at a time, round-robin over parameters so that every parameter varies early
     depth = max((len(v) for v in pools.values()), default=0)
     for k in range(depth):

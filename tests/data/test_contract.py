@@ -1,0 +1,128 @@
+"""Generated inputs stay inside a function's contract: kinds from the body's uses and the docstring's prose."""
+
+import ast
+
+from trl_unittest.data.contract import NUMERIC, prose_types, sorted_params, usage_kinds
+from trl_unittest.data.extract import extract_module
+from trl_unittest.data.inputs import generate_inputs
+from trl_unittest.execution.values import decode_value
+
+# the standard library's pure-Python bisect_left, whose generated tests were `bisect_left('abc', 'abc')`, a
+# dictionary for `a`, unsorted lists and strings for `hi` before
+BISECT = '''
+def bisect_left(a, x, lo=0, hi=None, *, key=None):
+    """Return the index where to insert item x in list a, assuming a is sorted.
+
+    Optional args lo (default 0) and hi (default len(a)) bound the
+    slice of a to be searched.
+    """
+    if lo < 0:
+        raise ValueError('lo must be non-negative')
+    if hi is None:
+        hi = len(a)
+    if key is None:
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if a[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+    else:
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if key(a[mid]) < x:
+                lo = mid + 1
+            else:
+                hi = mid
+    return lo
+'''
+
+
+def _arguments(expr):
+    call = ast.parse(expr, mode="eval").body
+    names = ["a", "x", "lo", "hi"]
+    out = {names[i]: decode_value(ast.unparse(v)) for i, v in enumerate(call.args)}
+    out.update({k.arg: decode_value(ast.unparse(k.value)) for k in call.keywords})
+    return out
+
+
+def test_bisect_gets_sorted_lists_and_numbers_only():
+    c = extract_module(BISECT, path="bisect.py").candidates[0]
+    exprs = generate_inputs(c)
+    assert len(exprs) >= 12
+    for e in exprs:
+        args = _arguments(e)
+        assert type(args["a"]) is list and args["a"] == sorted(args["a"]), e
+        assert type(args["x"]) in (int, float), e
+        assert type(args.get("lo", 0)) is int and type(args.get("hi")) in (int, type(None)), e
+        assert args.get("key") is None, e  # called in the body: no literal is a valid key
+    assert any(len(_arguments(e)["a"]) >= 2 for e in exprs)  # not only empty lists
+
+
+def test_usage_beats_a_name_hint_and_leaves_polymorphic_or_silent_parameters_open():
+    src = '''
+def middle(a, n):
+    """The middle item of a, or n when a is shorter than n."""
+    if len(a) < n:
+        return n
+    return a[len(a) // 2]
+
+
+def describe(a):
+    """Describe any value."""
+    if isinstance(a, int):
+        return a + 1
+    return len(a)
+
+
+def twice(a):
+    """Twice a value."""
+    return a * 2
+'''
+    cands = {c.entry_point: c for c in extract_module(src, path="m.py").candidates}
+    kinds = usage_kinds(cands["middle"].func_src)
+    assert "int" not in kinds["a"] and "list" in kinds["a"]  # the name hint says `a` is an int; len(a) says not
+    assert kinds["n"] == NUMERIC
+    for e in generate_inputs(cands["middle"]):
+        a = decode_value(ast.unparse(ast.parse(e, mode="eval").body.args[0]))
+        assert type(a) in (str, bytes, list, tuple, dict), e
+    assert "a" not in usage_kinds(cands["describe"].func_src)  # checks its own type: every kind stays
+    for name in ("describe", "twice"):  # no evidence from the body: other kinds are still probed
+        firsts = {type(decode_value(ast.unparse(ast.parse(e, mode="eval").body.args[0])))
+                  for e in generate_inputs(cands[name])}
+        assert {int, str, list} <= firsts, name
+
+
+def test_prose_and_sorted_preconditions():
+    doc = "Insert item x in list a, assuming a is sorted. The string s names it."
+    assert prose_types(doc, ["a", "x", "s"]) == {"a": "list[int]", "s": "str"}
+    assert sorted_params(doc, ["a", "x", "s"]) == {"a"}
+    assert sorted_params("Merge the sorted lists.", ["a"]) == set()
+    assert prose_types("Return a list of words.", ["a", "words"]) == {}  # "a list": an article, not parameter a
+
+
+def test_benchmark_sets_aside_mutmut_mutants_that_change_only_a_docstring():
+    """mutmut mutates one-line docstrings; such a mutant is equivalent (no test can kill it) and must not count
+    against the builder's tests in the independent measure."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "builder.py"
+    spec = importlib.util.spec_from_file_location("builder_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    mutated = '''
+def x_rshift__mutmut_orig(a, b):
+    "Same as a >> b."
+    return a >> b
+def x_rshift__mutmut_1(a, b):
+    "XXSame as a >> b.XX"
+    return a >> b
+def x_rshift__mutmut_2(a, b):
+    "Same as a >> b."
+    return a << b
+def x_rshift__mutmut_3(a, c):
+    "Same as a >> b."
+    return a >> b
+'''
+    assert bench._docstring_only_mutants(mutated) == ["x_rshift__mutmut_1"]
