@@ -43,6 +43,8 @@ class BuilderConfig:
                                     "builder's process)", None)
     shard_size: int = _h("source files per shard (resumable unit)", 200)
     max_context_lines: int = _h("largest carried context (lines)", 200)
+    sibling_depth: int = _h("how many modules away definitions imported from sibling modules of the same source "
+                            "are followed and carried (0: none; such functions are dropped)", 3)
     decontaminate: bool = _h("drop functions overlapping HumanEval/MBPP", True)
     mbpp_path: str | None = _h("MBPP for decontamination: mbpp.jsonl or its folder (default: $TRL_UNITTEST_MBPP, "
                                "else shared/data/mbpp beside the checkout; missing: a warning in the report)", None)
@@ -60,7 +62,7 @@ class BuilderConfig:
         for name in ("max_inputs", "max_tests", "min_tests", "shard_size", "batch_size", "max_value_chars"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be a whole number >= 1")
-        for name in ("max_mutants", "max_context_lines", "min_hidden_tests", "min_mutants"):
+        for name in ("max_mutants", "max_context_lines", "min_hidden_tests", "min_mutants", "sibling_depth"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "must be a whole number >= 0")
         if self.min_tests > self.max_tests:

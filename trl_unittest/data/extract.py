@@ -1,5 +1,7 @@
 """Candidate extraction: public, documented, self-contained module-level functions (and static methods) and the
-closure of module-level names they need (imports, constants, helpers), carried along as the task's context.
+closure of module-level names they need (imports, constants, helpers), carried along as the task's context;
+with the source's other modules at hand (:mod:`trl_unittest.data.siblings`), the definitions they import from
+sibling modules of the same source too, when those need nothing but the standard library.
 
 Hand-written on the standard library's ``ast`` and ``symtable``: scoping is taken from ``symtable`` (the
 compiler's own analysis: comprehensions, lambdas, nested functions and class bodies are resolved exactly), and
@@ -38,6 +40,9 @@ R_GLOBAL = "global_state"
 R_CONTEXT_SIZE = "context_too_large"
 R_UNSPLITTABLE = "unsplittable_source"
 R_REDEFINED = "redefined"
+R_SIBLING_FOREIGN = "sibling_non_stdlib_import"  # a sibling module's carried code needs a non-stdlib import
+R_SIBLING_CLASH = "sibling_name_clash"  # a carried sibling name is bound to something else in the module
+R_SIBLING_DEPTH = "sibling_too_deep"  # the names lead more sibling modules away than the builder follows
 
 
 @dataclass
@@ -201,6 +206,31 @@ def _foreign_import(node: ast.stmt, source: str) -> str | None:
     return None
 
 
+def _top_names(stmt: ast.stmt) -> set[str]:
+    """The module-level names a carried definition or assignment binds."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", stmt)]
+    return set().union(*(_stored_names(t) for t in targets))
+
+
+def _attributes_read(trees: list[ast.AST], name: str) -> set[str] | None:
+    """The attributes read of ``name`` (``name.attr``) in ``trees``; None when ``name`` is used otherwise."""
+    attrs: set[str] = set()
+    for tree in trees:
+        as_base = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == name:
+                if not isinstance(n.ctx, ast.Load):
+                    return None
+                attrs.add(n.attr)
+                as_base.add(id(n.value))
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Name) and n.id == name and id(n) not in as_base:
+                return None
+    return attrs
+
+
 def _own_yield(func: ast.AST, lines: list[str]) -> bool:
     """Whether ``func`` itself (not a nested function) yields; ``lines`` is the module's text, looked at first."""
     if not any("yield" in line for line in lines[func.lineno - 1:func.end_lineno]):
@@ -291,73 +321,242 @@ class ModuleIndex:
             self._refs_cache[index] = _refs_of(self.stmt_source(index))
         return self._refs_cache[index]
 
-    def closure(self, refs: set[str], exclude: int | None = None, own_name: str | None = None
+    def closure(self, refs: set[str], exclude: int | None = None, own_name: str | None = None,
+                siblings=None, path: str = "", func_tree: ast.AST | None = None
                 ) -> tuple[str, dict[str, str], str, str]:
-        """Carry what ``refs`` needs. Returns (context, imports, reason, detail); reason is "" on success."""
+        """Carry what ``refs`` needs. Returns (context, imports, reason, detail); reason is "" on success.
+
+        With ``siblings`` (a :class:`~trl_unittest.data.siblings.Siblings`: the other modules of the source;
+        ``path`` is this module's key among them, ``func_tree`` the function whose ``refs`` these are), names
+        imported from sibling modules are followed into them, up to ``siblings.max_depth`` modules away, and
+        their definitions carried with their own needs: stdlib imports first, then the siblings' definitions
+        (the modules they come from before the modules that use them, each in source order), then
+        ``h = helper`` for renamed imports and ``u = types.SimpleNamespace(...)`` for imported modules, then
+        this module's own. A carried sibling name that this module binds to something else is a clash: refused,
+        not overwritten."""
+        mods: dict[str, ModuleIndex] = {path: self}
+        depth = {path: 0}
+        deps: dict[str, set[str]] = {path: set()}  # module -> the sibling modules it takes names from
+        stmts: dict[str, set[int]] = {path: set()}
         imports: dict[str, str] = {}
-        import_aliases: dict[int, list[ast.alias]] = {}
-        stmts: set[int] = set()
-        work = sorted(refs)
-        done: set[str] = set()
+        import_aliases: dict[tuple[str, int], list[ast.alias]] = {}
+        renames: dict[tuple[str, str], tuple[str, str]] = {}  # (module, name) -> (module, name) it stands for
+        spaces: dict[tuple[str, str], str] = {}  # (module, name) -> the sibling module file it stands for
+        space_attrs: dict[tuple[str, str], set[str]] = {}
+        sibling_imports: dict[str, set[str]] = {}  # stdlib imports of sibling modules: name -> origins
+        passed: set[str] = set()  # names this module imports from a sibling under the same name
+        work = [(path, r) for r in sorted(refs)]
+        done: set[tuple[str, str]] = set()
+
+        def fail(reason: str, detail: str, key: str):
+            if key != path:
+                reason = R_SIBLING_FOREIGN if reason == R_NON_STDLIB else reason
+                detail = f"{key}: {detail}"
+            return "", {}, reason, detail
+
         while work:
-            name = work.pop()
-            if name in done:
-                continue
-            done.add(name)
-            bs = self.bindings.get(name)
-            if not bs:
-                if name == own_name or name in BUILTIN_NAMES:
+            while work:
+                key, name = work.pop()
+                if (key, name) in done:
                     continue
-                return "", {}, R_UNRESOLVABLE, name + (" (star import)" if self.star_import else "")
-            if any(b.kind == "conditional" for b in bs):
-                return "", {}, R_CONDITIONAL, name
-            for b in bs:
-                if b.index == exclude:
-                    continue
-                stmt = self.tree.body[b.index]
-                if b.kind == "import":
-                    if isinstance(stmt, ast.ImportFrom):
-                        if stmt.level:
-                            return "", {}, R_NON_STDLIB, "." * stmt.level + (stmt.module or "")
-                        origin = f"{stmt.module}.{b.alias.name}"
-                    else:
-                        origin = b.alias.name if b.alias.asname else b.alias.name.split(".")[0]
-                    if not _is_stdlib(origin):
-                        return "", {}, R_NON_STDLIB, origin
-                    imports[name] = origin
-                    lst = import_aliases.setdefault(b.index, [])
-                    if b.alias not in lst:
-                        lst.append(b.alias)
-                else:
-                    if b.index in stmts:
+                done.add((key, name))
+                m = mods[key]
+                bs = m.bindings.get(name)
+                if not bs:
+                    if (key == path and name == own_name) or name in BUILTIN_NAMES:
                         continue
-                    stmts.add(b.index)
-                    foreign = _foreign_import(self.tree.body[b.index], self.stmt_source(b.index))
-                    if foreign is not None:
-                        return "", {}, R_NON_STDLIB, foreign
-                    try:
-                        srefs, declared = self.stmt_refs(b.index)
-                    except (SyntaxError, ValueError, RecursionError) as e:
-                        return "", {}, R_SYNTAX, f"{name}: {e}"
-                    if declared:
-                        return "", {}, R_GLOBAL, sorted(declared)[0]
-                    work.extend(sorted(srefs - done))
-        parts: list[str] = []
-        for i in sorted(import_aliases):
-            stmt = self.tree.body[i]
-            aliases = [a for a in stmt.names if a in import_aliases[i]]
-            if isinstance(stmt, ast.ImportFrom):
-                node = ast.ImportFrom(module=stmt.module, names=aliases, level=0)
-            else:
-                node = ast.Import(names=aliases)
-            parts.append(ast.unparse(node))
-        context = "\n".join(parts)
-        others = [self.stmt_source(i).rstrip("\n") for i in sorted(stmts)]
-        if others:
-            context = (context + "\n\n\n" if context else "") + "\n\n\n".join(others)
+                    return fail(R_UNRESOLVABLE, name + (" (star import)" if m.star_import else ""), key)
+                if any(b.kind == "conditional" for b in bs):
+                    return fail(R_CONDITIONAL, name, key)
+                for b in bs:
+                    if key == path and b.index == exclude:
+                        continue
+                    stmt = m.tree.body[b.index]
+                    if b.kind == "import":
+                        if isinstance(stmt, ast.ImportFrom):
+                            origin = None if stmt.level else f"{stmt.module}.{b.alias.name}"
+                            target = (stmt.module, stmt.level, b.alias.name)
+                            shown = origin or "." * stmt.level + (stmt.module or "")
+                        else:
+                            origin = b.alias.name if b.alias.asname else b.alias.name.split(".")[0]
+                            target = (b.alias.name, 0, None) if b.alias.asname else None
+                            shown = origin
+                        if origin is not None and _is_stdlib(origin):
+                            imports[name] = origin
+                            if key != path:
+                                sibling_imports.setdefault(name, set()).add(origin)
+                            lst = import_aliases.setdefault((key, b.index), [])
+                            if b.alias not in lst:
+                                lst.append(b.alias)
+                            continue
+                        found = siblings.resolve(key, *target) if siblings is not None and target else None
+                        if found is None:
+                            return fail(R_NON_STDLIB, shown, key)
+                        skey, sname = found
+                        if skey not in mods:
+                            if depth[key] + 1 > siblings.max_depth:
+                                return "", {}, R_SIBLING_DEPTH, skey
+                            idx = siblings.index(skey)
+                            if idx is None:
+                                return fail(R_NON_STDLIB, f"{shown} ({skey} does not parse)", key)
+                            mods[skey], depth[skey], deps[skey], stmts[skey] = idx, depth[key] + 1, set(), set()
+                        deps[key].add(skey)
+                        if sname is None:
+                            spaces[(key, name)] = skey
+                            space_attrs.setdefault((key, name), set())
+                        else:
+                            work.append((skey, sname))
+                            if sname != name:
+                                renames[(key, name)] = (skey, sname)
+                            elif key == path:
+                                passed.add(name)
+                    else:
+                        if b.index in stmts[key]:
+                            continue
+                        stmts[key].add(b.index)
+                        foreign = _foreign_import(m.tree.body[b.index], m.stmt_source(b.index))
+                        if foreign is not None:
+                            return fail(R_NON_STDLIB, foreign, key)
+                        try:
+                            srefs, declared = m.stmt_refs(b.index)
+                        except (SyntaxError, ValueError, RecursionError) as e:
+                            return fail(R_SYNTAX, f"{name}: {e}", key)
+                        if declared:
+                            return fail(R_GLOBAL, sorted(declared)[0], key)
+                        work.extend((key, n) for n in sorted(srefs) if (key, n) not in done)
+            # an imported module carries the attributes that the carried code reads of it
+            for (key, name), skey in spaces.items():
+                trees = [mods[key].tree.body[i] for i in sorted(stmts[key])]
+                if key == path and func_tree is not None:
+                    trees.append(func_tree)
+                attrs = _attributes_read(trees, name)
+                if attrs is None:
+                    return fail(R_NON_STDLIB, f"{name} (module {skey} used other than as {name}.attribute)", key)
+                for a in sorted(attrs - space_attrs[(key, name)]):
+                    space_attrs[(key, name)].add(a)
+                    work.append((skey, a))
+
+        if len(mods) == 1 and not renames and not spaces:
+            context = self._context(path, [path], import_aliases, mods, stmts, [])  # as without siblings
+        else:
+            clash = self._sibling_clash(siblings, path, own_name, mods, stmts, sibling_imports, renames, spaces, passed)
+            if clash:
+                return "", {}, R_SIBLING_CLASH, clash
+            order: list[str] = []
+
+            def visit(k: str) -> None:  # the modules a module takes names from first (cycles: broken anywhere)
+                if k in order or k in visiting:
+                    return
+                visiting.add(k)
+                for d in sorted(deps[k]):
+                    visit(d)
+                order.append(k)
+
+            visiting: set[str] = set()
+            visit(path)
+            # `h = helper`, `u = types.SimpleNamespace(...)`: before this module's statements (which may use
+            # them when defined), but after them when they name this module's own definitions (a cycle)
+            early, late = [], []
+            for (_, name), (skey, target) in sorted(renames.items()):
+                (late if skey == path else early).append(f"{name} = {target}")
+            for (key, name), attrs in sorted(space_attrs.items()):
+                (late if spaces[(key, name)] == path else early).append(
+                    f"{name} = types.SimpleNamespace({', '.join(f'{a}={a}' for a in sorted(attrs))})")
+            if spaces:
+                imports["types"] = "types"
+            context = self._context(path, [path] + order[:-1], import_aliases, mods, stmts, early, late,
+                                    "import types" if spaces else None)
         if context.count("\n") + 1 > self.max_context_lines:
             return "", {}, R_CONTEXT_SIZE, f"{context.count(chr(10)) + 1} lines"
         return context, imports, "", ""
+
+    def _context(self, path: str, modules: list[str], import_aliases: dict, mods: dict, stmts: dict,
+                 early: list[str], late: list[str] = (), extra_import: str | None = None) -> str:
+        """The carried text: imports (``modules``' order, each module's in source order, repeats once), then
+        the statements of ``modules[1:]``, the ``early`` bindings, this module's (``path``) statements and the
+        ``late`` bindings."""
+        parts: list[str] = []
+        for k in modules:
+            for key, i in sorted(x for x in import_aliases if x[0] == k):
+                stmt = mods[key].tree.body[i]
+                aliases = [a for a in stmt.names if a in import_aliases[(key, i)]]
+                if isinstance(stmt, ast.ImportFrom):
+                    node = ast.ImportFrom(module=stmt.module, names=aliases, level=0)
+                else:
+                    node = ast.Import(names=aliases)
+                text = ast.unparse(node)
+                if text not in parts:
+                    parts.append(text)
+        if extra_import and extra_import not in parts:
+            parts.append(extra_import)
+        context = "\n".join(parts)
+        others = [mods[k].stmt_source(i).rstrip("\n") for k in modules[1:] for i in sorted(stmts[k])]
+        if early:
+            others.append("\n".join(early))
+        others += [self.stmt_source(i).rstrip("\n") for i in sorted(stmts[path])]
+        if late:
+            others.append("\n".join(late))
+        if others:
+            context = (context + "\n\n\n" if context else "") + "\n\n\n".join(others)
+        return context
+
+    def _defined_at(self, siblings, path: str, stmt: ast.stmt, alias: ast.alias, hops: int = 8):
+        """("stmt", module, index) of the definition a sibling import of this module leads to (through
+        re-exports), None when it leads elsewhere."""
+        key, index = path, self
+        for _ in range(hops):
+            if not isinstance(stmt, ast.ImportFrom):
+                return None
+            found = siblings.resolve(key, stmt.module, stmt.level, alias.name)
+            if found is None or found[1] is None:
+                return None
+            key, name = found
+            index = self if key == path else siblings.index(key)
+            bs = index.bindings.get(name, []) if index is not None else []
+            if len(bs) != 1:
+                return None
+            if bs[0].kind in ("def", "assign"):
+                return ("stmt", key, bs[0].index)
+            if bs[0].kind != "import":
+                return None
+            stmt, alias = index.tree.body[bs[0].index], bs[0].alias
+        return None
+
+    def _sibling_clash(self, siblings, path, own_name, mods, stmts, sibling_imports, renames, spaces, passed
+                       ) -> str:
+        """The first name that carried sibling code binds while this module (or another sibling) binds it to
+        something else; "" when there is none. A stdlib import of the same origin is the same thing."""
+        owners: dict[str, set] = {}
+        for name, origins in sibling_imports.items():
+            owners.setdefault(name, set()).update(("import", o) for o in origins)
+        for key in mods:
+            if key == path:
+                continue
+            for i in stmts[key]:
+                for name in _top_names(mods[key].tree.body[i]):
+                    owners.setdefault(name, set()).add(("stmt", key, i))
+        for key, name in list(renames) + list(spaces):
+            if key != path:
+                owners.setdefault(name, set()).add(("import", key, name))
+        if spaces:
+            owners.setdefault("types", set()).add(("import", "types"))
+        for name in sorted(owners):
+            mine = set(owners[name])
+            if name == own_name:
+                return f"{name} (the function's own name)"
+            for b in self.bindings.get(name, []):
+                stmt = self.tree.body[b.index]
+                if b.kind != "import":
+                    mine.add(("stmt", path, b.index))
+                elif isinstance(stmt, ast.ImportFrom) and not stmt.level and _is_stdlib(stmt.module or ""):
+                    mine.add(("import", f"{stmt.module}.{b.alias.name}"))
+                elif isinstance(stmt, ast.Import) and _is_stdlib(b.alias.name):
+                    mine.add(("import", b.alias.name if b.alias.asname else b.alias.name.split(".")[0]))
+                elif name not in passed:
+                    mine.add(self._defined_at(siblings, path, stmt, b.alias) or ("import", path, name))
+            if len(mine) > 1:
+                return name
+        return ""
 
 
 def _split_source(text_lines: list[str], node: ast.FunctionDef, col: int, drop_lines: set[int]
@@ -386,15 +585,17 @@ def _split_source(text_lines: list[str], node: ast.FunctionDef, col: int, drop_l
 
 
 def extract_module(text: str, *, source: str = "local", path: str = "<string>", module: str | None = None,
-                   license: str | None = None, max_context_lines: int = 200) -> ModuleResult:
-    """Candidates and rejections of one module's source text."""
+                   license: str | None = None, max_context_lines: int = 200, siblings=None) -> ModuleResult:
+    """Candidates and rejections of one module's source text. ``siblings`` (a
+    :class:`~trl_unittest.data.siblings.Siblings`, with ``path`` this module's key among them) lets functions
+    carry definitions imported from the other modules of their source."""
     with warnings.catch_warnings():  # mined code: invalid escapes etc. are not our warnings
         warnings.simplefilter("ignore")
         return _extract_module(text, source=source, path=path, module=module, license=license,
-                               max_context_lines=max_context_lines)
+                               max_context_lines=max_context_lines, siblings=siblings)
 
 
-def _extract_module(text, *, source, path, module, license, max_context_lines) -> ModuleResult:
+def _extract_module(text, *, source, path, module, license, max_context_lines, siblings) -> ModuleResult:
     res = ModuleResult()
     try:
         # errors that only the compiler's symbol table sees (a duplicate argument, `global` after use) are
@@ -453,7 +654,8 @@ def _extract_module(text, *, source, path, module, license, max_context_lines) -
         if static and qualname.split(".")[0] in refs:  # lifting it would carry its class, this method included
             return reject(R_UNRESOLVABLE, f"{qualname.split('.')[0]} (its own class)")
         context, imports, reason, detail = index.closure(refs, exclude=None if static else stmt_index,
-                                                        own_name=node.name)
+                                                        own_name=node.name, siblings=siblings, path=path,
+                                                        func_tree=fnode)
         if reason:
             return reject(reason, detail)
         res.candidates.append(Candidate(

@@ -3,7 +3,9 @@ files and licence via ``importlib.metadata``), and Hugging Face datasets with a 
 streaming ``IterableDataset``).
 
 Every source yields :class:`SourceFile` records in a deterministic order, so that the builder can cut them into
-resumable shards by position. Nothing here imports or runs the code it reads.
+resumable shards by position. Files read from disk (folders, the standard library, distributions) say where their
+source lies (:class:`SiblingRoot`), so that definitions imported from sibling modules of the same source can be
+read too. Nothing here imports or runs the code it reads.
 """
 
 from __future__ import annotations
@@ -24,6 +26,21 @@ FOLDER_EXCLUDE = {"__pycache__", ".git", ".hg", ".tox", ".venv", "venv", "node_m
                   ".eggs", "site-packages"}
 
 
+@dataclass(frozen=True)
+class SiblingRoot:
+    """Where the other modules of a file's source lie on disk: ``root`` is the folder its ``path`` is relative
+    to; ``package`` the dotted name of ``root`` itself when it is a package (``humanize`` for a folder source
+    ``.../humanize`` holding ``__init__.py``), else ""; ``tops`` the top-level names the source owns under
+    ``root`` when it shares that folder with others (a distribution in site-packages), None when it owns all."""
+
+    root: str
+    package: str = ""
+    tops: tuple[str, ...] | None = None
+
+    def owns(self, rel: str) -> bool:
+        return self.tops is None or rel.split("/")[0].removesuffix(".py") in self.tops
+
+
 @dataclass
 class SourceFile:
     source: str  # a short label: "stdlib", "dist:packaging", "local:myproj", "hf:org/name"
@@ -32,6 +49,7 @@ class SourceFile:
     license: str | None = None
     module: str | None = None  # explicit module name (otherwise derived from `path`)
     unreadable: str | None = None  # why `text` is empty: the file could not be read (counted in the report)
+    siblings: SiblingRoot | None = None  # where its source's other modules lie (None: nowhere to read them)
 
 
 def _read(path: Path) -> tuple[str, str | None]:
@@ -91,6 +109,7 @@ def iter_folder(root: str | os.PathLike, source: str | None = None, license: str
     if not root.is_dir():
         raise FileNotFoundError(f"source folder {str(root)!r} does not exist")
     exclude = set(exclude)
+    where = SiblingRoot(str(root.resolve()), root.name if (root / "__init__.py").is_file() else "")
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         dirnames[:] = sorted(d for d in dirnames if d not in exclude and
@@ -103,7 +122,7 @@ def iter_folder(root: str | os.PathLike, source: str | None = None, license: str
                 continue
             path = Path(dirpath) / name
             text, why = _read(path)
-            yield SourceFile(label, path.relative_to(root).as_posix(), text, license, unreadable=why)
+            yield SourceFile(label, path.relative_to(root).as_posix(), text, license, unreadable=why, siblings=where)
 
 
 def stdlib_dir() -> Path:
@@ -144,6 +163,9 @@ def iter_distribution(name: str, include_tests: bool = False) -> Iterator[Source
     lic = distribution_license(dist.metadata)
     label = f"dist:{dist.metadata['Name'] or name}"
     files = sorted((f for f in (dist.files or []) if str(f).endswith(".py")), key=str)
+    tops = tuple(sorted({str(f).replace("\\", "/").split("/")[0].removesuffix(".py") for f in files
+                         if not str(f).startswith("..")}))
+    where = SiblingRoot(str(Path(dist.locate_file(""))), "", tops)
     for f in files:
         rel = str(f).replace("\\", "/")
         parts = rel.split("/")
@@ -152,7 +174,7 @@ def iter_distribution(name: str, include_tests: bool = False) -> Iterator[Source
         if not include_tests and any(p in ("test", "tests") or p.startswith("test_") for p in parts):
             continue
         text, why = _read(Path(dist.locate_file(f)))
-        yield SourceFile(label, rel, text, lic, unreadable=why)
+        yield SourceFile(label, rel, text, lic, unreadable=why, siblings=where)
 
 
 def iter_dataset(dataset: Any, column: str = "content", path_column: str | None = None,

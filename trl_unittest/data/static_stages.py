@@ -1,7 +1,8 @@
 """The static stages: the per-file and per-function work that needs no sandbox and no builder-wide state
 (extraction, side-effect and triviality filters, fingerprint, contamination check, doctest cases, input
 generation; mutant generation), and the executors they run on: spawned worker processes (``static_workers``) or
-this process.
+this process. They are functions of the file: the sibling modules a file imports from are read from the disk
+its ``SourceFile.siblings`` names (each process keeps them parsed per source).
 
 Mined code is only parsed here, never run.
 """
@@ -21,7 +22,8 @@ from trl_unittest.data.extract import BUILTIN_NAMES, Candidate, extract_module
 from trl_unittest.data.extract import parse as _parse
 from trl_unittest.data.inputs import generate_inputs
 from trl_unittest.data.mutation import Mutant, generate_mutants
-from trl_unittest.data.sources import SourceFile
+from trl_unittest.data.siblings import Siblings
+from trl_unittest.data.sources import SiblingRoot, SourceFile
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class StaticStages:
 
     def __init__(self, config: BuilderConfig):
         self.config = config
+        self._siblings: dict[SiblingRoot, Siblings] = {}
         self.decontaminator = None
         if config.decontaminate:
             d = filters.Decontaminator(threshold=config.contamination_threshold)
@@ -134,7 +137,7 @@ class StaticStages:
             report.files_unreadable += 1
             return []
         res = extract_module(f.text, source=f.source, path=f.path, module=f.module, license=f.license,
-                             max_context_lines=self.config.max_context_lines)
+                             max_context_lines=self.config.max_context_lines, siblings=self.siblings(f))
         if res.syntax_error:
             report.files_unparsable += 1
         report.seen += res.seen
@@ -142,6 +145,18 @@ class StaticStages:
             report.drop(r.reason)
         report.extracted += len(res.candidates)
         return res.candidates
+
+    def siblings(self, f: SourceFile) -> Siblings | None:
+        """The other modules of ``f``'s source, read from disk (kept for the next files of the same source)."""
+        if f.siblings is None or self.config.sibling_depth == 0:
+            return None
+        s = self._siblings.get(f.siblings)
+        if s is None:
+            if len(self._siblings) >= 4:
+                self._siblings.pop(next(iter(self._siblings)))
+            s = self._siblings[f.siblings] = Siblings(f.siblings, self.config.sibling_depth,
+                                                      self.config.max_context_lines)
+        return s
 
     def check(self, cand: Candidate) -> tuple[str | None, str | None, bool]:
         """(drop reason, fingerprint, contaminated): the static filters but the (ordered) duplicate check."""
