@@ -569,3 +569,63 @@ def test_two_folders_with_one_name_get_distinct_labels(tmp_path):
     long_spec = "stdlib:" + ",".join(["textwrap", "colorsys", "heapq", "bisect"] * 20)
     assert {f.path.split("/")[0] for f in iter_sources([long_spec])} == {"textwrap.py", "colorsys.py", "heapq.py",
                                                                            "bisect.py"}
+
+
+SIBLING_USER = '''
+from .words import split_words
+from words import MINIMUM
+
+
+def long_words(text):
+    """The words of text at least MINIMUM letters long, in order.
+
+    >>> long_words("a bb ccc dddd")
+    ['ccc', 'dddd']
+    """
+    out = []
+    for w in split_words(text):
+        if len(w) >= MINIMUM:
+            out.append(w)
+    return out
+
+
+def tagged_words(text):
+    """The words of text, each tagged by a third-party helper."""
+    return [tag(w) for w in split_words(text)]
+
+
+from .tags import tag
+'''
+
+SIBLING_WORDS = '''
+import re
+
+MINIMUM = 3
+_WORD = re.compile(r"[a-z]+")
+
+
+def split_words(text):
+    """The lowercase words of text."""
+    return _WORD.findall(text.lower())
+'''
+
+
+def test_a_function_using_a_sibling_module_becomes_a_task_whose_reference_passes(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "user.py").write_text(SIBLING_USER)
+    (pkg / "words.py").write_text(SIBLING_WORDS)
+    (pkg / "tags.py").write_text("import numpy\n\n\ndef tag(w):\n    return numpy.str_(w)\n")
+    ds, report = build_dataset([str(pkg)], _config(static_workers=0), return_report=True)
+    ds2, report2 = build_dataset([str(pkg)], _config(static_workers=2), return_report=True)
+    assert _comparable(ds2) == _comparable(ds)  # worker processes read the siblings too
+    assert report.consistent() and report.dropped["sibling_non_stdlib_import"] == 1  # tagged_words
+    tasks = {t.task_id: t for t in from_dataset(ds)}
+    t = tasks["local:pkg/user.long_words"]
+    assert "def split_words(text):" in t.context and "MINIMUM = 3" in t.context and "from ." not in t.context
+    assert t.context.index("_WORD = re.compile") < t.context.index("def split_words(")
+    with ExecutionPool(num_workers=1) as pool:
+        ok = pool.run(Program(code=t.reference, tests=t.tests))
+        wrong = pool.run(Program(code=t.reference.replace("len(w) >= MINIMUM", "len(w) > MINIMUM"), tests=t.tests))
+    assert ok.passed == ok.total == len(t.tests) and wrong.passed < wrong.total

@@ -471,3 +471,172 @@ def test_mbpp_is_resolved_like_the_cli_and_its_absence_is_a_warning(tmp_path, mo
     assert mbpp_file(missing) is None
     assert any(w.startswith("MBPP not found") for w in decontamination_warnings(missing))
     assert decontamination_warnings(BuilderConfig(decontaminate=False, mbpp_path=str(tmp_path / "nowhere"))) == []
+
+
+SIBLING_A = '''
+from .b import helper
+from b import CONST
+from . import b as bmod
+from .b import scaled as times
+from .third import uses_numpy
+from .b import pong
+
+
+def helper2(text):
+    """This module's own helper (its name is not b's)."""
+    return text
+
+
+def count_words(text, extra=0):
+    """Number of words in text, plus CONST and extra.
+
+    >>> count_words("a b")
+    5
+    """
+    n = len(helper(text))
+    return n + CONST + extra
+
+
+def first_word(text):
+    """The first word, upper-cased, repeated CONST times."""
+    words = bmod.helper(text)
+    if not words:
+        return ""
+    return words[0].upper() * bmod.CONST
+
+
+def scaled_len(text):
+    """The length of text, scaled."""
+    return times(len(text))
+
+
+def needs_numpy(xs):
+    """A sibling that needs numpy."""
+    return uses_numpy(xs) + 1
+
+
+def ping(n):
+    """Bounces between this module and b until n is 0."""
+    return 0 if n <= 0 else pong(n - 1)
+
+
+def module_as_value(x):
+    """Hands the module object on: nothing to carry."""
+    return getattr(bmod, x)
+'''
+
+SIBLING_B = '''
+import re
+from .c import SCALE as _scale
+from .a import ping
+
+CONST = 3
+_WORD = re.compile(r"[a-z]+")
+
+
+def helper(text):
+    """Words of text."""
+    return _WORD.findall(text)
+
+
+def scaled(n):
+    """n times the scale."""
+    return n * _scale
+
+
+def pong(n):
+    """The other half of ping."""
+    return 0 if n <= 0 else ping(n - 1)
+'''
+
+
+def _sibling_package(root, **modules):
+    pkg = root / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name, text in modules.items():
+        (pkg / f"{name}.py").write_text(text)
+    return pkg
+
+
+def _extract_folder(folder, **cfg):
+    from trl_unittest.data.config import BuildReport
+    from trl_unittest.data.sources import iter_folder
+    from trl_unittest.data.static_stages import StaticStages
+
+    stages = StaticStages(BuilderConfig(decontaminate=False, **cfg))
+    report, cands, rejected = BuildReport(), {}, {}
+    for f in iter_folder(folder):
+        res = extract_module(f.text, source=f.source, path=f.path, siblings=stages.siblings(f))
+        report.seen += res.seen
+        for r in res.rejections:
+            report.drop(r.reason)
+            rejected[f"{f.path}:{r.qualname}"] = (r.reason, r.detail)
+        for c in res.candidates:
+            cands[f"{f.path}:{c.qualname}"] = c
+    return cands, rejected, report
+
+
+def test_definitions_from_sibling_modules_are_carried_dependencies_first(tmp_path):
+    third = "import numpy as np\n\n\ndef uses_numpy(xs):\n    return np.sum(xs)\n"
+    pkg = _sibling_package(tmp_path, a=SIBLING_A, b=SIBLING_B, c="SCALE = 7\n", third=third)
+    cands, rejected, report = _extract_folder(pkg)
+    c = cands["a.py:count_words"]
+    # the helper, the regex it needs (and its import) and the constant, from b; nothing of the own module's
+    assert "def helper(text):" in c.context and "CONST = 3" in c.context and "import re" in c.context
+    assert "_WORD = re.compile" in c.context and "helper2" not in c.context and "_scale" not in c.context
+    assert "from ." not in c.context and "from b" not in c.context
+    assert c.context.index("_WORD = re.compile") < c.context.index("def helper(")
+    ast.parse(c.reference)
+    # a module object becomes a namespace of what is read of it
+    fw = cands["a.py:first_word"].context
+    assert "bmod = types.SimpleNamespace(CONST=CONST, helper=helper)" in fw and "import types" in fw
+    assert fw.index("def helper(") < fw.index("bmod = types.SimpleNamespace")
+    # a renamed import two modules deep: c's constant first, then b's alias and function, then the rename
+    sl = cands["a.py:scaled_len"].context
+    assert sl.index("SCALE = 7") < sl.index("_scale = SCALE") < sl.index("def scaled(") < sl.index(
+        "times = scaled")
+    # a cycle between a and b terminates, each definition carried once, the own module's last
+    pp = cands["a.py:ping"].context
+    assert pp.count("def pong(") == 1 and "def ping(" not in pp
+    assert cands["b.py:pong"].context.count("def ping(") == 1
+    # refused, each with its reason counted
+    assert rejected["a.py:needs_numpy"] == ("sibling_non_stdlib_import", "third.py: numpy")
+    assert rejected["a.py:module_as_value"][0] == "non_stdlib_import"
+    assert report.dropped["sibling_non_stdlib_import"] == 1
+    assert report.seen == len(cands) + sum(report.dropped.values())
+
+
+def test_sibling_names_that_clash_with_the_modules_own_are_refused(tmp_path):
+    a = '''
+from .b import helper as words
+
+
+def helper(text):
+    """The own module's helper: b's would overwrite it."""
+    return text
+
+
+def count(text):
+    """Number of words."""
+    return len(words(text)) + len(helper(text))
+'''
+    pkg = _sibling_package(tmp_path, a=a, b=SIBLING_B.replace("from .a import ping\n", ""), c="SCALE = 7\n")
+    cands, rejected, report = _extract_folder(pkg)
+    assert rejected["a.py:count"] == ("sibling_name_clash", "helper")
+    assert report.dropped["sibling_name_clash"] == 1 and "a.py:helper" in cands
+
+
+def test_sibling_depth_caps_the_chain_and_zero_keeps_the_old_rule(tmp_path):
+    chain = {"m0": "from .m1 import f1\n\n\ndef f0(x):\n    '''Doc.'''\n    return f1(x)\n"}
+    for i in range(1, 5):
+        nxt = f"from .m{i + 1} import f{i + 1}\n\n\n" if i < 4 else ""
+        chain[f"m{i}"] = nxt + f"def f{i}(x):\n    return {'f%d(x) + ' % (i + 1) if i < 4 else ''}1\n"
+    pkg = _sibling_package(tmp_path, **chain)
+    cands, rejected, report = _extract_folder(pkg, sibling_depth=3)
+    assert rejected["m0.py:f0"] == ("sibling_too_deep", "m4.py")
+    cands, rejected, _ = _extract_folder(pkg, sibling_depth=4)
+    assert "m0.py:f0" in cands and cands["m0.py:f0"].context.index("def f4(") < cands["m0.py:f0"].context.index(
+        "def f1(")
+    _, rejected, _ = _extract_folder(pkg, sibling_depth=0)
+    assert rejected["m0.py:f0"] == ("non_stdlib_import", ".m1")

@@ -329,10 +329,10 @@ class ModuleIndex:
         With ``siblings`` (a :class:`~trl_unittest.data.siblings.Siblings`: the other modules of the source;
         ``path`` is this module's key among them, ``func_tree`` the function whose ``refs`` these are), names
         imported from sibling modules are followed into them, up to ``siblings.max_depth`` modules away, and
-        their definitions carried with their own needs: stdlib imports first, then the siblings' definitions
-        (the modules they come from before the modules that use them, each in source order), then
-        ``h = helper`` for renamed imports and ``u = types.SimpleNamespace(...)`` for imported modules, then
-        this module's own. A carried sibling name that this module binds to something else is a clash: refused,
+        their definitions carried with their own needs: stdlib imports first, then module by module (the
+        modules names come from before the modules that use them; this one last) ``h = helper`` for its renamed
+        imports, ``u = types.SimpleNamespace(...)`` for its imported modules, and its carried statements in
+        source order. A carried sibling name that this module binds to something else is a clash: refused,
         not overwritten."""
         mods: dict[str, ModuleIndex] = {path: self}
         depth = {path: 0}
@@ -437,7 +437,7 @@ class ModuleIndex:
                     work.append((skey, a))
 
         if len(mods) == 1 and not renames and not spaces:
-            context = self._context(path, [path], import_aliases, mods, stmts, [])  # as without siblings
+            context = self._context(path, [path], import_aliases, mods, stmts)  # as without siblings
         else:
             clash = self._sibling_clash(siblings, path, own_name, mods, stmts, sibling_imports, renames, spaces, passed)
             if clash:
@@ -454,29 +454,35 @@ class ModuleIndex:
 
             visiting: set[str] = set()
             visit(path)
-            # `h = helper`, `u = types.SimpleNamespace(...)`: before this module's statements (which may use
-            # them when defined), but after them when they name this module's own definitions (a cycle)
-            early, late = [], []
-            for (_, name), (skey, target) in sorted(renames.items()):
-                (late if skey == path else early).append(f"{name} = {target}")
+            # `h = helper`, `u = types.SimpleNamespace(...)` just before the statements of the module that
+            # imports so (they may use them when defined), or at the end when they name a definition of a module
+            # that comes later (a cycle)
+            order = [k for k in order if k != path] + [path]
+            before: dict[str, list[str]] = {k: [] for k in order}
+            last: list[str] = []
+            for (key, name), (skey, target) in sorted(renames.items()):
+                ok = order.index(skey) < order.index(key)
+                (before[key] if ok else last).append(f"{name} = {target}")
             for (key, name), attrs in sorted(space_attrs.items()):
-                (late if spaces[(key, name)] == path else early).append(
+                ok = order.index(spaces[(key, name)]) < order.index(key)
+                (before[key] if ok else last).append(
                     f"{name} = types.SimpleNamespace({', '.join(f'{a}={a}' for a in sorted(attrs))})")
             if spaces:
                 imports["types"] = "types"
-            context = self._context(path, [path] + order[:-1], import_aliases, mods, stmts, early, late,
+            context = self._context(path, order, import_aliases, mods, stmts, before, last,
                                     "import types" if spaces else None)
         if context.count("\n") + 1 > self.max_context_lines:
             return "", {}, R_CONTEXT_SIZE, f"{context.count(chr(10)) + 1} lines"
         return context, imports, "", ""
 
-    def _context(self, path: str, modules: list[str], import_aliases: dict, mods: dict, stmts: dict,
-                 early: list[str], late: list[str] = (), extra_import: str | None = None) -> str:
-        """The carried text: imports (``modules``' order, each module's in source order, repeats once), then
-        the statements of ``modules[1:]``, the ``early`` bindings, this module's (``path``) statements and the
-        ``late`` bindings."""
+    def _context(self, path: str, order: list[str], import_aliases: dict, mods: dict, stmts: dict,
+                 before: dict[str, list[str]] | None = None, last: list[str] = (), extra_import: str | None = None
+                 ) -> str:
+        """The carried text: imports (this module's, then the others' in ``order``, each module's in source
+        order, repeats once), then per module of ``order`` its ``before`` bindings and its statements (in source
+        order), then the ``last`` bindings."""
         parts: list[str] = []
-        for k in modules:
+        for k in [path] + [k for k in order if k != path]:
             for key, i in sorted(x for x in import_aliases if x[0] == k):
                 stmt = mods[key].tree.body[i]
                 aliases = [a for a in stmt.names if a in import_aliases[(key, i)]]
@@ -490,12 +496,13 @@ class ModuleIndex:
         if extra_import and extra_import not in parts:
             parts.append(extra_import)
         context = "\n".join(parts)
-        others = [mods[k].stmt_source(i).rstrip("\n") for k in modules[1:] for i in sorted(stmts[k])]
-        if early:
-            others.append("\n".join(early))
-        others += [self.stmt_source(i).rstrip("\n") for i in sorted(stmts[path])]
-        if late:
-            others.append("\n".join(late))
+        others: list[str] = []
+        for k in order:
+            if before and before[k]:
+                others.append("\n".join(before[k]))
+            others += [mods[k].stmt_source(i).rstrip("\n") for i in sorted(stmts[k])]
+        if last:
+            others.append("\n".join(last))
         if others:
             context = (context + "\n\n\n" if context else "") + "\n\n\n".join(others)
         return context
