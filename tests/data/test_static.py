@@ -480,6 +480,7 @@ from . import b as bmod
 from .b import scaled as times
 from .third import uses_numpy
 from .b import pong
+import pkg.b as bb
 
 
 def helper2(text):
@@ -508,6 +509,11 @@ def first_word(text):
 def scaled_len(text):
     """The length of text, scaled."""
     return times(len(text))
+
+
+def scaled_twice(n):
+    """n scaled twice, through the package's absolute name."""
+    return bb.scaled(bb.scaled(n))
 
 
 def needs_numpy(xs):
@@ -596,6 +602,8 @@ def test_definitions_from_sibling_modules_are_carried_dependencies_first(tmp_pat
     sl = cands["a.py:scaled_len"].context
     assert sl.index("SCALE = 7") < sl.index("_scale = SCALE") < sl.index("def scaled(") < sl.index(
         "times = scaled")
+    st = cands["a.py:scaled_twice"].context
+    assert st.index("def scaled(") < st.index("bb = types.SimpleNamespace(scaled=scaled)")
     # a cycle between a and b terminates, each definition carried once, the own module's last
     pp = cands["a.py:ping"].context
     assert pp.count("def pong(") == 1 and "def ping(" not in pp
