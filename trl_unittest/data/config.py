@@ -110,10 +110,11 @@ class BuildReport:
     doctest_mismatches: int = 0
     hidden_tests: int = 0  # kept tests that the prompt does not show
     mutants_scored: int = 0  # mutants in the mutation scores of kept tasks
-    # kept tasks' mutants that no usable input kills, in tasks without a third round (.targeted): likely
-    # equivalent, or beyond the generated inputs; still scored
+    # kept tasks' mutants that no usable input kills and that are not set aside (no third round, or a line that no
+    # input runs): beyond the inputs, or equivalent; still scored
     mutants_unkilled_by_any_input: int = 0
-    mutants_likely_equivalent: int = 0  # kept tasks' mutants that survived the third round too: set aside
+    # kept tasks' mutants that survived the third round too, on a line that inputs run: set aside from the score
+    mutants_likely_equivalent: int = 0
     mutants_killed_by_extra_inputs: int = 0  # kept tasks' mutants the generated inputs missed, the third round's killed
     extra_rounds: int = 0  # functions given a third round (aimed inputs run)
     extra_rounds_discarded: int = 0  # third rounds whose reference run could not be used (timeout, broken program)
@@ -164,10 +165,10 @@ class BuildReport:
                             ("observed tests kept", self.observed_tests),
                             ("hidden tests kept (not in the prompt)", self.hidden_tests),
                             ("mutants scored", self.mutants_scored),
-                            ("mutants no input kills, no third round (scored)",
+                            ("mutants no input kills (still scored)",
                              self.mutants_unkilled_by_any_input),
                             ("mutants the third round killed", self.mutants_killed_by_extra_inputs),
-                            ("mutants likely equivalent (set aside)", self.mutants_likely_equivalent),
+                            ("mutants likely equivalent (set aside from the score)", self.mutants_likely_equivalent),
                             ("third rounds (discarded)", f"{self.extra_rounds} ({self.extra_rounds_discarded})"),
                             ("kept tests from the third round", self.targeted_tests),
                             ("scores unmeasured (too few mutants)", self.scores_unmeasured),

@@ -7,7 +7,8 @@ survivors and :func:`targeted_inputs` makes more inputs aimed at them, inside th
 
 - neighbours of the usable inputs, one argument changed at a time, starting from the inputs that reach a
   survivor's line: ints +-1, 0 and negated; floats +-1, halved, 0; strings emptied, cut to one character, with a
-  repeated character, reversed; lists and tuples empty, one item, with an item repeated (equal adjacent items: ``<``
+  repeated character, reversed, with a character the body tests for inserted (its short string constants: a
+  separator, a quote) or a non-ASCII, a control or an escaping one; bytes likewise; lists and tuples empty, one item, with an item repeated (equal adjacent items: ``<``
   against ``<=``), reversed, with the items negated; a scalar argument set to an item of a list argument of its
   kind (a value the list holds, twice once repeated); a parameter the body calls (``key=``) given a simple
   callable (``abs``, ``len``, ``str.lower``, ``str``). Each changed argument keeps its kind, and a list the
@@ -25,9 +26,10 @@ all of them: the probes' limit holds on the final suite as on any other.
 A round that cannot be used (the reference times out or fails on the new inputs, or a survivor breaks the shared
 program) is discarded and the function goes on with the inputs it had (counted: ``extra_rounds_discarded``).
 Mutants that survive the round too, i.e. give the reference's outcome on every usable input, the aimed ones
-included, are *likely equivalent*: :func:`.selection.finish` sets them aside from the score and counts them
-(``mutants_likely_equivalent``). Only mutants that went through a round are set aside; without one (no survivor,
-no aimed input, a discarded round), the unkilled ones stay in the score as before.
+included, while some of those inputs run the mutated line, are *likely equivalent*: :func:`.selection.finish` sets
+them aside from the score and counts them (``mutants_likely_equivalent``). A survivor on a line that no input runs
+is no evidence of equivalence (only of a branch the inputs miss) and stays in the score, as do the survivors of a
+function without a round (none needed or started, no aimed input, a discarded round).
 
 Hand-written: mutation tools report survivors but do not generate inputs; test generators (Pynguin) search over
 whole modules, far beyond the time one function gets here.
@@ -42,13 +44,15 @@ from typing import Any
 from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.contract import sorted_params, usage_kinds
 from trl_unittest.data.extract import parse as _parse
-from trl_unittest.data.inputs import generate_inputs, to_source
+from trl_unittest.data.inputs import body_constants, generate_inputs, to_source
 from trl_unittest.data.observe import R_LOW_MUTATION, Work, new_work, observe, same_observation
 from trl_unittest.execution.values import LiteralError, decode_value
 from trl_unittest.tasks import Task
 
 # simple callables for a parameter the body calls: builtins, so a test stays one readable call
 CALLABLES = ("abs", "len", "str.lower", "str")
+# characters string code often treats apart: non-ASCII, a control character, a quote, an escape, a space
+SPECIAL_CHARS = ("\u00e9", "\n", '"', "\\", " ")
 SEEDS = 4  # the inputs whose neighbours come first
 
 
@@ -130,13 +134,14 @@ def targeted_inputs(w: Work, survivors: list[int], cfg: BuilderConfig) -> list[s
     names = [p.name for p in cand.params]
     keep_sorted = sorted_params(cand.docstring, names)
     called = {k for k, v in usage_kinds(cand.func_src).items() if not v}  # parameters the body calls
+    inserts = [c for c in body_constants(cand.func_src) if type(c) in (str, bytes) and 0 < len(c) <= 3][:4]
     lists: list[list[str]] = []
     for i in order:
-        opened, near = neighbours(w.tests[i].expr, cand, keep_sorted, called)
+        opened, near = neighbours(w.tests[i].expr, cand, keep_sorted, called, inserts)
         # a callable opens a branch no literal reaches: it comes first, with neighbours of its own call
         lists.append(opened + near)
         if opened and len(lists) <= SEEDS:
-            lists.insert(0, neighbours(opened[0], cand, keep_sorted, called)[1])
+            lists.insert(0, neighbours(opened[0], cand, keep_sorted, called, inserts)[1])
     out: list[str] = []
 
     def add(expr: str) -> bool:
@@ -165,7 +170,8 @@ def targeted_inputs(w: Work, survivors: list[int], cfg: BuilderConfig) -> list[s
     return out
 
 
-def neighbours(expr: str, cand, keep_sorted: set[str], called: set[str]) -> tuple[list[str], list[str]]:
+def neighbours(expr: str, cand, keep_sorted: set[str], called: set[str],
+               inserts: list = ()) -> tuple[list[str], list[str]]:
     """Calls next to ``expr`` (a call of the entry point with literal arguments), one argument changed at a time:
     (those giving a parameter the body calls a callable, the others: a scalar set to an item of a list, then
     values next to each argument's); ([], []) for any other expression."""
@@ -217,7 +223,7 @@ def neighbours(expr: str, cand, keep_sorted: set[str], called: set[str]) -> tupl
             for x in (mid, items[0], items[-1]):
                 push({name: to_source(x)})
     for name, (_, v) in args.items():
-        for x in value_neighbours(v, name in keep_sorted):
+        for x in value_neighbours(v, name in keep_sorted, inserts):
             push({name: x})
     return out[:n_opened], out[n_opened:]
 
@@ -245,9 +251,10 @@ def _sorted_if(v, must: bool):
         return None
 
 
-def value_neighbours(v: Any, keep_sorted: bool = False) -> list[str]:
+def value_neighbours(v: Any, keep_sorted: bool = False, inserts: list = ()) -> list[str]:
     """Literal source texts of values of ``v``'s kind next to it (see the module docstring); a list the contract
-    says is sorted stays sorted."""
+    says is sorted stays sorted; ``inserts``: short strings or bytes (the body's constants) a string or bytes value
+    gets inserted in its middle."""
     t = type(v)
     cands: list[Any]
     if t is bool:
@@ -256,10 +263,12 @@ def value_neighbours(v: Any, keep_sorted: bool = False) -> list[str]:
         cands = [v - 1, v + 1, 0, -v]
     elif t is float:
         cands = [v - 1.0, v + 1.0, v / 2, 0.0]
-    elif t is str:
-        cands = ["", v[:1], v + v[-1:], v[::-1]] if v else ["a"]
-    elif t is bytes:
-        cands = [b"", v[:1], v + v[-1:]] if v else [b"a"]
+    elif t in (str, bytes):
+        cands = [v[:0], v[:1], v + v[-1:], v[::-1]] if v else []
+        chars = [c for c in inserts if type(c) is t]
+        chars += [c if t is str else c.encode("utf-8") for c in SPECIAL_CHARS]
+        mid = len(v) // 2
+        cands += [v[:mid] + c + v[mid:] for c in chars]
     elif t in (list, tuple):
         cands = [t(), t(v[:1])] if v else []
         if v:
