@@ -396,6 +396,10 @@ def main(argv=None) -> int:
         "programs": report.programs,
         "mutants_scored": report.mutants_scored,
         "mutants_unkilled_by_any_input": report.mutants_unkilled_by_any_input,
+        "mutants_likely_equivalent": report.mutants_likely_equivalent,
+        "mutants_killed_by_extra_inputs": report.mutants_killed_by_extra_inputs,
+        "extra_rounds": report.extra_rounds,
+        "targeted_tests": report.targeted_tests,
         "scores_unmeasured": report.scores_unmeasured,
         "warnings": report.warnings,
         "builder_process_cpu_s": round(cpu_builder, 2),  # all threads of this process; not the sandboxes

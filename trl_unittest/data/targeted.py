@@ -8,7 +8,7 @@ survivors and :func:`targeted_inputs` makes more inputs aimed at them, inside th
 - neighbours of the usable inputs, one argument changed at a time, starting from the inputs that reach a
   survivor's line: ints +-1, 0 and negated; floats +-1, halved, 0; strings emptied, cut to one character, with a
   repeated character, reversed, with a character the body tests for inserted (its short string constants: a
-  separator, a quote) or a non-ASCII, a control or an escaping one; bytes likewise; lists and tuples empty, one item, with an item repeated (equal adjacent items: ``<``
+  separator, a quote) or a non-ASCII, a non-BMP, a control or an escaping one; bytes likewise; lists and tuples empty, one item, with an item repeated (equal adjacent items: ``<``
   against ``<=``), reversed, with the items negated; a scalar argument set to an item of a list argument of its
   kind (a value the list holds, twice once repeated); a parameter the body calls (``key=``) given a simple
   callable (``abs``, ``len``, ``str.lower``, ``str``). Each changed argument keeps its kind, and a list the
@@ -51,8 +51,9 @@ from trl_unittest.tasks import Task
 
 # simple callables for a parameter the body calls: builtins, so a test stays one readable call
 CALLABLES = ("abs", "len", "str.lower", "str")
-# characters string code often treats apart: non-ASCII, a control character, a quote, an escape, a space
-SPECIAL_CHARS = ("\u00e9", "\n", '"', "\\", " ")
+# characters string code often treats apart: non-ASCII, beyond the BMP (surrogate pairs), a control character, a
+# quote, an escape, a space
+SPECIAL_CHARS = ("\u00e9", "\U0001f600", "\n", '"', "\\", " ")
 SEEDS = 4  # the inputs whose neighbours come first
 
 
