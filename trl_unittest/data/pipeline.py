@@ -212,7 +212,9 @@ class Builder:
         static worker processes (extraction, filters, inputs), their candidates are admitted in file order
         (first occurrence wins) and their first reference program submitted to a pool; a usable first run
         sends the function back to the workers for its mutants, then its second program (rerun + mutants) to the
-        other pool; its results give the task. In between, this thread only admits, judges and chooses tests.
+        other pool; its results give the task, after a third round (aimed inputs: their reference run on the first
+        pool, then their rerun with the surviving mutants and the probes on the other) where one is worth it
+        (:mod:`.targeted`). In between, this thread only admits, judges and chooses tests.
         AST work on this
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
         At most ``4 * batch_size`` functions are in flight. ``prefetch`` (the files of the next call, i.e. the

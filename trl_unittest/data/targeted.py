@@ -135,7 +135,7 @@ def targeted_inputs(w: Work, survivors: list[int], cfg: BuilderConfig) -> list[s
     names = [p.name for p in cand.params]
     keep_sorted = sorted_params(cand.docstring, names)
     called = {k for k, v in usage_kinds(cand.func_src).items() if not v}  # parameters the body calls
-    inserts = [c for c in body_constants(cand.func_src) if type(c) in (str, bytes) and 0 < len(c) <= 3][:4]
+    inserts = [c for c in body_constants(cand.func_src) if type(c) in (str, bytes) and 0 < len(c) <= 3][:6]
     lists: list[list[str]] = []
     for i in order:
         opened, near = neighbours(w.tests[i].expr, cand, keep_sorted, called, inserts)
