@@ -7,8 +7,10 @@ argument, list/sorted/set/tuple of the first, the most common expected value, it
 through the sandbox against every kept task (``trivial_pass_max``, ``trivial_pass_median``: the best trivial
 body's pass fraction), the share of tasks with >= 3 tests hidden from the prompt, and an established
 mutation-testing tool, mutmut (``pip install mutmut``: it runs offline), on a sample of kept tasks: its kill rate
-on the task's function beside the builder's own score. In the same run, Pynguin on three standard-library
-modules (time and mutation score) when it is installed (looked for in ``.venv-pynguin/`` or on PATH).
+on the task's function beside the builder's own score (mutmut's docstring-only mutants set aside; a second figure
+also sets aside those that only change an exception's or an assertion's message, which no task test can check). In
+the same run, Pynguin on three standard-library modules (time and mutation score) when it is installed (looked for
+in ``.venv-pynguin/`` or on PATH).
 
     python benchmarks/builder.py --quick          # a short run
     python benchmarks/builder.py                  # all of the standard library + the distributions

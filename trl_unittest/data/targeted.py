@@ -7,8 +7,9 @@ survivors and :func:`targeted_inputs` makes more inputs aimed at them, inside th
 
 - neighbours of the usable inputs, one argument changed at a time, starting from the inputs that reach a
   survivor's line: ints +-1, 0 and negated; floats +-1, halved, 0; strings emptied, cut to one character, with a
-  repeated character, reversed, with a character the body tests for inserted (its short string constants: a
-  separator, a quote) or a non-ASCII, a non-BMP, a control or an escaping one; bytes likewise; lists and tuples empty, one item, with an item repeated (equal adjacent items: ``<``
+  repeated character, reversed, with a character the code looks for inserted once or twice (the short string
+  constants of the body and of the carried context: a separator, a quote) or a non-ASCII, a non-BMP, a control,
+  a quoting or an escaping one; bytes likewise; lists and tuples empty, one item, with an item repeated (equal adjacent items: ``<``
   against ``<=``), reversed, with the items negated; a scalar argument set to an item of a list argument of its
   kind (a value the list holds, twice once repeated); a parameter the body calls (``key=``) given a simple
   callable (``abs``, ``len``, ``str.lower``, ``str``). Each changed argument keeps its kind, and a list the
@@ -51,9 +52,9 @@ from trl_unittest.tasks import Task
 
 # simple callables for a parameter the body calls: builtins, so a test stays one readable call
 CALLABLES = ("abs", "len", "str.lower", "str")
-# characters string code often treats apart: non-ASCII, beyond the BMP (surrogate pairs), a control character, a
-# quote, an escape, a space
-SPECIAL_CHARS = ("\u00e9", "\U0001f600", "\n", '"', "\\", " ")
+# characters string code often treats apart: non-ASCII, beyond the BMP (surrogate pairs), a control character,
+# quotes, an escape, a space
+SPECIAL_CHARS = ("\u00e9", "\U0001f600", "\n", '"', "'", "\\", " ")
 SEEDS = 4  # the inputs whose neighbours come first
 
 
@@ -135,7 +136,8 @@ def targeted_inputs(w: Work, survivors: list[int], cfg: BuilderConfig) -> list[s
     names = [p.name for p in cand.params]
     keep_sorted = sorted_params(cand.docstring, names)
     called = {k for k, v in usage_kinds(cand.func_src).items() if not v}  # parameters the body calls
-    inserts = [c for c in body_constants(cand.func_src) if type(c) in (str, bytes) and 0 < len(c) <= 3][:6]
+    inserts = [c for c in body_constants(cand.func_src) + _context_constants(cand.context)
+               if type(c) in (str, bytes) and 0 < len(c) <= 3][:6]
     lists: list[list[str]] = []
     for i in order:
         opened, near = neighbours(w.tests[i].expr, cand, keep_sorted, called, inserts)
@@ -229,6 +231,16 @@ def neighbours(expr: str, cand, keep_sorted: set[str], called: set[str],
     return out[:n_opened], out[n_opened:]
 
 
+def _context_constants(context: str) -> list:
+    """Short string and bytes constants that the carried context names at module level (``TICK = "'"``)."""
+    try:
+        tree = _parse(context) if context.strip() else None
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    return [s.value.value for s in (tree.body if tree else ()) if isinstance(s, ast.Assign) and
+            isinstance(s.value, ast.Constant) and type(s.value.value) in (str, bytes)]
+
+
 class _Open:  # an argument that is no literal (left as it is)
     pass
 
@@ -270,6 +282,7 @@ def value_neighbours(v: Any, keep_sorted: bool = False, inserts: list = ()) -> l
         chars += [c if t is str else c.encode("utf-8") for c in SPECIAL_CHARS]
         mid = len(v) // 2
         cands += [v[:mid] + c + v[mid:] for c in chars]
+        cands += [v[:mid] + c + v[mid:] + c for c in chars]  # twice: a split in three, a quoted part
     elif t in (list, tuple):
         cands = [t(), t(v[:1])] if v else []
         if v:
