@@ -27,7 +27,8 @@ class BuilderConfig:
     max_mutants: int = _h("mutants generated per function", 20)
     max_extra_inputs: int = _h("inputs of the third round, aimed at the mutants that the generated inputs leave "
                                "alive, for a function that would be kept (0: no third round; mutants that survive "
-                               "these too are set aside from the score as likely equivalent)", 16)
+                               "these too, on a line that inputs run, are set aside from the score as likely "
+                               "equivalent)", 24)
     min_mutants: int = _h("mutants a mutation score needs (fewer: the score stays unmeasured)", 8)
     min_mutation_score: float = _h("drop tasks whose tests kill fewer mutants than this (0 keeps all)", 0.5)
     # a reference slower than this on one input is no RL task (the reward runs its tests for every completion);

@@ -225,9 +225,11 @@ def neighbours(expr: str, cand, keep_sorted: set[str], called: set[str],
                 push({name: to_source(mid), other: to_source(repeated)})
             for x in (mid, items[0], items[-1]):
                 push({name: to_source(x)})
-    for name, (_, v) in args.items():
-        for x in value_neighbours(v, name in keep_sorted, inserts):
-            push({name: x})
+    per_arg = [[(name, x) for x in value_neighbours(v, name in keep_sorted, inserts)] for name, (_, v) in args.items()]
+    for k in range(max((len(n) for n in per_arg), default=0)):  # the arguments in turn: each varies early
+        for n in per_arg:
+            if k < len(n):
+                push({n[k][0]: n[k][1]})
     return out[:n_opened], out[n_opened:]
 
 
@@ -277,12 +279,13 @@ def value_neighbours(v: Any, keep_sorted: bool = False, inserts: list = ()) -> l
     elif t is float:
         cands = [v - 1.0, v + 1.0, v / 2, 0.0]
     elif t in (str, bytes):
-        cands = [v[:0], v[:1], v + v[-1:], v[::-1]] if v else []
+        # the characters the code looks for first (they reach its branches), then the plain edits
         chars = [c for c in inserts if type(c) is t]
         chars += [c if t is str else c.encode("utf-8") for c in SPECIAL_CHARS]
         mid = len(v) // 2
-        cands += [v[:mid] + c + v[mid:] for c in chars]
+        cands = [v[:mid] + c + v[mid:] for c in chars]
         cands += [v[:mid] + c + v[mid:] + c for c in chars]  # twice: a split in three, a quoted part
+        cands += [v[:0], v[:1], v + v[-1:], v[::-1]] if v else []
     elif t in (list, tuple):
         cands = [t(), t(v[:1])] if v else []
         if v:
