@@ -108,6 +108,7 @@ class Work:
     mutants_broke: str = ""  # status of a second program whose mutants broke it (then rerun without them)
     probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
     round: Any = None  # its third round (.targeted.Round), once one was started
+    kill_cache: Any = None  # (second program's runners' result, its kill matrix): see .selection.kills_of
 
     @property
     def runners(self) -> list[Mutant]:

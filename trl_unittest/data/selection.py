@@ -63,6 +63,16 @@ def candidate_tests(w: Work, report: BuildReport) -> tuple[dict[int, Test], set[
     return candidates, doctest_ok
 
 
+def kills_of(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set[int]], int, dict[str, set[int]]]:
+    """:func:`.scoring.kill_matrix` of the second program's result ``rm``, computed once per result (the third
+    round's check and :func:`finish` both need it); copies, with an empty entry for each usable input it does not
+    cover (the third round's, which :func:`finish` fills)."""
+    if w.kill_cache is None or w.kill_cache[0] is not rm:
+        w.kill_cache = (rm, kill_matrix(w, candidates, rm))
+    kills, n_mut, passes = w.kill_cache[1]
+    return {i: set(kills.get(i, ())) for i in w.usable}, n_mut, {k: set(v) for k, v in passes.items()}
+
+
 def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], passes: dict[str, set[int]],
                  cfg: BuilderConfig) -> tuple[list[int] | None, str | None]:
     """(the chosen inputs in input order, None) or (None, drop reason); see the module docstring.
@@ -133,7 +143,7 @@ def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
         return R_DOC_CONTRADICTS
     if (w.probes or probe_bodies(cand)) and (not w.probes or rm is None or rm.status != "ran"):
         return R_PROBES_UNMEASURED
-    kills, n_mut, passes = kill_matrix(w, candidates, rm)
+    kills, n_mut, passes = kills_of(w, candidates, rm)
     rnd = w.round if w.round is not None and w.round.used else None
     if rnd is not None:  # the third round's inputs: the survivors they kill, the probes they let pass
         for i, dead in rnd.kills.items():

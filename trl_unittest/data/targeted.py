@@ -15,7 +15,8 @@ survivors and :func:`targeted_inputs` makes more inputs aimed at them, inside th
   callable (``abs``, ``len``, ``str.lower``, ``str``). Each changed argument keeps its kind, and a list the
   docstring says is sorted stays sorted (:func:`.contract.sorted_params`), so the inputs stay inside the contract
   the first inputs were generated in (:mod:`.contract`);
-- more inputs from the same contract, generated with another seed (:func:`.inputs.generate_inputs`).
+- when the neighbours leave room, more inputs from the same contract, generated with another seed
+  (:func:`.inputs.generate_inputs`: it costs about as much as all the neighbours together, so it only fills up).
 
 They run as the other inputs do, through the execution pools: the reference, traced, under the first hash seed
 (:func:`.observe.reference_program`, screened as the first run is), then under the other hash seed the reference
@@ -73,18 +74,18 @@ def survivors_worth_a_round(w: Work, rm, cfg: BuilderConfig, report: BuildReport
     """The mutants no usable input kills, when a round for them is worth running: the function would be kept
     (or dropped only for its mutation score) and has not had its round. Otherwise []."""
     from trl_unittest.data import selection
-    from trl_unittest.data.scoring import kill_matrix
 
     if cfg.max_extra_inputs <= 0 or not w.mutants or w.round is not None or rm is None or rm.status != "ran":
         return []
     scratch = BuildReport()
-    out = selection.finish(w, rm, cfg, scratch)
-    if not (isinstance(out, Task) or out == R_LOW_MUTATION):
-        return []
     candidates, _ = selection.candidate_tests(w, scratch)
-    kills, n_mut, _ = kill_matrix(w, candidates, rm)
+    kills, n_mut, _ = selection.kills_of(w, candidates, rm)
     dead = set().union(*kills.values()) if kills else set()
-    return [j for j in range(n_mut) if j not in dead]
+    survivors = [j for j in range(n_mut) if j not in dead]
+    if not survivors:  # (the cheap test first: the trial choice below costs as much as the final one)
+        return []
+    out = selection.finish(w, rm, cfg, scratch)
+    return survivors if isinstance(out, Task) or out == R_LOW_MUTATION else []
 
 
 def start_round(w: Work, survivors: list[int], cfg: BuilderConfig) -> Round | None:
@@ -126,7 +127,7 @@ def merge_round(w: Work, rnd: Round, rerun, rm3, report: BuildReport) -> None:
 def targeted_inputs(w: Work, survivors: list[int], cfg: BuilderConfig) -> list[str]:
     """At most ``cfg.max_extra_inputs`` new call expressions aimed at ``survivors`` (see the module docstring):
     neighbours of the usable inputs, those reaching a survivor's line first, taken in turn from each input so
-    that many contribute; then inputs from the contract under other seeds."""
+    that many contribute; then, if there is room, inputs from the contract under another seed."""
     cand = w.cand
     seen = {t.expr for t in w.tests}
     lines = {w.mutants[j].line for j in survivors}
@@ -153,23 +154,17 @@ def targeted_inputs(w: Work, survivors: list[int], cfg: BuilderConfig) -> list[s
             out.append(expr)
         return len(out) >= cfg.max_extra_inputs
 
-    budget = cfg.max_extra_inputs - max(1, cfg.max_extra_inputs // 4)  # leave room for other seeds' inputs
     # in turn from the first SEEDS inputs' lists (each input's neighbours in turn), then from the others'
     for group in (lists[:SEEDS], lists[SEEDS:]):
         for k in range(max((len(n) for n in group), default=0)):
             for n in group:
-                if k < len(n):
-                    add(n[k])
-                if len(out) >= budget:
-                    break
-            if len(out) >= budget:
-                break
+                if k < len(n) and add(n[k]):
+                    return out
+    # room left (few usable inputs, or none a plain call): inputs from the contract under another seed
     n_doc = len(w.doctest_expected)
-    doctest_exprs = [t.expr for t in w.tests[:n_doc]]
-    for s in (1, 2):
-        for e in generate_inputs(cand, doctest_exprs, max_inputs=cfg.max_inputs, seed=cfg.seed + s):
-            if add(e):
-                return out
+    for e in generate_inputs(cand, [t.expr for t in w.tests[:n_doc]], max_inputs=cfg.max_inputs, seed=cfg.seed + 1):
+        if add(e):
+            break
     return out
 
 
