@@ -7,8 +7,10 @@ argument, list/sorted/set/tuple of the first, the most common expected value, it
 through the sandbox against every kept task (``trivial_pass_max``, ``trivial_pass_median``: the best trivial
 body's pass fraction), the share of tasks with >= 3 tests hidden from the prompt, and an established
 mutation-testing tool, mutmut (``pip install mutmut``: it runs offline), on a sample of kept tasks: its kill rate
-on the task's function beside the builder's own score. In the same run, Pynguin on three standard-library
-modules (time and mutation score) when it is installed (looked for in ``.venv-pynguin/`` or on PATH).
+on the task's function beside the builder's own score (mutmut's docstring-only mutants set aside; a second figure
+also sets aside those that only change an exception's or an assertion's message, which no task test can check). In
+the same run, Pynguin on three standard-library modules (time and mutation score) when it is installed (looked for
+in ``.venv-pynguin/`` or on PATH).
 
     python benchmarks/builder.py --quick          # a short run
     python benchmarks/builder.py                  # all of the standard library + the distributions
@@ -223,14 +225,25 @@ def _mutmut_exe() -> list[str] | None:
     return [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.argv[0] = 'mutmut'; cli()"]
 
 
-def _docstring_only_mutants(mutated_module: str) -> list[str]:
+def _docstring_only_mutants(mutated_module: str, messages: bool = False) -> list[str]:
     """mutmut's mutants (``x_f__mutmut_3``) that differ from ``x_f__mutmut_orig`` only in their docstring:
-    equivalent by construction (no test can kill them), so set aside and counted, as the builder does."""
+    equivalent by construction (no test can kill them), so set aside and counted, as the builder does. With
+    ``messages``: those that differ only in their docstring or in the arguments of a ``raise``'s exception or an
+    ``assert``'s message (a task's test checks the exception's type, never its text; the builder does not mutate
+    messages), reported as a second figure beside the first."""
     import ast
 
     def body_without_docstring(fn):
         body = fn.body[1:] if fn.body and isinstance(fn.body[0], ast.Expr) and \
             isinstance(fn.body[0].value, ast.Constant) and isinstance(fn.body[0].value.value, str) else fn.body
+        if messages:
+            body = [ast.parse(ast.unparse(stmt)).body[0] for stmt in body]  # a copy to blank the messages in
+            for stmt in body:
+                for node in ast.walk(stmt):
+                    if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                        node.exc.args, node.exc.keywords = [], []
+                    elif isinstance(node, ast.Assert):
+                        node.msg = None
         return ast.dump(ast.Module(body=body, type_ignores=[])), ast.dump(fn.args)
 
     funcs = {n.name: n for n in ast.parse(mutated_module).body if isinstance(n, ast.FunctionDef)}
@@ -296,13 +309,15 @@ def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) 
         seconds = time.perf_counter() - t0
         res = subprocess.run(exe + ["results", "--all", "true"], cwd=proj, capture_output=True, text=True,
                              timeout=120, env=env)
-        docstring_only = set()
+        docstring_only, message_only = set(), set()
         for mod in modules:
             try:
-                docstring_only |= {f"{mod}.{m}" for m in _docstring_only_mutants(
-                    (proj / "mutants" / f"{mod}.py").read_text(encoding="utf-8"))}
+                text = (proj / "mutants" / f"{mod}.py").read_text(encoding="utf-8")
+                docstring_only |= {f"{mod}.{m}" for m in _docstring_only_mutants(text)}
+                message_only |= {f"{mod}.{m}" for m in _docstring_only_mutants(text, messages=True)}
             except (OSError, SyntaxError):
                 pass
+        message_only -= docstring_only
     per: dict[int, list[str]] = {}
     for line in res.stdout.splitlines():
         name, _, st = line.strip().rpartition(": ")
@@ -312,13 +327,19 @@ def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) 
         k = int(mod[4:])
         func = mutant.split("__mutmut_")[0]
         if func == f"x_{rows[k]['entry_point']}":
-            per.setdefault(k, []).append("docstring only" if name in docstring_only else st)
-    rates, ours = [], []
+            per.setdefault(k, []).append("docstring only" if name in docstring_only else
+                                         f"message only:{st}" if name in message_only else st)
+    rates, rates_msg, ours = [], [], []
     for k, sts in per.items():
-        counted = [x for x in sts if x not in ("skipped", "not checked", "docstring only")]
+        counted = [x.removeprefix("message only:") for x in sts if x not in ("skipped", "not checked",
+                                                                             "docstring only")]
         if not counted:
             continue
         rates.append(sum(x in ("killed", "timeout") for x in counted) / len(counted))
+        counted = [x for x in sts if x not in ("skipped", "not checked", "docstring only") and
+                   not x.startswith("message only:")]
+        if counted:
+            rates_msg.append(sum(x in ("killed", "timeout") for x in counted) / len(counted))
         if rows[k]["mutation_score"] is not None:
             ours.append(rows[k]["mutation_score"])
     return {"status": status, "seconds": round(seconds, 1), "tasks": len(rows),
@@ -327,6 +348,9 @@ def run_mutmut(ds, sample: int, timeout_s: int = 900, keep: Path | None = None) 
             "mutants_docstring_only": sum(v.count("docstring only") for v in per.values()),
             "kill_rate_median": round(statistics.median(rates), 3) if rates else None,
             "kill_rate_mean": round(statistics.mean(rates), 3) if rates else None,
+            "mutants_message_only": sum(x.startswith("message only:") for v in per.values() for x in v),
+            "kill_rate_median_messages_aside": round(statistics.median(rates_msg), 3) if rates_msg else None,
+            "kill_rate_mean_messages_aside": round(statistics.mean(rates_msg), 3) if rates_msg else None,
             "builder_score_median_same_tasks": round(statistics.median(ours), 3) if ours else None,
             "builder_score_mean_same_tasks": round(statistics.mean(ours), 3) if ours else None}
 
@@ -396,6 +420,10 @@ def main(argv=None) -> int:
         "programs": report.programs,
         "mutants_scored": report.mutants_scored,
         "mutants_unkilled_by_any_input": report.mutants_unkilled_by_any_input,
+        "mutants_likely_equivalent": report.mutants_likely_equivalent,
+        "mutants_killed_by_extra_inputs": report.mutants_killed_by_extra_inputs,
+        "extra_rounds": report.extra_rounds,
+        "targeted_tests": report.targeted_tests,
         "scores_unmeasured": report.scores_unmeasured,
         "warnings": report.warnings,
         "builder_process_cpu_s": round(cpu_builder, 2),  # all threads of this process; not the sandboxes

@@ -126,3 +126,25 @@ def x_rshift__mutmut_3(a, c):
     return a >> b
 '''
     assert bench._docstring_only_mutants(mutated) == ["x_rshift__mutmut_1"]
+    # the second figure also sets aside a mutant that changes only an exception's message, not one that changes
+    # the exception raised or the condition
+    mutated = '''
+def x_pos__mutmut_orig(n):
+    if n < 0:
+        raise ValueError("negative")
+    return n
+def x_pos__mutmut_1(n):
+    if n < 0:
+        raise ValueError("XXnegativeXX")
+    return n
+def x_pos__mutmut_2(n):
+    if n < 0:
+        raise TypeError("negative")
+    return n
+def x_pos__mutmut_3(n):
+    if n <= 0:
+        raise ValueError("negative")
+    return n
+'''
+    assert bench._docstring_only_mutants(mutated) == []
+    assert bench._docstring_only_mutants(mutated, messages=True) == ["x_pos__mutmut_1"]

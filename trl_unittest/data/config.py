@@ -25,6 +25,10 @@ class BuilderConfig:
                                  "a constant, the prompt's examples hard-coded, ...) may pass; the default "
                                  "earns no trivial body a positive `partial` reward", 0.23)
     max_mutants: int = _h("mutants generated per function", 20)
+    max_extra_inputs: int = _h("inputs of the third round, aimed at the mutants that the generated inputs leave "
+                               "alive, for a function that would be kept (0: no third round; mutants that survive "
+                               "these too, on a line that inputs run, are set aside from the score as likely "
+                               "equivalent)", 24)
     min_mutants: int = _h("mutants a mutation score needs (fewer: the score stays unmeasured)", 8)
     min_mutation_score: float = _h("drop tasks whose tests kill fewer mutants than this (0 keeps all)", 0.5)
     # a reference slower than this on one input is no RL task (the reward runs its tests for every completion);
@@ -62,7 +66,8 @@ class BuilderConfig:
         for name in ("max_inputs", "max_tests", "min_tests", "shard_size", "batch_size", "max_value_chars"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be a whole number >= 1")
-        for name in ("max_mutants", "max_context_lines", "min_hidden_tests", "min_mutants", "sibling_depth"):
+        for name in ("max_mutants", "max_extra_inputs", "max_context_lines", "min_hidden_tests", "min_mutants",
+                     "sibling_depth"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "must be a whole number >= 0")
         if self.min_tests > self.max_tests:
@@ -109,7 +114,15 @@ class BuildReport:
     doctest_mismatches: int = 0
     hidden_tests: int = 0  # kept tests that the prompt does not show
     mutants_scored: int = 0  # mutants in the mutation scores of kept tasks
-    mutants_unkilled_by_any_input: int = 0  # likely equivalent, or beyond the generated inputs (still scored)
+    # kept tasks' mutants that no usable input kills and that are not set aside (no third round, or a line that no
+    # input runs): beyond the inputs, or equivalent; still scored
+    mutants_unkilled_by_any_input: int = 0
+    # kept tasks' mutants that survived the third round too, on a line that inputs run: set aside from the score
+    mutants_likely_equivalent: int = 0
+    mutants_killed_by_extra_inputs: int = 0  # kept tasks' mutants the generated inputs missed, the third round's killed
+    extra_rounds: int = 0  # functions given a third round (aimed inputs run)
+    extra_rounds_discarded: int = 0  # third rounds whose reference run could not be used (timeout, broken program)
+    targeted_tests: int = 0  # kept tests from the third round's inputs
     scores_unmeasured: int = 0  # kept tasks with fewer than min_mutants scorable mutants: score None
     observed_tests: int = 0
     nondeterministic_tests: int = 0
@@ -156,7 +169,12 @@ class BuildReport:
                             ("observed tests kept", self.observed_tests),
                             ("hidden tests kept (not in the prompt)", self.hidden_tests),
                             ("mutants scored", self.mutants_scored),
-                            ("mutants no input kills (likely equivalent)", self.mutants_unkilled_by_any_input),
+                            ("mutants no input kills (still scored)",
+                             self.mutants_unkilled_by_any_input),
+                            ("mutants the third round killed", self.mutants_killed_by_extra_inputs),
+                            ("mutants likely equivalent (set aside from the score)", self.mutants_likely_equivalent),
+                            ("third rounds (discarded)", f"{self.extra_rounds} ({self.extra_rounds_discarded})"),
+                            ("kept tests from the third round", self.targeted_tests),
                             ("scores unmeasured (too few mutants)", self.scores_unmeasured),
                             ("doctests disagreeing with reference", self.doctest_mismatches),
                             ("nondeterministic tests dropped", self.nondeterministic_tests),

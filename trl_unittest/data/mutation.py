@@ -2,7 +2,8 @@
 
 Operators, one change per mutant: arithmetic operator replacement (``aor``), comparison replacement including
 boundary shifts ``<`` <-> ``<=`` (``ror``), boolean operator swap (``lcr``), negation removal (``uoi``), constant
-replacement and off-by-one (numbers +-1, booleans flipped, strings emptied: ``crp``), index and slice-bound
+replacement and off-by-one (numbers +-1, booleans flipped, strings emptied, a short string (a separator, a
+character the code looks for) made one that no input holds: ``crp``), index and slice-bound
 off-by-one (``ofb``), ``return x`` -> ``return None`` (``rvr``), ``return x`` -> ``return <first argument>``
 (``rid``), augmented-assignment operator replacement (``aug``), ``break`` <-> ``continue`` (``bcr``), condition
 negation (``cond``), branch removal (an ``if``'s test made ``True`` or ``False``: ``brm``), statement deletion
@@ -111,6 +112,8 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
                     sites.append(("crp", node, v + 1.0))
                 elif isinstance(v, str) and v:
                     sites.append(("crp", node, ""))
+                    if len(v) <= 3:  # a character the code looks for, made one no input holds (mutmut's XX)
+                        sites.append(("crp", node, "XX" + v + "XX"))
                 elif isinstance(v, str):
                     sites.append(("crp", node, "x"))
             elif isinstance(node, ast.Return) and node.value is not None and \

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl_unittest.code import rename_names
 from trl_unittest.data.config import BuilderConfig, BuildReport
@@ -106,6 +107,8 @@ class Work:
     mutant_inputs: list[int] = field(default_factory=list)  # the usable inputs when the second program was made
     mutants_broke: str = ""  # status of a second program whose mutants broke it (then rerun without them)
     probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
+    round: Any = None  # its third round (.targeted.Round), once one was started
+    kill_cache: Any = None  # (second program's runners' result, its kill matrix): see .selection.kills_of
 
     @property
     def runners(self) -> list[Mutant]:

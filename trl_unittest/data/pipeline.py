@@ -10,8 +10,12 @@ safe to use from two threads at once (gh-106905: a spurious SystemError, the tre
 execution pool's threads parse results, so parses here are retried on that error.
 
 A function's way through (:class:`_Flight`): its file's static stages -> first reference program (traced) ->
-mutant generation (static workers) -> second program (rerun + mutants, the other hash seed) -> test choice ->
-for a function that may keep state, a verification run of the chosen tests in order.
+mutant generation (static workers) -> second program (rerun + mutants, the other hash seed) -> for a function that
+would be kept (or dropped only for its mutation score) and whose mutants are not all killed by its usable inputs,
+the third round (:mod:`.targeted`): inputs aimed at the survivors, run like the first inputs (the reference traced
+under the first hash seed, then the reference again with the survivors and the probes under the other) -> test
+choice among all usable inputs -> for a function that may keep state, a verification run of the chosen tests in
+order. Only functions that reach the third round pay for it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import zlib
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any, Iterable
 
-from trl_unittest.data import filters, observe, selection, static_stages
+from trl_unittest.data import filters, observe, selection, static_stages, targeted
 from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.observe import R_ORDER, Work, may_keep_state
@@ -208,7 +212,9 @@ class Builder:
         static worker processes (extraction, filters, inputs), their candidates are admitted in file order
         (first occurrence wins) and their first reference program submitted to a pool; a usable first run
         sends the function back to the workers for its mutants, then its second program (rerun + mutants) to the
-        other pool; its results give the task. In between, this thread only admits, judges and chooses tests.
+        other pool; its results give the task, after a third round (aimed inputs: their reference run on the first
+        pool, then their rerun with the surviving mutants and the probes on the other) where one is worth it
+        (:mod:`.targeted`). In between, this thread only admits, judges and chooses tests.
         AST work on this
         thread is retried on gh-106905's spurious SystemError (the pools' threads parse results meanwhile).
         At most ``4 * batch_size`` functions are in flight. ``prefetch`` (the files of the next call, i.e. the
@@ -244,6 +250,10 @@ class _Flight:
         self.firsts: dict[int, tuple[Work, Any]] = {}  # seq -> work, first reference run (traced)
         self.mgen: dict[int, tuple[Work, Any]] = {}  # seq -> work, mutant generation (static stages)
         self.seconds: dict[int, tuple[Work, Any]] = {}  # seq -> work, second program (rerun + mutants, other seed)
+        # seq -> (work, its second program's runners' result, its third round, the round's future): the aimed
+        # inputs' reference run (traced, first seed), then their rerun with the survivors and probes (other seed)
+        self.extra_refs: dict[int, tuple[Work, Any, targeted.Round, Any]] = {}
+        self.extra_runs: dict[int, tuple[Work, Any, targeted.Round, Any]] = {}
         self.verifies: dict[int, tuple[Task, Any]] = {}  # seq -> task, its reference run on the chosen tests
         self.tasks: dict[int, Task] = {}
         self.seq = 0
@@ -253,7 +263,7 @@ class _Flight:
 
     def run(self) -> dict[int, Task]:
         self.top_up()
-        while self.file_futs or self.firsts or self.mgen or self.seconds or self.verifies:
+        while self.file_futs or self.in_flight():
             if not self.step():
                 if not self.file_futs and self.b._idle_hooks:  # nothing left to extract: wait usefully
                     hooks, self.b._idle_hooks = self.b._idle_hooks, []
@@ -262,12 +272,14 @@ class _Flight:
                     continue
                 pending = self.file_futs[:1] + [f for stage in (self.firsts, self.mgen, self.seconds, self.verifies)
                                                 for _, f in stage.values()]
+                pending += [v[-1] for stage in (self.extra_refs, self.extra_runs) for v in stage.values()]
                 wait(pending, return_when=FIRST_COMPLETED)
             self.top_up()
         return self.tasks
 
     def in_flight(self) -> int:
-        return len(self.firsts) + len(self.mgen) + len(self.seconds) + len(self.verifies)
+        return len(self.firsts) + len(self.mgen) + len(self.seconds) + len(self.verifies) + len(self.extra_refs) + \
+            len(self.extra_runs)
 
     def second_pool(self, w: Work):
         return self.pb if self.b._pool_for(w) is self.pa else self.pa
@@ -323,7 +335,7 @@ class _Flight:
     def step(self) -> bool:
         """Move every function whose current stage is done to its next; whether any moved."""
         moved = [self.files_done(), self.firsts_done(), self.mutants_done(), self.seconds_done(),
-                 self.verifies_done()]
+                 self.extra_refs_done(), self.extra_runs_done(), self.verifies_done()]
         return any(moved)
 
     def files_done(self) -> bool:
@@ -377,18 +389,70 @@ class _Flight:
                 continue
             rerun, mutants_result = b.split_second(w, r2)
             reason = b._retrying(b.judge_reference, w, rerun, report=report)
-            if not reason:
-                report.tested += 1
-                out = b._retrying(b.finish, w, mutants_result, report=report)
-                reason = out if isinstance(out, str) else None
-                if reason is None and may_keep_state(w.cand.func_src, w.cand.context):
-                    self.verifies[k] = (out, b._pool_for(w).submit(b.verify_program(out)))
-                    report.programs += 1
-                elif reason is None:
-                    self.tasks[k] = out
-                    report.kept += 1
             if reason:
                 report.drop(reason)
+                continue
+            report.tested += 1
+            if not self.start_round(k, w, mutants_result):
+                self.conclude(k, w, mutants_result)
+        return bool(done)
+
+    def start_round(self, k: int, w: Work, rm) -> bool:
+        """Starts the function's third round (:mod:`.targeted`) when it is worth one; whether it started."""
+        b, cfg = self.b, self.b.config
+        survivors = b._retrying(lambda r: targeted.survivors_worth_a_round(w, rm, cfg, r), report=self.report)
+        if not survivors:
+            return False
+        rnd = b._retrying(lambda r: targeted.start_round(w, survivors, cfg), report=self.report)
+        if rnd is None:
+            return False
+        self.report.extra_rounds += 1
+        self.extra_refs[k] = (w, rm, rnd, b._pool_for(w).submit(b.reference_program(rnd.work)))
+        self.report.programs += 1
+        return True
+
+    def conclude(self, k: int, w: Work, rm) -> None:
+        """Chooses the tests (:func:`.selection.finish`): the task, its verification run, or a drop."""
+        b, report = self.b, self.report
+        out = b._retrying(b.finish, w, rm, report=report)
+        if isinstance(out, str):
+            report.drop(out)
+        elif may_keep_state(w.cand.func_src, w.cand.context):
+            self.verifies[k] = (out, b._pool_for(w).submit(b.verify_program(out)))
+            report.programs += 1
+        else:
+            self.tasks[k] = out
+            report.kept += 1
+
+    def extra_refs_done(self) -> bool:
+        """The aimed inputs' first run (traced, the function's first pool): screened as a first run is; then their
+        rerun with the survivors and probes on the other pool. A round whose run cannot be used is discarded."""
+        b = self.b
+        done = [k for k, v in self.extra_refs.items() if v[-1].done()]
+        for k in done:
+            w, rm, rnd, f = self.extra_refs.pop(k)
+            ra = self.result(b._pool_for(w), f, lambda: b.reference_program(rnd.work))
+            if b._retrying(b.screen_reference, rnd.work, ra, report=BuildReport()):
+                self.report.extra_rounds_discarded += 1
+                self.conclude(k, w, rm)
+                continue
+            prog = b._retrying(lambda r: b.second_program(rnd.work), report=self.report)
+            self.extra_runs[k] = (w, rm, rnd, self.second_pool(w).submit(prog))
+            self.report.programs += 1
+        return bool(done)
+
+    def extra_runs_done(self) -> bool:
+        b = self.b
+        done = [k for k, v in self.extra_runs.items() if v[-1].done()]
+        for k in done:
+            w, rm, rnd, f = self.extra_runs.pop(k)
+            r3 = self.result(self.second_pool(w), f, lambda: b.second_program(rnd.work))
+            if r3.status != "ran":  # a survivor broke the shared program: the function goes on without the round
+                self.report.extra_rounds_discarded += 1
+            else:
+                rerun, rm3 = b.split_second(rnd.work, r3)
+                b._retrying(lambda r: targeted.merge_round(w, rnd, rerun, rm3, r), report=self.report)
+            self.conclude(k, w, rm)
         return bool(done)
 
     def verifies_done(self) -> bool:

@@ -4,13 +4,22 @@ Tests are chosen greedily (:func:`choose_tests`): doctests the reference agrees 
 part of the suite, which keeps ``min_hidden_tests`` more), then the input that keeps the trivial-body probes
 (:mod:`.probes`) lowest, then the input that kills the most not-yet-killed mutants, then
 new lines/arcs (line/branch coverage), then a new outcome; the suite is the longest prefix of that order in
-which no probe passes more than ``max_trivial_pass`` of the tests.
+which no probe passes more than ``max_trivial_pass`` of the tests. The usable inputs include those of the third
+round (:mod:`.targeted`, inputs aimed at the mutants the generated ones leave alive) once it has run: the suite is
+chosen again among all of them, under the same probe limit.
 
 A task is dropped when its reference disagrees with a docstring example, when the probes did not run, when no
 suite holds them off, or when fewer than ``min_hidden_tests`` of its tests are hidden from the prompt. The
-mutation score is the chosen suite's kills over every mutant that ran (``min_mutants`` at least, else it stays
-unmeasured); mutants that no usable input tells apart from the reference (likely equivalent, or beyond the
-generated inputs) are counted in the report but not set aside.
+mutation score is the chosen suite's kills over the mutants that ran (``min_mutants`` of them at least, else it
+stays unmeasured), less those set aside as likely equivalent (counted in ``mutants_likely_equivalent``): mutants
+that survived a third round, i.e. gave the reference's outcome on every usable input, generated and aimed, although
+some of those inputs ran the mutated line. Every other mutant that no usable input kills stays in the score as a
+survivor (counted in ``mutants_unkilled_by_any_input``): in a function without a third round (none was needed or
+started, no aimed input could be made, the round was discarded), or on a line that no input runs. Without inputs
+aimed at it and reaching it, "equivalent" would only mean "beyond the generated inputs": setting those aside made
+every score 1.0 where mutmut killed 0.57 on the same tasks, and setting aside the third round's unreached survivors
+too made the builder's median 1.0 where mutmut's was 0.875 (``benchmarks/RESULTS.md``, and this change's
+measurements).
 """
 
 from __future__ import annotations
@@ -52,6 +61,16 @@ def candidate_tests(w: Work, report: BuildReport) -> tuple[dict[int, Test], set[
             elif exp is not None or exc is not None:
                 report.doctest_mismatches += 1
     return candidates, doctest_ok
+
+
+def kills_of(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set[int]], int, dict[str, set[int]]]:
+    """:func:`.scoring.kill_matrix` of the second program's result ``rm``, computed once per result (the third
+    round's check and :func:`finish` both need it); copies, with an empty entry for each usable input it does not
+    cover (the third round's, which :func:`finish` fills)."""
+    if w.kill_cache is None or w.kill_cache[0] is not rm:
+        w.kill_cache = (rm, kill_matrix(w, candidates, rm))
+    kills, n_mut, passes = w.kill_cache[1]
+    return {i: set(kills.get(i, ())) for i in w.usable}, n_mut, {k: set(v) for k, v in passes.items()}
 
 
 def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], passes: dict[str, set[int]],
@@ -124,17 +143,26 @@ def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
         return R_DOC_CONTRADICTS
     if (w.probes or probe_bodies(cand)) and (not w.probes or rm is None or rm.status != "ran"):
         return R_PROBES_UNMEASURED
-    kills, n_mut, passes = kill_matrix(w, candidates, rm)
+    kills, n_mut, passes = kills_of(w, candidates, rm)
+    rnd = w.round if w.round is not None and w.round.used else None
+    if rnd is not None:  # the third round's inputs: the survivors they kill, the probes they let pass
+        for i, dead in rnd.kills.items():
+            kills[i] = set(dead)
+        for op, s in rnd.passes.items():
+            passes[op] = passes.get(op, set()) | s
     passes.update({f"probe:{k}": v for k, v in outcome_probes({i: w.obs[i] for i in w.usable}).items()})
     chosen, reason = choose_tests(w, kills, doctest_ok, passes, cfg)
     if chosen is None:
         return reason
     hidden = sum(1 for i in chosen if i >= len(w.doctest_expected))
-    # the score counts every mutant that ran: one that no usable input tells apart may be equivalent, or beyond
-    # what the generated inputs reach; setting those aside made every score 1.0 (the suite is chosen from the
-    # same inputs) where mutmut, on the same tasks, killed about 0.57 (benchmarks/RESULTS.md)
-    unkilled = n_mut - len(set().union(*kills.values())) if kills else n_mut
-    score = len(set().union(*(kills[i] for i in chosen))) / n_mut if n_mut >= max(1, cfg.min_mutants) else None
+    dead = set().union(*kills.values()) if kills else set()
+    unkilled = [j for j in range(n_mut) if j not in dead]
+    # set aside only what survived inputs aimed at it, on a line some input runs (see the module docstring)
+    reached = set().union(*(w.obs[i].lines for i in w.usable)) if rnd is not None else set()
+    equivalent = [j for j in unkilled if w.mutants[j].line in reached]
+    n_scored = n_mut - len(equivalent)
+    killed = set().union(*(kills[i] for i in chosen))
+    score = len(killed) / n_scored if n_scored >= max(1, cfg.min_mutants) else None
     coverage = line_coverage(cand.func_src, set().union(*(set(w.obs[i].lines) for i in chosen)))
     if score is not None and score < cfg.min_mutation_score:
         return R_LOW_MUTATION
@@ -144,8 +172,12 @@ def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
     if score is None:
         report.scores_unmeasured += 1
     else:
-        report.mutants_scored += n_mut
-    report.mutants_unkilled_by_any_input += unkilled
+        report.mutants_scored += n_scored
+    report.mutants_unkilled_by_any_input += len(unkilled) - len(equivalent)
+    report.mutants_likely_equivalent += len(equivalent)
+    if rnd is not None:
+        report.mutants_killed_by_extra_inputs += sum(1 for j in rnd.survivors if j in dead)
+        report.targeted_tests += sum(1 for i in chosen if i in rnd.kills)
     return Task(
         task_id=cand.task_id, prompt=cand.prompt, entry_point=cand.entry_point, tests=[candidates[i] for i in chosen],
         reference=cand.reference, context=cand.context,
