@@ -84,6 +84,8 @@ def main() -> None:
                    help="stop training after this many seconds (0: run all --steps); the evaluation still runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--save-model", default=None,
+                   help="also save the trained policy (and tokenizer) here, e.g. to evaluate it again with more samples")
     p.add_argument("--prepare", action="store_true",
                    help="only build (or find in the cache) the datasets, the model and the RL tasks, then exit")
     opts = p.parse_args()
@@ -271,6 +273,10 @@ def main() -> None:
         result["reward"] = [round(h[reward_key], 3) for h in history]
         result["entropy"] = [round(h.get(entropy_key, float("nan")), 3) for h in history]
         model = policy if opts.trainer == "ppo" else trainer.model
+        if opts.save_model:
+            model.save_pretrained(opts.save_model)
+            tok.save_pretrained(opts.save_model)
+            result["saved_model"] = opts.save_model
         if opts.curriculum != "none":  # did the policy learn the tasks it trained on?
             learned = evaluate_model(model, rl_tasks, n=opts.probe_samples, seed=opts.seed + 2, pool=pool, **gen)
             result["rl_tasks_pass@1"] = [round(result["probe"]["kept_pass@1_fresh"], 3),

@@ -608,8 +608,8 @@ def _time_split_table(split: dict[str, float]):
     from trl_unittest.trainer.timing import PARTS
 
     steps, total = max(1, int(split["steps"])), split["step"]
-    t = Table(title=f"RL time per step ({int(split['steps'])} steps, {total:.0f} s; checkpoint evaluations not "
-                    f"included)")
+    t = Table(title="RL time per step", caption=f"{int(split['steps'])} steps, {total:.0f} s in all (held-out "
+                                                  f"checkpoint evaluations not included)")
     for column in ("part", "seconds", "per step", "share"):
         t.add_column(column, justify="left" if column == "part" else "right")
     for part in (*PARTS, "other"):
