@@ -51,4 +51,4 @@ def test_trainer_logs_each_part_of_each_step(tiny_llama, tokenizer, prompts_ds, 
     split = trainer.step_timer.split()
     assert split["steps"] == 3
     assert abs(split["step"] - sum(steps)) < 0.05
-    assert split["reward"] >= 3 * SLEEP
+    assert split["reward"] >= 3 * SLEEP - 0.01  # split() rounds to 0.01 s
