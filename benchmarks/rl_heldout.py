@@ -1,16 +1,23 @@
 """RL on the code model built offline: which tasks, trainer and step size move held-out pass@1?
 
-One run = one RL configuration on a cached model of `trl_unittest.models` (`--budget small`, the quickstart's, or
-`medium` on a GPU): pick the RL task set, optionally keep only the tasks a probe of the base model solves
-sometimes (`--curriculum`), train with ActorCriticTrainer, TRL's GRPOTrainer or TRL 1.12's PPOTrainer, then
-measure pass@1 on held-out tasks (the quickstart's 100, or `--eval-tasks 0` for all; n samples at the training
-temperature). Prints one JSON object (also written to `--out`): the train reward and entropy per step, and
-held-out pass@1 per source. `--steps 0` measures the base model (at `--temperature`).
+One run = one RL configuration on a cached model of `trl_unittest.models` (`--budget small-bugs`, the
+quickstart's, `small`, or `medium` on a GPU): pick the RL task set, optionally keep only the tasks a probe of the
+base model solves sometimes (`--curriculum`), train with ActorCriticTrainer, TRL's GRPOTrainer or TRL 1.12's
+PPOTrainer, then measure pass@k on held-out tasks (`--eval-tasks` of them spread evenly, or 0 for all, as the
+quickstart; `--eval-n` samples at the training temperature or `--eval-temperature`). Prints one JSON object (also
+written to `--out`): the train reward and entropy per step, the time split of the steps (actor_critic), held-out
+pass@k per source (`--eval-k`, e.g. 1,10) with a bootstrap interval over tasks and per-task rows, and with
+`--paired-with` the paired difference to an earlier run (e.g. the base model's).
+`--steps 0` measures the base model only.
 
     python benchmarks/rl_heldout.py --steps 0 --temperature 0.2            # base model, colder sampling
     python benchmarks/rl_heldout.py --trainer actor_critic --curriculum between --lr 5e-5 --beta 0.05
     python benchmarks/rl_heldout.py --trainer grpo --tasks heldout-family --curriculum solved
     python benchmarks/rl_heldout.py --budget medium --device cuda --eval-tasks 0 ...   # benchmarks/rl_gpu.sh
+    # the quickstart's RL and evaluation at 600 steps, paired with the base model measured the same way
+    Q="--budget small-bugs --tasks train-family --fresh-count 2000 --eval-tasks 0 --eval-n 10 --eval-k 1,10"
+    python benchmarks/rl_heldout.py $Q --steps 0 --out base.json
+    python benchmarks/rl_heldout.py $Q --steps 600 --paired-with base.json --out rl.json
 
 Task sets: `train` (the quickstart's train split: its SFT data, so largely memorised), `mined:SPECS` (tasks the
 builder mines from other code, e.g. installed distributions: real functions SFT never saw), `train-family` (fresh
@@ -59,7 +66,15 @@ def main() -> None:
                    help="updates per generated batch for actor_critic / grpo (TRL's num_iterations)")
     p.add_argument("--ppo-epochs", type=int, default=4, help="PPO's num_ppo_epochs (TRL's default: 4)")
     p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--eval-temperature", type=float, default=None,
+                   help="sampling temperature of the evaluations (default: --temperature, the training one)")
     p.add_argument("--eval-n", type=int, default=8)
+    p.add_argument("--eval-k", default="1",
+                   help="k values of held-out pass@k, comma-separated (each <= --eval-n); the quickstart's: 1,10 "
+                        "with --eval-n 10 --eval-tasks 0")
+    p.add_argument("--paired-with", default=None,
+                   help="an earlier result's JSON (e.g. --steps 0, the base model) evaluated on the same tasks: also "
+                        "report the paired difference of held-out pass@k with a bootstrap interval over tasks")
     p.add_argument("--eval-tasks", type=int, default=100, help="held-out tasks evaluated, spread evenly (0: all)")
     p.add_argument("--budget", default="small", choices=sorted(BUDGETS), help="the model's recipe")
     p.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 training)")
@@ -69,9 +84,17 @@ def main() -> None:
                    help="stop training after this many seconds (0: run all --steps); the evaluation still runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--save-model", default=None,
+                   help="also save the trained policy (and tokenizer) here, e.g. to evaluate it again with more samples")
     p.add_argument("--prepare", action="store_true",
                    help="only build (or find in the cache) the datasets, the model and the RL tasks, then exit")
     opts = p.parse_args()
+    try:
+        eval_k = tuple(sorted({int(x) for x in opts.eval_k.split(",") if x.strip()}))
+    except ValueError:
+        p.error(f"--eval-k {opts.eval_k!r}: expected comma-separated whole numbers, e.g. 1,10")
+    if not eval_k or min(eval_k) < 1 or max(eval_k) > opts.eval_n:
+        p.error(f"--eval-k {opts.eval_k!r}: each k must be between 1 and --eval-n ({opts.eval_n})")
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -109,10 +132,35 @@ def main() -> None:
         return
     base_model = AutoModelForCausalLM.from_pretrained(model_dir)  # fp32, as the trained model is evaluated
     base_model.to(opts.device)
-    gen = dict(k=(1,), temperature=opts.temperature, max_new_tokens=64, batch_size=opts.gen_batch, progress=False,
+    eval_temperature = opts.temperature if opts.eval_temperature is None else opts.eval_temperature
+    gen = dict(k=(1,), temperature=eval_temperature, max_new_tokens=64, batch_size=opts.gen_batch, progress=False,
                tokenizer=tok)
     result = {"options": vars(opts), "model": model_dir, "heldout_tasks": len(heldout),
               "heldout_dropped_as_trained_on": dropped, "mined_dropped_as_heldout": mined_dropped}
+
+    def record_heldout(report) -> None:
+        """pass@k overall and per source, a 95% bootstrap interval over tasks per k (one seed: the interval is
+        the benchmark's task sampling and the evaluation's own sampling, not training noise), per-task rows."""
+        from trl_unittest.compare.stats import bootstrap_ci, paired_difference_ci
+
+        result["heldout"], result["heldout_by_source"] = report.pass_at_k, report.by_source
+        rows = [{"task_id": r["task_id"], **{f"pass@{x}": r[f"pass@{x}"] for x in eval_k}} for r in report.rows]
+        result["heldout_ci"] = {f"pass@{x}": bootstrap_ci([r[f"pass@{x}"] for r in rows]).to_dict() for x in eval_k}
+        result["heldout_rows"] = rows
+        if opts.paired_with:  # read now, not at the start: the base model's run may still be going then
+            try:
+                theirs = {r["task_id"]: r for r in json.loads(Path(opts.paired_with).read_text())["heldout_rows"]}
+            except (OSError, ValueError, KeyError) as e:
+                result["paired_error"] = f"{opts.paired_with}: not a result of this script with heldout_rows ({e})"
+                return
+            missing = [r["task_id"] for r in rows if r["task_id"] not in theirs]
+            if missing:
+                result["paired_error"] = f"{len(missing)} tasks not in {opts.paired_with} (e.g. {missing[0]})"
+                return
+            result["paired_with"] = opts.paired_with
+            result["paired_difference"] = {
+                key: paired_difference_ci([r[key] for r in rows], [theirs[r["task_id"]][key] for r in rows]).to_dict()
+                for key in (f"pass@{x}" for x in eval_k) if all(key in theirs[r["task_id"]] for r in rows)}
 
     def finish() -> None:
         print(json.dumps(result))
@@ -122,9 +170,10 @@ def main() -> None:
     with ExecutionPool(num_workers=opts.workers, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
         if opts.steps == 0:
             t = time.perf_counter()
-            base = evaluate_model(base_model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool, **gen)
-            result.update(heldout=base.pass_at_k, heldout_by_source=base.by_source,
-                          eval_seconds=round(time.perf_counter() - t, 1))
+            base = evaluate_model(base_model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool,
+                                  **{**gen, "k": eval_k})
+            record_heldout(base)
+            result["eval_seconds"] = round(time.perf_counter() - t, 1)
             finish()
             return
         if opts.curriculum != "none":
@@ -198,19 +247,36 @@ def main() -> None:
                 if opts.time_budget and time.perf_counter() - t > opts.time_budget:
                     raise TimeBudgetReached
 
+        class ProgressLines(TrainerCallback):  # one stderr line every 5% of the steps: a long run shows it is alive
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                every = max(1, state.max_steps // 20)
+                reward = (logs or {}).get("reward", (logs or {}).get("objective/scores"))
+                if reward is not None and (state.global_step % every == 0 or state.global_step == state.max_steps):
+                    elapsed = time.perf_counter() - t
+                    eta = elapsed / state.global_step * (state.max_steps - state.global_step)
+                    print(f"step {state.global_step}/{state.max_steps}, reward {reward:+.3f}, elapsed {elapsed:.0f} s, "
+                          f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
         trainer.add_callback(TimeBudget())
+        trainer.add_callback(ProgressLines())
         try:
             trainer.train()
         except TimeBudgetReached:  # the model was updated in place; evaluate what it has learned so far
             pass
         result["train_seconds"] = round(time.perf_counter() - t, 1)
         result["steps_done"] = trainer.state.global_step
+        if opts.trainer == "actor_critic":  # seconds per part of the steps (generation, reward, policy, critic, ...)
+            result["rl_time_split"] = trainer.step_timer.split()
         reward_key, entropy_key = ("objective/scores", "policy/entropy_avg") if opts.trainer == "ppo" \
             else ("reward", "entropy")
         history = [h for h in trainer.state.log_history if reward_key in h]
         result["reward"] = [round(h[reward_key], 3) for h in history]
         result["entropy"] = [round(h.get(entropy_key, float("nan")), 3) for h in history]
         model = policy if opts.trainer == "ppo" else trainer.model
+        if opts.save_model:
+            model.save_pretrained(opts.save_model)
+            tok.save_pretrained(opts.save_model)
+            result["saved_model"] = opts.save_model
         if opts.curriculum != "none":  # did the policy learn the tasks it trained on?
             learned = evaluate_model(model, rl_tasks, n=opts.probe_samples, seed=opts.seed + 2, pool=pool, **gen)
             result["rl_tasks_pass@1"] = [round(result["probe"]["kept_pass@1_fresh"], 3),
@@ -218,8 +284,10 @@ def main() -> None:
         q = max(1, len(history) // 4)
         result["reward_first_last_quarter"] = [round(sum(result["reward"][:q]) / q, 3),
                                                round(sum(result["reward"][-q:]) / q, 3)]
-        after = evaluate_model(model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool, **gen)
-        result["heldout"], result["heldout_by_source"] = after.pass_at_k, after.by_source
+        t = time.perf_counter()
+        after = evaluate_model(model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool, **{**gen, "k": eval_k})
+        record_heldout(after)
+        result["eval_seconds"] = round(time.perf_counter() - t, 1)
     finish()
 
 

@@ -42,6 +42,10 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
     assert curve[0]["step"] == 0 and curve[-1]["step"] == b.steps and len(curve) == b.checkpoints + 2
     assert all(0.0 <= c["pass@1"] <= 1.0 for c in curve)
     assert all(v >= 0 for v in on_disk["seconds"].values())
+    split = on_disk["rl_time_split"]  # the RL steps' seconds per part (generation, reward, policy, ...)
+    assert split["steps"] == b.steps and split["generation"] > 0 and split["reward"] > 0 and split["policy"] > 0
+    assert abs(sum(split[p] for p in ("generation", "reward", "scoring", "replay", "policy", "critic", "other"))
+               - split["step"]) < 0.1
     rl = on_disk["rl_tasks"]  # the RL train tasks, measured before and after training on fresh samples
     assert rl["tasks"] == on_disk["train_tasks"] > 0 and rl["source"] == rl_tasks
     if rl_tasks == "fresh":  # built from the exercises asked for (a few fail the builder's filters), 8 samples each
@@ -54,6 +58,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
     printed = capfd.readouterr()
     assert "policy_loss" not in printed.out + printed.err  # no per-step log dicts around the before/after table
     assert "held-out tasks: before and after RL" in printed.err
+    assert "RL time per step" in printed.err
     if rl_tasks == "train":
         assert "smoke test" in printed.err and "smoke test" in on_disk["note"]
         # --no-progress: a line every 5% of RL (8 steps: every step), with the reward, elapsed time and ETA
@@ -64,8 +69,49 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
         again = run_quickstart("tiny", out, progress=False)
         assert again["reused_steps"] == ["eval_base", "train", "eval_trained"]
         assert again["base"] == summary["base"] and again["trained"] == summary["trained"]
+        assert again["rl_time_split"] == split  # recorded with the finished RL step
         assert again["reward_history"] == history and (out / "model" / "model.safetensors").read_bytes() == model_bytes
         assert again["seconds"]["total"] < summary["seconds"]["total"]
+
+
+def test_no_progress_logs_lines_while_datasets_and_rl_tasks_build(tmp_path, monkeypatch, capfd):
+    """--no-progress: the builds of step 1 and of the fresh RL tasks log a line every 5% (done, kept, elapsed, ETA)
+    instead of going silent (the builds themselves replaced by stand-ins that report 40 files)."""
+    from dataclasses import replace
+
+    from datasets import Dataset
+
+    from trl_unittest import quickstart
+    from trl_unittest.data import exercises, split
+
+    def report_files(progress, what):
+        assert callable(progress), "a factory of line loggers, not a bar switch"
+        log = progress(what)
+        for done in range(1, 41):
+            log(done, 40, kept=done // 2)
+
+    tasks = Dataset.from_dict({"prompt": ["def f(x):\n"] * 4, "task_id": [f"t{i}" for i in range(4)]})
+
+    def build_split_datasets(budget, progress=True):
+        report_files(progress, "datasets, train sources (files)")
+        return split.SplitDatasets(train=tasks, heldout=tasks, info={})
+
+    def fresh_exercise_tasks(which, data, model_dir, count, budget="small", workers=2, progress=False):
+        report_files(progress, "RL tasks from 40 fresh exercises (files)")
+        return tasks
+
+    monkeypatch.setattr(split, "build_split_datasets", build_split_datasets)
+    monkeypatch.setattr(split, "heldout_for_model", lambda heldout, model_dir: (heldout, 0))
+    monkeypatch.setattr(exercises, "fresh_exercise_tasks", fresh_exercise_tasks)
+    budget = replace(quickstart.BUDGETS["tiny"], rl_tasks="fresh", fresh_count=40, probe_samples=0)
+    run = quickstart._start(budget, tmp_path / "qs", 0, False, "cpu")
+    data = quickstart._datasets(run)
+    quickstart._tasks(run, data, "unused", lambda text, add_special_tokens=False: {"input_ids": text.split()})
+    err = capfd.readouterr().err
+    for what in ("datasets, train sources (files)", "RL tasks from 40 fresh exercises (files)"):
+        lines = [line for line in err.splitlines() if what in line]
+        assert len(lines) == 20, lines  # one every 5%
+        assert "40/40 (100%), kept 20, elapsed" in lines[-1] and "ETA" in lines[0]
 
 
 def test_quickstart_parser():

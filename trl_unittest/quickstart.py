@@ -9,7 +9,8 @@
 4. train it with :class:`~trl_unittest.trainer.ActorCriticTrainer` and :class:`~trl_unittest.rewards.UnitTestReward`
    on train-split tasks (fresh exercises it never trained on, or the train split's own tasks narrowed by a
    curriculum), measuring held-out pass@1 at a few points during training;
-5. evaluate again, print a before/after table, write ``OUT/training.png`` (reward and pass@1 over training),
+5. evaluate again, print a before/after table and where the RL steps' time went (generation, reward, policy,
+   critic, replay: ``rl_time_split``), write ``OUT/training.png`` (reward and pass@1 over training),
    ``OUT/summary.json``, per-task ``OUT/eval_{base,trained}.jsonl`` and the trained model in ``OUT/model``.
 
 Each step is also a subcommand: ``trl-unittest build``, ``trl-unittest train --config ...``, ``trl-unittest eval``.
@@ -221,6 +222,11 @@ class _Run:
         """``progress=`` for a long step: bars, or (``--no-progress``) a line every 5%."""
         return True if self.progress else _ProgressLines(self.console, what)
 
+    def line_factory(self, prefix: str = ""):
+        """``progress=`` for a step of several long parts (the builds, the model's training): bars, or a factory
+        of line loggers, one per part (``what -> _ProgressLines``)."""
+        return True if self.progress else (lambda what: _ProgressLines(self.console, f"{prefix}{what}"))
+
     # a finished step's outputs, reused when the same run starts again after an interruption
     def finished(self, step: str) -> dict[str, Any] | None:
         path = self.out / "steps" / f"{step}.json"
@@ -259,6 +265,7 @@ class _Training:
     rl_before: float
     curve: list[dict[str, float]]  # held-out pass@1 on the checkpoint subset during training
     history: list[dict[str, Any]]  # reward per step
+    time_split: dict[str, float] | None  # seconds of the RL steps per part (ActorCriticTrainer.step_timer.split())
 
 
 def run_quickstart(budget: str | Budget = "tiny", out: str | os.PathLike = "quickstart-out", seed: int = 0,
@@ -339,7 +346,7 @@ def _datasets(run: _Run):
                           "numbers say nothing about RL")
     run.console.print("1/5 datasets: stdlib modules + synthetic exercises, split into train / held-out sources")
     t = time.perf_counter()
-    data = build_split_datasets(run.b.model, progress=run.progress)
+    data = build_split_datasets(run.b.model, progress=run.line_factory())
     run.times["datasets"] = time.perf_counter() - t
     run.console.print(f"    {data.info}")
     return data
@@ -354,8 +361,8 @@ def _model(run: _Run, data) -> tuple[str, Any]:
     run.step = "step 2 (model)"
     run.console.print("2/5 the small code model (tokenizer + pretraining + SFT on train sources; cached)")
     t = time.perf_counter()
-    lines = True if run.progress else (lambda what: _ProgressLines(run.console, f"model {what}"))
-    model_dir = ensure_code_model(run.b.model, train_tasks=data.train, progress=lines, device=run.device)
+    model_dir = ensure_code_model(run.b.model, train_tasks=data.train, progress=run.line_factory("model "),
+                                  device=run.device)
     run.times["model"] = time.perf_counter() - t
     figures = model_figures(model_dir)
     run.console.print(f"    {model_dir} ({figures.get('parameters', 0) / 1e6:.2f} M parameters)")
@@ -379,7 +386,7 @@ def _tasks(run: _Run, data, model_dir: str, tokenizer) -> _Tasks:
     if b.rl_tasks == "fresh":
         t = time.perf_counter()
         rl_source = fresh_exercise_tasks("train", data, model_dir, b.fresh_count, budget=b.model,
-                                         progress=run.progress)
+                                         progress=run.line_factory())
         run.console.print(f"    RL tasks: {len(rl_source)} built from {b.fresh_count} fresh train-split exercises "
                           f"(shapes SFT taught, functions no training step saw)")
         run.times["rl_tasks"] = time.perf_counter() - t
@@ -459,19 +466,19 @@ def _train(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, pool) -> _Traini
         rl_before = run.evaluate(model_dir, rl_check, n=rl_check_n, k=(1,), temperature=b.temperature,
                                  max_new_tokens=b.max_completion_length, batch_size=run.gen_batch, seed=run.seed + 2,
                                  pool=pool, progress=False).pass_at_k["pass@1"]
-        curve, history = _rl(run, model_dir, tokenizer, tasks, train_ds, pool)
+        curve, history, time_split = _rl(run, model_dir, tokenizer, tasks, train_ds, pool)
         done = {"rl_rows": rl_rows, "probe": probe, "rl_before": rl_before, "rl_check_n": rl_check_n,
-                "curve": curve, "history": history, "seconds": time.perf_counter() - t}
+                "curve": curve, "history": history, "time_split": time_split, "seconds": time.perf_counter() - t}
         run.finish("train", done)
     run.times["train"] = done["seconds"]
     rl_check = train_ds if done["probe"] is not None else spread(train_ds, 100)
     return _Training(model=str(run.out / "model"), train_ds=train_ds, probe=done["probe"], rl_check=rl_check,
                      rl_check_n=done["rl_check_n"], rl_before=done["rl_before"], curve=done["curve"],
-                     history=done["history"])
+                     history=done["history"], time_split=done.get("time_split"))
 
 
 def _rl(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, train_ds, pool):
-    """The RL run itself: (held-out pass@1 curve on the checkpoint subset, reward per step)."""
+    """The RL run itself: (held-out pass@1 curve on the checkpoint subset, reward per step, time split)."""
     from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
     b = run.b
@@ -502,7 +509,7 @@ def _rl(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, train_ds, pool):
                for h in trainer.state.log_history if "reward" in h and "step" in h]
     trainer.save_model(str(run.out / "model"))  # last: a model folder there means the step finished
     tokenizer.save_pretrained(str(run.out / "model"))
-    return curve, history
+    return curve, history, trainer.step_timer.split()
 
 
 def _evaluate_after(run: _Run, training: _Training, tasks: _Tasks, tokenizer, pool):
@@ -538,6 +545,8 @@ def _report(run: _Run, data, model_dir: str, tasks: _Tasks, base, training: _Tra
     rl_tasks = {"tasks": len(training.train_ds), "source": b.rl_tasks, "measured_on": len(training.rl_check),
                 "samples": training.rl_check_n, "pass@1_before": training.rl_before, "pass@1_after": rl_after}
     run.console.print(_before_after(base, trained, training.history, rl_tasks))
+    if training.time_split:
+        run.console.print(_time_split_table(training.time_split))
     plot = _plot(training.history, training.curve, out / "training.png", run.budget, full=(b.steps, base, trained),
                  subset=len(tasks.checkpoint))
     summary = {
@@ -548,6 +557,7 @@ def _report(run: _Run, data, model_dir: str, tasks: _Tasks, base, training: _Tra
         "train_probe": training.probe, "rl_tasks": rl_tasks, "reused_steps": run.reused,
         "base": base.to_dict(), "trained": trained.to_dict(), "reward_history": training.history,
         "pass1_curve": training.curve, "seconds": {k: round(v, 1) for k, v in run.times.items()},
+        "rl_time_split": training.time_split,
         "files": {"plot": str(plot), "eval_base": str(out / "eval_base.jsonl"),
                   "eval_trained": str(out / "eval_trained.jsonl"), "model": str(out / "model")},
     }
@@ -588,6 +598,23 @@ def _before_after(base, trained, history, rl_tasks=None):
         first = sum(h["reward"] for h in history[:q]) / q
         last = sum(h["reward"] for h in history[-q:]) / q
         t.add_row(f"train reward (first / last {q} steps)", f"{first:+.3f}", f"{last:+.3f}", f"{last - first:+.3f}")
+    return t
+
+
+def _time_split_table(split: dict[str, float]):
+    """Where the RL steps' seconds went: per part, the total, the mean per step and the share of the steps' time."""
+    from rich.table import Table
+
+    from trl_unittest.trainer.timing import PARTS
+
+    steps, total = max(1, int(split["steps"])), split["step"]
+    t = Table(title="RL time per step", caption=f"{int(split['steps'])} steps, {total:.0f} s in all (held-out "
+                                                  f"checkpoint evaluations not included)")
+    for column in ("part", "seconds", "per step", "share"):
+        t.add_column(column, justify="left" if column == "part" else "right")
+    for part in (*PARTS, "other"):
+        t.add_row(part, f"{split[part]:.1f}", f"{split[part] / steps:.3f}",
+                  f"{100 * split[part] / total:.0f}%" if total else "-")
     return t
 
 

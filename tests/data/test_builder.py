@@ -250,6 +250,8 @@ def test_hf_dataset_map_style_and_streaming(tmp_path):
     ds.save_to_disk(str(tmp_path / "raw"))
     got, rep = build_dataset([f"hf:{tmp_path / 'raw'}#content"], _config(), return_report=True)
     assert set(got["entry_point"]) == names
+    with pytest.raises(TypeError, match="specs or paths"):  # lines= counts the files first: one pass only
+        build_dataset([ds.to_iterable_dataset()], _config(), lines=lambda done, total, **extra: None)
 
 
 def test_shards_resume_and_formats(tmp_path):
@@ -258,9 +260,16 @@ def test_shards_resume_and_formats(tmp_path):
     for i in range(3):
         (root / f"m{i}.py").write_text(MODULE.replace("vowel_positions", f"vowel_positions{i}"))
     cfg = _config(shard_size=1)
-    ds1, rep1 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True)
+    calls = []  # lines=: (files done, files, kept=...) as files finish, in place of the bar (--no-progress)
+    ds1, rep1 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True,
+                              lines=lambda done, total, **extra: calls.append((done, total, extra)))
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert calls[-1][2].get("kept", 0) <= rep1.kept
     assert len(list((tmp_path / "out" / "shards").iterdir())) == 3
-    ds2, rep2 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True)
+    calls.clear()
+    ds2, rep2 = build_dataset([str(root)], cfg, out_dir=tmp_path / "out", return_report=True,
+                              lines=lambda done, total, **extra: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # resumed shards count as done
     assert rep2.shards_resumed == 3 and rep2.programs == rep1.programs and len(ds2) == len(ds1)
     assert sorted(ds1["task_id"]) == sorted(ds2["task_id"])
     assert json.loads((tmp_path / "out" / "report.json").read_text())["kept"] == rep2.kept

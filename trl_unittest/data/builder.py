@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.observe import may_keep_state
@@ -36,12 +37,31 @@ from trl_unittest.data.static_stages import StaticStages, decontamination_warnin
 
 logger = logging.getLogger(__name__)
 
+
+class _Lines:
+    """The progress bar's three calls (``update``, ``set_postfix``, ``close``) turned into calls of ``lines(files done,
+    files, kept=...)``: ``build_dataset(lines=...)``."""
+
+    def __init__(self, lines: Callable[..., None], total: int):
+        self.lines, self.total, self.done, self.extra = lines, total, 0, {}
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.lines(self.done, self.total, **self.extra)
+
+    def set_postfix(self, **extra: Any) -> None:
+        self.extra = {k: v for k, v in extra.items() if k == "kept"}
+
+    def close(self) -> None:
+        pass
+
 __all__ = ["Builder", "BuilderConfig", "BuildReport", "StaticStages", "build_dataset", "load_tasks",
            "may_keep_state", "save_dataset"]
 
 
 def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, out_dir: str | Path | None = None,
-                  column: str = "content", return_report: bool = False):
+                  column: str = "content", return_report: bool = False,
+                  lines: Callable[..., None] | None = None):
     """Mine tasks from sources and return a ``datasets.Dataset`` in the task schema (with the
     :class:`BuildReport` when ``return_report``).
 
@@ -50,8 +70,17 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
     :class:`SourceFile`. With ``out_dir`` each shard of ``config.shard_size`` files is written to
     ``out_dir/shards/NNNNN`` as it finishes, a rerun skips finished shards, and the result is also saved to
     ``out_dir/dataset`` (``save_to_disk``).
+
+    ``lines``: instead of a progress bar, a callable ``(files done, files, kept=...)`` called as files finish (e.g.
+    one printed line every few percent); the files are counted first, which takes sources given as specs or paths
+    (a one-off iterable would be used up by the count).
     """
     cfg = config or BuilderConfig()
+    if lines is not None:
+        sources = list(sources)
+        if not all(isinstance(s, (str, os.PathLike)) for s in sources):
+            raise TypeError("build_dataset(lines=...) counts the source files first: give the sources as specs or "
+                            "paths, or use config.progress")
     report = BuildReport(warnings=decontamination_warnings(cfg))
     for line in report.warnings:
         logger.warning("trl_unittest build: %s", line)
@@ -61,7 +90,9 @@ def build_dataset(sources: Iterable[Any], config: BuilderConfig | None = None, o
     out = Path(out_dir) if out_dir is not None else None
     parts: list[Any] = []
     progress = None
-    if cfg.progress:
+    if lines is not None:
+        progress = _Lines(lines, sum(1 for _ in iter_sources(sources, column=column)))
+    elif cfg.progress:
         from tqdm.auto import tqdm
 
         progress = tqdm(desc="files", unit="file")

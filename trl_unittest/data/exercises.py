@@ -262,14 +262,15 @@ def buggy_body(prompt: str, body: str, rng: random.Random) -> str | None:
 
 
 def fresh_exercise_tasks(split: str, data: SplitDatasets, model_dir: str | os.PathLike, count: int = 400,
-                         budget: str | CodeModelRecipe = "small", workers: int = 2, progress: bool = False):
+                         budget: str | CodeModelRecipe = "small", workers: int = 2, progress=False):
     """Builder tasks from ``count`` fresh exercises of one split (``"train"``: new tasks of the shapes and
     vocabulary SFT taught; ``"heldout"``: of the held-out split's) that share no fingerprint with the evaluated
     held-out tasks, the train split's tasks, the split datasets' and SFT's exercises, nor anything the model at
     ``model_dir`` trained on (its ``trained_fingerprints.json``, slip variants included). The RL task set that moves
     held-out pass@1 (benchmarks/RESULTS.md, "A model with a slip habit"). Cached under a hash of the exercises, so
     that trainers compared side by side train on the same tasks (the builder's timing-based filters are not bitwise
-    reproducible from run to run)."""
+    reproducible from run to run). ``progress``: bars, none (False), or a factory ``what -> logger`` of line
+    loggers called as ``(files done, files, kept=...)``."""
     from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
     from trl_unittest.models import BUDGETS, recipe_for
 
@@ -296,5 +297,6 @@ def fresh_exercise_tasks(split: str, data: SplitDatasets, model_dir: str | os.Pa
     if (root / "dataset").is_dir():
         return load_tasks(root / "dataset")
     src = write_exercises(root / "src", fresh)
-    return build_dataset([str(src)], BuilderConfig(progress=progress, num_workers=workers, shard_size=40),
-                         out_dir=root)
+    lines = progress(f"RL tasks from {len(fresh)} fresh exercises (files)") if callable(progress) else None
+    return build_dataset([str(src)], BuilderConfig(progress=bool(progress) and lines is None, num_workers=workers,
+                                                   shard_size=40), out_dir=root, lines=lines)

@@ -109,15 +109,17 @@ class SplitDatasets:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _build(sources: list[str], out: Path, progress: bool):
+def _build(sources: list[str], out: Path, progress):
     from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
 
     if (out / "dataset").is_dir():
         return load_tasks(out / "dataset")
-    cfg = BuilderConfig(progress=progress, num_workers=2, shard_size=40)
+    # progress: bars (True), nothing (False), or a factory of line loggers (``what -> (done, total, **extra)``)
+    lines = progress(f"datasets, {out.name} sources (files)") if callable(progress) else None
+    cfg = BuilderConfig(progress=bool(progress) and lines is None, num_workers=2, shard_size=40)
     for attempt in range(3):
         try:
-            return build_dataset(sources, cfg, out_dir=out)
+            return build_dataset(sources, cfg, out_dir=out, lines=lines)
         except SystemError as e:  # CPython 3.11 gh-106905 surfacing from execution.values.decode_value: finished
             if attempt == 2:     # shards are kept, so a rerun resumes after them
                 raise
@@ -125,9 +127,10 @@ def _build(sources: list[str], out: Path, progress: bool):
 
 
 def build_split_datasets(budget: str | CodeModelRecipe = "small", heldout_exercises: int = 150,
-                         train_exercises: int = 300, progress: bool = True) -> SplitDatasets:
+                         train_exercises: int = 300, progress=True) -> SplitDatasets:
     """Builder task datasets (cached): train = train stdlib modules + train exercises; held-out = held-out stdlib
-    modules + held-out exercises, minus anything whose fingerprint the training side has."""
+    modules + held-out exercises, minus anything whose fingerprint the training side has. ``progress``: bars, none
+    (False), or a factory ``what -> logger`` of line loggers called as ``(files done, files, kept=...)``."""
     from trl_unittest.data.exercises import exercise_generator_tag, make_exercises, write_exercises
     from trl_unittest.models import BUDGETS, RECIPE_VERSION, recipe_for
 

@@ -2,7 +2,7 @@
 ("Automatic Unit Test Data Generation and Actor-Critic RL for Code Synthesis", arXiv 2310.13669).
 
 It is a `GRPOTrainer` (same constructor, same dataset and reward-function conventions, same generation, vLLM,
-PEFT and logging machinery) with four changes:
+PEFT and logging machinery) with these changes:
 
 * **Baseline.** GRPO's group-mean baseline is replaced by a critic: a small feed-forward network on the policy's
   last hidden state predicting the expected return, per completion token (V(s_t), default) or per prompt. The
@@ -16,6 +16,9 @@ PEFT and logging machinery) with four changes:
   for `critic_warmup_steps` and frozen (the paper's ablation). Its learning rate follows the run's schedule and
   warm-up, its gradients are clipped and, under fp16, unscaled (a step with inf/NaN gradients is skipped). Its
   output bias starts at the first batch's mean return (`critic_bias_init`), so the first advantages are centred.
+* **Time split.** Every step's seconds in generation, reward (the sandbox), replay, the policy's forward /
+  backward / optimiser step and the critic's step are logged as ``time/*`` and summed in `step_timer`
+  (`timing.py`).
 * **Artifacts.** `save_model` writes the critic next to the policy as a model of its own (`critic/config.json`,
   `critic/model.safetensors`: `Critic.from_pretrained`); checkpoints add its optimiser and scheduler
   (`critic_optimizer.pt`) and the replay buffer (`_replay-<rank>.pt`, which Hub uploads skip); every file is loaded
@@ -43,6 +46,7 @@ from ..code import ast_fingerprint
 from .config import ActorCriticConfig
 from .critic import Critic, explained_variance
 from .replay import ReplayBuffer, collate, program_fingerprint
+from .timing import StepTimer
 
 CRITIC_DIR = "critic"
 CRITIC_OPTIMIZER_FILE = "critic_optimizer.pt"
@@ -177,6 +181,9 @@ class ActorCriticTrainer(GRPOTrainer):
         self._last_scored = None  # (rewards_per_func, prompts, completions) of the latest _calculate_rewards
         # the reward whose program builder the replay dedup uses: the first that exposes one (UnitTestReward)
         self._program_reward = next((f for f in self.reward_funcs if callable(getattr(f, "programs", None))), None)
+        # seconds per part of each step (logged as time/*, summed over the run in step_timer.split())
+        self.step_timer = StepTimer(self._metrics["train"])
+        self.add_callback(self.step_timer)
 
     # ------------------------------------------------------------------ helpers
     def _causal_lm(self):
@@ -228,13 +235,19 @@ class ActorCriticTrainer(GRPOTrainer):
         return (t[0] / t[1].clamp(min=1.0)).item()
 
     # ------------------------------------------------------------------ generation: returns instead of advantages
+    def _generate(self, prompts: list):
+        with self.step_timer.part("generation"):
+            return super()._generate(prompts)
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        with self.step_timer.part("reward"):
+            rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._last_scored = (rewards_per_func, prompts, completions)
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
+        with self.step_timer.part("scoring"):  # less the generation and reward timed inside it
+            output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         rewards_per_func, prompts, completions = self._last_scored
         self._last_scored = None
@@ -263,29 +276,34 @@ class ActorCriticTrainer(GRPOTrainer):
 
         replay_index = torch.full((len(prompts),), -1, dtype=torch.long, device=device)
         if mode == "train" and self.args.replay_capacity > 0:
-            self._replay_before = self.replay.next_id  # this batch's entries: not replayed while it trains
-            hits_before = self.replay.hits
-            p_ids, p_mask = output["prompt_ids"], output["prompt_mask"]
-            c_ids, c_mask = output["completion_ids"], output["completion_mask"]
-            t_mask = output.get("tool_mask")
-            fingerprints = self._fingerprints(inputs, prompts, completions)
-            for i in range(len(prompts)):
-                if not output["scorable"][i] or not c_mask[i].any():  # unscored, or masked out (truncated)
-                    continue
-                keep = c_mask[i].bool()
-                replay_index[i] = self.replay.add(
-                    prompts[i], completions[i], p_ids[i][p_mask[i].bool()].tolist(), c_ids[i][keep].tolist(),
-                    output["returns"][i].item(), fingerprint=fingerprints[i],
-                    tool_mask=None if t_mask is None else t_mask[i][keep].tolist(),
-                )
-            stats = torch.tensor([len(self.replay), self.replay.offered, self.replay.hits,
-                                  self.replay.hits - hits_before], dtype=torch.float32, device=device)
-            size, offered, hits, new_hits = self.accelerator.reduce(stats, reduction="sum").tolist()
-            self._metrics[mode]["replay/size"].append(size)
-            self._metrics[mode]["replay/unique_ast_ratio"].append(1.0 - hits / max(offered, 1.0))
-            self._metrics[mode]["replay/hits"].append(new_hits)
+            with self.step_timer.part("replay"):
+                self._add_to_replay(inputs, prompts, completions, output, replay_index, device)
         output["replay_index"] = replay_index
         return output
+
+    def _add_to_replay(self, inputs, prompts, completions, output, replay_index, device) -> None:
+        """Store the scored batch in the replay buffer (``replay_index``: each row's entry id, -1 if not stored)."""
+        self._replay_before = self.replay.next_id  # this batch's entries: not replayed while it trains
+        hits_before = self.replay.hits
+        p_ids, p_mask = output["prompt_ids"], output["prompt_mask"]
+        c_ids, c_mask = output["completion_ids"], output["completion_mask"]
+        t_mask = output.get("tool_mask")
+        fingerprints = self._fingerprints(inputs, prompts, completions)
+        for i in range(len(prompts)):
+            if not output["scorable"][i] or not c_mask[i].any():  # unscored, or masked out (truncated)
+                continue
+            keep = c_mask[i].bool()
+            replay_index[i] = self.replay.add(
+                prompts[i], completions[i], p_ids[i][p_mask[i].bool()].tolist(), c_ids[i][keep].tolist(),
+                output["returns"][i].item(), fingerprint=fingerprints[i],
+                tool_mask=None if t_mask is None else t_mask[i][keep].tolist(),
+            )
+        stats = torch.tensor([len(self.replay), self.replay.offered, self.replay.hits,
+                              self.replay.hits - hits_before], dtype=torch.float32, device=device)
+        size, offered, hits, new_hits = self.accelerator.reduce(stats, reduction="sum").tolist()
+        self._metrics["train"]["replay/size"].append(size)
+        self._metrics["train"]["replay/unique_ast_ratio"].append(1.0 - hits / max(offered, 1.0))
+        self._metrics["train"]["replay/hits"].append(new_hits)
 
     def _fingerprints(self, inputs, prompts, completions) -> list[str]:
         """The AST fingerprint of the program each completion was scored as: built by the reward's own program
@@ -332,13 +350,14 @@ class ActorCriticTrainer(GRPOTrainer):
         # on are left out: they are in this step's fresh rows already.
         replay_hidden, extra = None, []
         if mode == "train" and args.replay_critic_batch_size > 0 and len(self.replay) and not self.critic_frozen:
-            extra = self.replay.sample(args.replay_critic_batch_size, before=self._replay_before)
-        if extra:
-            extra = collate(extra, self._tokenizer.pad_token_id, device)
-            with torch.no_grad():
-                replay_hidden = self._hidden_states(
-                    model, torch.cat([extra["prompt_ids"], extra["completion_ids"]], 1),
-                    torch.cat([extra["prompt_mask"], extra["completion_mask"]], 1))
+            with self.step_timer.part("replay"):
+                extra = self.replay.sample(args.replay_critic_batch_size, before=self._replay_before)
+                if extra:
+                    extra = collate(extra, self._tokenizer.pad_token_id, device)
+                    with torch.no_grad():
+                        replay_hidden = self._hidden_states(
+                            model, torch.cat([extra["prompt_ids"], extra["completion_ids"]], 1),
+                            torch.cat([extra["prompt_mask"], extra["completion_mask"]], 1))
 
         # Replayed high-reward programs: a forward of their own, so that the fresh rows keep the padding they were
         # sampled (and their old/ref log-probabilities computed) with; positions shift with left padding in
@@ -479,11 +498,15 @@ class ActorCriticTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------ the critic's optimiser step
     def training_step(self, model, inputs, num_items_in_batch):
-        loss = super().training_step(model, inputs, num_items_in_batch)
+        # "policy": the forward and backward, less the generation, reward and replay timed inside (the optimiser
+        # step is added by the timer's callback)
+        with self.step_timer.part("policy"):
+            loss = super().training_step(model, inputs, num_items_in_batch)
         # the Trainer's own flag for "the optimiser steps after this micro-step": it also covers the shorter
         # accumulation at the end of an epoch, where counting micro-steps drifts
         if self.accelerator.sync_gradients:
-            self._critic_step()
+            with self.step_timer.part("critic"):
+                self._critic_step()
         return loss
 
     def _critic_step(self):
