@@ -400,21 +400,28 @@ class _Flight:
     def start_round(self, k: int, w: Work, rm) -> bool:
         """Starts the function's third round (:mod:`.targeted`) when it is worth one; whether it started."""
         b, cfg = self.b, self.b.config
-        survivors = b._retrying(lambda r: targeted.survivors_worth_a_round(w, rm, cfg, r), report=self.report)
-        if not survivors:
-            return False
-        rnd = b._retrying(lambda r: targeted.start_round(w, survivors, cfg), report=self.report)
+        survivors, trial = b._retrying(lambda r: targeted.survivors_worth_a_round(w, rm, cfg, r),
+                                       report=self.report)
+        rnd = b._retrying(lambda r: targeted.start_round(w, survivors, cfg), report=self.report) if survivors else None
         if rnd is None:
+            if trial is not None:  # the trial choice is the final one: no round changed the function's inputs
+                self.conclude(k, w, rm, trial)
+                return True
             return False
         self.report.extra_rounds += 1
         self.extra_refs[k] = (w, rm, rnd, b._pool_for(w).submit(b.reference_program(rnd.work)))
         self.report.programs += 1
         return True
 
-    def conclude(self, k: int, w: Work, rm) -> None:
-        """Chooses the tests (:func:`.selection.finish`): the task, its verification run, or a drop."""
+    def conclude(self, k: int, w: Work, rm, trial: tuple | None = None) -> None:
+        """Chooses the tests (:func:`.selection.finish`, or the trial choice already made: ``(result, its
+        report)``): the task, its verification run, or a drop."""
         b, report = self.b, self.report
-        out = b._retrying(b.finish, w, rm, report=report)
+        if trial is not None:
+            out, trial_report = trial
+            report.merge(trial_report)
+        else:
+            out = b._retrying(b.finish, w, rm, report=report)
         if isinstance(out, str):
             report.drop(out)
         elif may_keep_state(w.cand.func_src, w.cand.context):

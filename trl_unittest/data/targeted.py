@@ -70,22 +70,25 @@ class Round:
     used: bool = False  # the round ran and its inputs joined the function's
 
 
-def survivors_worth_a_round(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> list[int]:
-    """The mutants no usable input kills, when a round for them is worth running: the function would be kept
-    (or dropped only for its mutation score) and has not had its round. Otherwise []."""
+def survivors_worth_a_round(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> tuple[list[int], tuple | None]:
+    """(the mutants no usable input kills, when a round for them is worth running: the function would be kept
+    (or dropped only for its mutation score) and has not had its round, else []; the trial choice that decided it,
+    ``(selection.finish's result, its report)``, or None when none was made). Without a round the trial is the
+    function's final choice: the caller uses it instead of choosing again."""
     from trl_unittest.data import selection
 
     if cfg.max_extra_inputs <= 0 or not w.mutants or w.round is not None or rm is None or rm.status != "ran":
-        return []
-    scratch = BuildReport()
-    candidates, _ = selection.candidate_tests(w, scratch)
+        return [], None
+    candidates, _ = selection.candidate_tests(w, BuildReport())
     kills, n_mut, _ = selection.kills_of(w, candidates, rm)
     dead = set().union(*kills.values()) if kills else set()
     survivors = [j for j in range(n_mut) if j not in dead]
     if not survivors:  # (the cheap test first: the trial choice below costs as much as the final one)
-        return []
-    out = selection.finish(w, rm, cfg, scratch)
-    return survivors if isinstance(out, Task) or out == R_LOW_MUTATION else []
+        return [], None
+    trial_report = BuildReport()
+    out = selection.finish(w, rm, cfg, trial_report)
+    worth = isinstance(out, Task) or out == R_LOW_MUTATION
+    return (survivors if worth else []), (out, trial_report)
 
 
 def start_round(w: Work, survivors: list[int], cfg: BuilderConfig) -> Round | None:
