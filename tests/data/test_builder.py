@@ -638,3 +638,18 @@ def test_a_function_using_a_sibling_module_becomes_a_task_whose_reference_passes
         ok = pool.run(Program(code=t.reference, tests=t.tests))
         wrong = pool.run(Program(code=t.reference.replace("len(w) >= MINIMUM", "len(w) > MINIMUM"), tests=t.tests))
     assert ok.passed == ok.total == len(t.tests) and wrong.passed < wrong.total
+
+
+@pytest.mark.parametrize("expr", ["f(1, 2)", "f('é', f)", "f(\n 'ü',\n  [1,\n f(2)])", "g.f(f)", "f(x=f)",
+                                  "[f(i) for i in (1, 2)]", "f('f')", "ff(f)", "f(b'\\xff', '日本', ff)"])
+def test_rename_expr_renames_the_names_only(expr):
+    import ast
+
+    from trl_unittest.data.observe import rename_expr
+
+    renamed = rename_expr(expr, "f", "m__1")
+    want = ast.parse(expr, mode="eval")
+    for node in ast.walk(want):
+        if isinstance(node, ast.Name) and node.id == "f":
+            node.id = "m__1"
+    assert ast.dump(ast.parse(renamed, mode="eval")) == ast.dump(want)

@@ -244,3 +244,38 @@ def test_tagged_values_returned_from_the_sandbox(pool):
              Test(expr="f(4)", expected="'x'"), Test(expr="f(5)", op="truthy")]
     result = pool.run(Program(src, tests))
     assert [t.outcome for t in result.tests] == ["passed"] * 6, result.tests
+
+
+def _parsed(text):
+    """decode_value's answer by the parse alone (the fast path bypassed)."""
+    from trl_unittest.code import parse
+    from trl_unittest.execution import values
+
+    try:
+        return "ok", values._build(parse(text.strip(), mode="eval").body, 0)
+    except (LiteralError, SyntaxError, ValueError) as e:
+        return "error", type(e).__name__
+
+
+@pytest.mark.parametrize("text", ["None", "True", "False", "0", "-0", "00", "-5", "12345678901234567890",
+                                  "1.5", "-0.0", "1e+20", "1.5e-07", "1.5e+999", "''", "'a b'", "'é'", "' x'",
+                                  "'\u2028'", "'\x0c'", "'\\n'", " 1", "1 ", "1_000", "True "])
+def test_fast_decoding_gives_what_the_parse_gives(text):
+    got = decode_value(text)
+    kind, want = _parsed(text)
+    assert kind == "ok"
+    assert type(got) is type(want) and (got == want or got != got) and str(got) == str(want)
+
+
+@pytest.mark.parametrize("text", ["007", "'abc", "'a\\'", "'a'b'", "1e", "\x00"])
+def test_fast_decoding_rejects_what_the_parse_rejects(text):
+    with pytest.raises(LiteralError):
+        decode_value(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12)))
+def test_fast_decoding_agrees_with_the_parse_on_encoded_scalars(v):
+    text = encode_value(v)
+    got = decode_value(text)
+    assert ("ok", got) == _parsed(text) and type(got) is type(v)

@@ -25,7 +25,7 @@ from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.extract import parse as _parse
 from trl_unittest.data.mutation import Mutant
-from trl_unittest.execution.values import LiteralError, decode_value, values_equal
+from trl_unittest.execution.values import LiteralError, decode_shared, decode_value, values_equal
 from trl_unittest.tasks import Task, Test
 
 # rejection reasons (dynamic stage)
@@ -49,8 +49,21 @@ NOISE_ERRORS = {"TypeError", "AttributeError", "RecursionError", "MemoryError", 
 
 
 def rename_expr(expr: str, old: str, new: str) -> str:
+    """``expr`` with every ``Name`` node ``old`` renamed ``new``, the rest of its text as it was: the names are
+    replaced where the parse found them (an unparse of the whole expression costs ten times the parse)."""
     tree = _parse(expr, mode="eval")
-    return ast.unparse(rename_names(tree, {old: new}))
+    spans = [(n.lineno, n.col_offset, n.end_col_offset) for n in ast.walk(tree)
+             if isinstance(n, ast.Name) and n.id == old]
+    if not spans:
+        return expr
+    if "\r" in expr:  # the parser's lines also end at a \r: rare, so the unparse instead of counting them
+        return ast.unparse(rename_names(tree, {old: new}))
+    # positions are (1-based line, UTF-8 byte column); a Name never spans lines
+    lines = expr.encode("utf-8").split(b"\n")
+    for lineno, start, end in sorted(spans, reverse=True):
+        line = lines[lineno - 1]
+        lines[lineno - 1] = line[:start] + new.encode("utf-8") + line[end:]
+    return b"\n".join(lines).decode("utf-8")
 
 
 @dataclass
@@ -87,7 +100,7 @@ def same_observation(a: Observation, b: Observation) -> bool:
     if a.kind != "value":
         return a.text == b.text
     try:
-        return values_equal(decode_value(a.text), decode_value(b.text))
+        return values_equal(decode_shared(a.text), decode_value(b.text))  # a: the first run's, decoded again later
     except LiteralError:
         return a.text == b.text
 
@@ -109,6 +122,7 @@ class Work:
     probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
     round: Any = None  # its third round (.targeted.Round), once one was started
     kill_cache: Any = None  # (second program's runners' result, its kill matrix): see .selection.kills_of
+    templates: dict = field(default_factory=dict)  # (expr, entry point) -> renamed expr: see second_program
 
     @property
     def runners(self) -> list[Mutant]:
@@ -146,7 +160,12 @@ def second_program(w: Work, cfg: BuilderConfig):
     context = w.cand.context
     if w.runners:
         placeholder = "__trl_unittest_mutant__"
-        templates = [rename_expr(w.tests[i].expr, w.cand.entry_point, placeholder) for i in w.usable]
+        templates = []
+        for i in w.usable:  # second_program runs again for retries and on the third round's work: renamed once
+            key = (w.tests[i].expr, w.cand.entry_point)
+            if key not in w.templates:
+                w.templates[key] = rename_expr(key[0], key[1], placeholder)
+            templates.append(w.templates[key])
         for j, m in enumerate(w.runners):
             for i, template in zip(w.usable, templates):
                 tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq",

@@ -21,7 +21,7 @@ from typing import Any
 
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.mutation import Mutant
-from trl_unittest.execution.values import LiteralError, decode_value, values_close, values_equal
+from trl_unittest.execution.values import LiteralError, decode_shared, values_close, values_equal
 
 
 def probe_bodies(cand: Candidate) -> list[tuple[str, str]]:
@@ -49,7 +49,7 @@ def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 
             groups.setdefault(f"raise:{o.text}", set()).add(i)
         elif o.kind == "value":
             try:
-                values[i] = decode_value(o.text)
+                values[i] = decode_shared(o.text)  # only compared: one decoding shared with the kill matrix's
             except LiteralError:
                 groups.setdefault(f"const:{o.text}", set()).add(i)
     for i, v in values.items():

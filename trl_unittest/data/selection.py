@@ -29,7 +29,7 @@ from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.observe import R_LOW_MUTATION, R_NO_TESTS, Work
 from trl_unittest.data.probes import has_float, outcome_probes, probe_bodies
 from trl_unittest.data.scoring import kill_matrix, line_coverage
-from trl_unittest.execution.values import decode_value, values_equal
+from trl_unittest.execution.values import decode_shared, values_equal
 from trl_unittest.tasks import Task, Test
 
 R_TRIVIAL_PASSES = "trivial_body_passes"  # some probe passes more than max_trivial_pass of every suite left
@@ -47,7 +47,7 @@ def candidate_tests(w: Work, report: BuildReport) -> tuple[dict[int, Test], set[
         o = w.obs[i]
         if o.kind == "raises":
             t = Test(kind="call", expr=w.tests[i].expr, op="raises", exception=o.text)
-        elif has_float(decode_value(o.text)):
+        elif has_float(decode_shared(o.text)):
             t = Test(kind="call", expr=w.tests[i].expr, op="approx", expected=o.text, rel_tol=1e-6, abs_tol=1e-9)
         else:
             t = Test(kind="call", expr=w.tests[i].expr, op="eq", expected=o.text)
@@ -56,7 +56,7 @@ def candidate_tests(w: Work, report: BuildReport) -> tuple[dict[int, Test], set[
             exp, exc = w.doctest_expected[i]
             if exc is not None and o.kind == "raises" and o.text == exc:
                 doctest_ok.add(i)
-            elif exp is not None and o.kind == "value" and values_equal(decode_value(exp), decode_value(o.text)):
+            elif exp is not None and o.kind == "value" and values_equal(decode_shared(exp), decode_shared(o.text)):
                 doctest_ok.add(i)
             elif exp is not None or exc is not None:
                 report.doctest_mismatches += 1
