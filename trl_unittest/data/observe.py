@@ -80,18 +80,25 @@ class Observation:
         return self.kind, self.text
 
 
+def outcome(tr) -> tuple[str, str]:
+    """:func:`observe`'s ``(kind, text)`` alone: what the kill matrix compares, for ~100k mutant runs a build."""
+    if tr.outcome == "timeout":
+        return "timeout", ""
+    if tr.outcome in ("passed", "failed") and tr.observed is not None:
+        return "value", tr.observed
+    if (tr.error_type or "").startswith("UnencodableValue"):
+        return "unencodable", tr.error_type
+    if tr.outcome == "error":
+        return "raises", tr.error_type or "Error"
+    return "error", tr.error_type or ""
+
+
 def observe(tr) -> Observation:
     t = tr.time if isinstance(tr.time, float) and math.isfinite(tr.time) else 0.0
-    lines, arcs = tuple(tr.lines or ()), tuple(tuple(a) for a in (tr.arcs or ()))
-    if tr.outcome == "timeout":
-        return Observation("timeout", "", t)
-    if tr.outcome in ("passed", "failed") and tr.observed is not None:
-        return Observation("value", tr.observed, t, lines, arcs)
-    if (tr.error_type or "").startswith("UnencodableValue"):
-        return Observation("unencodable", tr.error_type, t, lines, arcs)
-    if tr.outcome == "error":
-        return Observation("raises", tr.error_type or "Error", t, lines, arcs)
-    return Observation("error", tr.error_type or "", t)
+    kind, text = outcome(tr)
+    if kind in ("timeout", "error"):
+        return Observation(kind, text, t)
+    return Observation(kind, text, t, tuple(tr.lines or ()), tuple(tuple(a) for a in (tr.arcs or ())))
 
 
 def same_observation(a: Observation, b: Observation) -> bool:

@@ -52,12 +52,13 @@ def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 
                 values[i] = decode_shared(o.text)  # only compared: one decoding shared with the kill matrix's
             except LiteralError:
                 groups.setdefault(f"const:{o.text}", set()).add(i)
+    floats = {j: has_float(w) for j, w in values.items()}
     for i, v in values.items():
         label = f"const:{obs[i].text}"
         if any(j < i and values_equal(w, v) for j, w in values.items()):  # the same constant, seen already
             continue
         groups[label] = {j for j, w in values.items()
-                         if values_equal(w, v) or (has_float(w) and values_close(w, v, rel_tol, abs_tol))}
+                         if values_equal(w, v) or (floats[j] and values_close(w, v, rel_tol, abs_tol))}
     return groups
 
 

@@ -9,22 +9,22 @@ from __future__ import annotations
 import ast
 
 from trl_unittest.data.extract import parse as _parse
-from trl_unittest.data.observe import Observation, Work, observe
+from trl_unittest.data.observe import Observation, Work, outcome
 from trl_unittest.execution.values import LiteralError, decode_shared, decode_value, values_close, values_equal
 from trl_unittest.tasks import Test
 
 
 def killed(ref: Observation, test: Test, mut_tr) -> bool:
     """Whether a mutant's result on a test differs from the reference's, as the test would judge it."""
-    m = observe(mut_tr)
+    kind, text = outcome(mut_tr)
     if ref.kind == "raises":
-        return not (m.kind == "raises" and m.text == ref.text)
-    if m.kind != "value":
+        return not (kind == "raises" and text == ref.text)
+    if kind != "value":
         return True
-    if m.text == ref.text:  # the same literal decodes to the same value (NaN included: values_equal says so)
+    if text == ref.text:  # the same literal decodes to the same value (NaN included: values_equal says so)
         return False
     try:
-        exp, act = decode_shared(ref.text), decode_value(m.text)
+        exp, act = decode_shared(ref.text), decode_value(text)
     except LiteralError:
         return True
     if test.op == "approx":

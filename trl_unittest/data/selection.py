@@ -90,13 +90,18 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
     arcs: set = set()
     outcomes: set = set()
     rest = list(w.usable)
+    line_sets = {i: set(w.obs[i].lines) for i in rest}
+    arc_sets = {i: set(w.obs[i].arcs) for i in rest}
+    top = (0, frozenset())  # (the highest probe count, the inputs some probe at that count passes)
 
     def worst_after(i: int) -> int:
-        return max((counts[p] + (i in s) for p, s in passes.items()), default=0)
+        """The highest probe count once ``i`` is added: one more than now when a probe at the top passes it
+        (a probe below the top reaches the top at most)."""
+        return top[0] + (i in top[1])
 
     def gain(i: int) -> tuple:
         o = w.obs[i]
-        return (len(kills[i] - killed), len(set(o.lines) - lines), len(set(o.arcs) - arcs),
+        return (len(kills[i] - killed), len(line_sets[i] - lines), len(arc_sets[i] - arcs),
                 o.key() not in outcomes and o.kind == "value")
 
     def holds(prefix: list[int]) -> bool:
@@ -109,6 +114,9 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
         return sum(1 for i in prefix if i >= n_shown)
 
     while rest and len(order) < cfg.max_tests:
+        if passes:
+            high = max(counts.values())
+            top = (high, frozenset().union(*(s for p, s in passes.items() if counts[p] == high)))
         best = max(rest, key=lambda i: (i in doctest_ok, -worst_after(i), *gain(i), -len(w.tests[i].expr)))
         if not any(gain(best)) and len(order) >= cfg.min_tests and holds(order) and \
                 hidden(order) >= cfg.min_hidden_tests:
@@ -118,8 +126,8 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
         for p, s in passes.items():
             counts[p] += best in s
         killed |= kills[best]
-        lines |= set(w.obs[best].lines)
-        arcs |= set(w.obs[best].arcs)
+        lines |= line_sets[best]
+        arcs |= arc_sets[best]
         outcomes.add(w.obs[best].key())
     reason = R_NO_TESTS if len(order) < cfg.min_tests else R_TRIVIAL_PASSES
     for n in range(len(order), cfg.min_tests - 1, -1):
