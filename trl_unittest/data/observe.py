@@ -173,13 +173,11 @@ def second_program(w: Work, cfg: BuilderConfig):
             if key not in w.templates:
                 w.templates[key] = rename_expr(key[0], key[1], placeholder)
             templates.append(w.templates[key])
+        budgets = [max(cfg.mutant_timeout_floor, cfg.mutant_timeout_factor * w.obs[i].time) for i in w.usable]
         for j, m in enumerate(w.runners):
-            for i, template in zip(w.usable, templates):
-                tests.append(Test(kind="call", expr=template.replace(placeholder, m.name), op="eq",
-                                  expected="None"))
-                timeouts.append(max(cfg.mutant_timeout_floor,
-                                    cfg.mutant_timeout_factor * w.obs[i].time))
-                groups.append(j)
+            tests.extend([Test("call", template.replace(placeholder, m.name), "eq", "None") for template in templates])
+            timeouts.extend(budgets)
+            groups.extend([j] * len(templates))
         context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.runners)
     return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
                    test_groups=groups, max_timeouts=len(w.runners) + 1)
