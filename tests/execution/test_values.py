@@ -259,7 +259,10 @@ def _parsed(text):
 
 @pytest.mark.parametrize("text", ["None", "True", "False", "0", "-0", "00", "-5", "12345678901234567890",
                                   "1.5", "-0.0", "1e+20", "1.5e-07", "1.5e+999", "''", "'a b'", "'é'", "' x'",
-                                  "'\u2028'", "'\x0c'", "'\\n'", " 1", "1 ", "1_000", "True "])
+                                  "'\u2028'", "'\x0c'", "'\\n'", " 1", "1 ", "1_000", "True ", "b''", "b'ab c'",
+                                  "b'\\x01'", "[]", "()", "{}", "set()", "frozenset()", "(1,)", "(1)",
+                                  "[1, 'a', None]", "(1, -2.5, b'x')", "{1, True, 1.0}", "['a, b']", "['a', 'b']",
+                                  "[1,2]", "{'a': 1}", "[[1, 2], [3]]", "[(), ()]", "[[], [1, 2]]", "{'a:', 'b'}"])
 def test_fast_decoding_gives_what_the_parse_gives(text):
     got = decode_value(text)
     kind, want = _parsed(text)
@@ -267,15 +270,18 @@ def test_fast_decoding_gives_what_the_parse_gives(text):
     assert type(got) is type(want) and (got == want or got != got) and str(got) == str(want)
 
 
-@pytest.mark.parametrize("text", ["007", "'abc", "'a\\'", "'a'b'", "1e", "\x00"])
+@pytest.mark.parametrize("text", ["007", "'abc", "'a\\'", "'a'b'", "1e", "\x00", "b'\u00e9'", "(,)", "[1, ]", "[1",
+                                  "{[1]}", "[1, 2,, 3]"])
 def test_fast_decoding_rejects_what_the_parse_rejects(text):
     with pytest.raises(LiteralError):
         decode_value(text)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12)))
-def test_fast_decoding_agrees_with_the_parse_on_encoded_scalars(v):
+@given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+                 st.binary(max_size=6), st.lists(st.one_of(st.integers(), st.text(max_size=4)), max_size=4),
+                 st.tuples(st.integers(), st.binary(max_size=3)), st.sets(st.integers(), max_size=3)))
+def test_fast_decoding_agrees_with_the_parse_on_encoded_values(v):
     text = encode_value(v)
     got = decode_value(text)
     assert ("ok", got) == _parsed(text) and type(got) is type(v)
