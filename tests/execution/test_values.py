@@ -270,7 +270,7 @@ def test_fast_decoding_gives_what_the_parse_gives(text):
     assert type(got) is type(want) and (got == want or got != got) and str(got) == str(want)
 
 
-@pytest.mark.parametrize("text", ["007", "'abc", "'a\\'", "'a'b'", "1e", "\x00", "b'\u00e9'", "(,)", "[1, ]", "[1",
+@pytest.mark.parametrize("text", ["007", "'abc", "'a\\'", "'a'b'", "1e", "\x00", "b'\u00e9'", "(,)", "[1, ,]", "[1",
                                   "{[1]}", "[1, 2,, 3]"])
 def test_fast_decoding_rejects_what_the_parse_rejects(text):
     with pytest.raises(LiteralError):
