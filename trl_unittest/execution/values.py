@@ -14,6 +14,9 @@ and then compare as Python compares them with the expected value.
 The same format stores expected values in task records, so that a dataset stays readable (``[1, 2]``,
 ``{'a': (1.5, None)}``, ``frozenset({1})``, ``float('nan')``).
 
+The commonest short texts (small numbers, plain strings, flat lists of those...) are read without a parse, to
+exactly the values the parse gives (see ``_decode_fast``): the builder decodes every result of every mutant.
+
 ``ast.literal_eval`` is close but not enough: it rejects ``float('nan')``/``inf`` and ``frozenset(...)``, accepts
 arbitrary ``+``/``-`` between numbers, and has no depth or size limit; hence this small walker.
 """
