@@ -49,11 +49,12 @@ from trl_unittest.data.split import (  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-RECIPE_VERSION = 6  # 2: version-stable AST fingerprints (the exercise split and every leakage filter hash them);
+RECIPE_VERSION = 7  # 2: version-stable AST fingerprints (the exercise split and every leakage filter hash them);
 # 3: builder fixes (form feeds, redefinitions, static methods, order-dependent tests, dedup with context)
 # 4: builder test adequacy (trivial-body probes, hidden tests, honest mutation scores, wrapper tasks dropped)
 # 5: generated inputs inside the contract (kinds from the body's uses, docstring prose, sorted preconditions)
 # 6: a third round of inputs aimed at surviving mutants (more tests per task, likely-equivalent mutants set aside)
+# 7: names bound under `if TYPE_CHECKING:` carried (more functions of annotated modules extract)
 
 
 # ------------------------------------------------------------------------------------------------ recipe

@@ -648,3 +648,50 @@ def test_sibling_depth_caps_the_chain_and_zero_keeps_the_old_rule(tmp_path):
         "def f1(")
     _, rejected, _ = _extract_folder(pkg, sibling_depth=0)
     assert rejected["m0.py:f0"] == ("non_stdlib_import", ".m1")
+
+
+TYPE_CHECKING_MODULE = '''
+from __future__ import annotations
+
+import typing
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from decimal import Decimal
+    Number: typing.TypeAlias = int | float
+
+    def stub(x: int) -> int:
+        """Only a type checker sees this."""
+        return x
+
+if typing.TYPE_CHECKING:
+    import fractions as fr
+else:
+    fr = None
+
+
+def total(xs: Iterable[Number]) -> Number:
+    """Sum of xs."""
+    return sum(xs)
+
+
+def ratio(a: int, b: int) -> fr.Fraction:
+    """a over b."""
+    return a / b
+'''
+
+
+def test_names_bound_under_type_checking_are_carried_and_its_definitions_are_not_tasks():
+    cands, rejected = _by_name(extract_module(TYPE_CHECKING_MODULE, path="m.py"))
+    c = cands["total"]
+    # the annotations' names travel with the function, dedented, so that its program defines it
+    assert "from collections.abc import Iterable" in c.context
+    assert "Number: typing.TypeAlias = int | float" in c.context.splitlines()
+    assert "Decimal" not in c.context and "def stub" not in c.context
+    namespace = {}
+    exec(compile(c.context + "\n\n" + c.reference, "<task>", "exec"), namespace)
+    assert namespace["total"]([1, 2.5]) == 3.5
+    assert "stub" not in cands and "stub" not in rejected  # never defined when the module runs
+    # a TYPE_CHECKING block with an `else` binds the name either way: still conditional
+    assert rejected["ratio"] == "conditional_definition"

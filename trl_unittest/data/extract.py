@@ -16,6 +16,7 @@ import ast
 import builtins
 import symtable
 import sys
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -263,6 +264,15 @@ def _params(func: ast.FunctionDef, src: str) -> list[Param]:
     return out
 
 
+def _is_type_checking_block(stmt: ast.stmt) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) without an ``else``: statements only a type checker runs."""
+    if not isinstance(stmt, ast.If) or stmt.orelse:
+        return False
+    test = stmt.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING" and isinstance(test.value, ast.Name))
+
+
 class ModuleIndex:
     """Top-level bindings of a module and the closure of names a function needs."""
 
@@ -273,7 +283,13 @@ class ModuleIndex:
         self.bindings: dict[str, list[_Binding]] = {}
         self.star_import = False
         self._refs_cache: dict[int, tuple[set[str], set[str]]] = {}
-        for i, stmt in enumerate(tree.body):
+        # the module's statements, with those of an `if TYPE_CHECKING:` block in its place: names imported there
+        # only for annotations (`from typing import Any`) are carried like any other, so that the annotations of
+        # the task's signature evaluate when its program defines the function
+        self.body: list[ast.stmt] = []
+        for stmt in tree.body:
+            self.body.extend(stmt.body if _is_type_checking_block(stmt) else [stmt])
+        for i, stmt in enumerate(self.body):
             if isinstance(stmt, ast.Import):
                 for a in stmt.names:
                     self._bind(a.asname or a.name.split(".")[0], _Binding(i, "import", a))
@@ -313,8 +329,10 @@ class ModuleIndex:
         return start, node.end_lineno
 
     def stmt_source(self, index: int) -> str:
-        start, end = self.stmt_span(self.tree.body[index])
-        return "".join(self.lines[start - 1:end])
+        stmt = self.body[index]
+        start, end = self.stmt_span(stmt)
+        text = "".join(self.lines[start - 1:end])
+        return textwrap.dedent(text) if stmt.col_offset else text  # (a statement of a TYPE_CHECKING block)
 
     def stmt_refs(self, index: int) -> tuple[set[str], set[str]]:
         if index not in self._refs_cache:
@@ -371,7 +389,7 @@ class ModuleIndex:
                 for b in bs:
                     if key == path and b.index == exclude:
                         continue
-                    stmt = m.tree.body[b.index]
+                    stmt = m.body[b.index]
                     if b.kind == "import":
                         if isinstance(stmt, ast.ImportFrom):
                             origin = None if stmt.level else f"{stmt.module}.{b.alias.name}"
@@ -414,7 +432,7 @@ class ModuleIndex:
                         if b.index in stmts[key]:
                             continue
                         stmts[key].add(b.index)
-                        foreign = _foreign_import(m.tree.body[b.index], m.stmt_source(b.index))
+                        foreign = _foreign_import(m.body[b.index], m.stmt_source(b.index))
                         if foreign is not None:
                             return fail(R_NON_STDLIB, foreign, key)
                         try:
@@ -426,7 +444,7 @@ class ModuleIndex:
                         work.extend((key, n) for n in sorted(srefs) if (key, n) not in done)
             # an imported module carries the attributes that the carried code reads of it
             for (key, name), skey in spaces.items():
-                trees = [mods[key].tree.body[i] for i in sorted(stmts[key])]
+                trees = [mods[key].body[i] for i in sorted(stmts[key])]
                 if key == path and func_tree is not None:
                     trees.append(func_tree)
                 attrs = _attributes_read(trees, name)
@@ -484,7 +502,7 @@ class ModuleIndex:
         parts: list[str] = []
         for k in [path] + [k for k in order if k != path]:
             for key, i in sorted(x for x in import_aliases if x[0] == k):
-                stmt = mods[key].tree.body[i]
+                stmt = mods[key].body[i]
                 aliases = [a for a in stmt.names if a in import_aliases[(key, i)]]
                 if isinstance(stmt, ast.ImportFrom):
                     node = ast.ImportFrom(module=stmt.module, names=aliases, level=0)
@@ -526,7 +544,7 @@ class ModuleIndex:
                 return ("stmt", key, bs[0].index)
             if bs[0].kind != "import":
                 return None
-            stmt, alias = index.tree.body[bs[0].index], bs[0].alias
+            stmt, alias = index.body[bs[0].index], bs[0].alias
         return None
 
     def _sibling_clash(self, siblings, path, own_name, mods, stmts, sibling_imports, renames, spaces, passed
@@ -540,7 +558,7 @@ class ModuleIndex:
             if key == path:
                 continue
             for i in stmts[key]:
-                for name in _top_names(mods[key].tree.body[i]):
+                for name in _top_names(mods[key].body[i]):
                     owners.setdefault(name, set()).add(("stmt", key, i))
         for key, name in list(renames) + list(spaces):
             if key != path:
@@ -552,7 +570,7 @@ class ModuleIndex:
             if name == own_name:
                 return f"{name} (the function's own name)"
             for b in self.bindings.get(name, []):
-                stmt = self.tree.body[b.index]
+                stmt = self.body[b.index]
                 if b.kind != "import":
                     mine.add(("stmt", path, b.index))
                 elif isinstance(stmt, ast.ImportFrom) and not stmt.level and _is_stdlib(stmt.module or ""):
@@ -670,7 +688,9 @@ def _extract_module(text, *, source, path, module, license, max_context_lines, s
             license=license, func_src=func_src, header=header, body=body, docstring=doc, context=context,
             imports=imports, params=_params(fnode, func_src)))
 
-    for i, stmt in enumerate(tree.body):
+    for i, stmt in enumerate(index.body):  # (numbered as the index numbers them)
+        if stmt.col_offset:  # a TYPE_CHECKING block's: never defined when the module runs
+            continue
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and \
                 not stmt.name.startswith("_") and \
                 any(b.index > i and b.kind == "def" for b in index.bindings.get(stmt.name, [])):
