@@ -148,3 +148,92 @@ def x_pos__mutmut_3(n):
 '''
     assert bench._docstring_only_mutants(mutated) == []
     assert bench._docstring_only_mutants(mutated, messages=True) == ["x_pos__mutmut_1"]
+
+
+# --- the precompiled prose patterns against the per-name ones they replace (kept here as the oracle) ---
+
+def _oracle_prose_types(doc, names):
+    import re
+
+    from trl_unittest.data.contract import _PROSE_KINDS
+
+    out = {}
+    low = doc.lower()
+    for name in names:
+        n = re.escape(name.lower())
+        for word, ann in _PROSE_KINDS:
+            if re.search(rf"\b{word}\s+[`*']*{n}[`*']*(?![\w(=])", low) or \
+                    re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be)\s+an?\s+(?:\w+\s+)?{word}\b", low):
+                out[name] = ann
+                break
+    return out
+
+
+def _oracle_sorted_params(doc, names):
+    import re
+
+    out = set()
+    low = doc.lower()
+    for name in names:
+        n = re.escape(name.lower())
+        if re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be|are)\s+(?:already\s+)?sorted\b", low) or \
+                re.search(rf"\bsorted\s+(?:\w+\s+)?[`*']*{n}[`*']*(?![\w(=])", low):
+            out.add(name)
+    return out
+
+
+def _agree(doc, names):
+    assert prose_types(doc, names) == _oracle_prose_types(doc, names), (doc, names)
+    assert sorted_params(doc, names) == _oracle_sorted_params(doc, names), (doc, names)
+
+
+def test_prose_patterns_agree_with_per_name_patterns_on_hand_cases():
+    cases = [
+        ("x is a list y is a list", ["x", "y", "list"]),  # overlapping statements: "list is a list" too
+        ("x is an list is a list", ["x", "list", "an"]),
+        ("list `a`( and list b= and list c. and list d", ["a", "b", "c", "d"]),
+        ("list a`( then list ab", ["a", "ab"]),
+        ("the sorted sorted x, sorted list y, sorted `z`, sorted(w)", ["x", "y", "z", "w", "list"]),
+        ("a.b is sorted; c is already sorted; d are sorted", ["b", "c", "d", "a"]),
+        ("dictionary d, dict e, string s, str t, integer i, int j", ["d", "e", "s", "t", "i", "j"]),
+        ("the list \u0130 and list i", ["\u0130", "i", "I"]),  # lower() adds a combining mark: per-name patterns
+        ("", ["a"]),
+        ("list A must be a sorted list", ["A", "a"]),
+    ]
+    for doc, names in cases:
+        _agree(doc, names)
+
+
+def test_prose_patterns_agree_with_per_name_patterns_on_generated_text():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    words = ["list", "sequence", "array", "string", "str", "integer", "int", "float", "dict", "dictionary", "mapping",
+             "tuple", "set", "bytes", "sorted", "already", "is", "are", "must", "be", "should", "a", "an", "x", "y",
+             "xs", "x_1", "the", "of", "of.", "(", "=", ".", ",", "`", "*", "'", " ", "  ", "\n", "X", "Y"]
+    names = st.lists(st.sampled_from(["a", "x", "y", "xs", "x_1", "list", "is", "sorted", "X", "Y", "s"]),
+                     max_size=4)
+
+    @settings(max_examples=3000, deadline=None, derandomize=True)
+    @given(st.lists(st.sampled_from(words), max_size=25).map(lambda ws: "".join(
+        w if w in "(=.,`*' \n" else " " + w for w in ws)), names)
+    def check(doc, ns):
+        _agree(doc, ns)
+
+    check()
+
+
+def test_prose_patterns_agree_with_per_name_patterns_on_stdlib_docstrings():
+    """Every documented function of some standard-library modules, with its parameters' names."""
+    import inspect
+    from pathlib import Path
+
+    n = 0
+    for mod in ("bisect", "heapq", "textwrap", "statistics", "fractions", "difflib", "random", "shlex"):
+        tree = ast.parse(Path(inspect.getfile(__import__(mod))).read_text())
+        for f in ast.walk(tree):
+            if isinstance(f, ast.FunctionDef) and ast.get_docstring(f):
+                a = f.args
+                _agree(ast.get_docstring(f), [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs])
+                n += 1
+    assert n > 100

@@ -202,30 +202,100 @@ def _usage_pass(func: ast.FunctionDef, parents: dict, known: dict[str, str]) -> 
     return {k: v for k, v in allowed.items() if k not in free}
 
 
+# The prose patterns, compiled once per kind word rather than once per (word, parameter name): the names vary per
+# function, which overflowed ``re``'s pattern cache (26k compilations on the full builder set). A name is then
+# checked at the places where the per-name pattern could match; ``tests/data/test_contract.py`` keeps the per-name
+# formulation as the oracle.
+_QUOTES = "[`*']*"
+_NAME_END = re.compile(r"[\w(=]")  # what may not follow a name ("list a" but not "list append(")
+_WORD_NAME = re.compile(r"\w+")
+# "list a": where the name starts after the kind word
+_BEFORE_NAME = {word: re.compile(rf"\b{word}\s+{_QUOTES}") for word, _ in _PROSE_KINDS}
+# "a is a list": a name is a whole word, not after a dot; a lookahead so that overlapping statements all count
+_NAME_IS = {word: re.compile(rf"(?=(?<![\w.])(\w+){_QUOTES}\s+(?:is|must be|should be)\s+an?\s+(?:\w+\s+)?{word}\b)")
+            for word, _ in _PROSE_KINDS}
+_NAME_SORTED = re.compile(rf"(?=(?<![\w.])(\w+){_QUOTES}\s+(?:is|must be|should be|are)\s+(?:already\s+)?sorted\b)")
+_SORTED = re.compile(r"\bsorted\s+")
+_SORTED_WORD = re.compile(rf"\w+\s+{_QUOTES}")
+_QUOTES_RE = re.compile(_QUOTES)
+
+
+def _named_at(low: str, starts: set[int], names: list[str]) -> set[str]:
+    """The (lowercased) names that start at one of ``starts`` and end before a character that is no part of a
+    name or a call (``[\\w(=]``)."""
+    out = set()
+    for n in names:
+        for p in starts:
+            if low.startswith(n, p):
+                end = p + len(n)
+                if not _NAME_END.match(low, end):
+                    out.add(n)
+                    break
+    return out
+
+
+def _plain(name: str) -> bool:
+    """A name made of word characters only: the precompiled patterns find it wherever the per-name ones would
+    (a name with other characters, e.g. a combining mark left by ``lower()``, takes the per-name patterns)."""
+    return _WORD_NAME.fullmatch(name) is not None
+
+
 def prose_types(doc: str, names: list[str]) -> dict[str, str]:
     """Types the docstring's prose gives a parameter: "in list a", "the string s" ("item x" says nothing)."""
     out: dict[str, str] = {}
     low = doc.lower()
+    lowered = {name.lower() for name in names if _plain(name.lower())}
+    said: dict[str, set[str]] = {}  # per kind word, the lowered names the prose gives that kind
+    for word, _ in _PROSE_KINDS:
+        if word not in low:
+            said[word] = set()
+            continue
+        starts = {m.end() for m in _BEFORE_NAME[word].finditer(low)}
+        found = _named_at(low, starts, lowered) if starts else set()
+        found.update(m.group(1) for m in _NAME_IS[word].finditer(low) if m.group(1) in lowered)
+        said[word] = found
     for name in names:
-        n = re.escape(name.lower())
+        n = name.lower()
         for word, ann in _PROSE_KINDS:
-            if re.search(rf"\b{word}\s+[`*']*{n}[`*']*(?![\w(=])", low) or \
-                    re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be)\s+an?\s+(?:\w+\s+)?{word}\b", low):
+            if n in said[word] if n in lowered else _prose_says(low, re.escape(n), word):
                 out[name] = ann
                 break
     return out
 
 
+def _prose_says(low: str, n: str, word: str) -> bool:
+    """The per-name patterns (for names that are not plain words)."""
+    return bool(re.search(rf"\b{word}\s+[`*']*{n}[`*']*(?![\w(=])", low) or
+                re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be)\s+an?\s+(?:\w+\s+)?{word}\b", low))
+
+
 def sorted_params(doc: str, names: list[str]) -> set[str]:
     """Parameters the docstring says are sorted ("assuming a is sorted", "sorted list a")."""
-    out = set()
     low = doc.lower()
+    if "sorted" not in low:
+        return set()
+    lowered = {name.lower() for name in names if _plain(name.lower())}
+    found = {m.group(1) for m in _NAME_SORTED.finditer(low) if m.group(1) in lowered}
+    # "sorted a", "sorted list a": the name starts after "sorted" or after the word that follows it
+    starts = set()
+    for m in _SORTED.finditer(low):
+        starts.add(_QUOTES_RE.match(low, m.end()).end())
+        w = _SORTED_WORD.match(low, m.end())
+        if w:
+            starts.add(w.end())
+    found |= _named_at(low, starts, lowered)
+    out = set()
     for name in names:
-        n = re.escape(name.lower())
-        if re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be|are)\s+(?:already\s+)?sorted\b", low) or \
-                re.search(rf"\bsorted\s+(?:\w+\s+)?[`*']*{n}[`*']*(?![\w(=])", low):
+        n = name.lower()
+        if n in found if n in lowered else _sorted_says(low, re.escape(n)):
             out.add(name)
     return out
+
+
+def _sorted_says(low: str, n: str) -> bool:
+    """The per-name patterns (for names that are not plain words)."""
+    return bool(re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be|are)\s+(?:already\s+)?sorted\b", low) or
+                re.search(rf"\bsorted\s+(?:\w+\s+)?[`*']*{n}[`*']*(?![\w(=])", low))
 
 
 def annotation_kind(annotation: str) -> str:
