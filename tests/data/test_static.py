@@ -267,6 +267,52 @@ def test_mutants_compile_are_distinct_and_rename_recursion():
     assert generate_mutants(src, "fact", 5) == generate_mutants(src, "fact", 5)
 
 
+
+# functions where a node's text depends on more than the node: f-string parts, elif chains, a statement that
+# becomes a docstring, ``1 .real``, tuple subscripts, nested defs with docstrings, try/except*, decorators
+SPLICE_CASES = [
+    'def f(a, b):\n    """Doc."""\n    x = f"{a!r:>{b}} and {a + 1} \\n {\'q\'}"\n    return f"{x}-" + "s"\n',
+    'def f(a, b):\n    """D."""\n    if a < b:\n        return 1\n    elif a > b + 2:\n        return -1\n'
+    '    elif not a:\n        pass\n    else:\n        return 0\n',
+    'def f(a, b):\n    """D."""\n    not "text"\n    return (-1).real + (-a).imag + a[-b] + a[not (1, 2)] + a[1:-b:2]\n',
+    'def f(a, b):\n    """D."""\n    def g(x):\n        """Inner."""\n        -"s"\n        return x * 2\n'
+    '    @dec(3, -1)\n    class C:\n        "Doc."\n        y = a - 1\n    return g(a) - b\n',
+    'def f(a, b):\n    """D."""\n    try:\n        a = a + 1\n    except* ValueError:\n        b = b - 1\n'
+    '    for i in range(a, b):\n        if i % 2:\n            continue\n        break\n    while a < b:\n'
+    '        a += 1\n    return a and b or not a, (a, b), {a: b}, [x for x in a if x > 1], lambda y=1: y + a\n',
+    'def f(a, b):\n    """D."""\n    assert a > 0, f"bad {a}"\n    x: int = a ** -b ** 2\n    del x\n'
+    '    return sorted(a, key=len)[0] if a is not None else b @ a\n',
+]
+
+
+@pytest.mark.parametrize("src", SPLICE_CASES)
+def test_mutants_spliced_are_the_full_unparse(src, monkeypatch):
+    """A mutant's text is the reference's with one node's text written again: the same text as unparsing the
+    whole mutated function (the formulation it replaces, still used when CPython's private unparser is missing)."""
+    from trl_unittest.data import mutation
+
+    spliced = generate_mutants(src, "f", max_mutants=1000)
+    assert len(spliced) > 10
+    monkeypatch.setattr(mutation, "_SPANS", False)
+    assert [vars(m) for m in spliced] == [vars(m) for m in generate_mutants(src, "f", max_mutants=1000)]
+
+
+def test_mutants_spliced_are_the_full_unparse_on_stdlib_functions(monkeypatch):
+    import inspect
+    from pathlib import Path
+
+    from trl_unittest.data import mutation
+
+    srcs = []
+    for mod in ("bisect", "heapq", "textwrap", "fractions", "shlex"):
+        text = Path(inspect.getfile(__import__(mod))).read_text()
+        srcs += [ast.get_source_segment(text, f) for f in ast.parse(text).body if isinstance(f, ast.FunctionDef)]
+    spliced = [generate_mutants(s, "f", max_mutants=1000) for s in srcs]
+    monkeypatch.setattr(mutation, "_SPANS", False)
+    whole = [generate_mutants(s, "f", max_mutants=1000) for s in srcs]
+    assert sum(map(len, spliced)) > 1000
+    assert [[vars(m) for m in ms] for ms in spliced] == [[vars(m) for m in ms] for ms in whole]
+
 LOCAL_IMPORTS = '''
 import json
 

@@ -14,7 +14,7 @@ Expressions that only make up a message (a ``raise``'s exception, an ``assert``'
 ``warnings.warn`` or logging call) are not mutated: a test checks the exception type, not its text, so such
 mutants are equivalent.
 
-Mutants are plain source text (``ast.unparse``), renamed so that many can live in one program next to the
+Mutants are plain source text (that of ``ast.unparse``), renamed so that many can live in one program next to the
 reference; recursive calls are renamed along, so a recursive mutant stays itself.
 
 Hand-written because mutation tools (mutmut, cosmic-ray) mutate files on disk and run test suites; we need
@@ -145,10 +145,46 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
     return sites
 
 
+class _Spans(getattr(ast, "_Unparser", object)):
+    """``ast.unparse`` that also notes, for each node it writes, where its text lies and the state it was written
+    in (precedence, indentation, ``except*``): a mutant's text is then the reference's with one node's text
+    rewritten, the same text a full ``ast.unparse`` of the mutated tree gives (each node's text depends on its own
+    subtree and that state only; the parents that look at a child's type are handled in ``_anchor``).
+
+    ``ast._Unparser`` is CPython's private unparser; without it (``_SPANS`` false) every mutant is unparsed whole."""
+
+    def __init__(self, **kwargs):  # an f-string's expressions are written by another instance, with kwargs
+        super().__init__(**kwargs)
+        self.spans: dict[int, tuple[int, int, object, int, bool]] = {}
+        self._root: list = []
+
+    def visit(self, node):
+        self._source = self._root = []
+        self.traverse(node)
+        return "".join(self._source)
+
+    def traverse(self, node):
+        if isinstance(node, list) or self._source is not self._root:
+            return super().traverse(node)
+        start, prec = len(self._source), self._precedences.get(node, _TEST)
+        indent, star = self._indent, self._in_try_star
+        super().traverse(node)
+        self.spans[id(node)] = (start, len(self._source), prec, indent, star)
+
+
+_TEST = getattr(getattr(ast, "_Precedence", None), "TEST", None)
+_SPANS = all(hasattr(ast, a) for a in ("_Unparser", "_Precedence")) and \
+    all(hasattr(ast._Unparser(), a) for a in ("_source", "_precedences", "_indent", "_in_try_star", "traverse"))
+# parents whose text depends on the type of a child, not only on its text: ``1 .real``, ``a[1, 2]``, a docstring
+_TYPE_READING_PARENTS = (ast.Attribute, ast.Subscript, ast.Expr)
+
+
 def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, seed: int = 0) -> list[Mutant]:
     """Up to ``max_mutants`` distinct mutants, chosen deterministically and spread over operators and lines.
 
-    Each mutation is applied to the one parsed tree, unparsed, and undone (no tree copies)."""
+    Each mutation is applied to the one parsed tree and undone (no tree copies); the mutant's text is the
+    reference's with the mutated node's text written again (see ``_Spans``), the text ``ast.unparse`` of the
+    whole mutated tree gives at a fraction of the cost."""
     try:
         tree = _parse(func_src)
     except (SyntaxError, ValueError, RecursionError):
@@ -186,9 +222,47 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
             getattr(parent, fname)[i] = new
 
     try:
-        original = ast.unparse(tree)
+        if _SPANS:
+            unparser = _Spans()
+            original = unparser.visit(tree)
+            offsets = [0]
+            for piece in unparser._root:
+                offsets.append(offsets[-1] + len(piece))
+        else:
+            original = ast.unparse(tree)
     except Exception:  # noqa: BLE001
         return []
+
+    def anchor(old: ast.AST, new: ast.AST) -> tuple[ast.AST, tuple] | None:
+        """The node to write again in place of ``old``'s text (``new``, or an ancestor), and ``old``'s span;
+        None: the whole function."""
+        span = unparser.spans.get(id(old))
+        node = new
+        if old is not new and id(old) in parents and isinstance(parents[id(old)][0], _TYPE_READING_PARENTS):
+            span = None  # e.g. ``(-1).real`` -> ``1 .real``: the parent writes itself again
+            if isinstance(parents[id(old)][0], ast.Expr):  # a statement that may have become a docstring
+                old = parents[id(old)][0]
+        while span is None:  # not written on its own (inside an f-string, a docstring): its nearest ancestor
+            if id(old) not in parents:
+                return None
+            old = node = parents[id(old)][0]
+            if node is tree or node is func:
+                return None
+            span = unparser.spans.get(id(old))
+        return node, span
+
+    def mutant_text(old: ast.AST, new: ast.AST) -> str:
+        """The source of the mutated tree: ``old``'s text replaced by that of ``new`` (now in its place)."""
+        found = anchor(old, new) if _SPANS else None
+        if found is None:
+            return ast.unparse(tree)
+        node, (start, end, prec, indent, star) = found
+        u = ast._Unparser()
+        u._source = [""]  # not at the start of the text: a statement begins with its newline
+        u._indent, u._in_try_star, u._type_ignores = indent, star, unparser._type_ignores
+        u._precedences[node] = prec
+        u.traverse(node)
+        return original[:offsets[start]] + "".join(u._source) + original[offsets[end]:]
     # spread the choice: order by a seeded hash within each operator, then round-robin over operators
     by_op: dict[str, list[int]] = {}
     for i, (op, _, _) in enumerate(sites):
@@ -208,6 +282,7 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
             break
         op, node, rep = sites[i]
         undo = None
+        was = now = node  # the node whose text changes, and the node in its place once mutated
         if op in ("aor", "aug", "lcr"):
             old = node.op
             node.op = rep()
@@ -223,34 +298,41 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
             undo = lambda n=node, o=old: setattr(n, "value", o)  # noqa: E731
         elif op == "uoi":
             put(node, node.operand)  # the operand takes the node's place; its parent entry follows
+            now = node.operand
             saved = parents[id(node.operand)]
             parents[id(node.operand)] = parents[id(node)]
             undo = (lambda n=node, s=saved: (put(n.operand, n), parents.__setitem__(id(n.operand), s)))
         elif op == "rvr":
             old = node.value
             node.value = ast.Constant(None)
+            was, now = old, node.value
             undo = lambda n=node, o=old: setattr(n, "value", o)  # noqa: E731
         elif op == "bcr":
             new = ast.copy_location(ast.Continue() if isinstance(node, ast.Break) else ast.Break(), node)
             put(node, new)
             parents[id(new)] = parents[id(node)]
+            now = new
             undo = lambda n=node, m=new: put(m, n)  # noqa: E731
         elif op == "cond":
             old = node.test
             node.test = ast.UnaryOp(ast.Not(), old)
+            was, now = old, node.test
             undo = lambda n=node, o=old: setattr(n, "test", o)  # noqa: E731
         elif op == "brm":
             old = node.test
             node.test = ast.Constant(rep)
+            was, now = old, node.test
             undo = lambda n=node, o=old: setattr(n, "test", o)  # noqa: E731
         elif op == "rid":
             old = node.value
             node.value = ast.Name(rep, ast.Load())
+            was, now = old, node.value
             undo = lambda n=node, o=old: setattr(n, "value", o)  # noqa: E731
         elif op == "sdl":
             new = ast.copy_location(ast.Pass(), node)
             put(node, new)
             parents[id(new)] = parents[id(node)]
+            now = new
             undo = lambda n=node, m=new: put(m, n)  # noqa: E731
         elif op == "arg":
             a0, a1 = node.args[0], node.args[1]
@@ -259,17 +341,19 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
         elif op == "ofb":
             old = getattr(node, rep)
             setattr(node, rep, ast.BinOp(old, ast.Add(), ast.Constant(1)))
+            was, now = old, getattr(node, rep)
             undo = lambda n=node, f=rep, o=old: setattr(n, f, o)  # noqa: E731
         elif op == "nul":
             old = node.args[rep]
             node.args[rep] = ast.Constant(None)
+            was, now = old, node.args[rep]
             undo = lambda n=node, i=rep, o=old: n.args.__setitem__(i, o)  # noqa: E731
         elif op == "var":
             old = node.id
             node.id = rep
             undo = lambda n=node, o=old: setattr(n, "id", o)  # noqa: E731
         try:
-            src = ast.unparse(tree)
+            src = mutant_text(was, now)
         except Exception:  # noqa: BLE001
             src = None
         finally:
