@@ -162,23 +162,25 @@ def usage_kinds(func_src: str, known: dict[str, str] | None = None) -> dict[str,
     if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return {}
     parents: dict[ast.AST, ast.AST] = {}
-    for n in ast.walk(func):
+    nodes = list(ast.walk(func))  # walked once: both passes go over the same nodes in the same order
+    for n in nodes:
         for c in ast.iter_child_nodes(n):
             parents[c] = n
     known = dict(known or {})
     allowed: dict[str, frozenset[str]] = {}
     for _ in range(2):
-        allowed = _usage_pass(func, parents, known)
+        allowed = _usage_pass(func, nodes, parents, known)
         known.update({k: "int" for k, v in allowed.items() if v and v <= NUMERIC and k not in known})
     return allowed
 
 
-def _usage_pass(func: ast.FunctionDef, parents: dict, known: dict[str, str]) -> dict[str, frozenset[str]]:
+def _usage_pass(func: ast.FunctionDef, nodes: list[ast.AST], parents: dict, known: dict[str, str]
+                ) -> dict[str, frozenset[str]]:
     a = func.args
     names = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs}
     allowed: dict[str, frozenset[str]] = {}
     free: set[str] = set()
-    for n in ast.walk(func):
+    for n in nodes:
         if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name) and \
                 n.targets[0].id in names and _is_number(n.value):  # ``hi = len(a)`` when hi is None
             allowed[n.targets[0].id] = allowed.get(n.targets[0].id, NUMERIC) & NUMERIC

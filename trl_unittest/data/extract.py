@@ -220,15 +220,17 @@ def _attributes_read(trees: list[ast.AST], name: str) -> set[str] | None:
     attrs: set[str] = set()
     for tree in trees:
         as_base = set()
+        uses = []  # the uses of `name`, walked once: each must be the base of an attribute read
         for n in ast.walk(tree):
             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == name:
                 if not isinstance(n.ctx, ast.Load):
                     return None
                 attrs.add(n.attr)
                 as_base.add(id(n.value))
-        for n in ast.walk(tree):
-            if isinstance(n, ast.Name) and n.id == name and id(n) not in as_base:
-                return None
+            elif isinstance(n, ast.Name) and n.id == name:
+                uses.append(n)
+        if any(id(n) not in as_base for n in uses):
+            return None
     return attrs
 
 
@@ -283,6 +285,7 @@ class ModuleIndex:
         self.bindings: dict[str, list[_Binding]] = {}
         self.star_import = False
         self._refs_cache: dict[int, tuple[set[str], set[str]]] = {}
+        self._foreign_cache: dict[int, str | None] = {}
         # the module's statements, with those of an `if TYPE_CHECKING:` block in its place: names imported there
         # only for annotations (`from typing import Any`) are carried like any other, so that the annotations of
         # the task's signature evaluate when its program defines the function
@@ -333,6 +336,12 @@ class ModuleIndex:
         start, end = self.stmt_span(stmt)
         text = "".join(self.lines[start - 1:end])
         return textwrap.dedent(text) if stmt.col_offset else text  # (a statement of a TYPE_CHECKING block)
+
+    def stmt_foreign(self, index: int) -> str | None:
+        """``_foreign_import`` of a top-level statement (kept: each function's closure asks again)."""
+        if index not in self._foreign_cache:
+            self._foreign_cache[index] = _foreign_import(self.body[index], self.stmt_source(index))
+        return self._foreign_cache[index]
 
     def stmt_refs(self, index: int) -> tuple[set[str], set[str]]:
         if index not in self._refs_cache:
@@ -432,7 +441,7 @@ class ModuleIndex:
                         if b.index in stmts[key]:
                             continue
                         stmts[key].add(b.index)
-                        foreign = _foreign_import(m.body[b.index], m.stmt_source(b.index))
+                        foreign = m.stmt_foreign(b.index)
                         if foreign is not None:
                             return fail(R_NON_STDLIB, foreign, key)
                         try:

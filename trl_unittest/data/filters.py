@@ -108,36 +108,38 @@ def side_effect_reason(code: str, imports: dict[str, str]) -> str | None:
     except (SyntaxError, ValueError, RecursionError):
         return None
     local: set[str] = set()
+    names: list[ast.expr] = []  # the names and attribute reads, in walk order: classified once `local` is known
     for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
-            local.add(n.id)
+        if isinstance(n, (ast.Attribute, ast.Name)):
+            names.append(n)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+                local.add(n.id)
         elif isinstance(n, ast.arg):
             local.add(n.arg)
         elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             local.add(n.name)
     seen_chains: set[int] = set()
-    for node in ast.walk(tree):
+    for node in names:
         if id(node) in seen_chains:
             continue
-        if isinstance(node, (ast.Attribute, ast.Name)):
-            parts = _dotted(node)
-            if parts is None:
-                continue
-            # mark the inner nodes of this chain so that each chain is classified once, at its longest
-            inner = node
-            while isinstance(inner, ast.Attribute):
-                inner = inner.value
-                seen_chains.add(id(inner))
-            root = parts[0]
-            if root in imports:
-                dotted = ".".join([imports[root]] + parts[1:])
-            elif root not in local:
-                dotted = ".".join(parts)  # a builtin
-            else:
-                continue
-            r = _classify(dotted)
-            if r:
-                return r
+        parts = _dotted(node)
+        if parts is None:
+            continue
+        # mark the inner nodes of this chain so that each chain is classified once, at its longest
+        inner = node
+        while isinstance(inner, ast.Attribute):
+            inner = inner.value
+            seen_chains.add(id(inner))
+        root = parts[0]
+        if root in imports:
+            dotted = ".".join([imports[root]] + parts[1:])
+        elif root not in local:
+            dotted = ".".join(parts)  # a builtin
+        else:
+            continue
+        r = _classify(dotted)
+        if r:
+            return r
     return None
 
 
