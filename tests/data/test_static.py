@@ -696,6 +696,29 @@ def test_sibling_depth_caps_the_chain_and_zero_keeps_the_old_rule(tmp_path):
     assert rejected["m0.py:f0"] == ("non_stdlib_import", ".m1")
 
 
+def test_static_stages_pause_the_garbage_collector_and_give_it_back():
+    import gc
+
+    from trl_unittest.data.static_stages import _gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with _gc_paused():
+            assert not gc.isenabled()
+            with _gc_paused():  # nested: the outer pause gives it back
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+            raise ValueError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()  # turned off by the caller: left off
+    finally:
+        gc.enable()
+
+
 TYPE_CHECKING_MODULE = '''
 from __future__ import annotations
 
