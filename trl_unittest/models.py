@@ -54,7 +54,8 @@ RECIPE_VERSION = 7  # 2: version-stable AST fingerprints (the exercise split and
 # 4: builder test adequacy (trivial-body probes, hidden tests, honest mutation scores, wrapper tasks dropped)
 # 5: generated inputs inside the contract (kinds from the body's uses, docstring prose, sorted preconditions)
 # 6: a third round of inputs aimed at surviving mutants (more tests per task, likely-equivalent mutants set aside)
-# 7: names bound under `if TYPE_CHECKING:` carried (more functions of annotated modules extract)
+# 7: names bound under `if TYPE_CHECKING:` carried (more functions of annotated modules extract); Hypothesis
+#    draws no longer take literals from the local modules loaded (the same source built differently per machine)
 
 
 # ------------------------------------------------------------------------------------------------ recipe

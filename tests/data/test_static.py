@@ -764,3 +764,29 @@ def test_names_bound_under_type_checking_are_carried_and_its_definitions_are_not
     assert "stub" not in cands and "stub" not in rejected  # never defined when the module runs
     # a TYPE_CHECKING block with an `else` binds the name either way: still conditional
     assert rejected["ratio"] == "conditional_definition"
+
+
+def test_drawn_inputs_do_not_depend_on_the_local_modules_loaded(tmp_path):
+    """Hypothesis draws some choices from the literals of loaded "local" modules (a user's script, an editable
+    install): generated tests must not pick them up, or the same source builds differently per machine. (Before
+    the fix, 5 of these draws held a marker; Hypothesis ignores a module with more than ~100 literals.)"""
+    import os
+    import subprocess
+    import sys
+
+    mod = tmp_path / "lib" / "userlocal.py"
+    mod.parent.mkdir()
+    mod.write_text("\n".join(f'S{i} = "qzmark{i}"' for i in range(60)) + "\n")
+    script = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); import userlocal\n"
+        "from trl_unittest.data.inputs import draw_examples\n"
+        "kinds = ['str', 'list[str]', 'dict[str, int]', 'tuple[str, str]', 'set[str]', 'list[list[str]]',\n"
+        "         'dict[str, list[str]]', 'list[tuple[str, int]]']\n"
+        "print(json.dumps([draw_examples(k, 50) for k in kinds]))\n")
+    env = {**os.environ, "TRL_UNITTEST_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", script, str(mod.parent)], capture_output=True, text=True, env=env,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    drawn = json.loads(out.stdout)
+    assert sum(len(d) for d in drawn) > 200  # the draws ran
+    assert "qzmark" not in out.stdout

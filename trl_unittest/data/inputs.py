@@ -15,6 +15,7 @@ and readable (short ASCII strings, small ints) since the tests are read by peopl
 from __future__ import annotations
 
 import ast
+import contextlib
 
 from trl_unittest.data.extract import parse as _parse  # noqa: E402
 import functools
@@ -22,6 +23,7 @@ import math
 import random
 import re
 import string
+import threading
 import zlib
 from typing import Any
 
@@ -212,7 +214,7 @@ def _draw_cache_path():
 
     root = cache_root()
     code = zlib.crc32(Path(__file__).read_bytes())  # the strategies are in this file: a change invalidates
-    return root / f"draws-v1-hypothesis-{hypothesis.__version__}-{code:08x}.json"
+    return root / f"draws-v2-hypothesis-{hypothesis.__version__}-{code:08x}.json"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -237,6 +239,41 @@ def draw_examples(annotation: str, n: int = 10) -> tuple[str, ...]:
     return out
 
 
+@contextlib.contextmanager
+def _no_local_constants():
+    """Hypothesis (>= 6.131) draws 5% of its choices from the literals of the "local" modules loaded in the process
+    (any module outside site-packages and the standard library: an editable install of this library, the user's
+    script, a notebook's modules), so the same function got different generated inputs on different machines, and
+    our own sandbox flags (``'own_pid_ns'``) as test inputs. The draws use Hypothesis' built-in constants only.
+    Private API: where it is absent (another Hypothesis version), there is nothing to switch off."""
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:
+        yield
+        return
+    get, empty = getattr(providers, "_get_local_constants", None), getattr(providers, "Constants", None)
+    if get is None or empty is None:
+        yield
+        return
+    with _CONSTANTS_LOCK:
+        providers._get_local_constants = lambda: empty()
+        _clear(providers)  # pools already computed with the local constants
+        try:
+            yield
+        finally:
+            providers._get_local_constants = get
+            _clear(providers)
+
+
+_CONSTANTS_LOCK = threading.Lock()
+
+
+def _clear(providers) -> None:
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if cache is not None and hasattr(getattr(cache, "cache", None), "clear"):
+        cache.cache.clear()
+
+
 def _draw_examples(annotation: str, n: int) -> tuple[str, ...]:
     tp = resolve_annotation(annotation)
     if tp is None and annotation.strip() not in ("None",):
@@ -255,7 +292,8 @@ def _draw_examples(annotation: str, n: int) -> tuple[str, ...]:
         drawn.append(x)
 
     try:
-        collect()
+        with _no_local_constants():
+            collect()
     except Exception:  # noqa: BLE001 - a strategy that cannot generate
         return ()
     out: list[str] = []
