@@ -111,3 +111,25 @@ def test_moved_names_still_import_from_models():
                           (cache, ["cache_dir"])):
         for name in names:
             assert getattr(M, name) is getattr(module, name), name
+
+
+def test_torch_threads_default_to_the_usable_cores_at_most_two_and_a_bad_value_is_one_clear_error(monkeypatch):
+    import os
+
+    import torch
+
+    from trl_unittest.models import set_threads
+    from trl_unittest.usage import UsageError
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("TRL_UNITTEST_THREADS", raising=False)
+        assert set_threads() == min(2, len(os.sched_getaffinity(0))) == torch.get_num_threads()
+        monkeypatch.setenv("TRL_UNITTEST_THREADS", "1")
+        assert set_threads() == 1 == torch.get_num_threads()
+        for bad in ("two", "0", "-1"):
+            monkeypatch.setenv("TRL_UNITTEST_THREADS", bad)
+            with pytest.raises(UsageError, match="TRL_UNITTEST_THREADS"):
+                set_threads()
+    finally:
+        torch.set_num_threads(before)

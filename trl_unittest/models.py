@@ -123,12 +123,23 @@ def recipe_for(budget: str | CodeModelRecipe) -> CodeModelRecipe:
 
 # ---------------------------------------------------------------------------------------------- building
 def set_threads() -> int:
-    """Torch intra-op threads for these small models: ``$TRL_UNITTEST_THREADS``, default 1. Tiny matrices gain
-    little from more threads, and OpenMP threads on a busy machine (the sandbox workers run beside training)
-    slow a step down by 10x."""
+    """Torch intra-op threads for these small models: ``$TRL_UNITTEST_THREADS``, default the cores this process may
+    use, at most 2. Measured on 2 idle cores (benchmarks/RESULTS.md, issue 22): an RL step of the main job takes
+    0.66 s with 2 threads, 0.93 s with 1; more threads gain little on matrices this small. On a machine that is busy
+    with other work set it to 1: OpenMP threads that wait for a core held by another process slow a step down by up
+    to 10x (the sandbox workers need no core of their own here: they run between the policy's steps)."""
     import torch
 
-    n = int(os.environ.get("TRL_UNITTEST_THREADS", "1"))
+    from trl_unittest.usage import UsageError
+
+    raw = os.environ.get("TRL_UNITTEST_THREADS", "")
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise UsageError(f"TRL_UNITTEST_THREADS={raw!r}: expected a whole number >= 1 (torch threads), "
+                             "e.g. TRL_UNITTEST_THREADS=1 on a busy machine")
+        n = int(raw)
+    else:
+        n = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
     torch.set_num_threads(n)
     return n
 

@@ -641,7 +641,8 @@ def test_a_function_using_a_sibling_module_becomes_a_task_whose_reference_passes
 
 
 @pytest.mark.parametrize("expr", ["f(1, 2)", "f('é', f)", "f(\n 'ü',\n  [1,\n f(2)])", "g.f(f)", "f(x=f)",
-                                  "[f(i) for i in (1, 2)]", "f('f')", "ff(f)", "f(b'\\xff', '日本', ff)"])
+                                  "[f(i) for i in (1, 2)]", "f('f')", "ff(f)", "f(b'\\xff', '日本', ff)",
+                                  "f()", "f([1, 2], {'a': (3,)})", "f(g)(1)"])
 def test_rename_expr_renames_the_names_only(expr):
     import ast
 
