@@ -59,6 +59,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--positive-weight", type=float, default=1.0,
+                   help="actor_critic: positive_advantage_weight (W-REINFORCE below 1)")
     p.add_argument("--batch", type=int, default=32, help="completions per optimiser step")
     p.add_argument("--grpo-generations", type=int, default=4)
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -210,7 +212,8 @@ def main() -> None:
             from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
             args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=256,
-                                     replay_critic_batch_size=8, num_iterations=opts.num_iterations)
+                                     replay_critic_batch_size=8, num_iterations=opts.num_iterations,
+                                     positive_advantage_weight=opts.positive_weight)
             trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                          processing_class=tok)
         elif opts.trainer == "grpo":

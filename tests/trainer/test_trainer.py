@@ -532,3 +532,21 @@ def test_bf16_policy_with_an_fp32_critic(tiny_llama, tokenizer, prompts_ds, tmp_
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.critic.parameters()))
     losses = history(trainer, "critic/loss")
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+
+
+def test_positive_advantages_are_down_weighted_only(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    """W-REINFORCE: the policy loss is L_neg + w * L_pos, where L_neg comes from the tokens whose advantage is
+    negative. At w=0 only failures teach (a loss < 0, since -A log pi < 0 for A < 0); the loss is linear in w."""
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, replay_critic_batch_size=0)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which this test does not run
+    out = trainer._generate_and_score_completions([{"prompt": p} for p in prompts_ds["prompt"][:16]])
+    losses = {}
+    for w in (0.0, 0.25, 1.0):
+        trainer.args.positive_advantage_weight = w
+        trainer._compute_loss(trainer.model, out)
+        losses[w] = trainer._metrics["train"]["policy_loss"][-1]
+    assert losses[0.0] < 0 < losses[1.0] - losses[0.0]  # both signs present: the batch's advantages are centred
+    assert losses[0.25] == pytest.approx(0.75 * losses[0.0] + 0.25 * losses[1.0], rel=1e-4, abs=1e-6)
+    with pytest.raises(ValueError, match="positive_advantage_weight must be a finite number >= 0"):
+        ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, positive_advantage_weight=-0.1)

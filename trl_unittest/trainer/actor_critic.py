@@ -9,8 +9,10 @@ PEFT and logging machinery) with these changes:
   advantage is R - V, so one completion per prompt (`num_generations=1`) is enough.
 * **Loss** (`_compute_loss`). REINFORCE, -A log pi, normalised by the number of completion tokens, plus the
   critic's mean-squared error. PPO's ratio clip is used only when the batch was sampled by an older policy
-  (`num_iterations > 1`); KL to the reference model when `beta > 0`. The hidden states come from the policy's own
-  forward through a forward hook on the backbone, so the critic costs one small MLP, not another forward.
+  (`num_iterations > 1`); KL to the reference model when `beta > 0`; positive advantages can be down-weighted
+  (`positive_advantage_weight`, W-REINFORCE) so that failures teach more than successes and samples stay
+  diverse. The hidden states come from the policy's own forward through a forward hook on the backbone, so the
+  critic costs one small MLP, not another forward.
 * **Critic in sync.** The critic has its own AdamW, stepped at every optimiser step of the policy, on the fresh
   samples and on samples replayed from an AST-filtered replay buffer (`replay.py`); it can instead be pre-trained
   for `critic_warmup_steps` and frozen (the paper's ablation). Its learning rate follows the run's schedule and
@@ -402,6 +404,8 @@ class ActorCriticTrainer(GRPOTrainer):
             mean = self._gather_mean(advantages[fresh], mask_f)
             var = self._gather_mean((advantages[fresh] - mean) ** 2, mask_f)
             advantages = (advantages - mean) / (var ** 0.5 + 1e-6)
+        if args.positive_advantage_weight != 1.0:  # W-REINFORCE (arXiv 2506.01347): successes pull less
+            advantages = torch.where(advantages > 0, args.positive_advantage_weight * advantages, advantages)
 
         # Policy loss on fresh rows: REINFORCE, or PPO's clip when the batch came from an older policy.
         logps = per_token_logps[fresh]

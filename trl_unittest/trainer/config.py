@@ -73,6 +73,11 @@ class ActorCriticConfig(GRPOConfig):
             in sync with the policy).
         whiten_advantages (`bool`, *optional*, defaults to `False`):
             Whether to normalise advantages to zero mean and unit std over the batch.
+        positive_advantage_weight (`float`, *optional*, defaults to `1.0`):
+            Factor on positive advantages (after whitening) in the policy loss; negative ones keep weight 1. Below 1
+            the policy learns more from what failed than from what passed, which keeps its samples diverse (pass@k
+            at large k) while pass@1 improves: W-REINFORCE of Zhu et al. 2025, "The Surprising Effectiveness of
+            Negative Reinforcement in LLM Reasoning" (arXiv 2506.01347), who use 0.1. The critic is unaffected.
         epsilon (`float`, *optional*, defaults to `0.2`):
             PPO-style clip range of the policy ratio, used only when a batch was sampled by an older policy
             (`num_iterations > 1`, `steps_per_generation > gradient_accumulation_steps`, or vLLM).
@@ -150,6 +155,12 @@ class ActorCriticConfig(GRPOConfig):
     whiten_advantages: bool = field(
         default=False, metadata={"help": "Normalise the advantages to zero mean and unit std over the batch."},
     )
+    positive_advantage_weight: float = field(
+        default=1.0,
+        metadata={"help": "Factor on positive advantages in the policy loss (negative ones keep 1): below 1 the "
+                          "policy learns more from failures than from successes and keeps its samples diverse "
+                          "(W-REINFORCE, Zhu et al. 2025, arXiv 2506.01347, use 0.1)."},
+    )
     replay_capacity: int = field(
         default=1024, metadata={"help": "Completions kept in the AST-filtered replay buffer (per process; 0: off)."},
     )
@@ -223,6 +234,9 @@ class ActorCriticConfig(GRPOConfig):
         if self.freeze_critic_after_warmup and self.critic_backprop:
             raise ValueError("freeze_critic_after_warmup and critic_backprop are incompatible: a frozen critic "
                              "cannot train the backbone.")
+        if not (math.isfinite(self.positive_advantage_weight) and self.positive_advantage_weight >= 0):
+            raise ValueError(f"positive_advantage_weight must be a finite number >= 0, got "
+                             f"{self.positive_advantage_weight}")
         if not self.critic_learning_rate > 0:
             raise ValueError(f"critic_learning_rate must be > 0, got {self.critic_learning_rate}")
         if not (math.isfinite(self.replay_is_clip) and self.replay_is_clip > 0):
