@@ -61,6 +61,8 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=0.0)
     p.add_argument("--positive-weight", type=float, default=1.0,
                    help="actor_critic: positive_advantage_weight (W-REINFORCE below 1)")
+    p.add_argument("--entropy-coef", type=float, default=0.0,
+                   help="actor_critic and grpo: GRPOConfig's entropy_coef (an entropy bonus in the loss)")
     p.add_argument("--batch", type=int, default=32, help="completions per optimiser step")
     p.add_argument("--grpo-generations", type=int, default=4)
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -213,13 +215,15 @@ def main() -> None:
 
             args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=256,
                                      replay_critic_batch_size=8, num_iterations=opts.num_iterations,
-                                     positive_advantage_weight=opts.positive_weight)
+                                     positive_advantage_weight=opts.positive_weight,
+                                     entropy_coef=opts.entropy_coef)
             trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                          processing_class=tok)
         elif opts.trainer == "grpo":
             from trl import GRPOConfig, GRPOTrainer
 
-            args = GRPOConfig(**common, num_generations=opts.grpo_generations, num_iterations=opts.num_iterations)
+            args = GRPOConfig(**common, num_generations=opts.grpo_generations, num_iterations=opts.num_iterations,
+                              entropy_coef=opts.entropy_coef)
             trainer = GRPOTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                   processing_class=tok)
         else:  # TRL 1.12's PPOTrainer: value model + reference model, the unit-test reward behind a reward "model"

@@ -27,9 +27,11 @@ class ActorCriticConfig(GRPOConfig):
     Every [`~trl.GRPOConfig`] parameter is accepted, so a script that trains with `GRPOConfig` switches by changing
     the class name. GRPO's group baseline is replaced by a learned critic (advantage = R - V): `loss_type` and
     `scale_rewards` have no effect here (a warning names them), and the GRPO options that change its loss in ways
-    this trainer does not implement (`entropy_coef`, `use_adaptive_entropy`, `top_entropy_quantile`,
+    this trainer does not implement (`use_adaptive_entropy`, `top_entropy_quantile`,
     `importance_sampling_level`, `off_policy_mask_threshold`, `delta`, `sapo_*`, `vespo_*`,
     `multi_objective_aggregation`, `use_bias_correction_kl`, `use_liger_kernel`) are refused by name when set.
+    `entropy_coef` works as in GRPO: the loss subtracts `entropy_coef` times the mean per-token entropy of the
+    fresh completions (an entropy bonus, against a policy that collapses to one answer per prompt).
     `use_vllm` works, with GRPO's importance-sampling correction of vLLM's sampling log-probabilities
     (`vllm_importance_sampling_correction`, `vllm_importance_sampling_mode`, `vllm_importance_sampling_clip_*`).
 
@@ -261,7 +263,7 @@ class ActorCriticConfig(GRPOConfig):
 
     # GRPO options whose effect this trainer's loss does not implement: a value other than GRPOConfig's default
     # would be silently ignored, so it is refused by name
-    _UNUSED_GRPO_OPTIONS = ("entropy_coef", "use_adaptive_entropy", "top_entropy_quantile",
+    _UNUSED_GRPO_OPTIONS = ("use_adaptive_entropy", "top_entropy_quantile",
                             "importance_sampling_level", "off_policy_mask_threshold", "delta",
                             "multi_objective_aggregation", "use_bias_correction_kl", "use_liger_kernel",
                             "sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos",

@@ -1,0 +1,78 @@
+"""Training seeds of `rl_heldout.py` runs pooled: held-out pass@k and its change against the base model, with 95%
+intervals over seeds and tasks (the comparison's bootstrap, `trl_unittest.compare.stats`).
+
+Each `--run LABEL=FILE[,FILE...]` names one configuration and its runs (one JSON per training seed, written by
+`rl_heldout.py --out`); `--base` is the base model's run (`--steps 0`), evaluated on the same held-out tasks. Prints
+a markdown table; the last line is the same figures as JSON.
+
+    python benchmarks/rl_seeds.py --base base.json --run default=s0.json,s1.json,s2.json --run w0.1=a0.json,a1.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from trl_unittest.compare.stats import bootstrap_ci, paired_difference_ci  # noqa: E402
+
+
+def rows_of(path: str) -> dict[str, dict]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {path}: cannot read it as JSON ({e}); pass files written by rl_heldout.py --out")
+    if "heldout_rows" not in data:
+        raise SystemExit(f"error: {path} is not a result of rl_heldout.py (no heldout_rows); rerun it with --out")
+    return {r["task_id"]: r for r in data["heldout_rows"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", required=True, help="rl_heldout.py JSON of the base model (--steps 0)")
+    ap.add_argument("--run", action="append", required=True, metavar="LABEL=FILE[,FILE...]",
+                    help="one configuration and its seeds' JSON files (repeatable)")
+    ap.add_argument("--k", default="1,10", help="pass@k columns, comma-separated (each must be in every file)")
+    args = ap.parse_args(argv)
+    ks = [f"pass@{k.strip()}" for k in args.k.split(",") if k.strip()]
+    for spec in args.run:
+        if "=" not in spec or not spec.split("=", 1)[1]:
+            ap.error(f"--run {spec!r}: expected LABEL=FILE[,FILE...]")
+    base = rows_of(args.base)
+    tasks = sorted(base)
+    missing = [k for k in ks if k not in base[tasks[0]]]
+    if missing:
+        ap.error(f"--k: {', '.join(missing)} not in {args.base}; rerun rl_heldout.py with --eval-k")
+    table = {"base": {"seeds": 1, **{k: bootstrap_ci([base[t][k] for t in tasks]).to_dict() for k in ks}}}
+    for spec in args.run:
+        label, files = spec.split("=", 1)
+        runs = [rows_of(f) for f in files.split(",")]
+        for f, r in zip(files.split(","), runs):
+            if sorted(r) != tasks:
+                ap.error(f"{f}: its held-out tasks differ from {args.base}'s; evaluate both on the same tasks")
+        entry = {"seeds": len(runs)}
+        for k in ks:
+            mine = [[r[t][k] for t in tasks] for r in runs]
+            entry[k] = bootstrap_ci(mine).to_dict()
+            entry[k + " change"] = paired_difference_ci(mine, [[base[t][k] for t in tasks]] * len(runs)).to_dict()
+        table[label] = entry
+
+    def cell(ci):
+        return f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+
+    head = ["run", "seeds"] + [c for k in ks for c in (k, "change [95%]")]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for label, e in table.items():
+        cells = [label, str(e["seeds"])]
+        for k in ks:
+            cells += [f"{e[k]['mean']:.3f}", cell(e[k + " change"]) if k + " change" in e else ""]
+        print("| " + " | ".join(cells) + " |")
+    print(json.dumps({"tasks": len(tasks), "table": table}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
