@@ -61,6 +61,8 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=0.0)
     p.add_argument("--positive-weight", type=float, default=1.0,
                    help="actor_critic: positive_advantage_weight (W-REINFORCE below 1)")
+    p.add_argument("--reward-scheme", default="partial", choices=["partial", "coderl", "binary", "fraction"],
+                   help="UnitTestReward's scheme for RL (evaluation is pass@k either way)")
     p.add_argument("--entropy-coef", type=float, default=0.0,
                    help="actor_critic and grpo: GRPOConfig's entropy_coef (an entropy bonus in the loss)")
     p.add_argument("--batch", type=int, default=32, help="completions per optimiser step")
@@ -209,7 +211,7 @@ def main() -> None:
                       save_strategy="no", use_cpu=not cuda, bf16=cuda, gradient_checkpointing=False,
                       disable_tqdm=True, lr_scheduler_type="constant", seed=opts.seed,
                       gradient_accumulation_steps=opts.gradient_accumulation_steps)
-        reward = UnitTestReward(pool=pool)
+        reward = UnitTestReward(opts.reward_scheme, pool=pool)
         if opts.trainer == "actor_critic":
             from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 

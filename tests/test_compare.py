@@ -271,3 +271,34 @@ def test_tiny_comparison_end_to_end(tmp_path):
     # a second call finds every run finished and reruns none
     again = run_compare(config)
     assert again["summary"]["actor_critic"]["pass@1"] == s["pass@1"]
+
+
+def test_rl_seeds_pools_training_seeds_against_the_base(tmp_path, capsys):
+    """benchmarks/rl_seeds.py: the change is the mean over seeds and tasks of run - base; mismatched task sets and
+    files that are not rl_heldout results are one clear error."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl_seeds.py"
+    spec = importlib.util.spec_from_file_location("rl_seeds", path)
+    rl_seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rl_seeds)
+
+    def write(name, values):
+        rows = [{"task_id": f"t{i}", "pass@1": v, "pass@10": min(1.0, 2 * v)} for i, v in enumerate(values)]
+        (tmp_path / name).write_text(json.dumps({"heldout_rows": rows}))
+        return str(tmp_path / name)
+
+    base = write("base.json", [0.0, 0.5, 0.5, 1.0])
+    s0, s1 = write("s0.json", [0.5, 0.5, 0.5, 1.0]), write("s1.json", [0.0, 1.0, 1.0, 1.0])
+    assert rl_seeds.main(["--base", base, "--run", f"rl={s0},{s1}"]) == 0
+    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["table"]
+    assert table["rl"]["seeds"] == 2
+    assert table["rl"]["pass@1 change"]["mean"] == pytest.approx((0.5 + 1.0) / 8)
+    assert table["rl"]["pass@1 change"]["low"] <= table["rl"]["pass@1 change"]["mean"]
+    other = write("other.json", [0.5, 0.5, 0.5])
+    with pytest.raises(SystemExit):
+        rl_seeds.main(["--base", base, "--run", f"rl={other}"])
+    assert "held-out tasks differ" in capsys.readouterr().err
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a result of rl_heldout.py"):
+        rl_seeds.main(["--base", str(tmp_path / "junk.json"), "--run", f"rl={s0}"])
