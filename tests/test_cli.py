@@ -220,8 +220,10 @@ def test_interrupted_eval_keeps_results_and_resumes_to_the_same_result(workspace
     and ends with the rows of an uninterrupted run, and refuses to overwrite the finished file."""
     out = tmp_path / "res.jsonl"
     partial = Path(str(out) + ".partial")
+    # SIGINT back to its default in the child: a suite started in the background by a shell inherits it ignored,
+    # and Python then installs no KeyboardInterrupt handler (the run would finish instead of stopping)
     proc = subprocess.Popen(_eval_cmd(workspace, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while _done_groups(partial) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
