@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trl_unittest.compare.prepare import mined_tasks  # noqa: E402 (shared with `trl-unittest compare`)
 from trl_unittest.models import BUDGETS  # noqa: E402 (light: no torch)
+from trl_unittest.rewards import SCHEMES  # noqa: E402
 
 
 class TimeBudgetReached(Exception):
@@ -61,7 +62,7 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=0.0)
     p.add_argument("--positive-weight", type=float, default=1.0,
                    help="actor_critic: positive_advantage_weight (W-REINFORCE below 1)")
-    p.add_argument("--reward-scheme", default="partial", choices=["partial", "coderl", "binary", "fraction"],
+    p.add_argument("--reward-scheme", default="partial", choices=SCHEMES,
                    help="UnitTestReward's scheme for RL (evaluation is pass@k either way)")
     p.add_argument("--entropy-coef", type=float, default=0.0,
                    help="actor_critic and grpo: GRPOConfig's entropy_coef (an entropy bonus in the loss)")

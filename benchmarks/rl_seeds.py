@@ -48,8 +48,9 @@ def main(argv=None) -> int:
     table = {"base": {"seeds": 1, **{k: bootstrap_ci([base[t][k] for t in tasks]).to_dict() for k in ks}}}
     for spec in args.run:
         label, files = spec.split("=", 1)
-        runs = [rows_of(f) for f in files.split(",")]
-        for f, r in zip(files.split(","), runs):
+        files = files.split(",")
+        runs = [rows_of(f) for f in files]
+        for f, r in zip(files, runs):
             if sorted(r) != tasks:
                 ap.error(f"{f}: its held-out tasks differ from {args.base}'s; evaluate both on the same tasks")
         entry = {"seeds": len(runs)}

@@ -9,10 +9,10 @@ PEFT and logging machinery) with these changes:
   advantage is R - V, so one completion per prompt (`num_generations=1`) is enough.
 * **Loss** (`_compute_loss`). REINFORCE, -A log pi, normalised by the number of completion tokens, plus the
   critic's mean-squared error. PPO's ratio clip is used only when the batch was sampled by an older policy
-  (`num_iterations > 1`); KL to the reference model when `beta > 0`; positive advantages can be down-weighted
-  (`positive_advantage_weight`, W-REINFORCE) so that failures teach more than successes and samples stay
-  diverse; GRPOConfig's `entropy_coef` adds GRPO's entropy bonus. The hidden states come from the policy's own forward through a forward hook on the backbone, so the
-  critic costs one small MLP, not another forward.
+  (`num_iterations > 1`); KL to the reference model when `beta > 0`; positive advantages down-weighted when
+  `positive_advantage_weight < 1` (W-REINFORCE); GRPOConfig's `entropy_coef` adds GRPO's entropy bonus. The hidden
+  states come from the policy's own forward through a forward hook on the backbone, so the critic costs one small
+  MLP, not another forward.
 * **Critic in sync.** The critic has its own AdamW, stepped at every optimiser step of the policy, on the fresh
   samples and on samples replayed from an AST-filtered replay buffer (`replay.py`); it can instead be pre-trained
   for `critic_warmup_steps` and frozen (the paper's ablation). Its learning rate follows the run's schedule and
@@ -469,9 +469,12 @@ class ActorCriticTrainer(GRPOTrainer):
 
         # critic-only warm-up: the policy's loss is left out of the graph (and the critic reads detached hidden
         # states), so policy parameters get no gradient and AdamW skips them (no weight decay either)
-        loss = critic_loss.new_zeros(()) if self._in_warmup() else policy_loss
-        if args.entropy_coef and not self._in_warmup():  # GRPOConfig's entropy bonus, as GRPOTrainer applies it
-            loss = loss - args.entropy_coef * (entropies[fresh] * mask_f).sum() / mask_f.sum().clamp(min=1.0)
+        if self._in_warmup():
+            loss = critic_loss.new_zeros(())
+        else:
+            loss = policy_loss
+            if args.entropy_coef:  # GRPOConfig's entropy bonus, as GRPOTrainer applies it
+                loss = loss - args.entropy_coef * (entropies[fresh] * mask_f).sum() / mask_f.sum().clamp(min=1.0)
         if not self.critic_frozen:
             loss = loss + args.critic_loss_coef * critic_loss
         normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0

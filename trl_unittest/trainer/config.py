@@ -77,9 +77,10 @@ class ActorCriticConfig(GRPOConfig):
             Whether to normalise advantages to zero mean and unit std over the batch.
         positive_advantage_weight (`float`, *optional*, defaults to `1.0`):
             Factor on positive advantages (after whitening) in the policy loss; negative ones keep weight 1. Below 1
-            the policy learns more from what failed than from what passed, which keeps its samples diverse (pass@k
-            at large k) while pass@1 improves: W-REINFORCE of Zhu et al. 2025, "The Surprising Effectiveness of
-            Negative Reinforcement in LLM Reasoning" (arXiv 2506.01347), who use 0.1. The critic is unaffected.
+            the policy learns more from what failed than from what passed: W-REINFORCE of Zhu et al. 2025, "The
+            Surprising Effectiveness of Negative Reinforcement in LLM Reasoning" (arXiv 2506.01347), who use 0.1 and
+            report pass@k kept at large k. On this project's main job 0.1 did not keep pass@10 (benchmarks/
+            RESULTS.md, "three RL seeds"). The critic is unaffected.
         epsilon (`float`, *optional*, defaults to `0.2`):
             PPO-style clip range of the policy ratio, used only when a batch was sampled by an older policy
             (`num_iterations > 1`, `steps_per_generation > gradient_accumulation_steps`, or vLLM).
@@ -160,8 +161,8 @@ class ActorCriticConfig(GRPOConfig):
     positive_advantage_weight: float = field(
         default=1.0,
         metadata={"help": "Factor on positive advantages in the policy loss (negative ones keep 1): below 1 the "
-                          "policy learns more from failures than from successes and keeps its samples diverse "
-                          "(W-REINFORCE, Zhu et al. 2025, arXiv 2506.01347, use 0.1)."},
+                          "policy learns more from failures than from successes (W-REINFORCE, Zhu et al. 2025, "
+                          "arXiv 2506.01347, use 0.1)."},
     )
     replay_capacity: int = field(
         default=1024, metadata={"help": "Completions kept in the AST-filtered replay buffer (per process; 0: off)."},
