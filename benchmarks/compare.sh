@@ -23,7 +23,7 @@ else
   CONFIG=trl_unittest/configs/compare.yaml
   MAIN=()
   ABLATIONS=(--methods base actor_critic ac_frozen_critic ac_no_replay ac_replay_no_ast_filter ac_binary_reward
-             ac_with_mined)
+             ac_partial_reward ac_with_mined)
 fi
 nice $PY -m trl_unittest.cli compare --config "$CONFIG" --output_dir "$OUT" "${MAIN[@]}"
 cp "$OUT/results.md" "$OUT/results-main.md"; cp "$OUT/results.json" "$OUT/results-main.json"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from trl_unittest.compare import CompareConfig, ConfigError, bootstrap_ci, paired_difference_ci
+from trl_unittest.compare.stats import difference_ci
 from trl_unittest.compare.config import BUILTIN_VARIANTS, run_spec_key
 
 TINY = Path(__file__).resolve().parents[1] / "trl_unittest" / "configs" / "compare_tiny.yaml"
@@ -56,6 +57,19 @@ def test_paired_difference_removes_what_both_share():
     assert unpaired.high - unpaired.low > 0.1
 
 
+def test_difference_between_methods_pairs_tasks_and_resamples_each_side_s_seeds():
+    """Two methods with different seed counts: the mean is the difference of their means; the tasks' shared
+    variation cancels (paired), each side's seed spread widens the interval (not paired: separate runs)."""
+    rng = np.random.default_rng(1)
+    tasks = rng.random(60)
+    same = difference_ci(np.tile(tasks + 0.1, (3, 1)), np.tile(tasks, (2, 1)), resamples=2_000)
+    assert same.mean == pytest.approx(0.1) and same.low == pytest.approx(0.1) and same.high == pytest.approx(0.1)
+    spread = difference_ci(tasks + np.array([[0.0], [0.1], [0.2]]), np.tile(tasks, (2, 1)), resamples=2_000)
+    assert spread.mean == pytest.approx(0.1) and spread.low < 0.05 and spread.high > 0.15
+    with pytest.raises(ValueError, match="same tasks"):
+        difference_ci(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
 def test_bootstrap_is_seeded_and_refuses_bad_input():
     x = np.random.default_rng(3).random((2, 30))
     assert bootstrap_ci(x, seed=5).to_dict() == bootstrap_ci(x, seed=5).to_dict()
@@ -82,16 +96,18 @@ def test_the_real_config_parses_with_every_method_and_ablation():
     config = parse_compare_args(["--config", str(TINY.with_name("compare.yaml"))])
     assert config.seeds == [0, 1, 2] and config.eval_k == [1, 10] and config.completions == 1600 * 32
     assert set(config.methods) == {"base", "ppo", "grpo", "rloo", "actor_critic"}
+    assert config.reward_scheme == "coderl"  # the main job's reward, which the recorded comparison uses
     assert set(ABLATIONS) <= set(BUILTIN_VARIANTS) and config.mined_sources
 
 
 def test_ablations_are_config_entries():
-    config = CompareConfig(methods=["ac_no_replay", "ac_frozen_critic", "ac_binary_reward", "grpo"],
+    config = CompareConfig(methods=["ac_no_replay", "ac_frozen_critic", "ac_binary_reward", "ac_partial_reward", "grpo"],
                            variants={"grpo": {"method": "grpo", "num_generations": 8}})
     v = config.resolved_variants()
     assert v["ac_no_replay"]["replay_capacity"] == 0 and v["ac_no_replay"]["replay_critic_batch_size"] == 0
     assert v["ac_frozen_critic"]["critic_pretrain_fraction"] == 0.1
     assert v["ac_binary_reward"]["reward_scheme"] == "binary"
+    assert v["ac_partial_reward"]["reward_scheme"] == "partial" != config.reward_scheme  # the default is CodeRL's
     assert v["grpo"]["num_generations"] == 8  # a YAML entry replaces the built-in one
 
 
@@ -167,7 +183,8 @@ def test_report_statistics_table_and_plot(tmp_path):
     base = {s: _fake_result("base", "base", s, [0.0, 0.5, 1.0, 0.5]) for s in (0, 1)}
     ac = {s: _fake_result("actor_critic", "actor_critic", s, [0.5, 1.0, 1.0, 0.5],
                           curve=[(32, [0.0, 1.0, 1.0, 0.5])]) for s in (0, 1)}
-    summary = summarise({"base": base, "actor_critic": ac}, {}, resamples=1000)
+    grpo = {s: _fake_result("grpo", "grpo", s, [0.5, 0.5, 1.0, 0.5]) for s in (0, 1, 2)}
+    summary = summarise({"base": base, "actor_critic": ac, "grpo": grpo}, {}, resamples=1000)
     s = summary["actor_critic"]
     assert s["pass@1"]["mean"] == pytest.approx(0.75) and summary["base"]["pass@1"]["mean"] == pytest.approx(0.5)
     assert s["delta_pass@1_vs_base"]["mean"] == pytest.approx(0.25)
@@ -176,6 +193,9 @@ def test_report_statistics_table_and_plot(tmp_path):
     assert s["samples_per_second"] == 32.0 and s["peak_memory_mib"] == 101.0
     table = markdown_table(summary)
     assert "| actor_critic | actor_critic | 2 | 0.750 [" in table and "+0.250 [" in table
+    assert summary["grpo"]["delta_pass@1_vs_actor_critic"]["mean"] == pytest.approx(-0.125)
+    assert "delta_pass@1_vs_actor_critic" not in s and "delta_pass@1_vs_actor_critic" not in summary["base"]
+    assert "pass@1 - actor_critic" in table and "| grpo | grpo | 3 |" in table and "-0.125 [" in table
     path = plot(summary, tmp_path / "p.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -295,6 +315,15 @@ def test_rl_seeds_pools_training_seeds_against_the_base(tmp_path, capsys):
     assert table["rl"]["seeds"] == 2
     assert table["rl"]["pass@1 change"]["mean"] == pytest.approx((0.5 + 1.0) / 8)
     assert table["rl"]["pass@1 change"]["low"] <= table["rl"]["pass@1 change"]["mean"]
+    g0 = write("g0.json", [0.0, 0.5, 0.5, 0.5])
+    assert rl_seeds.main(["--base", base, "--run", f"rl={s0},{s1}", "--run", f"grpo={g0}", "--versus", "rl"]) == 0
+    out = capsys.readouterr().out
+    table = json.loads(out.strip().splitlines()[-1])["table"]
+    assert table["grpo"]["pass@1 - rl"]["mean"] == pytest.approx(1.5 / 4 - 5.5 / 8) and "pass@1 - rl" not in table["rl"]
+    assert "pass@1 - rl [95%]" in out
+    with pytest.raises(SystemExit):
+        rl_seeds.main(["--base", base, "--run", f"rl={s0}", "--versus", "ac"])
+    assert "not one of the --run labels" in capsys.readouterr().err
     other = write("other.json", [0.5, 0.5, 0.5])
     with pytest.raises(SystemExit):
         rl_seeds.main(["--base", base, "--run", f"rl={other}"])

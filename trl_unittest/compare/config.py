@@ -42,14 +42,17 @@ BUILTIN_VARIANTS: dict[str, dict[str, Any]] = {
     "actor_critic": {"method": "actor_critic"},
     # the paper's ablations (Gorinski et al. 2023, section 5): the critic pre-trained on the first 10% of the budget,
     # then frozen, against one kept in sync; replay off / on without the AST filter / on with it (actor_critic);
-    # binary against partial reward; RL tasks with builder-mined tasks added (`mined_sources`)
+    # binary and partial credit against the default reward (CodeRL's scheme, the main job's since it was measured
+    # better: benchmarks/RESULTS.md, issue 22); RL tasks with builder-mined tasks added (`mined_sources`)
     "ac_frozen_critic": {"method": "actor_critic", "critic_pretrain_fraction": 0.1},
     "ac_no_replay": {"method": "actor_critic", "replay_capacity": 0, "replay_critic_batch_size": 0},
     "ac_replay_no_ast_filter": {"method": "actor_critic", "replay_ast_filter": False},
     "ac_binary_reward": {"method": "actor_critic", "reward_scheme": "binary"},
+    "ac_partial_reward": {"method": "actor_critic", "reward_scheme": "partial"},
     "ac_with_mined": {"method": "actor_critic", "rl_tasks": "with_mined"},
 }
-ABLATIONS = ["ac_frozen_critic", "ac_no_replay", "ac_replay_no_ast_filter", "ac_binary_reward", "ac_with_mined"]
+ABLATIONS = ["ac_frozen_critic", "ac_no_replay", "ac_replay_no_ast_filter", "ac_binary_reward", "ac_partial_reward",
+             "ac_with_mined"]
 
 
 class ConfigError(ValueError):
@@ -87,8 +90,9 @@ class CompareConfig:
     beta: float = field(default=0.0, metadata={"help": "KL penalty to the starting model (PPO's kl_coef)"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature, training and evaluation"})
     max_completion_length: int = field(default=64, metadata={"help": "tokens per completion"})
-    reward_scheme: str = field(default="partial", metadata={
-        "help": "training reward: binary, fraction, coderl or partial (a variant may override it)"})
+    reward_scheme: str = field(default="coderl", metadata={
+        "help": "training reward: binary, fraction, coderl or partial (a variant may override it); default CodeRL's "
+                "scheme, the main job's"})
     eval_n: int = field(default=10, metadata={"help": "samples per held-out task in the final evaluation"})
     eval_k: list[int] = field(default_factory=lambda: [1, 10], metadata={"help": "k values of pass@k"})
     curve_points: int = field(default=3, metadata={

@@ -8,15 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from trl_unittest.compare.stats import bootstrap_ci, paired_difference_ci
+from trl_unittest.compare.stats import bootstrap_ci, difference_ci, paired_difference_ci
 
 
 def summarise(runs: dict[str, dict[int, dict[str, Any]]], variants: dict[str, dict[str, Any]],
               resamples: int = 10_000, confidence: float = 0.95) -> dict[str, dict[str, Any]]:
     """Per variant: pass@k over its seeds and the held-out tasks with bootstrap intervals, the paired difference in
-    pass@1 to ``base`` (over the seeds both have), the curve, and speed and memory. ``runs[variant][seed]`` is a
-    run's result."""
+    pass@1 to ``base`` (over the seeds both have), the difference to ``actor_critic`` (tasks paired, each side's
+    seeds resampled on their own: the question users bring is whether ActorCritic beats the other methods), the
+    curve, and speed and memory. ``runs[variant][seed]`` is a run's result."""
     base = runs.get("base", {})
+    reference = {sd: r["final"]["per_task"]["pass@1"] for sd, r in runs.get("actor_critic", {}).items()}
     out: dict[str, dict[str, Any]] = {}
     for name, by_seed in runs.items():
         if not by_seed:
@@ -33,6 +35,10 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], variants: dict[str, di
             a = np.array([by_seed[sd]["final"]["per_task"]["pass@1"] for sd in common])
             b = np.array([base[sd]["final"]["per_task"]["pass@1"] for sd in common])
             s["delta_pass@1_vs_base"] = paired_difference_ci(a, b, resamples, confidence).to_dict()
+        if name not in ("actor_critic", "base") and reference:
+            a = np.array([by_seed[sd]["final"]["per_task"]["pass@1"] for sd in seeds])
+            s["delta_pass@1_vs_actor_critic"] = difference_ci(a, np.array(list(reference.values())), resamples,
+                                                              confidence).to_dict()
         s["curve"] = _curve(by_seed, seeds, base, resamples, confidence)
         s["completions"] = first.get("completions", 0)
         rates = [by_seed[sd]["samples_per_second"] for sd in seeds if by_seed[sd].get("samples_per_second")]
@@ -64,8 +70,10 @@ def _curve(by_seed, seeds, base, resamples, confidence) -> list[dict[str, Any]]:
 def markdown_table(summary: dict[str, dict[str, Any]], confidence: float = 0.95) -> str:
     ks = sorted({k for s in summary.values() for k in s if k.startswith("pass@")}, key=lambda k: int(k[5:]))
     pct = f"{confidence:.0%}"
+    versus_ac = any("delta_pass@1_vs_actor_critic" in s for s in summary.values())
     head = ["variant", "method", "seeds", *[f"held-out {k} [{pct} CI]" for k in ks],
-            f"pass@1 - base [{pct} CI]", "completions", "train s", "samples/s", "peak MiB"]
+            f"pass@1 - base [{pct} CI]", *([f"pass@1 - actor_critic [{pct} CI]"] if versus_ac else []),
+            "completions", "train s", "samples/s", "peak MiB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
 
     def ci(d):
@@ -76,7 +84,8 @@ def markdown_table(summary: dict[str, dict[str, Any]], confidence: float = 0.95)
 
     for name, s in summary.items():
         cells = [name, s["method"], str(len(s["seeds"])), *[ci(s.get(k)) for k in ks],
-                 delta(s.get("delta_pass@1_vs_base")), str(s["completions"]),
+                 delta(s.get("delta_pass@1_vs_base")),
+                 *([delta(s.get("delta_pass@1_vs_actor_critic"))] if versus_ac else []), str(s["completions"]),
                  f"{s['train_seconds']:.0f}" if s["completions"] else "-",
                  f"{s['samples_per_second']:.1f}" if s["samples_per_second"] else "-",
                  f"{s['peak_memory_mib']:.0f}" if s["peak_memory_mib"] is not None else "-"]

@@ -77,3 +77,28 @@ def paired_difference_ci(a, b, resamples: int = 10_000, confidence: float = 0.95
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means_a - means_b, [alpha, 1 - alpha])
     return Interval(float(ma.mean() - mb.mean()), float(low), float(high))
+
+
+def difference_ci(a, b, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+                  chunk: int = 500) -> Interval:
+    """Mean of ``a`` minus mean of ``b`` for two methods trained separately: tasks resampled paired (the same
+    held-out tasks for both), each method's seeds resampled on their own (its runs are independent of the other's,
+    and the counts may differ, e.g. a method stopped after fewer seeds)."""
+    ma, mb = _as_matrix(a), _as_matrix(b)
+    if ma.shape[1] != mb.shape[1]:
+        raise ValueError(f"both methods must be scored on the same tasks: {ma.shape[1]} vs {mb.shape[1]} columns")
+    tasks = ma.shape[1]
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        n = min(chunk, resamples - start)
+        task_idx = rng.integers(0, tasks, size=(n, tasks))
+        means = []
+        for m in (ma, mb):
+            per_seed = m[:, task_idx].mean(axis=2)  # (seeds, n)
+            seed_idx = rng.integers(0, m.shape[0], size=(n, m.shape[0]))
+            means.append(per_seed[seed_idx, np.arange(n)[:, None]].mean(axis=1))
+        diffs[start:start + n] = means[0] - means[1]
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha])
+    return Interval(float(ma.mean() - mb.mean()), float(low), float(high))
