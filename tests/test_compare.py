@@ -101,7 +101,8 @@ def test_the_real_config_parses_with_every_method_and_ablation():
 
 
 def test_ablations_are_config_entries():
-    config = CompareConfig(methods=["ac_no_replay", "ac_frozen_critic", "ac_binary_reward", "ac_partial_reward", "grpo"],
+    config = CompareConfig(methods=["ac_no_replay", "ac_frozen_critic", "ac_binary_reward", "ac_partial_reward",
+                                    "grpo"],
                            variants={"grpo": {"method": "grpo", "num_generations": 8}})
     v = config.resolved_variants()
     assert v["ac_no_replay"]["replay_capacity"] == 0 and v["ac_no_replay"]["replay_critic_batch_size"] == 0
