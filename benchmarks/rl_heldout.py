@@ -8,7 +8,8 @@ quickstart; `--eval-n` samples at the training temperature or `--eval-temperatur
 written to `--out`): the train reward and entropy per step, the time split of the steps (actor_critic), held-out
 pass@k per source (`--eval-k`, e.g. 1,10) with a bootstrap interval over tasks and per-task rows, and with
 `--paired-with` the paired difference to an earlier run (e.g. the base model's).
-`--steps 0` measures the base model only.
+`--steps 0` measures the base model only, or with `--policy DIR` a policy saved by an earlier run's `--save-model`
+(e.g. at another `--eval-temperature`, on the same held-out tasks).
 
     python benchmarks/rl_heldout.py --steps 0 --temperature 0.2            # base model, colder sampling
     python benchmarks/rl_heldout.py --trainer actor_critic --curriculum between --lr 5e-5 --beta 0.05
@@ -93,6 +94,8 @@ def main() -> None:
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
     p.add_argument("--save-model", default=None,
                    help="also save the trained policy (and tokenizer) here, e.g. to evaluate it again with more samples")
+    p.add_argument("--policy", default=None,
+                   help="with --steps 0: evaluate this saved policy (an earlier --save-model DIR) instead of the base")
     p.add_argument("--prepare", action="store_true",
                    help="only build (or find in the cache) the datasets, the model and the RL tasks, then exit")
     opts = p.parse_args()
@@ -102,6 +105,8 @@ def main() -> None:
         p.error(f"--eval-k {opts.eval_k!r}: expected comma-separated whole numbers, e.g. 1,10")
     if not eval_k or min(eval_k) < 1 or max(eval_k) > opts.eval_n:
         p.error(f"--eval-k {opts.eval_k!r}: each k must be between 1 and --eval-n ({opts.eval_n})")
+    if opts.policy is not None and (opts.steps or not (Path(opts.policy) / "config.json").is_file()):
+        p.error(f"--policy {opts.policy!r}: needs --steps 0 and a folder saved by --save-model (with config.json)")
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -137,12 +142,12 @@ def main() -> None:
     if opts.prepare:
         print(json.dumps({"model": model_dir, "heldout_tasks": len(heldout), "rl_tasks": len(tasks or [])}))
         return
-    base_model = AutoModelForCausalLM.from_pretrained(model_dir)  # fp32, as the trained model is evaluated
+    base_model = AutoModelForCausalLM.from_pretrained(opts.policy or model_dir)  # fp32, like trained ones
     base_model.to(opts.device)
     eval_temperature = opts.temperature if opts.eval_temperature is None else opts.eval_temperature
     gen = dict(k=(1,), temperature=eval_temperature, max_new_tokens=64, batch_size=opts.gen_batch, progress=False,
                tokenizer=tok)
-    result = {"options": vars(opts), "model": model_dir, "heldout_tasks": len(heldout),
+    result = {"options": vars(opts), "model": opts.policy or model_dir, "heldout_tasks": len(heldout),
               "heldout_dropped_as_trained_on": dropped, "mined_dropped_as_heldout": mined_dropped}
 
     def record_heldout(report) -> None:
