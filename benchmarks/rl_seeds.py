@@ -63,11 +63,10 @@ def main(argv=None) -> int:
             if sorted(r) != tasks:
                 ap.error(f"{f}: its held-out tasks differ from {args.base}'s; evaluate both on the same tasks")
         entry = {"seeds": len(runs)}
-        for k in ks:
-            mine = [[r[t][k] for t in tasks] for r in runs]
+        matrices[label] = {k: [[r[t][k] for t in tasks] for r in runs] for k in ks}
+        for k, mine in matrices[label].items():
             entry[k] = bootstrap_ci(mine).to_dict()
             entry[k + " change"] = paired_difference_ci(mine, [[base[t][k] for t in tasks]] * len(runs)).to_dict()
-        matrices[label] = {k: [[r[t][k] for t in tasks] for r in runs] for k in ks}
         table[label] = entry
     if args.versus is not None:
         for label in labels:

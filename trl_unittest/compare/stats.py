@@ -43,19 +43,33 @@ def _as_matrix(x) -> np.ndarray:
     return m
 
 
-def _resampled_means(matrices: list[np.ndarray], resamples: int, seed: int, chunk: int = 500) -> list[np.ndarray]:
-    """Means of ``resamples`` two-way resamples, the same seed and task indices for every matrix."""
-    seeds, tasks = matrices[0].shape
+def _resampled_means(matrices: list[np.ndarray], resamples: int, seed: int, chunk: int = 500,
+                     paired_seeds: bool = True) -> list[np.ndarray]:
+    """Means of ``resamples`` two-way resamples, the same task indices for every matrix; the same seed indices too
+    when ``paired_seeds``, else each matrix's seeds (their counts may differ) resampled on their own."""
+    tasks = matrices[0].shape[1]
     rng = np.random.default_rng(seed)
     out = [np.empty(resamples) for _ in matrices]
     for start in range(0, resamples, chunk):
         b = min(chunk, resamples - start)
-        seed_idx = rng.integers(0, seeds, size=(b, seeds))
-        task_idx = rng.integers(0, tasks, size=(b, tasks))
-        for m, dest in zip(matrices, out):
+        if paired_seeds:
+            seed_idx = rng.integers(0, matrices[0].shape[0], size=(b, matrices[0].shape[0]))
+            task_idx = rng.integers(0, tasks, size=(b, tasks))
+            seed_idxs = [seed_idx] * len(matrices)
+        else:
+            task_idx = rng.integers(0, tasks, size=(b, tasks))
+            seed_idxs = [rng.integers(0, m.shape[0], size=(b, m.shape[0])) for m in matrices]
+        for m, idx, dest in zip(matrices, seed_idxs, out):
             per_seed = m[:, task_idx].mean(axis=2)  # (seeds, b): each seed's mean over the resampled tasks
-            dest[start:start + b] = per_seed[seed_idx, np.arange(b)[:, None]].mean(axis=1)
+            dest[start:start + b] = per_seed[idx, np.arange(b)[:, None]].mean(axis=1)
     return out
+
+
+def _interval(mean: float, draws: np.ndarray, confidence: float) -> Interval:
+    """``mean`` with the percentile interval of its bootstrap ``draws``."""
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return Interval(float(mean), float(low), float(high))
 
 
 def bootstrap_ci(x, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Interval:
@@ -63,9 +77,7 @@ def bootstrap_ci(x, resamples: int = 10_000, confidence: float = 0.95, seed: int
     interval, resampling seeds and tasks. Seeded: the same input gives the same interval."""
     m = _as_matrix(x)
     (means,) = _resampled_means([m], resamples, seed)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return Interval(float(m.mean()), float(low), float(high))
+    return _interval(m.mean(), means, confidence)
 
 
 def paired_difference_ci(a, b, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Interval:
@@ -74,31 +86,15 @@ def paired_difference_ci(a, b, resamples: int = 10_000, confidence: float = 0.95
     if ma.shape != mb.shape:
         raise ValueError(f"paired matrices must have the same (seeds, tasks) shape: {ma.shape} vs {mb.shape}")
     means_a, means_b = _resampled_means([ma, mb], resamples, seed)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(means_a - means_b, [alpha, 1 - alpha])
-    return Interval(float(ma.mean() - mb.mean()), float(low), float(high))
+    return _interval(ma.mean() - mb.mean(), means_a - means_b, confidence)
 
 
-def difference_ci(a, b, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
-                  chunk: int = 500) -> Interval:
+def difference_ci(a, b, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Interval:
     """Mean of ``a`` minus mean of ``b`` for two methods trained separately: tasks resampled paired (the same
     held-out tasks for both), each method's seeds resampled on their own (its runs are independent of the other's,
     and the counts may differ, e.g. a method stopped after fewer seeds)."""
     ma, mb = _as_matrix(a), _as_matrix(b)
     if ma.shape[1] != mb.shape[1]:
         raise ValueError(f"both methods must be scored on the same tasks: {ma.shape[1]} vs {mb.shape[1]} columns")
-    tasks = ma.shape[1]
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(resamples)
-    for start in range(0, resamples, chunk):
-        n = min(chunk, resamples - start)
-        task_idx = rng.integers(0, tasks, size=(n, tasks))
-        means = []
-        for m in (ma, mb):
-            per_seed = m[:, task_idx].mean(axis=2)  # (seeds, n)
-            seed_idx = rng.integers(0, m.shape[0], size=(n, m.shape[0]))
-            means.append(per_seed[seed_idx, np.arange(n)[:, None]].mean(axis=1))
-        diffs[start:start + n] = means[0] - means[1]
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(diffs, [alpha, 1 - alpha])
-    return Interval(float(ma.mean() - mb.mean()), float(low), float(high))
+    means_a, means_b = _resampled_means([ma, mb], resamples, seed, paired_seeds=False)
+    return _interval(ma.mean() - mb.mean(), means_a - means_b, confidence)
