@@ -790,3 +790,28 @@ def test_drawn_inputs_do_not_depend_on_the_local_modules_loaded(tmp_path):
     drawn = json.loads(out.stdout)
     assert sum(len(d) for d in drawn) > 200  # the draws ran
     assert "qzmark" not in out.stdout
+
+
+def test_only_a_worker_process_of_its_own_freezes_the_parsed_siblings(tmp_path):
+    """Freezing is process-wide: the builder's own process (a user's script or notebook) is never frozen; a
+    static worker process freezes what it keeps (its sibling modules), so that no collection walks them."""
+    import gc
+    import subprocess
+    import sys
+
+    pkg = _sibling_package(tmp_path, a=SIBLING_A, b=SIBLING_B, c="SCALE = 7\n")
+    before = gc.get_freeze_count()
+    cands, _, _ = _extract_folder(pkg)
+    assert cands and gc.get_freeze_count() == before
+    script = (
+        "import gc, sys\n"
+        "from trl_unittest.data.config import BuilderConfig\n"
+        "from trl_unittest.data.sources import iter_folder\n"
+        "from trl_unittest.data import static_stages\n"
+        "static_stages.worker_init(BuilderConfig(decontaminate=False))\n"
+        "after_init = gc.get_freeze_count()\n"
+        "files = list(iter_folder(sys.argv[1]))\n"
+        "planned = sum(len(static_stages.worker_file(f).planned) for f in files)\n"
+        "print(after_init > 0, gc.get_freeze_count() > after_init, planned > 0)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(pkg)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "True", "True"], out.stderr[-2000:]

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from trl_unittest.execution import ExecutionPool, Limits, Program
+from trl_unittest.execution.worker import CALLEE
 from trl_unittest.tasks import Test
 
 ADD = "def add(a, b):\n    return a + b\n"
@@ -60,6 +61,18 @@ def test_a_hang_skips_the_rest_of_its_group_only(pool):
         ("timeout", "Timeout"), ("timeout", "NotRun"), ("timeout", "Timeout"), ("timeout", "NotRun"), ("passed", "")]
     with pytest.raises(ValueError, match="test groups"):
         pool.run(Program(code, tests, test_groups=[0]))
+
+
+def test_callees_run_one_expression_on_each_named_function(pool):
+    # the builder's mutant runs: one expression text per input, each group's tests calling another function
+    code = "def f(x):\n    return x + 1\n\ndef g(x):\n    return x * 10\n"
+    tests = [call(f"{CALLEE}(2)", "3"), call(f"{CALLEE}(3)", "4"), call(f"{CALLEE}(2)", "20"),
+             call(f"{CALLEE}(3)", "30"), call(f"{CALLEE}(2)", "3"), call("f(5)", "6")]
+    r = pool.run(Program(code, tests, callees=["f", "f", "g", "g", "missing", None]))
+    assert [t.outcome for t in r.tests] == ["passed", "passed", "passed", "passed", "error", "passed"]
+    assert r.tests[4].error_type == "NameError"
+    with pytest.raises(ValueError, match="callees"):
+        pool.run(Program(code, tests, callees=["f"]))
 
 
 def test_program_level_statuses(pool):

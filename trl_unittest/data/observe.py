@@ -26,6 +26,7 @@ from trl_unittest.data.extract import Candidate
 from trl_unittest.data.extract import parse as _parse
 from trl_unittest.data.mutation import Mutant
 from trl_unittest.execution.values import LiteralError, decode_shared, decode_value, values_equal
+from trl_unittest.execution.worker import CALLEE
 from trl_unittest.tasks import Task, Test
 
 # rejection reasons (dynamic stage)
@@ -133,7 +134,7 @@ class Work:
     probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
     round: Any = None  # its third round (.targeted.Round), once one was started
     kill_cache: Any = None  # (second program's runners' result, its kill matrix): see .selection.kills_of
-    templates: dict = field(default_factory=dict)  # (expr, entry point) -> renamed expr: see second_program
+    templates: dict = field(default_factory=dict)  # (expr, entry point) -> its test calling CALLEE: second_program
 
     @property
     def runners(self) -> list[Mutant]:
@@ -168,23 +169,24 @@ def second_program(w: Work, cfg: BuilderConfig):
     tests = [w.tests[i] for i in w.usable]
     timeouts = [cfg.reference_timeout] * len(tests)
     groups = [-1] * len(tests)
+    callees: list[str | None] = [None] * len(tests)
     context = w.cand.context
     if w.runners:
-        placeholder = "__trl_unittest_mutant__"
         templates = []
         for i in w.usable:  # second_program runs again for retries and on the third round's work: renamed once
             key = (w.tests[i].expr, w.cand.entry_point)
             if key not in w.templates:
-                w.templates[key] = rename_expr(key[0], key[1], placeholder)
+                w.templates[key] = Test("call", rename_expr(key[0], key[1], CALLEE), "eq", "None")
             templates.append(w.templates[key])
         budgets = [max(cfg.mutant_timeout_floor, cfg.mutant_timeout_factor * w.obs[i].time) for i in w.usable]
-        for j, m in enumerate(w.runners):
-            tests.extend([Test("call", template.replace(placeholder, m.name), "eq", "None") for template in templates])
+        for j, m in enumerate(w.runners):  # one expression per input, each mutant its callee: compiled once
+            tests.extend(templates)
             timeouts.extend(budgets)
             groups.extend([j] * len(templates))
+            callees.extend([m.name] * len(templates))
         context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.runners)
     return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
-                   test_groups=groups, max_timeouts=len(w.runners) + 1)
+                   test_groups=groups, max_timeouts=len(w.runners) + 1, callees=callees)
 
 
 def verify_program(task: Task, cfg: BuilderConfig):

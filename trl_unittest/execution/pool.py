@@ -377,6 +377,8 @@ class ExecutionPool:
             raise ValueError(f"Program has {n} tests but {len(timeouts)} timeouts")
         if program.test_groups is not None and len(program.test_groups) != n:
             raise ValueError(f"Program has {n} tests but {len(program.test_groups)} test groups")
+        if program.callees is not None and len(program.callees) != n:
+            raise ValueError(f"Program has {n} tests but {len(program.callees)} callees")
         max_timeouts = self.limits.max_timeouts if program.max_timeouts is None else program.max_timeouts
         if max_timeouts < 1:
             raise ValueError(f"max_timeouts must be >= 1, got {max_timeouts}")

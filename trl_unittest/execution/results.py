@@ -64,6 +64,10 @@ class Program:
     # right after it in the same group, which count as timeouts unrun ("NotRun"), and the next group starts
     # in a fresh child; None: every test is its own group
     test_groups: list[int] | None = None
+    # per test, a function that the test's expression calls as ``CALLEE`` (None: the expression names its own):
+    # tests that differ only in the function they call (one expression per input, run on each mutant) share
+    # one expression text, which the sandbox compiles once instead of once per test
+    callees: list[str | None] | None = None
     # set when no program could be made (extracting it from a completion failed): the reason; the program is
     # never run and gets a compile_error result
     rejected: str = ""
@@ -289,9 +293,11 @@ def request_tests(program: Program) -> tuple[list[dict[str, Any]], list[str]]:
     """What the sandbox gets to know about each test: never the expected value or exception. Code tests carry
     their expected values in their code: it travels apart (the second item), to the test process only."""
     out, codes = [], []
-    for t in program.tests:
+    callees = program.callees or [None] * len(program.tests)
+    for t, callee in zip(program.tests, callees):
         if t.kind == "call":
-            out.append({"kind": "call", "expr": t.expr})
+            out.append({"kind": "call", "expr": t.expr} if callee is None else
+                       {"kind": "call", "expr": t.expr, "callee": callee})
         elif t.kind == "io":
             out.append({"kind": "io", "stdin": t.stdin})
         else:

@@ -36,6 +36,7 @@ import sys
 import time
 
 HEADER = struct.Struct(">I")
+CALLEE = "__trl_unittest_callee__"  # the name a call test with a "callee" reaches its function by
 MAX_VALUE_CHARS = 1 << 20
 MAX_DEPTH = 100
 _PR_SET_CHILD_SUBREAPER = 36
@@ -646,6 +647,7 @@ def run_program(req, fd, start, send):
         return
     send(fd, {"ev": "imported"})
 
+    expr_code = {}  # expression text -> code: tests that differ only in their callee share one text
     for i in range(start, len(tests)):
         test = tests[i]
         lines.clear()
@@ -661,7 +663,14 @@ def run_program(req, fd, start, send):
                 sys.settrace(None)
                 msg["value"] = "None"
             else:
-                expr = compile(test["expr"], "<test>", "eval")
+                callee = test.get("callee")
+                if callee is not None:
+                    if callee not in namespace:
+                        raise NameError(f"name {callee!r} is not defined")
+                    namespace[CALLEE] = namespace[callee]
+                expr = expr_code.get(test["expr"])
+                if expr is None:
+                    expr = expr_code[test["expr"]] = compile(test["expr"], "<test>", "eval")
                 if tracer:
                     sys.settrace(tracer)
                 value = eval(expr, namespace)
