@@ -49,7 +49,7 @@ class TimeBudgetReached(Exception):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trainer", default="actor_critic", choices=["actor_critic", "grpo", "ppo"],
+    p.add_argument("--trainer", default="actor_critic", choices=["actor_critic", "grpo", "rloo", "ppo"],
                    help="ppo needs trl==1.12.0 (run under .venv-ppo)")
     p.add_argument("--tasks", default="train",
                    help="train | train-family | heldout-family | mined:SPEC[,SPEC...] (builder sources, e.g. "
@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--entropy-coef", type=float, default=0.0,
                    help="actor_critic and grpo: GRPOConfig's entropy_coef (an entropy bonus in the loss)")
     p.add_argument("--batch", type=int, default=32, help="completions per optimiser step")
-    p.add_argument("--grpo-generations", type=int, default=4)
+    p.add_argument("--grpo-generations", type=int, default=4, help="grpo and rloo: completions per prompt")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
     p.add_argument("--num-iterations", type=int, default=1,
                    help="updates per generated batch for actor_critic / grpo (TRL's num_iterations)")
@@ -99,6 +99,8 @@ def main() -> None:
     p.add_argument("--prepare", action="store_true",
                    help="only build (or find in the cache) the datasets, the model and the RL tasks, then exit")
     opts = p.parse_args()
+    if opts.trainer == "rloo" and opts.entropy_coef:
+        p.error("--entropy-coef: TRL's RLOOConfig has no entropy bonus (drop it, or use --trainer grpo)")
     try:
         eval_k = tuple(sorted({int(x) for x in opts.eval_k.split(",") if x.strip()}))
     except ValueError:
@@ -233,6 +235,12 @@ def main() -> None:
             args = GRPOConfig(**common, num_generations=opts.grpo_generations, num_iterations=opts.num_iterations,
                               entropy_coef=opts.entropy_coef)
             trainer = GRPOTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
+                                  processing_class=tok)
+        elif opts.trainer == "rloo":  # REINFORCE with a leave-one-out baseline over each prompt's group
+            from trl import RLOOConfig, RLOOTrainer
+
+            args = RLOOConfig(**common, num_generations=opts.grpo_generations, num_iterations=opts.num_iterations)
+            trainer = RLOOTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                   processing_class=tok)
         else:  # TRL 1.12's PPOTrainer: value model + reference model, the unit-test reward behind a reward "model"
             import copy

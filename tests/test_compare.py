@@ -332,3 +332,16 @@ def test_rl_seeds_pools_training_seeds_against_the_base(tmp_path, capsys):
     (tmp_path / "junk.json").write_text("{}")
     with pytest.raises(SystemExit, match="not a result of rl_heldout.py"):
         rl_seeds.main(["--base", str(tmp_path / "junk.json"), "--run", f"rl={s0}"])
+
+
+def test_rl_heldout_refuses_an_option_rloo_lacks_before_any_work():
+    """benchmarks/rl_heldout.py --trainer rloo: TRL's RLOOConfig has no entropy bonus; asking for one is one line
+    and exit code 2, before any dataset, model or sandbox is made."""
+    import subprocess
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl_heldout.py"
+    out = subprocess.run([sys.executable, str(path), "--trainer", "rloo", "--entropy-coef", "0.01", "--prepare"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "RLOOConfig has no entropy bonus" in out.stderr.strip().splitlines()[-1]

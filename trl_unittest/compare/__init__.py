@@ -16,7 +16,7 @@ pass@1 against completions sampled. A finished (variant, seed) is kept and not r
 
 from trl_unittest.compare.config import ABLATIONS, BUILTIN_VARIANTS, CompareConfig, ConfigError
 from trl_unittest.compare.runner import add_compare_parser, parse_compare_args, run_compare
-from trl_unittest.compare.stats import bootstrap_ci, paired_difference_ci
+from trl_unittest.compare.stats import bootstrap_ci, difference_ci, paired_difference_ci
 
 __all__ = ["ABLATIONS", "BUILTIN_VARIANTS", "CompareConfig", "ConfigError", "add_compare_parser", "bootstrap_ci",
-           "paired_difference_ci", "parse_compare_args", "run_compare"]
+           "difference_ci", "paired_difference_ci", "parse_compare_args", "run_compare"]
