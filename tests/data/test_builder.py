@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from trl_unittest.data import scoring, selection
 from trl_unittest.data.builder import Builder, BuilderConfig, BuildReport, build_dataset, load_tasks, save_dataset
 from trl_unittest.data.extract import extract_module
 from trl_unittest.data.sources import iter_dataset
@@ -417,6 +418,37 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
         task = b.finish(w, rm, report)
         # the equivalent mutant survives every input: counted, and still in the score
         assert task.mutation_score == pytest.approx(2 / 3) and report.mutants_unkilled_by_any_input == 1
+    finally:
+        b.close()
+
+
+def test_a_local_mutant_runs_only_on_the_inputs_that_reach_its_line():
+    """A local mutant (its change acts only where its line runs) is run only on the inputs whose first run reached
+    its line; elsewhere it computes what the reference does and counts as not killed. A deleted statement is not
+    local (a `yield` or an assignment decides the whole function) and runs on every input."""
+    from trl_unittest.data.mutation import Mutant
+
+    src = 'def sign(n):\n    """Sign of n."""\n    if n < 0:\n        return -1\n    return 1\n'
+    cand = extract_module(src, path="m.py").candidates[0]
+    mutants = [Mutant("crp", 4, "def m0(n):\n    if n < 0:\n        return -2\n    return 1\n", "m0", local=True),
+               Mutant("sdl", 4, "def m1(n):\n    if n < 0:\n        pass\n    return 1\n", "m1"),
+               Mutant("crp", 5, "def m2(n):\n    if n < 0:\n        return -1\n    return 2\n", "m2", local=True)]
+    b = Builder(_config(max_tests=5, min_tests=1, min_hidden_tests=1, min_mutants=1, max_trivial_pass=1.0))
+    try:
+        w = b._work(cand, "fp", [], ["sign(-3)", "sign(4)", "sign(0)"])
+        report = BuildReport()
+        pool = b._pool_for(w)
+        assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
+        assert [4 in o.lines for o in w.obs] == [True, False, False]
+        w.mutants = mutants
+        program = b.second_program(w)
+        assert [(j, i) for j, i in w.runner_pairs if j < 3] == [(0, 0), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2)]
+        other = [p for p in b.pools() if p is not pool][0]
+        rerun, rm = b.split_second(w, other.run(program))
+        assert b.judge_reference(w, rerun, report) is None
+        candidates, _ = selection.candidate_tests(w, report)
+        kills, n_mut, _ = scoring.kill_matrix(w, candidates, rm)
+        assert n_mut == 3 and kills == {0: {0, 1}, 1: {2}, 2: {2}}
     finally:
         b.close()
 

@@ -267,6 +267,26 @@ def test_mutants_compile_are_distinct_and_rename_recursion():
     assert generate_mutants(src, "fact", 5) == generate_mutants(src, "fact", 5)
 
 
+def test_a_name_the_function_binds_itself_is_not_renamed_in_its_mutants(pool):
+    """``def digits(n, b=10, digits=None)`` (sympy) reads its argument as ``digits``: renamed with the function,
+    every mutant read itself instead and died on every input, whatever it mutated (a mutant on a line no input
+    reached among them), which made the score count kills that no test earned."""
+    from trl_unittest.execution import Program
+    from trl_unittest.tasks import Test
+
+    src = ('def digits(n, digits=None):\n    """The decimal digits of n."""\n    y = [int(c) for c in str(n)]\n'
+           '    if digits is not None and len(y) < digits:\n        y = [0] * (digits - len(y)) + y\n    return y\n')
+    ms = generate_mutants(src, "digits", max_mutants=50)
+    assert ms and all("digits is not None" in m.source for m in ms if m.line != 4)
+    unreached = [m for m in ms if m.line == 5]  # the padding: no input below passes `digits`
+    assert unreached
+    tests = [Test(kind="call", expr=f"{m.name}(305)", op="eq", expected="[3, 0, 5]") for m in unreached]
+    r = pool.run(Program(src, tests, context="\n\n".join(m.source for m in unreached)))
+    assert r.status == "ran" and all(t.passed for t in r.tests), [(t.outcome, t.error_type) for t in r.tests]
+    for m in generate_mutants('def f(n):\n    """d"""\n    for f in range(n):\n        pass\n    return n\n', "f"):
+        assert "f in range" in m.source or m.operator == "sdl"
+
+
 
 # functions where a node's text depends on more than the node: f-string parts, elif chains, a statement that
 # becomes a docstring, ``1 .real``, tuple subscripts, nested defs with docstrings, try/except*, decorators
@@ -815,3 +835,13 @@ def test_only_a_worker_process_of_its_own_freezes_the_parsed_siblings(tmp_path):
         "print(after_init > 0, gc.get_freeze_count() > after_init, planned > 0)\n")
     out = subprocess.run([sys.executable, "-c", script, str(pkg)], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", "True", "True"], out.stderr[-2000:]
+
+
+def test_only_mutants_whose_change_acts_on_their_line_are_local():
+    src = ('def clip(x, hi=10):\n    """Clip x to hi."""\n    total = 0\n    if x > hi:\n        total = hi\n'
+           '    else:\n        total = x + 0\n    return total\n')
+    ms = generate_mutants(src, "clip", max_mutants=100)
+    assert {m.operator for m in ms} >= {"sdl", "ror", "crp"}
+    for m in ms:
+        assert m.local == (m.operator not in ("sdl", "var") and m.line >= 3), (m.operator, m.line)
+    assert any(m.local for m in ms) and not all(m.local for m in ms)

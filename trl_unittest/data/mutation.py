@@ -43,7 +43,14 @@ class Mutant:
     line: int  # line in the function source (1-based)
     source: str  # the mutated function, renamed to `name`
     name: str
+    # its change acts only when its line runs: a call that never reaches the line runs as the reference does, so it
+    # needs no run there (the builder skips it). Not a deleted statement (a `yield`, an assignment or a `global`
+    # decides the whole function's kind or scopes) nor a renamed variable (scopes again), nor a change on the
+    # signature's lines (defaults are evaluated at definition)
+    local: bool = False
 
+
+NONLOCAL_OPERATORS = ("sdl", "var")  # see Mutant.local
 
 _MESSAGE_CALLS = {"warn", "debug", "info", "warning", "error", "critical", "exception", "log"}
 _SIMPLE_STMTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return, ast.Raise, ast.Assert,
@@ -179,6 +186,25 @@ _SPANS = all(hasattr(ast, a) for a in ("_Unparser", "_Precedence")) and \
 _TYPE_READING_PARENTS = (ast.Attribute, ast.Subscript, ast.Expr)
 
 
+def _binds(func: ast.FunctionDef, name: str) -> bool:
+    """Whether anything in ``func`` binds ``name`` (a parameter, an assignment, an import, a nested definition,
+    ``except ... as``, a match capture, ``nonlocal``). Then ``name`` is not (only) the function itself in there:
+    ``def digits(n, b=10, digits=None)`` reads its argument as ``digits``, and a mutant whose every ``digits``
+    was renamed read itself instead and died of that on every input, whatever its mutation. Such a function keeps
+    its name unrenamed: a recursive call (rare beside a shadowing binding) then calls the reference."""
+    for n in ast.walk(func):
+        if isinstance(n, ast.arg) and n.arg == name or \
+                isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load) or \
+                isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not func and \
+                n.name == name or \
+                isinstance(n, ast.alias) and (n.asname or n.name.split(".")[0]) == name or \
+                isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name == name or \
+                isinstance(n, ast.MatchMapping) and n.rest == name or \
+                isinstance(n, ast.Nonlocal) and name in n.names:
+            return True
+    return False
+
+
 def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, seed: int = 0) -> list[Mutant]:
     """Up to ``max_mutants`` distinct mutants, chosen deterministically and spread over operators and lines.
 
@@ -199,11 +225,13 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
     sites = _sites(func)
     if not sites:
         return []
+    body_lines = {n.lineno for stmt in func.body for n in ast.walk(stmt) if isinstance(n, ast.stmt)}
     placeholder = "__trl_unittest_mutant__"
     func.name = placeholder
-    for n in ast.walk(func):
-        if isinstance(n, ast.Name) and n.id == entry_point:
-            n.id = placeholder
+    if not _binds(func, entry_point):  # its recursive calls call the mutant; a name it binds is no such call
+        for n in ast.walk(func):
+            if isinstance(n, ast.Name) and n.id == entry_point:
+                n.id = placeholder
     parents: dict[int, tuple[ast.AST, str, int | None]] = {}
     for parent in ast.walk(tree):
         for fname, value in ast.iter_fields(parent):
@@ -367,5 +395,7 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
             compile(src, "<mutant>", "exec")
         except Exception:  # noqa: BLE001 - e.g. `continue` outside a loop
             continue
-        out.append(Mutant(operator=op, line=getattr(node, "lineno", 0), source=src + "\n", name=name))
+        line = getattr(node, "lineno", 0)
+        out.append(Mutant(operator=op, line=line, source=src + "\n", name=name,
+                          local=op not in NONLOCAL_OPERATORS and line in body_lines))
     return out

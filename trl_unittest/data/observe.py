@@ -130,6 +130,9 @@ class Work:
     usable: list[int] = field(default_factory=list)
     final_tests: list[Test] = field(default_factory=list)
     mutant_inputs: list[int] = field(default_factory=list)  # the usable inputs when the second program was made
+    # (runner, input) of each of the second program's runner tests, in order: all pairs but a local mutant's on an
+    # input whose reference run never reached its line (it would run as the reference does: not killed)
+    runner_pairs: list[tuple[int, int]] = field(default_factory=list)
     mutants_broke: str = ""  # status of a second program whose mutants broke it (then rerun without them)
     probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
     round: Any = None  # its third round (.targeted.Round), once one was started
@@ -162,7 +165,11 @@ def second_program(w: Work, cfg: BuilderConfig):
     """One program under the other hash seed: first the inputs the first run found usable, again (only
     those can turn out nondeterministic; a timeout among them ends their run), then every mutant and probe on them.
     A mutant that hangs is killed by that input and skips its other inputs (unrun, not counted as kills);
-    every other mutant still runs all of its inputs."""
+    every other mutant still runs all of its inputs, but a local one (``Mutant.local``) only those whose first run
+    reached its line: on the others it computes what the reference does (a third of the mutant runs on the
+    benchmark set; a kill among them was never seen there but from the operators that are not local). Should
+    another hash seed take a path the first run did not, a kill would be missed, never made up: the score errs
+    low."""
     from trl_unittest.execution import Program
 
     w.mutant_inputs = list(w.usable)
@@ -171,6 +178,7 @@ def second_program(w: Work, cfg: BuilderConfig):
     groups = [-1] * len(tests)
     callees: list[str | None] = [None] * len(tests)
     context = w.cand.context
+    w.runner_pairs = []
     if w.runners:
         templates = []
         for i in w.usable:  # second_program runs again for retries and on the third round's work: renamed once
@@ -179,11 +187,16 @@ def second_program(w: Work, cfg: BuilderConfig):
                 w.templates[key] = Test("call", rename_expr(key[0], key[1], CALLEE), "eq", "None")
             templates.append(w.templates[key])
         budgets = [max(cfg.mutant_timeout_floor, cfg.mutant_timeout_factor * w.obs[i].time) for i in w.usable]
+        reached = [set(w.obs[i].lines) for i in w.usable]
         for j, m in enumerate(w.runners):  # one expression per input, each mutant its callee: compiled once
-            tests.extend(templates)
-            timeouts.extend(budgets)
-            groups.extend([j] * len(templates))
-            callees.extend([m.name] * len(templates))
+            for k, i in enumerate(w.usable):
+                if m.local and m.line not in reached[k]:
+                    continue
+                w.runner_pairs.append((j, i))
+                tests.append(templates[k])
+                timeouts.append(budgets[k])
+                groups.append(j)
+                callees.append(m.name)
         context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.runners)
     return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
                    test_groups=groups, max_timeouts=len(w.runners) + 1, callees=callees)

@@ -41,17 +41,15 @@ def kill_matrix(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set
     probe_passes: dict[str, set[int]] = {p.operator: set() for p in w.probes}
     if rm is None or rm.status != "ran":
         return kills, 0, probe_passes
-    k = 0
     n_mut = len(w.mutants)
-    for r_idx, runner in enumerate(w.runners):
-        for i in w.mutant_inputs:  # a superset of w.usable (nondeterministic inputs left since)
-            if i in kills and not rm.tests[k].unrun:
-                dead = killed(w.obs[i], candidates[i], rm.tests[k])
-                if r_idx < n_mut and dead:
-                    kills[i].add(r_idx)
-                elif r_idx >= n_mut and not dead:
-                    probe_passes[runner.operator].add(i)
-            k += 1
+    runners = w.runners
+    for (r_idx, i), tr in zip(w.runner_pairs, rm.tests):  # inputs: a superset of w.usable (nondeterministic ones
+        if i in kills and not tr.unrun:  # left since); a pair not run computes what the reference does
+            dead = killed(w.obs[i], candidates[i], tr)
+            if r_idx < n_mut and dead:
+                kills[i].add(r_idx)
+            elif r_idx >= n_mut and not dead:
+                probe_passes[runners[r_idx].operator].add(i)
     return kills, n_mut, probe_passes
 
 
