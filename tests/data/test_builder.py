@@ -389,6 +389,15 @@ def test_static_workers_from_a_script_without_main_guard(tmp_path):
     assert marker.read_text() == "run\n"
 
 
+def _first_run(b, src, exprs):
+    """(the function's work after its first, traced run, the report, the pool its second program runs on)."""
+    w = b._work(extract_module(src, path="m.py").candidates[0], "fp", [], exprs)
+    report = BuildReport()
+    pool = b._pool_for(w)
+    assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
+    return w, report, [p for p in b.pools() if p is not pool][0]
+
+
 def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
     """The second program reruns the usable inputs, then runs every mutant, in one sandboxed program. A mutant
     that hangs is killed by that input; the mutants after it must still run all their inputs (an equivalent
@@ -396,19 +405,14 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
     from trl_unittest.data.mutation import Mutant
 
     src = 'def step(n):\n    """Next value."""\n    return n + 1\n'
-    cand = extract_module(src, path="m.py").candidates[0]
     mutants = [Mutant("hang", 3, "def m0(n):\n    while True:\n        pass\n", "m0"),
                Mutant("equivalent", 3, "def m1(n):\n    return 1 + n\n", "m1"),
                Mutant("wrong", 3, "def m2(n):\n    return n + 2\n", "m2")]
     b = Builder(_config(max_tests=5, min_tests=1, min_hidden_tests=1, min_mutants=1, max_trivial_pass=1.0))
     try:
-        w = b._work(cand, "fp", [], ["step(0)", "step(1)", "step(5)"])
-        report = BuildReport()
-        pool = b._pool_for(w)
-        assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
+        w, report, other = _first_run(b, src, ["step(0)", "step(1)", "step(5)"])
         w.mutants = mutants
         w.probes = b.probes_for(w)
-        other = [p for p in b.pools() if p is not pool][0]
         rerun, rm = b.split_second(w, other.run(b.second_program(w)))
         assert [t.observed for t in rerun.tests] == ["1", "2", "6"]
         assert b.judge_reference(w, rerun, report) is None
@@ -429,21 +433,16 @@ def test_a_local_mutant_runs_only_on_the_inputs_that_reach_its_line():
     from trl_unittest.data.mutation import Mutant
 
     src = 'def sign(n):\n    """Sign of n."""\n    if n < 0:\n        return -1\n    return 1\n'
-    cand = extract_module(src, path="m.py").candidates[0]
     mutants = [Mutant("crp", 4, "def m0(n):\n    if n < 0:\n        return -2\n    return 1\n", "m0", local=True),
                Mutant("sdl", 4, "def m1(n):\n    if n < 0:\n        pass\n    return 1\n", "m1"),
                Mutant("crp", 5, "def m2(n):\n    if n < 0:\n        return -1\n    return 2\n", "m2", local=True)]
     b = Builder(_config(max_tests=5, min_tests=1, min_hidden_tests=1, min_mutants=1, max_trivial_pass=1.0))
     try:
-        w = b._work(cand, "fp", [], ["sign(-3)", "sign(4)", "sign(0)"])
-        report = BuildReport()
-        pool = b._pool_for(w)
-        assert b.screen_reference(w, pool.run(b.reference_program(w)), report) is None
+        w, report, other = _first_run(b, src, ["sign(-3)", "sign(4)", "sign(0)"])
         assert [4 in o.lines for o in w.obs] == [True, False, False]
         w.mutants = mutants
         program = b.second_program(w)
-        assert [(j, i) for j, i in w.runner_pairs if j < 3] == [(0, 0), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2)]
-        other = [p for p in b.pools() if p is not pool][0]
+        assert w.runner_pairs == [(0, 0), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2)]
         rerun, rm = b.split_second(w, other.run(program))
         assert b.judge_reference(w, rerun, report) is None
         candidates, _ = selection.candidate_tests(w, report)
