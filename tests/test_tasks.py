@@ -44,6 +44,31 @@ def test_rendered_asserts_check_what_the_test_checks(expr, op, expected, x, shou
     assert passed == should_pass, code
 
 
+@pytest.mark.parametrize("expected, actual, should_pass", [
+    ("[1.5]", [1.5000000001], True),  # funcy's ltree_nodes(1.5): math.isclose of a list raised TypeError
+    ("[1.5]", [1.6], False),
+    ("[1.5]", [1.5, 2.0], False),
+    ("[1.5, (2.0, 'x'), [float('nan')]]", [1.5, [2.0, "x"], (float("nan"),)], True),  # as values_close judges
+    ("[1.5, (2.0, 'x')]", [1.5, (2.0, "y")], False),
+    ("[float('-inf'), 3]", (float("-inf"), 3.0), True),
+    ("float('nan')", float("nan"), True),
+    ("2.5", 2.5000001, True),
+    ("2.5", 2.6, False),
+])
+def test_rendered_approx_asserts_judge_containers_as_the_reward_does(expected, actual, should_pass):
+    from trl_unittest.execution.values import decode_value, values_close
+
+    test = Test(expr="f()", op="approx", expected=expected, rel_tol=1e-6, abs_tol=1e-9).validate()
+    assert values_close(decode_value(expected), actual, 1e-6, 1e-9) == should_pass  # the reward's verdict
+    namespace = {"f": lambda: actual, "math": math}  # our own fixture, no untrusted code
+    try:
+        exec(compile(test.render(), "<render>", "exec"), namespace)
+        passed = True
+    except AssertionError:
+        passed = False
+    assert passed == should_pass, test.render()
+
+
 def test_empty_and_round_trip_datasets():
     empty = to_dataset([])
     assert len(empty) == 0 and "tests" in empty.column_names and from_dataset(empty) == []

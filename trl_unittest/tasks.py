@@ -130,8 +130,44 @@ class Test:
         if self.op == "falsy":
             return f"assert not {expr}"
         if self.op == "approx":
-            return f"assert math.isclose({self.expr}, {self.expected}, rel_tol={self.rel_tol!r}, abs_tol={self.abs_tol!r})"
+            return self._render_approx()
         return f"try:\n    {self.expr}\nexcept {self.exception}:\n    pass\nelse:\n    raise AssertionError('expected {self.exception}')"
+
+
+    def _render_approx(self) -> str:
+        """``math.isclose`` for a number; for a list or tuple (what ``values_close`` compares element-wise) one
+        ``isclose`` per number at its place and ``==`` for the rest: ``math.isclose`` of a list raises."""
+        from trl_unittest.execution.values import LiteralError, decode_value  # (execution imports this module)
+
+        tol = f"rel_tol={self.rel_tol!r}, abs_tol={self.abs_tol!r}"
+        plain = f"assert math.isclose({self.expr}, {self.expected}, {tol})"
+        try:
+            expected = decode_value(self.expected)
+        except LiteralError:
+            return plain
+        checks: list[str] = []
+
+        def visit(value: Any, at: str) -> bool:
+            if isinstance(value, (list, tuple)):
+                checks.append(f"isinstance({at}, (list, tuple)) and len({at}) == {len(value)}")
+                return all(visit(item, f"{at}[{i}]") for i, item in enumerate(value))
+            if type(value) is float and math.isnan(value):
+                checks.append(f"math.isnan({at})")
+            elif type(value) in (int, float):
+                number = repr(value) if math.isfinite(value) else f"float('{value!r}')"
+                checks.append(f"math.isclose({at}, {number}, {tol})")
+            elif value is None or type(value) in (bool, str, bytes):
+                checks.append(f"{at} == {value!r}")
+            else:
+                return False  # no plain literal for it here
+            return True
+
+        if not isinstance(expected, (list, tuple)):  # one number: as it always was, but NaN (isclose says no)
+            return f"assert math.isnan({self.expr})" if type(expected) is float and math.isnan(expected) else plain
+        if not visit(expected, "_v"):
+            return plain
+        checks[0] = checks[0].replace("isinstance(_v,", f"isinstance(_v := ({self.expr}),", 1)
+        return "assert " + " and ".join(checks)
 
 
 def _operand(source: str) -> str:
