@@ -166,7 +166,7 @@ def second_program(w: Work, cfg: BuilderConfig):
     those can turn out nondeterministic; a timeout among them ends their run), then every mutant and probe on them.
     A mutant that hangs is killed by that input and skips its other inputs (unrun, not counted as kills);
     every other mutant still runs all of its inputs, but a local one (``Mutant.local``) only those whose first run
-    reached its line: on the others it computes what the reference does (a third of the mutant runs on the
+    reached its line: on the others it computes what the reference does (a fifth of the mutant runs on the
     benchmark set; a kill among them was never seen there but from the operators that are not local). Should
     another hash seed take a path the first run did not, a kill would be missed, never made up: the score errs
     low."""
