@@ -133,7 +133,6 @@ class Test:
             return self._render_approx()
         return f"try:\n    {self.expr}\nexcept {self.exception}:\n    pass\nelse:\n    raise AssertionError('expected {self.exception}')"
 
-
     def _render_approx(self) -> str:
         """``math.isclose`` for a number; for a list or tuple (what ``values_close`` compares element-wise) one
         ``isclose`` per number at its place and ``==`` for the rest: ``math.isclose`` of a list raises."""
@@ -145,6 +144,8 @@ class Test:
             expected = decode_value(self.expected)
         except LiteralError:
             return plain
+        if not isinstance(expected, (list, tuple)):  # one number: as it always was, but NaN (isclose says no)
+            return f"assert math.isnan({self.expr})" if type(expected) is float and math.isnan(expected) else plain
         checks: list[str] = []
 
         def visit(value: Any, at: str) -> bool:
@@ -162,12 +163,11 @@ class Test:
                 return False  # no plain literal for it here
             return True
 
-        if not isinstance(expected, (list, tuple)):  # one number: as it always was, but NaN (isclose says no)
-            return f"assert math.isnan({self.expr})" if type(expected) is float and math.isnan(expected) else plain
-        if not visit(expected, "_v"):
+        if not all(visit(item, f"_v[{i}]") for i, item in enumerate(expected)):
             return plain
-        checks[0] = checks[0].replace("isinstance(_v,", f"isinstance(_v := ({self.expr}),", 1)
-        return "assert " + " and ".join(checks)
+        # the first check computes the value once, as `_v`
+        root = f"isinstance(_v := ({self.expr}), (list, tuple)) and len(_v) == {len(expected)}"
+        return "assert " + " and ".join([root, *checks])
 
 
 def _operand(source: str) -> str:
