@@ -423,6 +423,7 @@ def main(argv=None) -> int:
         "mutants_likely_equivalent": report.mutants_likely_equivalent,
         "mutants_killed_by_extra_inputs": report.mutants_killed_by_extra_inputs,
         "extra_rounds": report.extra_rounds,
+        "mutation_skipped_trivial": report.mutation_skipped_trivial,
         "targeted_tests": report.targeted_tests,
         "scores_unmeasured": report.scores_unmeasured,
         "warnings": report.warnings,

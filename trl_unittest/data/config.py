@@ -123,6 +123,9 @@ class BuildReport:
     extra_rounds: int = 0  # functions given a third round (aimed inputs run)
     extra_rounds_discarded: int = 0  # third rounds whose reference run could not be used (timeout, broken program)
     targeted_tests: int = 0  # kept tests from the third round's inputs
+    # functions whose constant probes ruled out every suite after the first run (selection.no_suite_possible): no
+    # mutants made or run for them; each is then dropped as trivial_body_passes (or earlier, as any function)
+    mutation_skipped_trivial: int = 0
     scores_unmeasured: int = 0  # kept tasks with fewer than min_mutants scorable mutants: score None
     observed_tests: int = 0
     nondeterministic_tests: int = 0
@@ -175,6 +178,7 @@ class BuildReport:
                             ("mutants likely equivalent (set aside from the score)", self.mutants_likely_equivalent),
                             ("third rounds (discarded)", f"{self.extra_rounds} ({self.extra_rounds_discarded})"),
                             ("kept tests from the third round", self.targeted_tests),
+                            ("mutation skipped: constant bodies pass any suite", self.mutation_skipped_trivial),
                             ("scores unmeasured (too few mutants)", self.scores_unmeasured),
                             ("doctests disagreeing with reference", self.doctest_mismatches),
                             ("nondeterministic tests dropped", self.nondeterministic_tests),

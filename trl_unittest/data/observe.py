@@ -25,6 +25,7 @@ from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.extract import parse as _parse
 from trl_unittest.data.mutation import Mutant
+from trl_unittest.data.probes import bind_literal_call, literal_outcome
 from trl_unittest.execution.values import LiteralError, decode_shared, decode_value, values_equal
 from trl_unittest.execution.worker import CALLEE
 from trl_unittest.tasks import Task, Test
@@ -133,9 +134,13 @@ class Work:
     # (runner, input) of each of the second program's runner tests, in order: all pairs but a local mutant's on an
     # input whose reference run never reached its line (it would run as the reference does: not killed)
     runner_pairs: list[tuple[int, int]] = field(default_factory=list)
+    # (runner, input) -> (kind, text) of the probes known without a run on that input (.probes.literal_outcome)
+    known_runs: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
+    bindings: dict = field(default_factory=dict)  # expr -> .probes.bind_literal_call's result: second_program
     mutants_broke: str = ""  # status of a second program whose mutants broke it (then rerun without them)
     probes: list[Mutant] = field(default_factory=list)  # trivial bodies (.probes), run after the mutants
     round: Any = None  # its third round (.targeted.Round), once one was started
+    no_suite: bool = False  # its first run's constant probes ruled out every suite (.selection.no_suite_possible)
     kill_cache: Any = None  # (second program's runners' result, its kill matrix): see .selection.kills_of
     templates: dict = field(default_factory=dict)  # (expr, entry point) -> its test calling CALLEE: second_program
 
@@ -169,7 +174,8 @@ def second_program(w: Work, cfg: BuilderConfig):
     reached its line: on the others it computes what the reference does (a fifth of the mutant runs on the
     benchmark set; a kill among them was never seen there but from the operators that are not local). Should
     another hash seed take a path the first run did not, a kill would be missed, never made up: the score errs
-    low."""
+    low. A probe whose outcome on an input is known from its literal arguments (:func:`.probes.literal_outcome`)
+    does not run there: ``w.known_runs`` holds it."""
     from trl_unittest.execution import Program
 
     w.mutant_inputs = list(w.usable)
@@ -179,6 +185,7 @@ def second_program(w: Work, cfg: BuilderConfig):
     callees: list[str | None] = [None] * len(tests)
     context = w.cand.context
     w.runner_pairs = []
+    w.known_runs = {}
     if w.runners:
         templates = []
         for i in w.usable:  # second_program runs again for retries and on the third round's work: renamed once
@@ -188,10 +195,20 @@ def second_program(w: Work, cfg: BuilderConfig):
             templates.append(w.templates[key])
         budgets = [max(cfg.mutant_timeout_floor, cfg.mutant_timeout_factor * w.obs[i].time) for i in w.usable]
         reached = [set(w.obs[i].lines) for i in w.usable]
+        n_mut = len(w.mutants)
+        if w.probes:
+            for i in w.usable:
+                if w.tests[i].expr not in w.bindings:
+                    w.bindings[w.tests[i].expr] = bind_literal_call(w.cand, w.tests[i].expr)
         for j, m in enumerate(w.runners):  # one expression per input, each mutant its callee: compiled once
             for k, i in enumerate(w.usable):
                 if m.local and m.line not in reached[k]:
                     continue
+                if j >= n_mut:
+                    known = literal_outcome(w.cand, m.operator[len("probe:"):], w.bindings[w.tests[i].expr])
+                    if known is not None:
+                        w.known_runs[(j, i)] = known
+                        continue
                 w.runner_pairs.append((j, i))
                 tests.append(templates[k])
                 timeouts.append(budgets[k])

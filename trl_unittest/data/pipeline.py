@@ -10,7 +10,9 @@ safe to use from two threads at once (gh-106905: a spurious SystemError, the tre
 execution pool's threads parse results, so parses here are retried on that error.
 
 A function's way through (:class:`_Flight`): its file's static stages -> first reference program (traced) ->
-mutant generation (static workers) -> second program (rerun + mutants, the other hash seed) -> for a function that
+mutant generation (static workers; skipped, with the run probes, for a function whose first outcomes repeat so
+often that no suite can hold the constant probes off: :func:`.selection.no_suite_possible`, 370 of the 879 second
+programs on the builder benchmark's set) -> second program (rerun + mutants, the other hash seed) -> for a function that
 would be kept (or dropped only for its mutation score) and whose mutants are not all killed by its usable inputs,
 the third round (:mod:`.targeted`): inputs aimed at the survivors, run like the first inputs (the reference traced
 under the first hash seed, then the reference again with the survivors and the probes under the other) -> test
@@ -362,6 +364,13 @@ class _Flight:
                 self.report.drop(reason)
             elif len(w.usable) < self.b.config.min_tests:  # too few tests whatever the mutants do: no
                 self.submit_second(k, w)  # mutants; finish() drops it (no_usable_tests) if the rerun agrees
+            elif self.b._retrying(lambda r: selection.no_suite_possible(w, self.b.config), report=self.report):
+                # constant bodies pass too many of any suite: finish() can only drop it (trivial_body_passes).
+                # The rerun goes on (the function is tested like any other); mutants and run probes would
+                # change nothing
+                w.no_suite = True
+                self.report.mutation_skipped_trivial += 1
+                self.submit_second(k, w)
             else:
                 w.probes = self.b._retrying(lambda r: self.b.probes_for(w), report=self.report)
                 self.mgen[k] = (w, self.static.submit(worker_mutants, w.cand.func_src, w.cand.entry_point))

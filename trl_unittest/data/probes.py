@@ -6,7 +6,9 @@ prompt shows them) under another name and run as mutants do, in the second progr
 (:func:`make_probes`). Bodies that return one constant or raise one exception (``return None``, ``return 0``,
 ``return []``, the most common expected value, ``raise ValueError``...) need no run: such a body passes exactly the
 tests that expect that value or that exception, so every distinct expected outcome is a probe
-(:func:`outcome_probes`).
+(:func:`outcome_probes`). And the bodies that must run need no run either on a call whose arguments are all
+literals: what ``return x`` or ``sorted(x)`` gives there is known beforehand (:func:`literal_outcomes`; half of
+the second programs' runs on the builder benchmark's set).
 
 :mod:`.selection` keeps a task only when every probe fails most of its chosen tests
 (``BuilderConfig.max_trivial_pass``; the default is below the ``partial`` reward's zero, so no probe earns a
@@ -16,12 +18,15 @@ task format; mutation tools make faulty variants of the code, not trivial replac
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
 from trl_unittest.data.extract import Candidate
+from trl_unittest.data.extract import parse as _parse
 from trl_unittest.data.mutation import Mutant
 from trl_unittest.execution.values import LiteralError, decode_shared, values_close, values_equal
+from trl_unittest.execution.worker import Unencodable, encode_value
 
 
 def probe_bodies(cand: Candidate) -> list[tuple[str, str]]:
@@ -87,3 +92,85 @@ def make_probes(cand: Candidate) -> list[Mutant]:
         src = pattern.sub(lambda m: m.group(1) + name + m.group(2), header, count=1) + f"{indent}{body}\n"
         out.append(Mutant(operator=f"probe:{label}", line=0, source=src, name=name))
     return out
+
+
+# the run probes computed on literal arguments: the built-in each applies to the first argument, and the types
+# whose iteration order is fixed by the literal (a set's or frozenset's order depends on the hash seed)
+_APPLIED = {"list": list, "sorted": sorted, "set": set, "tuple": tuple}
+_ORDERED = (list, tuple, str, bytes, dict)
+
+
+def bind_literal_call(cand: Candidate, expr: str) -> dict[str, Any] | None:
+    """The value each parameter gets when ``expr``, a call of the candidate on literal arguments only
+    (``f(1, 'a', k=[2])``), binds it (parameters left to their defaults are absent); None when the expression is
+    anything else or the call would not bind (the sandbox must run it). Literals hold no names, so the program's
+    own namespace cannot change them; values are built here by ``ast.literal_eval``, as the compiler would."""
+    if cand.header.split("def ", 1)[0].strip():  # a decorator may change what a call passes: run it
+        return None
+    try:
+        call = _parse(expr, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == cand.entry_point):
+        return None
+    if any(isinstance(n, (ast.Name, ast.Starred, ast.Call)) for a in [*call.args, *call.keywords]
+           for n in ast.walk(a)):
+        return None
+    try:
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return None
+    if None in kwargs or len(kwargs) != len(call.keywords):  # `**mapping`, or a keyword given twice
+        return None
+    positional = [p for p in cand.params if p.kind in ("posonly", "pos")]
+    vararg = next((p.name for p in cand.params if p.kind == "vararg"), None)
+    kwarg = next((p.name for p in cand.params if p.kind == "kwarg"), None)
+    bound: dict[str, Any] = {}
+    if len(args) > len(positional) and vararg is None:
+        return None
+    for p, v in zip(positional, args):
+        bound[p.name] = v
+    if vararg is not None:
+        bound[vararg] = tuple(args[len(positional):])
+    extra: dict[str, Any] = {}
+    by_name = {p.name: p for p in cand.params if p.kind in ("pos", "kwonly")}
+    for k, v in kwargs.items():
+        if k in by_name and k not in bound:
+            bound[k] = v
+        elif kwarg is not None and k not in bound and k not in {p.name for p in positional}:
+            extra[k] = v
+        else:  # unknown, positional-only or already bound: the call raises TypeError
+            return None
+    if kwarg is not None:
+        bound[kwarg] = extra
+    if any(p.name not in bound and p.default is None for p in cand.params if p.kind in ("posonly", "pos", "kwonly")):
+        return None  # a required argument missing
+    return bound
+
+
+def literal_outcome(cand: Candidate, label: str, bound: dict[str, Any] | None) -> tuple[str, str] | None:
+    """What the run probe ``label`` (a name of :func:`probe_bodies`) gives on a call binding ``bound``
+    (:func:`bind_literal_call`), as the sandbox would report it: ``("value", its literal text)``, ``("raises",
+    exception name)`` or ``("unencodable", "")``; None when it must run."""
+    if bound is None:
+        return None
+    kind, name = label.split(":", 1)
+    if name not in bound:  # left to its default, whose value the program computes
+        return None
+    value = bound[name]
+    if kind != "arg":
+        if type(value) not in _ORDERED:
+            return None
+        try:
+            value = _APPLIED[kind](value)
+        except TypeError:  # unhashable items (set), items that do not compare (sorted)
+            return "raises", "TypeError"
+        except Exception:  # (a limit of this process, which the sandbox's need not share)
+            return None
+    try:
+        return "value", encode_value(value)
+    except Unencodable:
+        return "unencodable", ""
+    except Exception:
+        return None

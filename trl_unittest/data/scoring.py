@@ -16,7 +16,11 @@ from trl_unittest.tasks import Test
 
 def killed(ref: Observation, test: Test, mut_tr) -> bool:
     """Whether a mutant's result on a test differs from the reference's, as the test would judge it."""
-    kind, text = outcome(mut_tr)
+    return killed_by(ref, test, *outcome(mut_tr))
+
+
+def killed_by(ref: Observation, test: Test, kind: str, text: str) -> bool:
+    """:func:`killed` of a result given as :func:`.observe.outcome`'s ``(kind, text)``."""
     if ref.kind == "raises":
         return not (kind == "raises" and text == ref.text)
     if kind != "value":
@@ -50,6 +54,9 @@ def kill_matrix(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set
                 kills[i].add(r_idx)
             elif r_idx >= n_mut and not dead:
                 probe_passes[runners[r_idx].operator].add(i)
+    for (r_idx, i), (kind, text) in w.known_runs.items():  # probes computed on literal arguments, not run
+        if i in kills and not killed_by(w.obs[i], candidates[i], kind, text):
+            probe_passes[runners[r_idx].operator].add(i)
     return kills, n_mut, probe_passes
 
 

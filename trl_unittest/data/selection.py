@@ -140,6 +140,30 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
     return None, reason
 
 
+def no_suite_possible(w: Work, cfg: BuilderConfig) -> bool:
+    """Whether the constant probes alone (:func:`.probes.outcome_probes` of the usable inputs) rule out every
+    suite, whatever the mutants and the probes still to run: then :func:`finish` can only drop the function
+    (``trivial_body_passes``) and neither its mutants nor its run probes need be made nor run. A suite of ``n``
+    tests holds at most ``cap(n)`` inputs of each probe's outcome class (every probe may pass at most
+    ``max_trivial_pass * n`` of them); inputs of no class are free. No ``n`` in ``[min_tests, min(len(usable), max_tests)]`` that the classes
+    can fill means no suite at all, chosen in any order. Rerunning the reference only removes inputs, and the
+    probes still to run only add limits, so the verdict stands after the second program."""
+    groups = outcome_probes({i: w.obs[i] for i in w.usable})
+    classes: dict[str, int] = {}
+    free = 0
+    for i in w.usable:
+        label = next((k for k, s in groups.items() if i in s), None)
+        if label is None:
+            free += 1
+        else:
+            classes[label] = classes.get(label, 0) + 1
+    for n in range(cfg.min_tests, min(len(w.usable), cfg.max_tests) + 1):
+        cap = max(c for c in range(n + 1) if c <= cfg.max_trivial_pass * n)  # choose_tests' comparison, exactly
+        if free + sum(min(c, cap) for c in classes.values()) >= n:
+            return False
+    return True
+
+
 def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
     """Chooses the tests, computes mutation score and coverage; returns a Task or a drop reason. ``rm``: the
     runners' (mutants', probes') part of the second program's result (None without any)."""
@@ -149,6 +173,8 @@ def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
     candidates, doctest_ok = candidate_tests(w, report)
     if report.doctest_mismatches:  # the prompt's own example says otherwise: a test would contradict it
         return R_DOC_CONTRADICTS
+    if w.no_suite:  # decided after the first run: no mutants nor run probes were made for it
+        return R_TRIVIAL_PASSES
     if (w.probes or probe_bodies(cand)) and (not w.probes or rm is None or rm.status != "ran"):
         return R_PROBES_UNMEASURED
     kills, n_mut, passes = kills_of(w, candidates, rm)
