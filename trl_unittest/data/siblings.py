@@ -29,6 +29,7 @@ class Siblings:
         self.max_depth = max_depth
         self.max_context_lines = max_context_lines
         self._indexes: OrderedDict[str, ModuleIndex | None] = OrderedDict()
+        self.parsed = 0  # modules read and parsed so far (the static stages freeze them out of the collector's way)
 
     def _file(self, parts: list[str]) -> str | None:
         """The module file of ``parts`` (path parts below the root), if the source owns one."""
@@ -70,6 +71,7 @@ class Siblings:
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 idx = None
         self._indexes[rel] = idx
+        self.parsed += 1
         if len(self._indexes) > MAX_CACHED_MODULES:
             self._indexes.popitem(last=False)
         return idx

@@ -126,6 +126,7 @@ class StaticStages:
         # cyclic collector's reach once made: see :meth:`siblings`
         self.own_process = own_process
         self._siblings: dict[SiblingRoot, Siblings] = {}
+        self._frozen_at = 0  # sibling modules parsed when the collector last froze its objects (own process)
         self.decontaminator = None
         if config.decontaminate:
             d = filters.Decontaminator(threshold=config.contamination_threshold)
@@ -211,7 +212,17 @@ class StaticStages:
 
     def file(self, f: SourceFile) -> FileResult:
         with _gc_paused():
-            return self._file(f)
+            out = self._file(f)
+        if self.own_process:
+            parsed = sum(s.parsed for s in self._siblings.values())
+            if parsed != self._frozen_at:
+                # sibling modules parsed for this file live on (until evicted): frozen like the first ones (see
+                # `siblings`), else every full collection walks them. The file's cyclic garbage is collected first
+                # (the collector was paused: it is all in the youngest generation), or freezing would keep it
+                gc.collect(0)
+                gc.freeze()
+                self._frozen_at = parsed
+        return out
 
     def _file(self, f: SourceFile) -> FileResult:
         report = BuildReport()
