@@ -848,3 +848,29 @@ def test_only_mutants_whose_change_acts_on_their_line_are_local():
     for m in ms:
         assert m.local == (m.operator not in ("sdl", "var") and m.line >= 3), (m.operator, m.line)
     assert any(m.local for m in ms) and not all(m.local for m in ms)
+
+
+def test_a_module_parsed_as_a_sibling_is_not_parsed_again_for_its_own_extraction(tmp_path, monkeypatch):
+    """pkg/a.py imports from pkg/b.py, so b is parsed while a is extracted; b's own extraction then reuses that
+    parse (its text unchanged), and finds what a fresh parse finds."""
+    from trl_unittest.data import extract as extract_module_mod
+    from trl_unittest.data.sources import iter_folder
+    from trl_unittest.data.static_stages import StaticStages
+
+    pkg = _sibling_package(tmp_path, a=SIBLING_A, b=SIBLING_B, c="SCALE = 7\n")
+    files = {f.path.rsplit("/", 1)[-1]: f for f in iter_folder(pkg)}
+    stages = StaticStages(BuilderConfig(decontaminate=False))
+    siblings = stages.siblings(files["a.py"])
+    extract_module(files["a.py"].text, source="s", path=files["a.py"].path, siblings=siblings)
+    b = files["b.py"]
+    assert siblings.cached(b.path, b.text) is not None and siblings.cached(b.path, b.text + "\n") is None
+    parsed = []
+    real = extract_module_mod.parse
+    monkeypatch.setattr(extract_module_mod, "parse", lambda text, mode="exec": parsed.append(text) or real(text, mode))
+    shared = extract_module(b.text, source="s", path=b.path, siblings=siblings)
+    assert b.text not in parsed
+    fresh = extract_module(b.text, source="s", path=b.path, siblings=StaticStages(
+        BuilderConfig(decontaminate=False)).siblings(b))
+    assert b.text in parsed
+    assert [c.func_src + c.context for c in shared.candidates] == [c.func_src + c.context for c in fresh.candidates]
+    assert shared.candidates and [r.reason for r in shared.rejections] == [r.reason for r in fresh.rejections]

@@ -635,13 +635,15 @@ def _extract_module(text, *, source, path, module, license, max_context_lines, s
         # errors that only the compiler's symbol table sees (a duplicate argument, `global` after use) are
         # found per function and per carried statement by `_refs_of`: they reject what contains them, not the
         # whole module (checking whole modules was 12% of extraction time)
-        tree = parse(text)
+        index = siblings.cached(path, text) if siblings is not None and \
+            siblings.max_context_lines == max_context_lines else None
+        if index is None:
+            index = ModuleIndex(parse(text), text, max_context_lines)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         res.syntax_error = True
         return res
     if module is None:
         module = module_name(path)
-    index = ModuleIndex(tree, text, max_context_lines)
     lines = index.lines
 
     def consider(node, qualname: str, stmt_index: int, static: bool):

@@ -76,6 +76,14 @@ class Siblings:
             self._indexes.popitem(last=False)
         return idx
 
+    def cached(self, rel: str, text: str) -> ModuleIndex | None:
+        """The index kept for module ``rel`` if it was parsed from ``text``: the file being extracted, when an
+        earlier file's imports made it parse already (208 parses of the benchmark set's 1,530 files). Looking only:
+        keeping the extracted files' indexes too pushed out the siblings that many files import, and cost more
+        than it saved."""
+        idx = self._indexes.get(rel)
+        return idx if idx is not None and idx.text == text else None
+
     def resolve(self, importer: str, module: str | None, level: int, name: str | None
                 ) -> tuple[str, str | None] | None:
         """Where an imported name comes from: (module file, name in it), or (module file, None) when the import
