@@ -58,12 +58,27 @@ def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 
             except LiteralError:
                 groups.setdefault(f"const:{o.text}", set()).add(i)
     floats = {j: has_float(w) for j, w in values.items()}
+    # Most inputs share their outcome with others (decode_shared gives one text one object): each comparison is
+    # made once per pair of objects, not per pair of inputs (the same verdicts: both functions are pure)
+    memo: dict[tuple, bool] = {}
+
+    def equal(w: Any, v: Any) -> bool:
+        key = (id(w), id(v))
+        if key not in memo:
+            memo[key] = values_equal(w, v)
+        return memo[key]
+
+    def close(w: Any, v: Any) -> bool:
+        key = (id(w), id(v), None)
+        if key not in memo:
+            memo[key] = values_close(w, v, rel_tol, abs_tol)
+        return memo[key]
+
     for i, v in values.items():
         label = f"const:{obs[i].text}"
-        if any(j < i and values_equal(w, v) for j, w in values.items()):  # the same constant, seen already
+        if any(j < i and equal(w, v) for j, w in values.items()):  # the same constant, seen already
             continue
-        groups[label] = {j for j, w in values.items()
-                         if values_equal(w, v) or (floats[j] and values_close(w, v, rel_tol, abs_tol))}
+        groups[label] = {j for j, w in values.items() if equal(w, v) or (floats[j] and close(w, v))}
     return groups
 
 
