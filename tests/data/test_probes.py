@@ -60,7 +60,7 @@ def test_a_function_ruled_out_early_is_one_that_no_suite_holds(outcomes, limit, 
 SOURCE = '''
 def f(a, b=2, *rest, key=None, **opts):
     """Gather the arguments."""
-    return [a, b, rest, key, sorted(opts)]
+    return [a, b, rest, key, opts]
 '''
 
 # literal calls: ordered and unordered containers, items that do not sort or hash, floats the encoder spells
@@ -120,6 +120,10 @@ def test_a_decorated_function_or_a_missing_argument_runs_its_probes():
     assert bind_literal_call(cand, "h(1, y=[2])") == {"x": 1, "y": [2]}
     assert literal_outcome(cand, "sorted:x", {"x": [3, 1]}) == ("value", "[1, 3]")
     assert literal_outcome(cand, "arg:y", {"x": 1}) is None  # y left to a default: the program computes it
+    # a parameter (or a helper, or the function) named like the built-in the probe applies: the probe calls that
+    shadowing = extract_module('def k(x, sorted=None):\n    """Doc."""\n    return x\n', path="m.py").candidates[0]
+    assert literal_outcome(shadowing, "sorted:x", {"x": [3, 1]}) is None
+    assert literal_outcome(shadowing, "arg:x", {"x": [3, 1]}) == ("value", "[3, 1]")
 
 
 @pytest.mark.parametrize("outcomes", [[1, 2, 3], [1, 1, 1]])

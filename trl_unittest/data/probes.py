@@ -177,6 +177,10 @@ def literal_outcome(cand: Candidate, label: str, bound: dict[str, Any] | None) -
     if kind != "arg":
         if type(value) not in _ORDERED:
             return None
+        if re.search(rf"\b{kind}\b", cand.context + "\n" + cand.func_src):
+            # the program may name something else so (a parameter, a helper, the function itself, a rebound
+            # built-in): the probe's `list(x)` would call that
+            return None
         try:
             value = _APPLIED[kind](value)
         except TypeError:  # unhashable items (set), items that do not compare (sorted)
