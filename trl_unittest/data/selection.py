@@ -145,9 +145,10 @@ def no_suite_possible(w: Work, cfg: BuilderConfig) -> bool:
     suite, whatever the mutants and the probes still to run: then :func:`finish` can only drop the function
     (``trivial_body_passes``) and neither its mutants nor its run probes need be made nor run. A suite of ``n``
     tests holds at most ``cap(n)`` inputs of each probe's outcome class (every probe may pass at most
-    ``max_trivial_pass * n`` of them); inputs of no class are free. No ``n`` in ``[min_tests, min(len(usable), max_tests)]`` that the classes
-    can fill means no suite at all, chosen in any order. Rerunning the reference only removes inputs, and the
-    probes still to run only add limits, so the verdict stands after the second program."""
+    ``max_trivial_pass * n`` of them); inputs of no class are free. No ``n`` in ``[min_tests, min(len(usable),
+    max_tests)]`` that the classes can fill means no suite at all, chosen in any order. Rerunning the reference
+    only removes inputs, and the probes still to run only add limits, so the verdict stands after the second
+    program."""
     groups = outcome_probes({i: w.obs[i] for i in w.usable})
     classes: dict[str, int] = {}
     free = 0
