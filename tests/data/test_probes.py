@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trl_unittest.data import observe, selection
-from trl_unittest.data.builder import Builder, BuilderConfig
+from trl_unittest.data.builder import Builder, BuilderConfig, build_dataset
 from trl_unittest.data.config import BuildReport
 from trl_unittest.data.extract import extract_module
 from trl_unittest.data.observe import Observation, Work
@@ -127,7 +127,21 @@ def test_a_decorated_function_or_a_missing_argument_runs_its_probes():
 
 
 @pytest.mark.parametrize("outcomes", [[1, 2, 3], [1, 1, 1]])
-def test_the_builder_skips_mutants_only_where_no_suite_holds(outcomes):
+def test_distinct_outcomes_leave_a_suite_a_repeated_one_does_not(outcomes):
     w = _work(outcomes)
     cfg = BuilderConfig(min_tests=2, max_tests=3, min_hidden_tests=1, max_trivial_pass=0.34)
     assert selection.no_suite_possible(w, cfg) == (len(set(outcomes)) == 1)
+
+
+def test_a_build_tests_and_drops_a_function_without_mutating_it_when_no_suite_holds(tmp_path):
+    """A predicate that is True on nearly every input (not on 0): `return True` passes most of any suite. The build still
+    reruns it (tested), skips its mutants (counted) and drops it as trivial_body_passes; the function beside it,
+    whose outcomes differ, is mutated and kept."""
+    (tmp_path / "m.py").write_text(
+        'def not_multiple(n: int) -> bool:\n    """Whether n is no multiple of 97.\n\n    >>> not_multiple(3)\n    True\n'
+        '    """\n    return n % 97 != 0\n\n\n'
+        'def double(n: int) -> int:\n    """Twice n.\n\n    >>> double(2)\n    4\n    """\n    return 2 * n\n')
+    ds, report = build_dataset([str(tmp_path)], BuilderConfig(progress=False, num_workers=1, static_workers=0,
+                                                              min_mutation_score=0.0), return_report=True)
+    assert report.tested == 2 and report.mutation_skipped_trivial == 1
+    assert report.dropped[selection.R_TRIVIAL_PASSES] == 1 and [r["entry_point"] for r in ds] == ["double"]
