@@ -14,8 +14,8 @@ mutant generation (static workers; skipped, with the run probes, for a function 
 often that no suite can hold the constant probes off: :func:`.selection.no_suite_possible`, 370 of the 879 second
 programs on the builder benchmark's set) -> second program (rerun + mutants, the other hash seed) -> for a function
 that would be kept (or dropped only for its mutation score) and whose mutants are not all killed by its usable
-inputs, the third round (:mod:`.targeted`): inputs aimed at the survivors, run like the first inputs (the reference traced
-under the first hash seed, then the reference again with the survivors and the probes under the other) -> test
+inputs, the third round (:mod:`.targeted`): inputs aimed at the survivors, run like the first inputs (the reference
+traced under the first hash seed, then the reference again with the survivors and the probes under the other) -> test
 choice among all usable inputs -> for a function that may keep state, a verification run of the chosen tests in
 order. Only functions that reach the third round pay for it.
 """

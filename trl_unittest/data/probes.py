@@ -19,6 +19,7 @@ task format; mutation tools make faulty variants of the code, not trivial replac
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from typing import Any
 
@@ -115,6 +116,14 @@ _APPLIED = {"list": list, "sorted": sorted, "set": set, "tuple": tuple}
 _ORDERED = (list, tuple, str, bytes, dict)
 
 
+@functools.lru_cache(maxsize=256)
+def _named_in(context: str, func_src: str) -> frozenset[str]:
+    """The names of ``_APPLIED`` that the program's text mentions: searched once per function, not once per
+    (probe, input) pair."""
+    text = context + "\n" + func_src
+    return frozenset(name for name in _APPLIED if re.search(rf"\b{name}\b", text))
+
+
 def bind_literal_call(cand: Candidate, expr: str) -> dict[str, Any] | None:
     """The value each parameter gets when ``expr``, a call of the candidate on literal arguments only
     (``f(1, 'a', k=[2])``), binds it (parameters left to their defaults are absent); None when the expression is
@@ -149,11 +158,12 @@ def bind_literal_call(cand: Candidate, expr: str) -> dict[str, Any] | None:
     if vararg is not None:
         bound[vararg] = tuple(args[len(positional):])
     extra: dict[str, Any] = {}
-    by_name = {p.name: p for p in cand.params if p.kind in ("pos", "kwonly")}
+    by_name = {p.name for p in cand.params if p.kind in ("pos", "kwonly")}
+    positional_names = {p.name for p in positional}
     for k, v in kwargs.items():
         if k in by_name and k not in bound:
             bound[k] = v
-        elif kwarg is not None and k not in bound and k not in {p.name for p in positional}:
+        elif kwarg is not None and k not in bound and k not in positional_names:
             extra[k] = v
         else:  # unknown, positional-only or already bound: the call raises TypeError
             return None
@@ -177,7 +187,7 @@ def literal_outcome(cand: Candidate, label: str, bound: dict[str, Any] | None) -
     if kind != "arg":
         if type(value) not in _ORDERED:
             return None
-        if re.search(rf"\b{kind}\b", cand.context + "\n" + cand.func_src):
+        if kind in _named_in(cand.context, cand.func_src):
             # the program may name something else so (a parameter, a helper, the function itself, a rebound
             # built-in): the probe's `list(x)` would call that
             return None
