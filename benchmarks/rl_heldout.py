@@ -69,6 +69,11 @@ def main() -> None:
                    help="actor_critic and grpo: GRPOConfig's entropy_coef (an entropy bonus in the loss)")
     p.add_argument("--batch", type=int, default=32, help="completions per optimiser step")
     p.add_argument("--grpo-generations", type=int, default=4, help="grpo and rloo: completions per prompt")
+    p.add_argument("--ac-generations", type=int, default=1, help="actor_critic: completions per prompt")
+    p.add_argument("--pass-at-k", type=int, default=1,
+                   help="actor_critic: pass@k training's returns (needs --ac-generations >= k; 1: off)")
+    p.add_argument("--baseline", default="critic", choices=["critic", "group"],
+                   help="actor_critic: the critic's value or the group's mean return (--ac-generations > 1)")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
     p.add_argument("--num-iterations", type=int, default=1,
                    help="updates per generated batch for actor_critic / grpo (TRL's num_iterations)")
@@ -226,6 +231,8 @@ def main() -> None:
             args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=256,
                                      replay_critic_batch_size=8, num_iterations=opts.num_iterations,
                                      positive_advantage_weight=opts.positive_weight,
+                                     num_generations=opts.ac_generations, pass_at_k=opts.pass_at_k,
+                                     baseline=opts.baseline,
                                      entropy_coef=opts.entropy_coef)
             trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                          processing_class=tok)

@@ -565,3 +565,79 @@ def test_entropy_coef_subtracts_the_mean_token_entropy(tiny_llama, tokenizer, pr
         entropy = trainer._metrics["train"]["entropy"][-1]
     assert entropy > 0.1  # a random-initialised model: far from deterministic
     assert losses[0.5] == pytest.approx(losses[0.0] - 0.5 * entropy, rel=1e-4)
+
+
+def test_pass_at_k_returns_are_each_completions_expected_pass_at_k():
+    """Against brute force over every k-subset: a completion's return is the mean pass@k of the k-subsets of its
+    group that hold it, and a group's mean return is the unbiased pass@k estimate 1 - C(f, k) / C(n, k)."""
+    import itertools
+
+    from trl_unittest.trainer.actor_critic import pass_at_k_returns
+
+    for n in range(2, 7):
+        patterns = list(itertools.product([False, True], repeat=n))
+        passed = torch.tensor([p for pattern in patterns for p in pattern])
+        for k in range(2, n + 1):
+            got = pass_at_k_returns(passed, n, k).view(len(patterns), n)
+            for row, pattern in zip(got.tolist(), patterns):
+                subsets = list(itertools.combinations(range(n), k))
+                for i in range(n):
+                    holding = [any(pattern[j] for j in s) for s in subsets if i in s]
+                    assert row[i] == pytest.approx(sum(holding) / len(holding))
+                f = n - sum(pattern)
+                assert sum(row) / n == pytest.approx(1 - math.comb(f, k) / math.comb(n, k))
+
+
+def test_group_baseline_and_pass_at_k_training(tiny_llama, tokenizer, prompts_ds, tmp_path):
+    """baseline='group': a reward that depends on the prompt only gives every completion of a group the group's
+    mean, so no policy gradient (the critic's baseline does give one); pass_at_k turns the rewards into pass@k
+    returns before anything else sees them, and a run trains with both."""
+    from trl_unittest.trainer.actor_critic import pass_at_k_returns
+
+    def first_byte_of_prompt(prompts, completion_ids, **kwargs):
+        return [float(p.startswith("def")) for p in prompts]
+
+    losses = {}
+    for baseline in ("group", "critic"):
+        trainer = make_trainer(tiny_llama, first_byte_of_prompt, prompts_ds, tokenizer, tmp_path,
+                               replay_critic_batch_size=0, num_generations=4, baseline=baseline,
+                               critic_bias_init="zero")
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1
+        out = trainer._generate_and_score_completions([{"prompt": p} for p in prompts_ds["prompt"][:4]
+                                                       for _ in range(4)])
+        assert ("baselines" in out) == (baseline == "group")
+        trainer._compute_loss(trainer.model, out)
+        losses[baseline] = trainer._metrics["train"]["policy_loss"][-1]
+    assert losses["group"] == 0.0 and losses["critic"] != 0.0
+
+    seen = []
+
+    def recorded_low_ids(completion_ids, **kwargs):
+        seen.append(low_ids(completion_ids))
+        return seen[-1]
+
+    trainer = make_trainer(tiny_llama, recorded_low_ids, prompts_ds, tokenizer, tmp_path, max_steps=2,
+                           num_generations=4, pass_at_k=2, baseline="group", pass_reward_threshold=0.5)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    out = trainer._generate_and_score_completions([{"prompt": p} for p in prompts_ds["prompt"][:4]
+                                                   for _ in range(4)])
+    passed = torch.tensor(seen[-1]) >= 0.5
+    assert 0 < passed.sum() < len(passed)  # both kinds: the returns below are not all 0 or all 1
+    assert torch.allclose(out["returns"], pass_at_k_returns(passed, 4, 2))
+    groups = out["returns"].view(4, 4)
+    assert torch.allclose(out["baselines"].view(4, 4), groups.mean(1, keepdim=True).expand(4, 4))
+    trainer.train()
+    assert len(history(trainer, "policy_loss")) == 2
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(baseline="group"), "baseline='group' compares each return with its prompt's group mean"),
+    (dict(baseline="mean", num_generations=4), "baseline must be 'critic' or 'group'"),
+    (dict(pass_at_k=4, num_generations=2), "pass_at_k=4 draws k completions from each prompt's group"),
+    (dict(pass_at_k=0), "pass_at_k must be a whole number >= 1"),
+])
+def test_bad_group_settings_are_named(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        ActorCriticConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, **overrides)

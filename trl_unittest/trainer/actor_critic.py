@@ -6,7 +6,9 @@ PEFT and logging machinery) with these changes:
 
 * **Baseline.** GRPO's group-mean baseline is replaced by a critic: a small feed-forward network on the policy's
   last hidden state predicting the expected return, per completion token (V(s_t), default) or per prompt. The
-  advantage is R - V, so one completion per prompt (`num_generations=1`) is enough.
+  advantage is R - V, so one completion per prompt (`num_generations=1`) is enough. With groups
+  (`num_generations > 1`) the group mean can be the baseline instead (`baseline="group"`), and the returns can be
+  those of pass@k training (`pass_at_k`, Chen et al. 2025: `pass_at_k_returns`).
 * **Loss** (`_compute_loss`). REINFORCE, -A log pi, normalised by the number of completion tokens, plus the
   critic's mean-squared error. PPO's ratio clip is used only when the batch was sampled by an older policy
   (`num_iterations > 1`); KL to the reference model when `beta > 0`; positive advantages down-weighted when
@@ -35,6 +37,7 @@ Works with trl 1.12.0 (the last release with `PPOTrainer`) and the newest trl.
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
 from collections.abc import Callable
@@ -58,6 +61,20 @@ def replay_file(rank: int, checkpoint: bool) -> str:
     """Checkpoints keep the replay buffer as `_replay-<rank>.pt`: the Trainer's Hub uploads skip names starting with
     `_`, so training prompts and completions never leave the machine unless `push_replay_buffer` asks."""
     return f"{'_' if checkpoint else ''}replay-{rank}.pt"
+
+
+def pass_at_k_returns(passed: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """Each completion's expected pass@k over the k-subsets of its group that hold it (Chen et al. 2025, arXiv
+    2508.10751, whose analytical advantages are these returns minus their group mean). ``passed``: (groups * n,)
+    booleans, each group's n completions consecutive. A pass returns 1; a failure returns 1 minus the chance that
+    the k - 1 others drawn from the group's other n - 1 all fail, C(f - 1, k - 1) / C(n - 1, k - 1) for a group
+    with f failures. The mean over a group is 1 - C(f, k) / C(n, k), the unbiased pass@k estimate of Chen et al.
+    2021 (each k-subset is counted once per member)."""
+    groups = passed.reshape(-1, n)
+    all_fail = torch.tensor([math.comb(f - 1, k - 1) / math.comb(n - 1, k - 1) if f else 0.0 for f in range(n + 1)],
+                            dtype=torch.float32, device=passed.device)
+    fail_return = 1.0 - all_fail[(~groups).sum(dim=1)]
+    return torch.where(groups, torch.ones_like(fail_return)[:, None], fail_return[:, None]).reshape(-1)
 
 
 def _pad_cat(a: torch.Tensor, b: torch.Tensor, value, left: bool) -> torch.Tensor:
@@ -270,11 +287,18 @@ class ActorCriticTrainer(GRPOTrainer):
                 logged[k] = float("nan")
         if self.num_generations == 1 and self._metrics[mode].get("frac_reward_zero_std"):
             self._metrics[mode]["frac_reward_zero_std"].pop()  # a group of one always has zero std
-        output["returns"] = rewards[local].nan_to_num(0.0)
+        returns = rewards.nan_to_num(0.0)
+        if self.args.pass_at_k > 1:  # an unscored completion counts as failing its group
+            passed = (rewards >= self.args.pass_reward_threshold) & ~unscorable
+            returns = pass_at_k_returns(passed, self.num_generations, self.args.pass_at_k)
+        output["returns"] = returns[local]
         output["scorable"] = (~unscorable[local]).float()
+        if self.args.baseline == "group":  # every process's rows are here, so groups are whole (as in GRPO)
+            means = returns.view(-1, self.num_generations).mean(dim=1)
+            output["baselines"] = means.repeat_interleave(self.num_generations)[local]
 
         if mode == "train" and not self._critic_bias_ready:
-            self._init_critic_bias(rewards[~unscorable])
+            self._init_critic_bias(returns[~unscorable])
 
         replay_index = torch.full((len(prompts),), -1, dtype=torch.long, device=device)
         if mode == "train" and self.args.replay_capacity > 0:
@@ -399,7 +423,11 @@ class ActorCriticTrainer(GRPOTrainer):
         # fresh rows and their completion columns (replayed rows may have widened the batch on either side)
         fresh = (slice(0, n_fresh), slice(0, inputs["completion_ids"].size(1)))
         mask_f = mask[fresh].float() * inputs["scorable"][:, None]
-        advantages = (returns[:, None] - values).detach()
+        baseline = values
+        if "baselines" in inputs:  # the fresh rows' group means (baseline="group"); replayed rows keep V
+            baseline = values.clone()
+            baseline[:n_fresh] = inputs["baselines"][:, None]
+        advantages = (returns[:, None] - baseline).detach()
         if args.whiten_advantages:
             mean = self._gather_mean(advantages[fresh], mask_f)
             var = self._gather_mean((advantages[fresh] - mean) ** 2, mask_f)

@@ -75,6 +75,20 @@ class ActorCriticConfig(GRPOConfig):
             in sync with the policy).
         whiten_advantages (`bool`, *optional*, defaults to `False`):
             Whether to normalise advantages to zero mean and unit std over the batch.
+        baseline (`str`, *optional*, defaults to `"critic"`):
+            What a return is compared with: `"critic"`, the critic's value (advantage R - V); `"group"`, the mean
+            return of the prompt's `num_generations` completions (needs `num_generations > 1`; the critic still
+            trains and is logged, so the two baselines can be compared in one run's logs).
+        pass_at_k (`int`, *optional*, defaults to `1`):
+            Train for pass@k instead of pass@1 (Chen et al. 2025, "Pass@k Training for Adaptively Balancing
+            Exploration and Exploitation of Large Reasoning Models", arXiv 2508.10751). With `num_generations` = n
+            >= k > 1 a completion's return becomes the expected pass@k of k of its group's completions drawn at
+            random with it: 1 when it passes (total reward >= `pass_reward_threshold`), otherwise the chance that
+            one of the k - 1 others passes, 1 - C(f - 1, k - 1) / C(n - 1, k - 1) with f the group's failures. The
+            group's mean return is then its unbiased pass@k estimate, so with `baseline="group"` the advantages are
+            the paper's analytical pass@k advantages. A prompt most of whose samples pass stops pulling its samples
+            together (with k = 2, n = 4: three passes give every sample return 1); a failure beside a success costs
+            less than one among failures. 1: the rewards as they are.
         positive_advantage_weight (`float`, *optional*, defaults to `1.0`):
             Factor on positive advantages (after whitening) in the policy loss; negative ones keep weight 1. Below 1
             the policy learns more from what failed than from what passed: W-REINFORCE of Zhu et al. 2025, "The
@@ -157,6 +171,18 @@ class ActorCriticConfig(GRPOConfig):
     )
     whiten_advantages: bool = field(
         default=False, metadata={"help": "Normalise the advantages to zero mean and unit std over the batch."},
+    )
+    baseline: str = field(
+        default="critic",
+        metadata={"help": "'critic': advantage R - V; 'group': R minus the mean return of the prompt's "
+                          "num_generations completions (num_generations > 1; the critic still trains).",
+                  "choices": ["critic", "group"]},
+    )
+    pass_at_k: int = field(
+        default=1,
+        metadata={"help": "Train for pass@k (Chen et al. 2025, arXiv 2508.10751): with num_generations = n >= k > 1 "
+                          "a completion's return is the expected pass@k of k of its group's completions drawn with "
+                          "it (1 if it passes, else the chance that another of the k passes). 1: rewards as they are."},
     )
     positive_advantage_weight: float = field(
         default=1.0,
@@ -260,6 +286,20 @@ class ActorCriticConfig(GRPOConfig):
                           f"{self.max_steps}: only the critic trains in this run", stacklevel=3)
         if self.critic_bias_init not in ("first_batch", "zero"):
             raise ValueError(f"critic_bias_init must be 'first_batch' or 'zero', got {self.critic_bias_init!r}")
+        if self.baseline not in ("critic", "group"):
+            raise ValueError(f"baseline must be 'critic' or 'group', got {self.baseline!r}")
+        if self.baseline == "group" and self.num_generations < 2:
+            raise ValueError("baseline='group' compares each return with its prompt's group mean: set "
+                             "num_generations >= 2 (or keep baseline='critic')")
+        if isinstance(self.pass_at_k, bool) or not isinstance(self.pass_at_k, int) or self.pass_at_k < 1:
+            raise ValueError(f"pass_at_k must be a whole number >= 1, got {self.pass_at_k!r}")
+        if self.pass_at_k > 1 and self.num_generations < self.pass_at_k:
+            raise ValueError(f"pass_at_k={self.pass_at_k} draws k completions from each prompt's group: set "
+                             f"num_generations >= {self.pass_at_k} (it is {self.num_generations})")
+        if self.pass_at_k > 1 and self.pass_at_k == self.num_generations and self.baseline == "group":
+            warnings.warn(f"pass_at_k = num_generations = {self.pass_at_k} with baseline='group': every completion "
+                          "of a group gets the same return, so every advantage is 0; use num_generations > "
+                          "pass_at_k", stacklevel=3)
         self._check_grpo_options()
 
     # GRPO options whose effect this trainer's loss does not implement: a value other than GRPOConfig's default
