@@ -72,6 +72,8 @@ def main() -> None:
     p.add_argument("--ac-generations", type=int, default=1, help="actor_critic: completions per prompt")
     p.add_argument("--pass-at-k", type=int, default=1,
                    help="actor_critic: pass@k training's returns (needs --ac-generations >= k; 1: off)")
+    p.add_argument("--replay-policy-batch", type=int, default=0,
+                   help="actor_critic: replayed passing programs added to the policy loss per step (0: off)")
     p.add_argument("--baseline", default="critic", choices=["critic", "group"],
                    help="actor_critic: the critic's value or the group's mean return (--ac-generations > 1)")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -232,7 +234,7 @@ def main() -> None:
                                      replay_critic_batch_size=8, num_iterations=opts.num_iterations,
                                      positive_advantage_weight=opts.positive_weight,
                                      num_generations=opts.ac_generations, pass_at_k=opts.pass_at_k,
-                                     baseline=opts.baseline,
+                                     baseline=opts.baseline, replay_policy_batch_size=opts.replay_policy_batch,
                                      entropy_coef=opts.entropy_coef)
             trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                          processing_class=tok)
