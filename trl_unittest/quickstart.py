@@ -55,9 +55,6 @@ class Budget:
                              # (data.exercises.fresh_exercise_tasks): the task set that moves held-out pass@1
     fresh_count: int = 0
     reward_scheme: str = "partial"  # UnitTestReward's scheme during RL (evaluation is pass@k either way)
-    num_generations: int = 1  # completions per prompt during RL (batch_size of them per step in all)
-    pass_at_k: int = 1  # ActorCriticConfig.pass_at_k: train for pass@k within each prompt's group (1: off)
-    baseline: str = "critic"  # ActorCriticConfig.baseline: "critic" or "group" (the group's mean return)
     replay_policy_batch_size: int = 0  # ActorCriticConfig's: passing replayed programs in the policy loss per step
 
     def __post_init__(self):
@@ -513,7 +510,6 @@ def _rl(run: _Run, model_dir: str, tokenizer, tasks: _Tasks, train_ds, pool):
         use_cpu=not run.cuda, bf16=run.cuda, disable_tqdm=not run.progress, lr_scheduler_type="constant",
         seed=run.seed, critic_learning_rate=1e-3,
         replay_capacity=256, replay_critic_batch_size=8, whiten_advantages=False,
-        num_generations=b.num_generations, pass_at_k=b.pass_at_k, baseline=b.baseline,
         replay_policy_batch_size=b.replay_policy_batch_size)
     trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=train_ds.shuffle(seed=run.seed),
                                  processing_class=tokenizer)
