@@ -74,6 +74,12 @@ def main() -> None:
                    help="actor_critic: pass@k training's returns (needs --ac-generations >= k; 1: off)")
     p.add_argument("--replay-policy-batch", type=int, default=0,
                    help="actor_critic: replayed passing programs added to the policy loss per step (0: off)")
+    p.add_argument("--replay-capacity", type=int, default=256, help="actor_critic: replay buffer capacity")
+    p.add_argument("--replay-self-imitation", action="store_true",
+                   help="actor_critic: replayed programs weigh 1 with positive advantages only (self-imitation)")
+    p.add_argument("--replay-weighting", default="uniform", choices=["uniform", "task", "hard"],
+                   help="actor_critic: how programs replayed to the policy are drawn (ActorCriticConfig's "
+                        "replay_policy_weighting)")
     p.add_argument("--baseline", default="critic", choices=["critic", "group"],
                    help="actor_critic: the critic's value or the group's mean return (--ac-generations > 1)")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -230,11 +236,13 @@ def main() -> None:
         if opts.trainer == "actor_critic":
             from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
-            args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=256,
+            args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=opts.replay_capacity,
                                      replay_critic_batch_size=8, num_iterations=opts.num_iterations,
                                      positive_advantage_weight=opts.positive_weight,
                                      num_generations=opts.ac_generations, pass_at_k=opts.pass_at_k,
                                      baseline=opts.baseline, replay_policy_batch_size=opts.replay_policy_batch,
+                                     replay_policy_weighting=opts.replay_weighting,
+                                     replay_self_imitation=opts.replay_self_imitation,
                                      entropy_coef=opts.entropy_coef)
             trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                          processing_class=tok)

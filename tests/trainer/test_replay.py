@@ -137,3 +137,46 @@ def test_tool_mask_travels_with_replayed_rows_and_state_loads_weights_only(tmp_p
     other.load_state_dict(torch.load(tmp_path / "replay.pt", weights_only=True))  # no pickled objects needed
     assert [vars(e) for e in other.entries.values()] == [vars(e) for e in buf.entries.values()]
     assert other.next_id == buf.next_id and other.sample(4) == buf.sample(4)  # the rng state round-trips too
+
+
+def _easy_and_hard_tasks(seed: int = 0) -> ReplayBuffer:
+    """Task `add` solved 9 ways (every recent sample passes); task `sub` solved once in 10 samples."""
+    buf = ReplayBuffer(capacity=64, seed=seed)
+    for i in range(9):
+        buf.add(PROMPT, f"    return a + b + {i} - {i}\n", [1], [2], 1.0)
+    sub = "def sub(a, b):\n"
+    buf.add(sub, "    return a - b\n", [1], [2], 1.0)
+    for i in range(9):
+        buf.add(sub, f"    return {i}\n", [1], [2], -0.3)
+    return buf
+
+
+def test_weighting_shares_the_draw_per_task_and_favours_rarely_solved_tasks():
+    buf = _easy_and_hard_tasks()
+    draws = 3000
+
+    def share_of_sub(weighting):
+        return sum(buf.sample(1, min_reward=1.0, weighting=weighting)[0].prompt.startswith("def sub")
+                   for _ in range(draws)) / draws
+
+    assert abs(share_of_sub("uniform") - 1 / 10) < 0.03  # 1 of 10 passing entries
+    assert abs(share_of_sub("task") - 1 / 2) < 0.04  # each task's entries share one weight
+    # "hard": failure rates 0.9 (sub) and 0 -> MIN_HARD_WEIGHT 0.05 (add): sub gets 0.9 / 0.95 of the draw
+    assert abs(share_of_sub("hard") - 0.9 / 0.95) < 0.03
+    many = buf.sample(5, min_reward=1.0, weighting="hard")  # without replacement, all eligible
+    assert len({e.id for e in many}) == 5 and all(e.reward >= 1.0 for e in many)
+    assert len(buf.sample(50, min_reward=1.0, weighting="hard")) == 10
+
+
+def test_weighting_is_checked_and_the_failure_rates_survive_a_checkpoint():
+    buf = _easy_and_hard_tasks()
+    try:
+        buf.sample(1, weighting="hardest")
+    except ValueError as e:
+        assert "hardest" in str(e)
+    else:
+        raise AssertionError("an unknown weighting was accepted")
+    other = ReplayBuffer()
+    other.load_state_dict(buf.state_dict())
+    assert other.task_weight("def sub(a, b):\n", 1.0, "hard") == buf.task_weight("def sub(a, b):\n", 1.0, "hard")
+    assert abs(other.task_weight("def sub(a, b):\n", 1.0, "hard") - 0.9) < 1e-9

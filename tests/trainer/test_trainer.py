@@ -174,7 +174,8 @@ def test_bad_configuration_fails_at_construction(tiny_llama, tokenizer, prompts_
 
 def test_replayed_rows_wider_than_the_fresh_batch(tiny_llama, tokenizer, prompts_ds, tmp_path):
     trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=1,
-                           replay_policy_batch_size=2, replay_min_reward=0.0, beta=0.1)
+                           replay_policy_batch_size=2, replay_min_reward=0.0, beta=0.1,
+                           replay_policy_weighting="hard")
     trainer.train()  # fills the buffer and records the sampling log-probabilities
     trainer._replay_before = None  # a later generation batch: the stored entries may be replayed
     for entry in trainer.replay.entries.values():  # longer prompts and completions than the batch below
@@ -269,6 +270,7 @@ def test_truncated_completions_are_not_replayed_and_advantages_are_not_grpos(tin
     ("use_adaptive_entropy", True, "use_adaptive_entropy=True is a GRPOTrainer option that ActorCriticTrainer's loss "
                                    "does not use"),
     ("critic_bias_init", "mean", "critic_bias_init must be 'first_batch' or 'zero'"),
+    ("replay_policy_weighting", "rare", "replay_policy_weighting must be 'uniform', 'task' or 'hard'"),
 ])
 def test_bad_actor_critic_settings_are_named(field, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -429,6 +431,37 @@ def test_tool_output_tokens_of_replayed_rows_get_no_policy_gradient(tiny_llama, 
     fresh_only = policy_loss(0, None)
     assert policy_loss(2, None) != pytest.approx(fresh_only)  # replayed rows count...
     assert policy_loss(2, 0) == pytest.approx(fresh_only, abs=1e-6)  # ...except on tool-output tokens
+
+
+def test_self_imitation_replays_forgotten_programs_and_only_their_positive_advantages(tiny_llama, tokenizer,
+                                                                                       prompts_ds, tmp_path):
+    trainer = make_trainer(tiny_llama, low_ids, prompts_ds, tokenizer, tmp_path, max_steps=1,
+                           replay_policy_batch_size=2, replay_min_reward=-100.0, replay_critic_batch_size=0)
+    trainer.train()
+    trainer._replay_before = None
+    g = torch.Generator().manual_seed(0)
+    inputs = {"prompt_ids": torch.randint(2, 500, (2, 3), generator=g),
+              "prompt_mask": torch.ones(2, 3, dtype=torch.long),
+              "completion_ids": torch.randint(2, 500, (2, 4), generator=g),
+              "completion_mask": torch.ones(2, 4, dtype=torch.long),
+              "returns": torch.tensor([0.5, 1.0]), "scorable": torch.ones(2), "replay_index": torch.tensor([-1, -1])}
+    trainer.model.train()
+
+    def policy_loss(replay: int, self_imitation: bool, reward: float):
+        for e in trainer.replay.entries.values():  # sampled when far likelier than now: pi_now / pi_sampled ~ 0
+            e.logp, e.reward = 50.0, reward
+        trainer.args.replay_policy_batch_size = replay
+        trainer.args.replay_self_imitation = self_imitation
+        trainer.replay.rng.seed(0)
+        trainer._compute_loss(trainer.model, inputs)
+        return trainer._metrics["train"]["policy_loss"][-1], trainer._metrics["train"]["replay/importance_weight_mean"]
+
+    fresh_only, _ = policy_loss(0, False, 10.0)
+    forgotten, weights = policy_loss(2, False, 10.0)
+    assert forgotten == pytest.approx(fresh_only, abs=1e-6) and weights[-1] < 1e-6  # importance weight: no pull
+    imitated, weights = policy_loss(2, True, 10.0)
+    assert imitated != pytest.approx(fresh_only, abs=1e-3) and weights[-1] == 1.0  # self-imitation: full pull
+    assert policy_loss(2, True, -10.0)[0] == pytest.approx(fresh_only, abs=1e-6)  # negative advantages dropped
 
 
 def test_vllm_importance_sampling_correction_on_synthetic_sampling_logps(tiny_llama, tokenizer, prompts_ds, tmp_path):

@@ -391,7 +391,8 @@ class ActorCriticTrainer(GRPOTrainer):
         replayed = []
         if mode == "train" and args.replay_policy_batch_size > 0:
             replayed = self.replay.sample(args.replay_policy_batch_size, min_reward=args.replay_min_reward,
-                                          need_logp=True, before=self._replay_before)
+                                          need_logp=True, before=self._replay_before,
+                                          weighting=args.replay_policy_weighting)
         parts = [(prompt_ids, prompt_mask, completion_ids, completion_mask)]
         if replayed:
             r = collate(replayed, self._tokenizer.pad_token_id, device)
@@ -458,13 +459,20 @@ class ActorCriticTrainer(GRPOTrainer):
             self._metrics[mode]["kl"].append(self._gather_mean(per_token_kl, mask_f))
         policy_loss = (per_token_loss * mask_f).sum() / mask_f.sum().clamp(min=1.0)
 
-        # Replayed rows: the same REINFORCE term, weighted by the truncated importance weight pi_now / pi_sampled.
+        # Replayed rows: the same REINFORCE term, weighted by the truncated importance weight pi_now / pi_sampled,
+        # or self-imitation's: weight 1 and the positive part of the advantage (Oh et al. 2018, eq. 2 without its
+        # value term, which the critic's own loss below already trains)
         if replayed:
             rows = slice(n_fresh, None)
             r_mask = mask[rows].float()
-            seq_logp = (per_token_logps[rows] * r_mask).sum(-1)
-            weight = torch.exp(seq_logp.detach() - r["behaviour_logp"]).clamp(max=args.replay_is_clip)
-            replay_loss = -(weight[:, None] * advantages[rows] * per_token_logps[rows] * r_mask).sum()
+            r_adv = advantages[rows]
+            if args.replay_self_imitation:
+                weight = torch.ones(len(replayed), device=r_mask.device)
+                r_adv = r_adv.clamp(min=0.0)
+            else:
+                seq_logp = (per_token_logps[rows] * r_mask).sum(-1)
+                weight = torch.exp(seq_logp.detach() - r["behaviour_logp"]).clamp(max=args.replay_is_clip)
+            replay_loss = -(weight[:, None] * r_adv * per_token_logps[rows] * r_mask).sum()
             policy_loss = policy_loss + args.replay_policy_coef * replay_loss / r_mask.sum().clamp(min=1.0)
             self._metrics[mode]["replay/importance_weight_mean"].append(weight.mean().item())
             self._metrics[mode]["replay/policy_samples"].append(float(len(replayed)))

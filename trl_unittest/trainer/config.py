@@ -111,10 +111,17 @@ class ActorCriticConfig(GRPOConfig):
             generation batch being trained on are never replayed.
         replay_policy_batch_size (`int`, *optional*, defaults to `0`):
             High-reward replayed completions added to the policy loss at every step (0: off).
+        replay_policy_weighting (`str`, *optional*, defaults to `"uniform"`):
+            How programs replayed to the policy are drawn: `"uniform"` over entries, `"task"` (each task's entries
+            share one weight) or `"hard"` (that weight is the failure rate of the task's recent samples).
         replay_min_reward (`float`, *optional*, defaults to `1.0`):
             Minimum reward of a completion replayed to the policy.
         replay_is_clip (`float`, *optional*, defaults to `1.0`):
             Upper clip of the importance weight pi_now / pi_sampled of a replayed completion.
+        replay_self_imitation (`bool`, *optional*, defaults to `False`):
+            Replayed completions weigh 1 in the policy loss and only their positive advantages count (self-imitation
+            learning, Oh et al. 2018) instead of the truncated importance weight: programs the policy has since made
+            unlikely still pull.
         replay_policy_coef (`float`, *optional*, defaults to `1.0`):
             Weight of the replayed-program term in the policy loss.
         push_replay_buffer (`bool`, *optional*, defaults to `False`):
@@ -206,12 +213,26 @@ class ActorCriticConfig(GRPOConfig):
         default=0,
         metadata={"help": "High-reward replayed completions added to the policy loss at every step (0: off)."},
     )
+    replay_policy_weighting: str = field(
+        default="uniform",
+        metadata={"help": "How programs replayed to the policy are drawn: 'uniform' over entries, 'task' (each "
+                          "task's entries share one weight) or 'hard' (weighted by the failure rate of the task's "
+                          "recent samples: rarely found solutions are replayed most).",
+                  "choices": ["uniform", "task", "hard"]},
+    )
     replay_min_reward: float = field(
         default=1.0, metadata={"help": "Minimum reward of a completion replayed to the policy."},
     )
     replay_is_clip: float = field(
         default=1.0,
         metadata={"help": "Upper clip of the importance weight pi_now / pi_sampled of a replayed completion."},
+    )
+    replay_self_imitation: bool = field(
+        default=False,
+        metadata={"help": "Replayed completions weigh 1 and only their positive advantages R - V count "
+                          "(self-imitation learning, Oh et al. 2018, arXiv 1806.05635) instead of the truncated "
+                          "importance weight pi_now / pi_sampled: solutions the policy has since made unlikely still "
+                          "pull."},
     )
     replay_policy_coef: float = field(
         default=1.0, metadata={"help": "Weight of the replayed-program term in the policy loss."},
@@ -247,6 +268,9 @@ class ActorCriticConfig(GRPOConfig):
         self.critic_widths = [int(w) for w in self.critic_widths]
         if self.replay_eviction not in ("fifo", "lowest_reward"):
             raise ValueError(f"replay_eviction must be 'fifo' or 'lowest_reward', got {self.replay_eviction!r}")
+        if self.replay_policy_weighting not in ("uniform", "task", "hard"):
+            raise ValueError(f"replay_policy_weighting must be 'uniform', 'task' or 'hard', got "
+                             f"{self.replay_policy_weighting!r}")
         if self.replay_capacity < 0 or self.replay_critic_batch_size < 0 or self.replay_policy_batch_size < 0:
             raise ValueError("replay_capacity, replay_critic_batch_size and replay_policy_batch_size must be >= 0")
         if self.replay_capacity == 0 and (self.replay_critic_batch_size or self.replay_policy_batch_size):

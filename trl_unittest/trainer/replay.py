@@ -11,15 +11,19 @@ builder (`UnitTestReward.programs`: truncation, fences, the configured entry-poi
 differ only in text the reward cut away (trailing prints, a second function) are one program.
 
 The buffer feeds the critic (random batches) and, optionally, the policy (high-reward entries, with the sequence
-log-probability they were sampled with, for the importance-weight correction). `sample(before=...)` leaves out the
-entries of the generation batch being trained on, so that no sample counts twice in one optimiser step.
+log-probability they were sampled with, for the importance-weight correction). Entries are drawn uniformly, or
+(`weighting`) with each task's entries sharing one weight (`"task"`: a task the policy solves many ways does not
+crowd out one it solved once) scaled by how often the task's recent samples fail (`"hard"`: what the policy rarely
+finds is replayed most; self-imitation learning, Oh et al. 2018, arXiv 1806.05635, prioritises its replay by
+advantage in the same spirit). `sample(before=...)` leaves out the entries of the generation batch being trained
+on, so that no sample counts twice in one optimiser step.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +31,9 @@ import torch
 from ..code import ast_fingerprint, build_program, completion_text, prompt_text
 
 EVICTION_POLICIES = ("fifo", "lowest_reward")
+SAMPLE_WEIGHTINGS = ("uniform", "task", "hard")
+RECENT_PER_TASK = 32  # rewards remembered per task for its failure rate ("hard" weighting)
+MIN_HARD_WEIGHT = 0.05  # a task its recent samples all pass is still replayed now and then
 
 
 @dataclass
@@ -67,6 +74,7 @@ class ReplayBuffer:
         self.rng = random.Random(seed)
         self.offered = 0  # completions offered so far
         self.hits = 0  # of which were AST duplicates of a stored entry
+        self.recent: dict[str, deque] = {}  # prompt -> rewards of its latest offered completions (duplicates too)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -84,6 +92,7 @@ class ReplayBuffer:
         key = prompt_text(prompt)
         text = completion_text(completion)
         fingerprint = fingerprint or program_fingerprint(prompt, completion, entry_point)
+        self.recent.setdefault(key, deque(maxlen=RECENT_PER_TASK)).append(float(reward))
         seen = self.by_prompt.setdefault(key, {})
         if fingerprint in seen:
             self.hits += 1
@@ -132,13 +141,34 @@ class ReplayBuffer:
         return self.entries.get(int(entry_id))
 
     def sample(self, n: int, min_reward: float | None = None, need_logp: bool = False,
-               before: int | None = None) -> list[ReplayEntry]:
-        """Up to `n` distinct entries drawn uniformly (among those with reward >= min_reward / a known logp /
-        an id below `before`, i.e. stored before the entry that had that id)."""
+               before: int | None = None, weighting: str = "uniform") -> list[ReplayEntry]:
+        """Up to `n` distinct entries (among those with reward >= min_reward / a known logp / an id below `before`,
+        i.e. stored before the entry that had that id), drawn uniformly or with `weighting` (module docstring)."""
+        if weighting not in SAMPLE_WEIGHTINGS:
+            raise ValueError(f"replay weighting must be one of {SAMPLE_WEIGHTINGS}, got {weighting!r}")
         pool = [e for e in self.entries.values()
                 if (min_reward is None or e.reward >= min_reward) and (not need_logp or e.logp is not None)
                 and (before is None or e.id < before)]
-        return self.rng.sample(pool, min(n, len(pool)))
+        if weighting == "uniform" or len(pool) <= n:
+            return self.rng.sample(pool, min(n, len(pool)))
+        per_task: dict[str, int] = {}
+        for e in pool:
+            per_task[e.prompt] = per_task.get(e.prompt, 0) + 1
+        weights = [self.task_weight(e.prompt, min_reward, weighting) / per_task[e.prompt] for e in pool]
+        # weighted sampling without replacement: the n largest keys u ** (1 / w) (Efraimidis & Spirakis 2006)
+        keys = [self.rng.random() ** (1.0 / w) for w in weights]
+        top = heapq.nlargest(n, range(len(pool)), key=keys.__getitem__)
+        return [pool[i] for i in top]
+
+    def task_weight(self, prompt: str, min_reward: float | None, weighting: str) -> float:
+        """A task's share of the draw: 1 (`"task"`), or the failure rate of its recent samples (`"hard"`: reward
+        below `min_reward`, default 1.0), at least MIN_HARD_WEIGHT."""
+        if weighting != "hard":
+            return 1.0
+        rewards = self.recent.get(prompt) or ()
+        threshold = 1.0 if min_reward is None else min_reward
+        failed = sum(r < threshold for r in rewards) / len(rewards) if rewards else 1.0
+        return max(failed, MIN_HARD_WEIGHT)
 
     def stats(self) -> dict[str, float]:
         return {"size": float(len(self)), "unique_ast_ratio": self.unique_ratio, "hits": float(self.hits)}
@@ -147,7 +177,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         return {"capacity": self.capacity, "eviction": self.eviction, "offered": self.offered, "hits": self.hits,
                 "entries": [vars(e).copy() for e in self.entries.values()], "rng": self.rng.getstate(),
-                "next_id": self.next_id}
+                "next_id": self.next_id, "recent": {k: list(v) for k, v in self.recent.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.__init__(state["capacity"], state["eviction"])
@@ -159,6 +189,7 @@ class ReplayBuffer:
                 heapq.heappush(self._heap, (entry.reward, entry.id))
         self.next_id = state.get("next_id", max(self.entries, default=-1) + 1)
         self.offered, self.hits = state["offered"], state["hits"]
+        self.recent = {k: deque(v, maxlen=RECENT_PER_TASK) for k, v in state.get("recent", {}).items()}
         rng = state["rng"]  # (version, tuple of ints, gauss_next); a list after a weights-only round trip
         self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))
 
