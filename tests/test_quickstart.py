@@ -61,6 +61,11 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
     assert "RL time per step" in printed.err
     if rl_tasks == "train":
         assert "smoke test" in printed.err and "smoke test" in on_disk["note"]
+        # progress=False: the libraries' own bars are off too (and back on after the run)
+        assert not [bar for bar in ("Loading weights", "Saving the dataset", "Writing model shards", "Creating")
+                    if bar in printed.err]
+        import datasets
+        assert datasets.is_progress_bar_enabled()
         # --no-progress: a line every 5% of RL (8 steps: every step), with the reward, elapsed time and ETA
         rl_lines = [line for line in printed.err.splitlines() if "RL steps:" in line]
         assert len(rl_lines) == b.steps and "8/8 (100%), reward" in rl_lines[-1] and "ETA" in rl_lines[0]

@@ -296,18 +296,19 @@ def run_quickstart(budget: str | Budget = "tiny", out: str | os.PathLike = "quic
 
     from trl_unittest.execution import ExecutionPool, Limits
 
-    from trl_unittest.usage import Interrupted
+    from trl_unittest.usage import Interrupted, library_progress_bars
 
     run = _start(budget, out, seed, progress, device)
     torch.manual_seed(seed)
     try:
-        data = _datasets(run)
-        model_dir, tokenizer = _model(run, data)
-        tasks = _tasks(run, data, model_dir, tokenizer)
-        with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
-            base = _evaluate_before(run, model_dir, tasks, pool)
-            training = _train(run, model_dir, tokenizer, tasks, pool)
-            trained, rl_after = _evaluate_after(run, training, tasks, tokenizer, pool)
+        with library_progress_bars(progress):  # no progress: no library bars either (its own lines log the steps)
+            data = _datasets(run)
+            model_dir, tokenizer = _model(run, data)
+            tasks = _tasks(run, data, model_dir, tokenizer)
+            with ExecutionPool(num_workers=2, limits=Limits(test_timeout=1.0, setup_timeout=3.0)) as pool:
+                base = _evaluate_before(run, model_dir, tasks, pool)
+                training = _train(run, model_dir, tokenizer, tasks, pool)
+                trained, rl_after = _evaluate_after(run, training, tasks, tokenizer, pool)
     except Interrupted:
         raise
     except KeyboardInterrupt:

@@ -4,10 +4,12 @@
 The CLI (:mod:`trl_unittest.cli`) prints a :class:`UsageError` as one line; the same checks guard the Python API,
 where a :class:`UsageError` is a ``ValueError``. The type check of YAML configs is written here because
 ``HfArgumentParser`` takes YAML values as argparse defaults, which it never checks against the field types.
+:func:`library_progress_bars` makes the libraries' own bars follow a run's ``progress`` setting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -27,6 +29,29 @@ class Interrupted(KeyboardInterrupt):
 
 
 # ------------------------------------------------------------------------------------------------ outputs
+@contextlib.contextmanager
+def library_progress_bars(enabled: bool):
+    """With ``enabled`` False, datasets' and transformers' own bars ("Saving the dataset", "Loading weights",
+    "Writing model shards") are off inside the block and restored after it: a run asked for no progress bars (a
+    log file, a stored notebook) would otherwise still get theirs, a pair of lines per save or load."""
+    if enabled:
+        yield
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    had_datasets, had_transformers = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if had_datasets:
+            datasets.enable_progress_bars()
+        if had_transformers:
+            hf_logging.enable_progress_bar()
+
+
 def check_out_file(path: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> Path:
     """An output file that may be written: not a folder, no file on the way to it, and (unless ``overwrite``) not an
     existing file, which would be lost."""

@@ -111,6 +111,7 @@ class SplitDatasets:
 
 def _build(sources: list[str], out: Path, progress):
     from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
+    from trl_unittest.usage import library_progress_bars
 
     if (out / "dataset").is_dir():
         return load_tasks(out / "dataset")
@@ -119,7 +120,8 @@ def _build(sources: list[str], out: Path, progress):
     cfg = BuilderConfig(progress=bool(progress) and lines is None, num_workers=2, shard_size=40)
     for attempt in range(3):
         try:
-            return build_dataset(sources, cfg, out_dir=out, lines=lines)
+            with library_progress_bars(cfg.progress):
+                return build_dataset(sources, cfg, out_dir=out, lines=lines)
         except SystemError as e:  # CPython 3.11 gh-106905 surfacing from execution.values.decode_value: finished
             if attempt == 2:     # shards are kept, so a rerun resumes after them
                 raise
