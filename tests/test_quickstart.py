@@ -17,6 +17,9 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
     out = tmp_path / "qs"
     b = BUDGETS["tiny"] if rl_tasks == "train" else replace(BUDGETS["tiny"], rl_tasks="fresh", fresh_count=60,
                                                               probe_samples=0)
+    import datasets
+
+    datasets.enable_progress_bars()  # whatever an earlier test left: progress=False must turn them off and back on
     # the fresh variant draws the progress bars (one bar for RL, no per-step dicts), the other logs lines instead
     summary = run_quickstart("tiny" if rl_tasks == "train" else b, out, progress=rl_tasks == "fresh")
     for name in ("summary.json", "training.png", "eval_base.jsonl", "eval_trained.jsonl", "model/config.json"):
@@ -64,7 +67,6 @@ def test_quickstart_tiny_end_to_end(tmp_path, capfd, rl_tasks):
         # progress=False: the libraries' own bars are off too (and back on after the run)
         assert not [bar for bar in ("Loading weights", "Saving the dataset", "Writing model shards", "Creating")
                     if bar in printed.err]
-        import datasets
         assert datasets.is_progress_bar_enabled()
         # --no-progress: a line every 5% of RL (8 steps: every step), with the reward, elapsed time and ETA
         rl_lines = [line for line in printed.err.splitlines() if "RL steps:" in line]

@@ -101,10 +101,15 @@ def _peak_memory_mib(cuda: bool, own_process: bool) -> tuple[float | None, str]:
 
 def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
     """Train and evaluate one (variant, seed); returns the result (also written to ``RUN_DIR/result.json``)."""
+    from trl_unittest.usage import library_progress_bars
+
+    with library_progress_bars(False):  # a "Loading weights" bar per model load would bury the run's own bar
+        return _run_job(spec, own_process)
+
+
+def _run_job(spec: dict[str, Any], own_process: bool) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, TrainerCallback
-    from transformers.utils import logging as hf_logging
-
     from trl_unittest.data.builder import load_tasks
     from trl_unittest.evaluation import evaluate_model, resolve_device
     from trl_unittest.execution import ExecutionPool, Limits
@@ -112,7 +117,6 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
     from trl_unittest.quickstart import _quiet_progress
     from trl_unittest.rewards import UnitTestReward
 
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load would bury the run's own bar
     set_threads()
     torch.manual_seed(spec["seed"])
     device = resolve_device(spec["device"])

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trl_unittest.compare.config import CompareConfig
+from trl_unittest.usage import library_progress_bars
 
 
 @dataclass
@@ -94,7 +95,6 @@ def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], o
                                                               config.progress)
         info["mined_tasks"] = len(mined)
         sets["with_mined"] = datasets.concatenate_datasets([rl, mined.cast(rl.features)])
-    datasets.disable_progress_bars()  # "Saving the dataset" bars for a few small files
     paths = {}
     for name, ds in sets.items():
         before = len(ds)
@@ -104,10 +104,12 @@ def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], o
         if len(ds) == 0:
             raise ValueError(f"no RL task ({name}) has a prompt that fits {fit} tokens")
         path = root / f"rl_{name}"
-        ds.save_to_disk(str(path))
+        with library_progress_bars(False):  # "Saving the dataset" bars for a few small files
+            ds.save_to_disk(str(path))
         paths[name] = str(path)
     info["heldout_tasks"] = len(heldout)
-    heldout.save_to_disk(str(root / "heldout"))
+    with library_progress_bars(False):
+        heldout.save_to_disk(str(root / "heldout"))
     load_tasks(root / "heldout")  # fails here, not in every run, if the saved set cannot be read back
     inputs = Inputs(model=str(model), heldout=str(root / "heldout"), rl_tasks=paths, info=info)
     done.write_text(json.dumps(inputs.__dict__, indent=1))
