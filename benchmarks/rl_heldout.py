@@ -9,7 +9,8 @@ written to `--out`): the train reward and entropy per step, the time split of th
 pass@k per source (`--eval-k`, e.g. 1,10) with a bootstrap interval over tasks and per-task rows, and with
 `--paired-with` the paired difference to an earlier run (e.g. the base model's).
 `--steps 0` measures the base model only, or with `--policy DIR` a policy saved by an earlier run's `--save-model`
-(e.g. at another `--eval-temperature`, on the same held-out tasks).
+(e.g. at another `--eval-temperature`, on the same held-out tasks). `--mix-with-base 0.5,0.7` also evaluates
+weight-space mixes of the trained policy and the base model (`result["mixed"]`, one entry per share).
 
     python benchmarks/rl_heldout.py --steps 0 --temperature 0.2            # base model, colder sampling
     python benchmarks/rl_heldout.py --trainer actor_critic --curriculum between --lr 5e-5 --beta 0.05
@@ -109,6 +110,9 @@ def main() -> None:
                    help="also save the trained policy (and tokenizer) here, e.g. to evaluate it again with more samples")
     p.add_argument("--policy", default=None,
                    help="with --steps 0: evaluate this saved policy (an earlier --save-model DIR) instead of the base")
+    p.add_argument("--mix-with-base", default="",
+                   help="also evaluate weight mixes of the trained policy and the base model, comma-separated shares "
+                        "of the trained weights, e.g. 0.5,0.7 (WiSE-FT, Wortsman et al. 2022): result['mixed']")
     p.add_argument("--prepare", action="store_true",
                    help="only build (or find in the cache) the datasets, the model and the RL tasks, then exit")
     opts = p.parse_args()
@@ -120,6 +124,12 @@ def main() -> None:
         p.error(f"--eval-k {opts.eval_k!r}: expected comma-separated whole numbers, e.g. 1,10")
     if not eval_k or min(eval_k) < 1 or max(eval_k) > opts.eval_n:
         p.error(f"--eval-k {opts.eval_k!r}: each k must be between 1 and --eval-n ({opts.eval_n})")
+    try:
+        mix_shares = [float(x) for x in opts.mix_with_base.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--mix-with-base {opts.mix_with_base!r}: expected comma-separated numbers in (0, 1), e.g. 0.5,0.7")
+    if any(not 0.0 < a < 1.0 for a in mix_shares) or (mix_shares and not opts.steps):
+        p.error(f"--mix-with-base {opts.mix_with_base!r}: shares in (0, 1), and only with --steps > 0")
     if opts.policy is not None and (opts.steps or not (Path(opts.policy) / "config.json").is_file()):
         p.error(f"--policy {opts.policy!r}: needs --steps 0 and a folder saved by --save-model (with config.json)")
 
@@ -165,7 +175,7 @@ def main() -> None:
     result = {"options": vars(opts), "model": opts.policy or model_dir, "heldout_tasks": len(heldout),
               "heldout_dropped_as_trained_on": dropped, "mined_dropped_as_heldout": mined_dropped}
 
-    def record_heldout(report) -> None:
+    def record_heldout(report, result: dict = result) -> None:
         """pass@k overall and per source, a 95% bootstrap interval over tasks per k (one seed: the interval is
         the benchmark's task sampling and the evaluation's own sampling, not training noise), per-task rows."""
         from trl_unittest.compare.stats import bootstrap_ci, paired_difference_ci
@@ -225,6 +235,8 @@ def main() -> None:
 
             tasks = datasets.concatenate_datasets([tasks] * -(-opts.batch // len(tasks)))
             result["rl_dataset_repeated_to"] = len(tasks)
+        # the mixes need the base weights after training (on the CPU: a copy in the device's memory is not needed)
+        base_weights = {name: w.cpu() for name, w in base_model.state_dict().items()} if mix_shares else None
         del base_model
         common = dict(output_dir=tempfile.mkdtemp(prefix="rl-heldout-"), per_device_train_batch_size=opts.batch,
                       max_completion_length=64, learning_rate=opts.lr, max_steps=opts.steps,
@@ -328,6 +340,17 @@ def main() -> None:
         after = evaluate_model(model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool, **{**gen, "k": eval_k})
         record_heldout(after)
         result["eval_seconds"] = round(time.perf_counter() - t, 1)
+        if mix_shares:  # weight-space mixes of base and trained: do they keep pass@1's gain and the base's pass@10?
+            result["mixed"] = {}
+            trained = {name: w.detach().clone() for name, w in model.state_dict().items()}
+            with torch.no_grad():
+                for share in mix_shares:
+                    model.load_state_dict({name: torch.lerp(base_weights[name].to(w), w, share)
+                                           if w.is_floating_point() else w for name, w in trained.items()})
+                    report = evaluate_model(model, heldout, n=opts.eval_n, seed=opts.seed, pool=pool,
+                                            **{**gen, "k": eval_k})
+                    record_heldout(report, result["mixed"].setdefault(str(share), {}))
+                model.load_state_dict(trained)
     finish()
 
 
