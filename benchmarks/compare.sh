@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The recorded comparison of issue 18 (benchmarks/RESULTS.md, README's headline table): base / TRL 1.12 PPO / GRPO /
-# RLOO / ActorCritic on the quickstart's model (small-bugs) and tasks, 3 seeds, 51,200 completions per run, then the
+# RLOO / ActorCritic on the quickstart's model (small-bugs) and tasks, 3 seeds, 32,000 completions per run (the main job's 1,000 steps x 32), then the
 # paper's ablations into the same folder (base and actor_critic runs are reused, not rerun). Resumable: run it again
 # after an interruption and only unfinished (variant, seed) runs start.
 #
 #   bash benchmarks/compare.sh [OUT]            # default OUT: compare-out
 #   QUICK=1 bash benchmarks/compare.sh /tmp/x   # the CI-sized smoke version (a few minutes; numbers are noise)
 #
-# Time on the 2-core CPU machine: about 25 minutes per ActorCritic run (the quickstart's RL step), PPO slower, so
-# roughly 8 hours for the 15 main runs and 8 more for the 15 ablation runs (device: auto uses a GPU when there is
+# Time on the 2-core CPU machine: about 15 minutes per ActorCritic run (the quickstart's RL step), PPO slower, so
+# roughly 5 hours for the 15 main runs and 5 more for the 15 ablation runs (device: auto uses a GPU when there is
 # one). Needs .venv (newest TRL) and .venv-ppo (trl 1.12.0), as made by .ci/setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."

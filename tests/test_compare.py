@@ -94,7 +94,7 @@ def test_the_real_config_parses_with_every_method_and_ablation():
     from trl_unittest.compare import ABLATIONS, parse_compare_args
 
     config = parse_compare_args(["--config", str(TINY.with_name("compare.yaml"))])
-    assert config.seeds == [0, 1, 2] and config.eval_k == [1, 10] and config.completions == 1600 * 32
+    assert config.seeds == [0, 1, 2] and config.eval_k == [1, 10] and config.completions == 1000 * 32 and config.learning_rate == 2.5e-5
     assert set(config.methods) == {"base", "ppo", "grpo", "rloo", "actor_critic"}
     assert config.reward_scheme == "coderl"  # the main job's reward, which the recorded comparison uses
     assert set(ABLATIONS) <= set(BUILTIN_VARIANTS) and config.mined_sources
@@ -106,6 +106,7 @@ def test_ablations_are_config_entries():
                            variants={"grpo": {"method": "grpo", "num_generations": 8}})
     v = config.resolved_variants()
     assert v["ac_no_replay"]["replay_capacity"] == 0 and v["ac_no_replay"]["replay_critic_batch_size"] == 0
+    assert v["ac_no_replay"]["replay_policy_batch_size"] == 0
     assert v["ac_frozen_critic"]["critic_pretrain_fraction"] == 0.1
     assert v["ac_binary_reward"]["reward_scheme"] == "binary"
     assert v["ac_partial_reward"]["reward_scheme"] == "partial" != config.reward_scheme  # the default is CodeRL's

@@ -20,10 +20,10 @@ METHODS = ("base", "ppo", "grpo", "rloo", "actor_critic")
 REWARD_SCHEMES = ("binary", "fraction", "coderl", "partial")
 COMPARE_KEYS = {"method", "reward_scheme", "rl_tasks", "replay_ast_filter", "critic_pretrain_fraction"}
 
-# the settings benchmarks/rl_heldout.py and the quickstart train with; a variant's own keys win
+# the settings the quickstart (the main job) trains with; a variant's own keys win
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "actor_critic": dict(critic_learning_rate=1e-3, replay_capacity=256, replay_critic_batch_size=8,
-                         whiten_advantages=False),
+                         replay_policy_batch_size=8, whiten_advantages=False),
     "grpo": dict(num_generations=4),
     "rloo": dict(num_generations=4),
     "ppo": dict(num_ppo_epochs=4),  # TRL's default: 4 PPO epochs per batch
@@ -45,7 +45,8 @@ BUILTIN_VARIANTS: dict[str, dict[str, Any]] = {
     # binary and partial credit against the default reward (CodeRL's scheme, the main job's since it was measured
     # better: benchmarks/RESULTS.md, issue 22); RL tasks with builder-mined tasks added (`mined_sources`)
     "ac_frozen_critic": {"method": "actor_critic", "critic_pretrain_fraction": 0.1},
-    "ac_no_replay": {"method": "actor_critic", "replay_capacity": 0, "replay_critic_batch_size": 0},
+    "ac_no_replay": {"method": "actor_critic", "replay_capacity": 0, "replay_critic_batch_size": 0,
+                     "replay_policy_batch_size": 0},
     "ac_replay_no_ast_filter": {"method": "actor_critic", "replay_ast_filter": False},
     "ac_binary_reward": {"method": "actor_critic", "reward_scheme": "binary"},
     "ac_partial_reward": {"method": "actor_critic", "reward_scheme": "partial"},
@@ -82,11 +83,12 @@ class CompareConfig:
     variants: dict = field(default_factory=dict, metadata={
         "help": "extra variants (YAML mapping name -> {method: ..., key: value}); a built-in name is replaced"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "one run per variant and seed"})
-    completions: int = field(default=51_200, metadata={
+    completions: int = field(default=32_000, metadata={
         "help": "the equal budget: completions sampled for training by every method (steps = completions / "
-                "batch_size)"})
+                "batch_size; default: the main job's 1,000 steps x 32)"})
     batch_size: int = field(default=32, metadata={"help": "completions per optimiser step (every method)"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "policy learning rate (every method)"})
+    learning_rate: float = field(default=2.5e-5, metadata={
+        "help": "policy learning rate (every method; default: the main job's)"})
     beta: float = field(default=0.0, metadata={"help": "KL penalty to the starting model (PPO's kl_coef)"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature, training and evaluation"})
     max_completion_length: int = field(default=64, metadata={"help": "tokens per completion"})
