@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The recorded comparison of issue 18 (benchmarks/RESULTS.md, README's headline table): base / TRL 1.12 PPO / GRPO /
-# RLOO / ActorCritic on the quickstart's model (small-bugs) and tasks, 3 seeds, 32,000 completions per run (the main job's 1,000 steps x 32), then the
-# paper's ablations into the same folder (base and actor_critic runs are reused, not rerun). Resumable: run it again
-# after an interruption and only unfinished (variant, seed) runs start.
+# RLOO / ActorCritic on the quickstart's model (small-bugs) and tasks, 3 seeds, 32,000 completions per run (the main
+# job's 1,000 steps x 32), then the paper's ablations into the same folder (base and actor_critic runs are reused,
+# not rerun). Resumable: run it again after an interruption and only unfinished (variant, seed) runs start.
 #
 #   bash benchmarks/compare.sh [OUT]            # default OUT: compare-out
 #   QUICK=1 bash benchmarks/compare.sh /tmp/x   # the CI-sized smoke version (a few minutes; numbers are noise)

@@ -94,7 +94,8 @@ def test_the_real_config_parses_with_every_method_and_ablation():
     from trl_unittest.compare import ABLATIONS, parse_compare_args
 
     config = parse_compare_args(["--config", str(TINY.with_name("compare.yaml"))])
-    assert config.seeds == [0, 1, 2] and config.eval_k == [1, 10] and config.completions == 1000 * 32 and config.learning_rate == 2.5e-5
+    assert config.seeds == [0, 1, 2] and config.eval_k == [1, 10]
+    assert config.completions == 1000 * 32 and config.learning_rate == 2.5e-5  # the main job's recipe
     assert set(config.methods) == {"base", "ppo", "grpo", "rloo", "actor_critic"}
     assert config.reward_scheme == "coderl"  # the main job's reward, which the recorded comparison uses
     assert set(ABLATIONS) <= set(BUILTIN_VARIANTS) and config.mined_sources

@@ -110,6 +110,7 @@ def run_job(spec: dict[str, Any], own_process: bool = False) -> dict[str, Any]:
 def _run_job(spec: dict[str, Any], own_process: bool) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, TrainerCallback
+
     from trl_unittest.data.builder import load_tasks
     from trl_unittest.evaluation import evaluate_model, resolve_device
     from trl_unittest.execution import ExecutionPool, Limits
