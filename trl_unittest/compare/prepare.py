@@ -96,19 +96,18 @@ def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], o
         info["mined_tasks"] = len(mined)
         sets["with_mined"] = datasets.concatenate_datasets([rl, mined.cast(rl.features)])
     paths = {}
-    for name, ds in sets.items():
-        before = len(ds)
-        ds = fit_prompts(ds, tokenizer, fit)
-        info[f"rl_tasks_{name}"] = len(ds)
-        info[f"rl_tasks_{name}_dropped_too_long"] = before - len(ds)
-        if len(ds) == 0:
-            raise ValueError(f"no RL task ({name}) has a prompt that fits {fit} tokens")
-        path = root / f"rl_{name}"
-        with library_progress_bars(False):  # "Saving the dataset" bars for a few small files
+    with library_progress_bars(False):  # "Map" and "Saving the dataset" bars for a few small files
+        for name, ds in sets.items():
+            before = len(ds)
+            ds = fit_prompts(ds, tokenizer, fit)
+            info[f"rl_tasks_{name}"] = len(ds)
+            info[f"rl_tasks_{name}_dropped_too_long"] = before - len(ds)
+            if len(ds) == 0:
+                raise ValueError(f"no RL task ({name}) has a prompt that fits {fit} tokens")
+            path = root / f"rl_{name}"
             ds.save_to_disk(str(path))
-        paths[name] = str(path)
-    info["heldout_tasks"] = len(heldout)
-    with library_progress_bars(False):
+            paths[name] = str(path)
+        info["heldout_tasks"] = len(heldout)
         heldout.save_to_disk(str(root / "heldout"))
     load_tasks(root / "heldout")  # fails here, not in every run, if the saved set cannot be read back
     inputs = Inputs(model=str(model), heldout=str(root / "heldout"), rl_tasks=paths, info=info)
