@@ -318,4 +318,17 @@ def ast_fingerprint(code: str) -> str:
     """A short hash of the normalised AST; code that does not parse is fingerprinted by its stripped text."""
     norm = normalized_ast(code)
     key = norm if norm is not None else "unparsed:" + "\n".join(line.rstrip() for line in code.strip().splitlines())
+    return _fingerprint_key(key)
+
+
+def tree_fingerprint(tree: ast.AST) -> str | None:
+    """``ast_fingerprint`` of the code a parsed tree holds, without unparsing it to parse it again (the tree is
+    normalised in place); None when the tree nests too deeply for the normalising walks."""
+    try:
+        return _fingerprint_key(_stable_dump(_Normaliser().visit(tree)))
+    except RecursionError:
+        return None
+
+
+def _fingerprint_key(key: str) -> str:
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()

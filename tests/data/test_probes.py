@@ -145,3 +145,47 @@ def test_a_build_tests_and_drops_a_function_without_mutating_it_when_no_suite_ho
                                                               min_mutation_score=0.0), return_report=True)
     assert report.tested == 2 and report.mutation_skipped_trivial == 1
     assert report.dropped[selection.R_TRIVIAL_PASSES] == 1 and [r["entry_point"] for r in ds] == ["double"]
+
+
+def _outcome_probes_per_input(obs: dict, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> dict:
+    """outcome_probes' definition, asked input by input (every pair of inputs compared): the reference its
+    per-object grouping must reproduce."""
+    from trl_unittest.data.probes import has_float
+    from trl_unittest.execution.values import LiteralError, decode_shared, values_close
+
+    groups, values = {}, {}
+    for i, o in obs.items():
+        if o.kind == "raises":
+            groups.setdefault(f"raise:{o.text}", set()).add(i)
+        else:
+            try:
+                values[i] = decode_shared(o.text)
+            except LiteralError:
+                groups.setdefault(f"const:{o.text}", set()).add(i)
+    for i, v in values.items():
+        if any(j < i and values_equal(w, v) for j, w in values.items()):
+            continue
+        groups[f"const:{obs[i].text}"] = {j for j, w in values.items()
+                                         if values_equal(w, v) or (has_float(w) and values_close(w, v, rel_tol,
+                                                                                                 abs_tol))}
+    return groups
+
+
+# outcome texts that compare across spellings (1 and 1.0 and True), that are close but not equal, that equal
+# nothing, themselves included (Decimal NaN), and NaN (equal to itself here)
+OUTCOME_TEXTS = ["1", "1.0", "True", "0", "False", "1.0000000001", "[1, 2]", "[1.0, 2]", "(1, 2)", "'a'",
+                 "float('nan')", "Decimal('NaN')", "Decimal('1')", "{'k': 1}", "{'k': 1.0}", "None", "-0.0"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(picks=st.lists(st.one_of(st.sampled_from(OUTCOME_TEXTS), st.sampled_from(["ValueError", "KeyError"])),
+                      min_size=1, max_size=16),
+       order=st.randoms(use_true_random=False))
+def test_constant_probes_grouped_by_object_match_the_pairwise_definition(picks, order):
+    """outcome_probes compares each distinct decoded object once; its groups are the pairwise definition's, with
+    inputs in any order of their numbers."""
+    numbers = list(range(len(picks)))
+    order.shuffle(numbers)
+    obs = {n: Observation("raises", p) if p.endswith("Error") else Observation("value", p)
+           for n, p in zip(numbers, picks)}
+    assert outcome_probes(obs) == _outcome_probes_per_input(obs)

@@ -224,3 +224,29 @@ def test_site_packages_are_visible_only_when_asked():
     assert r.tests[0].error_type == "ModuleNotFoundError"
     with ExecutionPool(num_workers=1, python_paths=site_packages()) as p:
         assert p.run(Program(code, [call("f()", "[1, 2]")])).all_passed
+
+
+def test_a_shifted_clock_moves_the_time_module_and_nothing_else(pool):
+    """``Program.clock_shift`` (the builder's reruns) moves what the ``time`` module reports as now, in every
+    function that reads it without an explicit time, and leaves explicit times and the monotonic clock alone."""
+    code = ("import gzip, time\n"
+            "def now():\n"
+            "    return [time.time(), time.time_ns() // 10**9, int(time.strftime('%Y')), time.localtime().tm_yday,\n"
+            "            time.gmtime()[0], int(time.ctime()[-4:]), int(time.asctime()[-4:]),\n"
+            "            int.from_bytes(gzip.compress(b'x')[4:8], 'little')]\n"
+            "def fixed():\n"
+            "    return [time.strftime('%Y', time.gmtime(0)), time.ctime(0) == time.asctime(time.localtime(0))]\n"
+            "def ticks():\n"
+            "    a = time.monotonic()\n"
+            "    return time.monotonic() - a < 1\n")
+    tests = [call("now()", "None"), call("fixed()", "None"), call("ticks()", "True")]
+    shift = 400 * 86400 + 3661.0
+    plain, shifted = (pool.run(Program(code, tests, clock_shift=s)) for s in (0.0, shift))
+    assert plain.status == shifted.status == "ran"
+    p, s = (eval(r.tests[0].observed) for r in (plain, shifted))
+    assert abs((s[0] - p[0]) - shift) < 30 and abs((s[1] - p[1]) - shift) < 30
+    assert s[2] > p[2] and s[4] > p[4] and s[5] > p[5] and s[6] > p[6]  # a year later, however read
+    assert s[3] != p[3]  # another day of the year
+    assert abs((s[7] - p[7]) - shift) < 30  # gzip's header stamp, read through time.time()
+    assert plain.tests[1].observed == shifted.tests[1].observed == "['1970', True]"
+    assert shifted.tests[2].passed

@@ -5,9 +5,10 @@ Per function two programs run through the executor (batched across functions by 
 1. :func:`reference_program`: the reference on every candidate input (doctest calls + generated inputs) under one
    hash seed, with line and arc tracing; it stops at the first input that times out (the function is dropped);
    :func:`screen_reference` keeps the inputs worth a second run;
-2. :func:`second_program`: under the other hash seed (another ``PYTHONHASHSEED``, another process), the reference
-   and all its mutants (renamed) in one program: first the usable inputs again (:func:`judge_reference` drops
-   tests whose observations differ), then each mutant on them (scored by :mod:`.scoring`).
+2. :func:`second_program`: under the other hash seed (another ``PYTHONHASHSEED``, another process) and a wall
+   clock moved by ``RERUN_CLOCK_SHIFT``, the reference and all its mutants (renamed) in one program: first the
+   usable inputs again (:func:`judge_reference` drops tests whose observations differ), then each mutant on them
+   (scored by :mod:`.scoring`).
 
 A kept function that may keep state between calls (:func:`may_keep_state`) runs its chosen tests once more, in
 order, in a fresh process (:func:`verify_program`).
@@ -29,6 +30,12 @@ from trl_unittest.data.probes import bind_literal_call, literal_outcome
 from trl_unittest.execution.values import LiteralError, decode_shared, decode_value, values_equal
 from trl_unittest.execution.worker import CALLEE
 from trl_unittest.tasks import Task, Test
+
+# The second program's wall clock is this far ahead (400 days, 1 hour, 1 minute and 1 second: the year, the day
+# of the week and every field of the time of day differ), so that an output that depends on the time (a gzip
+# header's mtime, found in boltons' `gzip_bytes`, kept once and dropped once by two builds a second apart) differs
+# between the runs, whenever they happen, instead of only when they straddle a second.
+RERUN_CLOCK_SHIFT = 400 * 86400 + 3661.0
 
 # rejection reasons (dynamic stage)
 R_COMPILE = "compile_error"
@@ -167,8 +174,9 @@ def reference_program(w: Work, cfg: BuilderConfig):
 
 
 def second_program(w: Work, cfg: BuilderConfig):
-    """One program under the other hash seed: first the inputs the first run found usable, again (only
-    those can turn out nondeterministic; a timeout among them ends their run), then every mutant and probe on them.
+    """One program under the other hash seed and a shifted clock (``RERUN_CLOCK_SHIFT``): first the inputs the
+    first run found usable, again (only those can turn out nondeterministic; a timeout among them ends their run),
+    then every mutant and probe on them.
     A mutant that hangs is killed by that input and skips its other inputs (unrun, not counted as kills);
     every other mutant still runs all of its inputs, but a local one (``Mutant.local``) only those whose first run
     reached its line: on the others it computes what the reference does (a fifth of the mutant runs on the
@@ -216,7 +224,8 @@ def second_program(w: Work, cfg: BuilderConfig):
                 callees.append(m.name)
         context = (context + "\n\n" if context else "") + "\n\n".join(m.source for m in w.runners)
     return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
-                   test_groups=groups, max_timeouts=len(w.runners) + 1, callees=callees)
+                   test_groups=groups, max_timeouts=len(w.runners) + 1, callees=callees,
+                   clock_shift=RERUN_CLOCK_SHIFT)
 
 
 def verify_program(task: Task, cfg: BuilderConfig):

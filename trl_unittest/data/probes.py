@@ -75,11 +75,17 @@ def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 
             memo[key] = values_close(w, v, rel_tol, abs_tol)
         return memo[key]
 
+    # the inputs of each distinct object, and the first of them: every verdict below is per object, so it is asked
+    # once per object rather than once per input (the same verdicts, in a fraction of the comparisons)
+    holders: dict[int, list[int]] = {}
+    for j, w in values.items():
+        holders.setdefault(id(w), []).append(j)
+    distinct = [(values[js[0]], min(js), js) for js in holders.values()]
     for i, v in values.items():
         label = f"const:{obs[i].text}"
-        if any(j < i and equal(w, v) for j, w in values.items()):  # the same constant, seen already
+        if any(first < i and equal(w, v) for w, first, _ in distinct):  # the same constant, seen already
             continue
-        groups[label] = {j for j, w in values.items() if equal(w, v) or (floats[j] and close(w, v))}
+        groups[label] = {j for w, _, js in distinct if equal(w, v) or (floats[js[0]] and close(w, v)) for j in js}
     return groups
 
 

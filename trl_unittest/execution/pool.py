@@ -389,7 +389,8 @@ class ExecutionPool:
         payload = {"code": program.code, "context": program.context, "code_bytes": len(code_blob),
                    "test_setup": program.test_setup, "tests": tests,
                    "timeouts": timeouts, "setup_timeout": setup, "trace": program.trace_lines,
-                   "cpu_seconds": cpu, "max_timeouts": max_timeouts, "groups": program.test_groups}
+                   "cpu_seconds": cpu, "max_timeouts": max_timeouts, "groups": program.test_groups,
+                   "clock_shift": program.clock_shift}
         # worst case: tests time out until max_timeouts, and each restart re-runs the set-up
         worst = sum(sorted(timeouts, reverse=True)[:max_timeouts]) + sum(timeouts)
         deadline = time.monotonic() + worst + setup * (n + 2) + 10.0

@@ -68,6 +68,9 @@ class Program:
     # tests that differ only in the function they call (one expression per input, run on each mutant) share
     # one expression text, which the sandbox compiles once instead of once per test
     callees: list[str | None] | None = None
+    # seconds the program's wall clock (the ``time`` module's) is moved by: the builder reruns mined functions
+    # under a shifted clock so that time-dependent outputs show as nondeterministic (see ``worker.shift_clock``)
+    clock_shift: float = 0.0
     # set when no program could be made (extracting it from a completion failed): the reason; the program is
     # never run and gets a compile_error result
     rejected: str = ""

@@ -572,11 +572,39 @@ def child_main(req, result_fd, scratch, stdin_path, start, rlimits, uid, stdio, 
             send(result_fd, {"ev": "setup_error", "error": f"{type(e).__name__}: {e}"})
         finally:
             os._exit(0)
+    if req.get("clock_shift"):
+        shift_clock(float(req["clock_shift"]))
     if calls_fd is not None:
         serve_calls(req, result_fd, 4, send)
     else:
         run_program(req, result_fd, start, send)
     os._exit(0)
+
+
+def shift_clock(seconds, _time=time):
+    """Moves this process's wall clock, as the ``time`` module reports it, by ``seconds``: ``time()``,
+    ``time_ns()``, and ``localtime``, ``gmtime``, ``ctime``, ``asctime``, ``strftime`` without an explicit time.
+    The builder reruns each mined function under a shifted clock (``Program.clock_shift``), so that an output that
+    depends on the time of day (a gzip header's mtime, a formatted date) differs between its two runs and is set
+    aside as nondeterministic instead of becoming a test that fails once the second has passed. The monotonic
+    clocks stay as they are (durations do not move); ``datetime``'s C clock is not reached from here (its direct
+    calls are rejected statically, see ``data.filters``)."""
+    real = _time.time
+    real_ns = _time.time_ns
+    localtime, gmtime, ctime, asctime, strftime = (_time.localtime, _time.gmtime, _time.ctime, _time.asctime,
+                                                   _time.strftime)
+    shift_ns = int(round(seconds * 1e9))
+
+    def now():
+        return real() + seconds
+
+    _time.time = now
+    _time.time_ns = lambda: real_ns() + shift_ns
+    _time.localtime = lambda secs=None: localtime(now() if secs is None else secs)
+    _time.gmtime = lambda secs=None: gmtime(now() if secs is None else secs)
+    _time.ctime = lambda secs=None: ctime(now() if secs is None else secs)
+    _time.asctime = lambda t=None: asctime(localtime(now()) if t is None else t)
+    _time.strftime = lambda fmt, t=None: strftime(fmt, localtime(now()) if t is None else t)
 
 
 def run_program(req, fd, start, send):
