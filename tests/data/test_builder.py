@@ -699,3 +699,52 @@ def test_an_output_stamped_with_the_time_is_nondeterministic_whenever_the_runs_h
     ds, report = build_dataset([str(tmp_path)], _config(), return_report=True)
     assert report.seen == 1 and report.kept == 0 and len(ds) == 0
     assert report.dropped == {"nondeterministic": 1} and report.nondeterministic_tests > 0
+
+
+GOOD_AND_BOOM = '''
+def run_lengths(text):
+    """The lengths of the runs of equal characters in text, in order."""
+    out = []
+    for i, ch in enumerate(text):
+        if i and text[i - 1] == ch:
+            out[-1] += 1
+        else:
+            out.append(1)
+    return out
+
+
+def boom(text, width):
+    """text centred in width columns, padded with dots."""
+    pad = max(0, width - len(text))
+    return "." * (pad // 2) + text + "." * (pad - pad // 2)
+'''
+
+
+def test_a_stage_that_raises_drops_its_function_or_file_not_the_build(tmp_path, monkeypatch):
+    """A builder defect that some function or file meets (isort's `add_to_line` once crashed the third round) is
+    counted and named in the report; the other functions and files are built as if it were not there."""
+    from trl_unittest.data import observe, static_stages
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "good.py").write_text(GOOD_AND_BOOM)
+    (tmp_path / "src" / "bad.py").write_text(GOOD_AND_BOOM.replace("run_lengths", "runs_other"))
+    real_second, real_extract = observe.second_program, static_stages.extract_module
+
+    def second(w, cfg):
+        if w.cand.entry_point == "boom":
+            raise TypeError("a defect")
+        return real_second(w, cfg)
+
+    def extract(text, **kw):
+        if kw.get("path") == "bad.py":
+            raise ValueError("another defect")
+        return real_extract(text, **kw)
+
+    monkeypatch.setattr(observe, "second_program", second)
+    monkeypatch.setattr(static_stages, "extract_module", extract)
+    ds, report = build_dataset([str(tmp_path / "src")], _config(), return_report=True)
+    assert report.files == 2 and report.files_failed == 1 and report.seen == 2
+    assert report.dropped["builder_error"] == 1 and report.consistent()
+    assert [t.entry_point for t in from_dataset(ds)] == ["run_lengths"]
+    assert any("builder_error" in w and "boom" in w and "TypeError: a defect" in w for w in report.warnings)
+    assert any("bad.py" in w and "ValueError: another defect" in w for w in report.warnings)

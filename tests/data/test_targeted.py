@@ -102,3 +102,18 @@ def test_neighbours_give_a_called_parameter_a_callable_and_a_scalar_an_item():
     assert all("abs" not in e for e in near)
     assert "first_key_at_least([3, 7], 7)" in near and "first_key_at_least([3, 7, 7], 7)" in near
     assert neighbours("sorted(first_key_at_least([1], 1))", cand, set(), set()) == ([], [])
+
+
+def test_neighbours_skip_a_value_too_long_to_write_as_a_literal():
+    """A list argument grown by one of its own items can pass the literal length cap (``to_source`` gives None):
+    that neighbour is skipped, the others are made. Found on isort's ``add_to_line``, whose None crashed the build."""
+    src = 'def add_to_line(comments, prefix=""):\n    """Join comments."""\n    return prefix.join(comments)\n'
+    cand = extract_module(src, path="m.py").candidates[0]
+    long_items = ["x" * 25 for _ in range(4)]
+    opened, near = neighbours(f"add_to_line({long_items!r}, prefix='ab')", cand, set(), set())
+    assert near and all(e.startswith("add_to_line(") and "None" not in e for e in opened + near)
+    import ast
+
+    for e in opened + near:  # every neighbour is a call on literals
+        call = ast.parse(e, mode="eval").body
+        [ast.literal_eval(a) for a in call.args + [k.value for k in call.keywords]]

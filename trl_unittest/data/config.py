@@ -105,6 +105,7 @@ class BuildReport:
     files: int = 0
     files_unparsable: int = 0
     files_unreadable: int = 0  # too large, undecodable, or not text (dataset rows): nothing extracted
+    files_failed: int = 0  # static stages raised (a builder defect, named in the warnings): nothing extracted
     seen: int = 0
     extracted: int = 0  # passed extraction (documented, public, self-contained)
     tested: int = 0  # ran in the sandbox with at least one usable test
@@ -169,7 +170,7 @@ class BuildReport:
         t.add_column("stage")
         t.add_column("count", justify="right")
         for name, value in (("files", self.files), ("files unparsable", self.files_unparsable),
-                            ("files unreadable", self.files_unreadable),
+                            ("files unreadable", self.files_unreadable), ("files failed", self.files_failed),
                             ("functions seen", self.seen), ("extracted", self.extracted), ("tested", self.tested),
                             ("kept", self.kept), ("doctest tests kept", self.doctest_tests),
                             ("observed tests kept", self.observed_tests),

@@ -22,8 +22,10 @@ order. Only functions that reach the third round pay for it.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from concurrent.futures import FIRST_COMPLETED, wait
+from contextlib import contextmanager
 from typing import Any, Iterable
 
 from trl_unittest.data import filters, observe, selection, static_stages, targeted
@@ -37,6 +39,13 @@ from trl_unittest.data.static_stages import FileResult, Inline, Planned, Spawned
 from trl_unittest.tasks import Task
 
 RETRIES = 20  # gh-106905 retries of one parse
+# A function whose stage raised (a defect of the builder that some code nobody tuned on meets: isort's
+# `add_to_line` once crashed the third round) is dropped under this reason and named in the report's warnings, and
+# a file whose static stages raised is counted in `files_failed`: one function or file does not end a build.
+R_BUILDER_ERROR = "builder_error"
+MAX_ERROR_WARNINGS = 20  # named in the report's warnings; the counts hold them all
+
+logger = logging.getLogger(__name__)
 
 
 class Builder:
@@ -248,7 +257,7 @@ class _Flight:
         self.static = builder.static_executor()
         self.n_static = getattr(self.static, "_max_workers", 1)
         self.limit = max(1, 4 * builder.config.batch_size)
-        self.file_futs: list[Any] = []  # in file order
+        self.file_futs: list[tuple[SourceFile, Any]] = []  # (file, its static stages' future), in file order
         self.firsts: dict[int, tuple[Work, Any]] = {}  # seq -> work, first reference run (traced)
         self.mgen: dict[int, tuple[Work, Any]] = {}  # seq -> work, mutant generation (static stages)
         self.seconds: dict[int, tuple[Work, Any]] = {}  # seq -> work, second program (rerun + mutants, other seed)
@@ -272,7 +281,7 @@ class _Flight:
                     for hook in hooks:
                         hook()
                     continue
-                pending = self.file_futs[:1] + [f for stage in (self.firsts, self.mgen, self.seconds, self.verifies)
+                pending = [fut for _, fut in self.file_futs[:1]] + [f for stage in (self.firsts, self.mgen, self.seconds, self.verifies)
                                                 for _, f in stage.values()]
                 pending += [v[-1] for stage in (self.extra_refs, self.extra_runs) for v in stage.values()]
                 wait(pending, return_when=FIRST_COMPLETED)
@@ -282,6 +291,24 @@ class _Flight:
     def in_flight(self) -> int:
         return len(self.firsts) + len(self.mgen) + len(self.seconds) + len(self.verifies) + len(self.extra_refs) + \
             len(self.extra_runs)
+
+    def _warn(self, what: str, e: BaseException) -> None:
+        logger.warning("trl_unittest build: %s: %s: %s", what, type(e).__name__, e, exc_info=True)
+        if len([w for w in self.report.warnings if w.startswith(R_BUILDER_ERROR)]) < MAX_ERROR_WARNINGS:
+            self.report.warnings.append(f"{R_BUILDER_ERROR}: {what}: {type(e).__name__}: {e}"[:300])
+
+    @contextmanager
+    def guarded(self, k: int, w: "Work | Planned | Task"):
+        """Runs one function's step; if it raises, the function leaves every stage and is dropped as
+        ``R_BUILDER_ERROR``, named in the report's warnings."""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 - counted and named, see R_BUILDER_ERROR
+            for stage in (self.firsts, self.mgen, self.seconds, self.extra_refs, self.extra_runs, self.verifies,
+                          self.tasks):
+                stage.pop(k, None)
+            self.report.drop(R_BUILDER_ERROR)
+            self._warn(w.task_id if isinstance(w, Task) else w.cand.task_id, e)
 
     def second_pool(self, w: Work):
         return self.pb if self.b._pool_for(w) is self.pa else self.pa
@@ -327,7 +354,7 @@ class _Flight:
                     self.static = b.static_executor()
                     self.n_static = getattr(self.static, "_max_workers", 1)
                 fut = self.static.submit(worker_file, f)
-            self.file_futs.append(fut)
+            self.file_futs.append((f, fut))
         while self.in_flight() <= self.limit:
             nxt = next(self.admitted_it, None)
             if nxt is None:
@@ -342,12 +369,21 @@ class _Flight:
 
     def files_done(self) -> bool:
         did = False
-        while self.file_futs and self.file_futs[0].done():
-            fr: FileResult = self.file_futs.pop(0).result()
+        while self.file_futs and self.file_futs[0][1].done():
+            f, fut = self.file_futs.pop(0)
+            try:
+                fr: FileResult = fut.result()
+            except Exception as e:  # noqa: BLE001 - counted and named (R_BUILDER_ERROR)
+                self.report.files += 1
+                self.report.files_failed += 1
+                self._warn(f"{f.source}:{f.path}", e)
+                did = True
+                continue
             self.report.merge(fr.report)
             for item in fr.planned:
                 if self.b.admit(item.fingerprint, item.contaminated, self.report):
-                    self.submit_first(self.seq, item)
+                    with self.guarded(self.seq, item):
+                        self.submit_first(self.seq, item)
                     self.seq += 1
             if self.progress is not None:
                 self.progress.update(1)
@@ -358,30 +394,32 @@ class _Flight:
         done = [k for k, (_, f) in self.firsts.items() if f.done()]
         for k in done:
             w, f = self.firsts.pop(k)
-            ra = self.result(self.b._pool_for(w), f, lambda: self.b.reference_program(w))
-            reason = self.b._retrying(self.b.screen_reference, w, ra, report=self.report)
-            if reason:
-                self.report.drop(reason)
-            elif len(w.usable) < self.b.config.min_tests:  # too few tests whatever the mutants do: no
-                self.submit_second(k, w)  # mutants; finish() drops it (no_usable_tests) if the rerun agrees
-            elif self.b._retrying(lambda r: selection.no_suite_possible(w, self.b.config), report=self.report):
-                # constant bodies pass too many of any suite: finish() can only drop it (trivial_body_passes).
-                # The rerun goes on (the function is tested like any other); mutants and run probes would
-                # change nothing
-                w.no_suite = True
-                self.report.mutation_skipped_trivial += 1
-                self.submit_second(k, w)
-            else:
-                w.probes = self.b._retrying(lambda r: self.b.probes_for(w), report=self.report)
-                self.mgen[k] = (w, self.static.submit(worker_mutants, w.cand.func_src, w.cand.entry_point))
+            with self.guarded(k, w):
+                ra = self.result(self.b._pool_for(w), f, lambda: self.b.reference_program(w))
+                reason = self.b._retrying(self.b.screen_reference, w, ra, report=self.report)
+                if reason:
+                    self.report.drop(reason)
+                elif len(w.usable) < self.b.config.min_tests:  # too few tests whatever the mutants do: no
+                    self.submit_second(k, w)  # mutants; finish() drops it (no_usable_tests) if the rerun agrees
+                elif self.b._retrying(lambda r: selection.no_suite_possible(w, self.b.config), report=self.report):
+                    # constant bodies pass too many of any suite: finish() can only drop it (trivial_body_passes).
+                    # The rerun goes on (the function is tested like any other); mutants and run probes would
+                    # change nothing
+                    w.no_suite = True
+                    self.report.mutation_skipped_trivial += 1
+                    self.submit_second(k, w)
+                else:
+                    w.probes = self.b._retrying(lambda r: self.b.probes_for(w), report=self.report)
+                    self.mgen[k] = (w, self.static.submit(worker_mutants, w.cand.func_src, w.cand.entry_point))
         return bool(done)
 
     def mutants_done(self) -> bool:
         done = [k for k, (_, f) in self.mgen.items() if f.done()]
         for k in done:
             w, f = self.mgen.pop(k)
-            w.mutants = f.result()
-            self.submit_second(k, w)
+            with self.guarded(k, w):
+                w.mutants = f.result()
+                self.submit_second(k, w)
         return bool(done)
 
     def seconds_done(self) -> bool:
@@ -389,21 +427,22 @@ class _Flight:
         done = [k for k, (_, f) in self.seconds.items() if f.done()]
         for k in done:
             w, f = self.seconds.pop(k)
-            r2 = self.result(self.second_pool(w), f, lambda: b.second_program(w))
-            if w.mutants and r2.status != "ran":
-                # a mutant broke the shared program (or it failed for another reason): run the rerun and the
-                # probes alone; the score stays unmeasured, and if the rerun fails again, that decides
-                w.mutants_broke, w.mutants = r2.status, []
-                self.submit_second(k, w)
-                continue
-            rerun, mutants_result = b.split_second(w, r2)
-            reason = b._retrying(b.judge_reference, w, rerun, report=report)
-            if reason:
-                report.drop(reason)
-                continue
-            report.tested += 1
-            if not self.start_round(k, w, mutants_result):
-                self.conclude(k, w, mutants_result)
+            with self.guarded(k, w):
+                r2 = self.result(self.second_pool(w), f, lambda: b.second_program(w))
+                if w.mutants and r2.status != "ran":
+                    # a mutant broke the shared program (or it failed for another reason): run the rerun and the
+                    # probes alone; the score stays unmeasured, and if the rerun fails again, that decides
+                    w.mutants_broke, w.mutants = r2.status, []
+                    self.submit_second(k, w)
+                    continue
+                rerun, mutants_result = b.split_second(w, r2)
+                reason = b._retrying(b.judge_reference, w, rerun, report=report)
+                if reason:
+                    report.drop(reason)
+                    continue
+                report.tested += 1
+                if not self.start_round(k, w, mutants_result):
+                    self.conclude(k, w, mutants_result)
         return bool(done)
 
     def start_round(self, k: int, w: Work, rm) -> bool:
@@ -447,14 +486,15 @@ class _Flight:
         done = [k for k, v in self.extra_refs.items() if v[-1].done()]
         for k in done:
             w, rm, rnd, f = self.extra_refs.pop(k)
-            ra = self.result(b._pool_for(w), f, lambda: b.reference_program(rnd.work))
-            if b._retrying(b.screen_reference, rnd.work, ra, report=BuildReport()):
-                self.report.extra_rounds_discarded += 1
-                self.conclude(k, w, rm)
-                continue
-            prog = b._retrying(lambda r: b.second_program(rnd.work), report=self.report)
-            self.extra_runs[k] = (w, rm, rnd, self.second_pool(w).submit(prog))
-            self.report.programs += 1
+            with self.guarded(k, w):
+                ra = self.result(b._pool_for(w), f, lambda: b.reference_program(rnd.work))
+                if b._retrying(b.screen_reference, rnd.work, ra, report=BuildReport()):
+                    self.report.extra_rounds_discarded += 1
+                    self.conclude(k, w, rm)
+                    continue
+                prog = b._retrying(lambda r: b.second_program(rnd.work), report=self.report)
+                self.extra_runs[k] = (w, rm, rnd, self.second_pool(w).submit(prog))
+                self.report.programs += 1
         return bool(done)
 
     def extra_runs_done(self) -> bool:
@@ -462,23 +502,25 @@ class _Flight:
         done = [k for k, v in self.extra_runs.items() if v[-1].done()]
         for k in done:
             w, rm, rnd, f = self.extra_runs.pop(k)
-            r3 = self.result(self.second_pool(w), f, lambda: b.second_program(rnd.work))
-            if r3.status != "ran":  # a survivor broke the shared program: the function goes on without the round
-                self.report.extra_rounds_discarded += 1
-            else:
-                rerun, rm3 = b.split_second(rnd.work, r3)
-                b._retrying(lambda r: targeted.merge_round(w, rnd, rerun, rm3, r), report=self.report)
-            self.conclude(k, w, rm)
+            with self.guarded(k, w):
+                r3 = self.result(self.second_pool(w), f, lambda: b.second_program(rnd.work))
+                if r3.status != "ran":  # a survivor broke the shared program: the function goes on without the round
+                    self.report.extra_rounds_discarded += 1
+                else:
+                    rerun, rm3 = b.split_second(rnd.work, r3)
+                    b._retrying(lambda r: targeted.merge_round(w, rnd, rerun, rm3, r), report=self.report)
+                self.conclude(k, w, rm)
         return bool(done)
 
     def verifies_done(self) -> bool:
         done = [k for k, (_, f) in self.verifies.items() if f.done()]
         for k in done:
             task, f = self.verifies.pop(k)
-            rv = self.result(self.b._pool_for(task), f, lambda: self.b.verify_program(task))
-            if rv.all_passed:
-                self.tasks[k] = task
-                self.report.kept += 1
-            else:
-                self.report.drop(R_ORDER)
+            with self.guarded(k, task):
+                rv = self.result(self.b._pool_for(task), f, lambda: self.b.verify_program(task))
+                if rv.all_passed:
+                    self.tasks[k] = task
+                    self.report.kept += 1
+                else:
+                    self.report.drop(R_ORDER)
         return bool(done)

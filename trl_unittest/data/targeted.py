@@ -200,7 +200,9 @@ def neighbours(expr: str, cand, keep_sorted: set[str], called: set[str],
 
     out: list[str] = []
 
-    def push(changed: dict[str, str]) -> None:
+    def push(changed: dict[str, str | None]) -> None:
+        if any(v is None for v in changed.values()):  # a value with no short literal (to_source): no such call
+            return
         e = render(changed)
         if e != expr and e not in out:
             out.append(e)
