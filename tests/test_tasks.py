@@ -69,6 +69,37 @@ def test_rendered_approx_asserts_judge_containers_as_the_reward_does(expected, a
     assert passed == should_pass, test.render()
 
 
+@pytest.mark.parametrize("exception, raised, should_pass", [
+    ("xml.parsers.expat.ExpatError", "expat", True),  # xmltodict's parse: the name was unbound under plain pytest
+    ("xml.parsers.expat.ExpatError", "value", False),
+    ("json.decoder.JSONDecodeError", "json", True),
+    ("ValueError", "value", True),
+    ("ValueError", None, False),
+])
+def test_rendered_raises_tests_name_a_module_exception_without_the_task_importing_it(exception, raised, should_pass):
+    """A ``raises`` test of a module's exception renders so that its ``except`` clause resolves in a namespace that
+    has not imported the module's package (the task's context may import it otherwise, `from xml.parsers import
+    expat`, or not at all)."""
+    import json as _json
+    from xml.parsers import expat as _expat
+
+    def f():  # our own fixture, no untrusted code
+        if raised == "expat":
+            _expat.ParserCreate().Parse("<a", True)
+        if raised == "json":
+            _json.loads("{")
+        if raised == "value":
+            raise ValueError("no")
+
+    code = Test(expr="f()", op="raises", exception=exception).validate().render()
+    try:
+        exec(compile(code, "<render>", "exec"), {"f": f})
+        passed = True
+    except (AssertionError, ValueError):
+        passed = False
+    assert passed == should_pass, code
+
+
 def test_empty_and_round_trip_datasets():
     empty = to_dataset([])
     assert len(empty) == 0 and "tests" in empty.column_names and from_dataset(empty) == []

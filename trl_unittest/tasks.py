@@ -41,6 +41,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import keyword
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -131,7 +132,12 @@ class Test:
             return f"assert not {expr}"
         if self.op == "approx":
             return self._render_approx()
-        return f"try:\n    {self.expr}\nexcept {self.exception}:\n    pass\nelse:\n    raise AssertionError('expected {self.exception}')"
+        # a module's exception is named by its module's path (`xml.parsers.expat.ExpatError`): importing the top
+        # package binds the name the clause reads (the module itself was loaded by the run that raised it)
+        top = self.exception.split(".")[0] if "." in self.exception else ""
+        head = f"import {top}\n" if top.isidentifier() and not keyword.iskeyword(top) else ""
+        return (f"{head}try:\n    {self.expr}\nexcept {self.exception}:\n    pass\nelse:\n"
+                f"    raise AssertionError('expected {self.exception}')")
 
     def _render_approx(self) -> str:
         """``math.isclose`` for a number; for a list or tuple (what ``values_close`` compares element-wise) one
