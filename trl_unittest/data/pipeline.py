@@ -281,8 +281,9 @@ class _Flight:
                     for hook in hooks:
                         hook()
                     continue
-                pending = [fut for _, fut in self.file_futs[:1]] + [f for stage in (self.firsts, self.mgen, self.seconds, self.verifies)
-                                                for _, f in stage.values()]
+                pending = [fut for _, fut in self.file_futs[:1]]
+                pending += [f for stage in (self.firsts, self.mgen, self.seconds, self.verifies)
+                            for _, f in stage.values()]
                 pending += [v[-1] for stage in (self.extra_refs, self.extra_runs) for v in stage.values()]
                 wait(pending, return_when=FIRST_COMPLETED)
             self.top_up()
