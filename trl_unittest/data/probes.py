@@ -58,7 +58,6 @@ def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 
                 values[i] = decode_shared(o.text)  # only compared: one decoding shared with the kill matrix's
             except LiteralError:
                 groups.setdefault(f"const:{o.text}", set()).add(i)
-    floats = {j: has_float(w) for j, w in values.items()}
     # Most inputs share their outcome with others (decode_shared gives one text one object): each comparison is
     # made once per pair of objects, not per pair of inputs (the same verdicts: both functions are pure)
     memo: dict[tuple, bool] = {}
@@ -80,12 +79,15 @@ def outcome_probes(obs: dict[int, Any], rel_tol: float = 1e-6, abs_tol: float = 
     holders: dict[int, list[int]] = {}
     for j, w in values.items():
         holders.setdefault(id(w), []).append(j)
-    distinct = [(values[js[0]], min(js), js) for js in holders.values()]
+    distinct = []  # (object, its first input, its inputs, whether it holds a float)
+    for js in holders.values():
+        w = values[js[0]]
+        distinct.append((w, min(js), js, has_float(w)))
     for i, v in values.items():
         label = f"const:{obs[i].text}"
-        if any(first < i and equal(w, v) for w, first, _ in distinct):  # the same constant, seen already
+        if any(first < i and equal(w, v) for w, first, _, _ in distinct):  # the same constant, seen already
             continue
-        groups[label] = {j for w, _, js in distinct if equal(w, v) or (floats[js[0]] and close(w, v)) for j in js}
+        groups[label] = {j for w, _, js, floats in distinct if equal(w, v) or (floats and close(w, v)) for j in js}
     return groups
 
 
