@@ -422,6 +422,8 @@ def main(argv=None) -> int:
         "mutants_unkilled_by_any_input": report.mutants_unkilled_by_any_input,
         "mutants_likely_equivalent": report.mutants_likely_equivalent,
         "mutants_killed_by_extra_inputs": report.mutants_killed_by_extra_inputs,
+        "audits": report.audits,
+        "audit_mutants": report.audit_mutants,
         "extra_rounds": report.extra_rounds,
         "mutation_skipped_trivial": report.mutation_skipped_trivial,
         "targeted_tests": report.targeted_tests,

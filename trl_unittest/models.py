@@ -49,13 +49,15 @@ from trl_unittest.data.split import (  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-RECIPE_VERSION = 7  # 2: version-stable AST fingerprints (the exercise split and every leakage filter hash them);
+RECIPE_VERSION = 8  # 2: version-stable AST fingerprints (the exercise split and every leakage filter hash them);
 # 3: builder fixes (form feeds, redefinitions, static methods, order-dependent tests, dedup with context)
 # 4: builder test adequacy (trivial-body probes, hidden tests, honest mutation scores, wrapper tasks dropped)
 # 5: generated inputs inside the contract (kinds from the body's uses, docstring prose, sorted preconditions)
 # 6: a third round of inputs aimed at surviving mutants (more tests per task, likely-equivalent mutants set aside)
 # 7: names bound under `if TYPE_CHECKING:` carried (more functions of annotated modules extract); Hypothesis
 #    draws no longer take literals from the local modules loaded (the same source built differently per machine)
+# 8: tasks whose tests kill fewer than 75% of all their mutants dropped; the docstring's own calls as inputs; more
+#    mutation operators (conditional expressions, bytes, keyword arguments, string-method mirrors)
 
 
 # ------------------------------------------------------------------------------------------------ recipe

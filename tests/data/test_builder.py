@@ -408,7 +408,8 @@ def test_a_hanging_mutant_does_not_make_the_others_count_as_killed():
     mutants = [Mutant("hang", 3, "def m0(n):\n    while True:\n        pass\n", "m0"),
                Mutant("equivalent", 3, "def m1(n):\n    return 1 + n\n", "m1"),
                Mutant("wrong", 3, "def m2(n):\n    return n + 2\n", "m2")]
-    b = Builder(_config(max_tests=5, min_tests=1, min_hidden_tests=1, min_mutants=1, max_trivial_pass=1.0))
+    b = Builder(_config(max_tests=5, min_tests=1, min_hidden_tests=1, min_mutants=1, max_trivial_pass=1.0,
+                        min_kill_fraction=0.0))  # (1 of 3 mutants survives: the task is kept to read its score)
     try:
         w, report, other = _first_run(b, src, ["step(0)", "step(1)", "step(5)"])
         w.mutants = mutants

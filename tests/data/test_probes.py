@@ -189,3 +189,13 @@ def test_constant_probes_grouped_by_object_match_the_pairwise_definition(picks, 
     obs = {n: Observation("raises", p) if p.endswith("Error") else Observation("value", p)
            for n, p in zip(numbers, picks)}
     assert outcome_probes(obs) == _outcome_probes_per_input(obs)
+
+
+def test_with_no_new_gain_left_the_input_that_kills_most_mutants_in_all_comes_next():
+    """Once every mutant is dead and every line run, an input that tells many wrong bodies apart (it kills all
+    three mutants) is chosen before one that only has an output of its own, whatever the lengths of the calls."""
+    w = _work([10, 20, 30, 40])
+    w.tests = [Test("call", e, "eq", "None") for e in ("f('token, \"quoted\"')", "f('a, \"b\"')", "f(1)", "f(2)")]
+    kills = {0: {0, 1, 2}, 1: {0, 1, 2}, 2: {0}, 3: set()}
+    cfg = BuilderConfig(min_tests=2, max_tests=2, min_hidden_tests=0)
+    assert selection.choose_tests(w, kills, set(), {}, cfg) == ([0, 1], None)

@@ -11,7 +11,7 @@ from trl_unittest.data.config import BuilderConfig
 from trl_unittest.data.static_stages import mbpp_file
 from trl_unittest.data.doctests import doctest_cases
 from trl_unittest.data.extract import extract_module
-from trl_unittest.data.inputs import draw_examples, generate_inputs, to_source
+from trl_unittest.data.inputs import described_values, docstring_calls, draw_examples, generate_inputs, to_source
 from trl_unittest.data.mutation import generate_mutants
 from trl_unittest.execution.values import decode_value
 
@@ -428,6 +428,43 @@ def test_message_constants_are_not_mutated_and_new_operators_apply():
     assert all("raise ValueError('k below ' + 'lo')" in m.source for m in mutants if m.operator != "sdl")
     assert any("divmod(k, total)" in m.source for m in mutants)  # argument swap
     assert any("items[lo + 1:k]" in m.source or "items[lo:k + 1]" in m.source for m in mutants)
+
+
+def test_conditional_expressions_bytes_keywords_and_string_methods_are_mutated():
+    """mutmut's operators whose survivors showed the gap on packages never tuned on (werkzeug's ``url_quote``):
+    a conditional expression forced or negated, a bytes constant changed, a keyword argument made None, a string
+    method swapped for its mirror image."""
+    src = ('def quote(obj, for_qs=False):\n    """Quote."""\n    safe = b"" if for_qs else b"/"\n'
+           '    return obj.encode("ascii", errors="strict").lstrip(safe)\n')
+    texts = {m.source.split("\n", 1)[1] for m in generate_mutants(src, "quote", max_mutants=200)}
+    body = "    safe = b'' if for_qs else b'/'\n    return obj.encode('ascii', errors='strict').lstrip(safe)\n"
+
+    def has(old: str, new: str) -> bool:
+        return body.replace(old, new, 1) in texts
+
+    assert has("b'' if for_qs", "b'' if not for_qs") and has("b'' if for_qs", "b'' if True")
+    assert has("b'' if for_qs", "b'' if False")
+    assert has("else b'/'", "else b''") and has("else b'/'", "else b'XX/XX'") and has("safe = b''", "safe = b'x'")
+    assert has("errors='strict'", "errors=None")
+    assert has(".lstrip(", ".rstrip(")
+
+
+def test_docstring_calls_and_described_values_seed_the_inputs():
+    """Calls of the function that its docstring shows outside doctest prompts, on literals, become its first
+    inputs (a doctest's own call, written otherwise, is not repeated; a call on a name is no input), and the
+    literals a parameter's description gives join its values."""
+    doc = ("Parse a header.\n\n.. code-block:: python\n\n    parse_items('token, \"quoted value\"')\n"
+           "    ['token', 'quoted value']\n\nAlso parse_items(x) and parse_items( 'a,b' ).\n\n"
+           ">>> parse_items('c')\n['c']\n\n:param sep: the separator, like ``\";\"``.\n"
+           ":param int limit: at most ``3`` items,\n    or ``[1, 2]``\n")
+    calls = docstring_calls(doc, "parse_items", {"parse_items( 'c' )"})
+    assert calls == ["parse_items('token, \"quoted value\"')", "parse_items('a,b')"]
+    assert described_values(doc, ["sep", "limit", "other"]) == {"sep": [";"], "limit": [3, [1, 2]]}
+    src = f'def parse_items(text, sep=","):\n    """{doc}"""\n    return [t.strip() for t in text.split(sep)]\n'
+    cand = extract_module(src, path="m.py").candidates[0]
+    exprs = generate_inputs(cand, ["parse_items('c')"], max_inputs=20)
+    assert exprs[:2] == calls
+    assert any(", ';')" in e for e in exprs)  # the described separator, passed positionally
 
 
 def test_wrapper_of_a_carried_helper_is_recognised():

@@ -45,8 +45,11 @@ def _build(tmp_path, monkeypatch, **kw):
     from trl_unittest.data import builder as builder_module
 
     (tmp_path / "m.py").write_text(SOURCE)
+    # the function's mutants, in the order the generator would give them (a sample is a prefix, an audit the rest)
     monkeypatch.setattr(builder_module.StaticStages, "mutants",
-                        lambda self, func_src, entry_point: [IGNORES_KEY, EQUIVALENT])
+                        lambda self, func_src, entry_point, start=0, stop=None:
+                        [IGNORES_KEY, EQUIVALENT][start:stop or self.config.max_mutants])
+    kw = {"min_kill_fraction": 0.0, **kw}
     cfg = BuilderConfig(progress=False, num_workers=2, max_inputs=16, min_mutants=1, min_mutation_score=0.0,
                         reference_timeout=0.5, static_workers=0, **kw)
     ds, report = build_dataset([str(tmp_path)], cfg, return_report=True)
@@ -83,6 +86,30 @@ def test_without_a_third_round_nothing_is_set_aside(tmp_path, monkeypatch):
     assert report.kept == 1 and report.extra_rounds == 0
     assert report.mutants_likely_equivalent == 0 and report.mutants_unkilled_by_any_input == 2
     assert tasks[0].mutation_score == 0.0  # both survive, both count: the generated inputs never pass a key
+
+
+@needs_sandbox
+def test_tests_that_kill_too_few_of_all_mutants_drop_the_task_though_its_score_is_perfect(tmp_path, monkeypatch):
+    """The mutant set aside as likely equivalent is no proof: with it, the tests kill 1 of 2 mutants, below the
+    default ``min_kill_fraction``, and the task is dropped (counted) although its score (equivalents aside) is 1.0."""
+    tasks, report, cfg = _build(tmp_path, monkeypatch, min_kill_fraction=BuilderConfig().min_kill_fraction)
+    assert cfg.min_kill_fraction > 0.5
+    assert report.consistent() and report.kept == 0 and report.dropped["low_kill_fraction"] == 1
+    assert report.extra_rounds == 1  # the third round ran first: aimed inputs might have killed more
+
+
+@needs_sandbox
+def test_an_audit_runs_the_mutants_the_sample_left_out_for_a_function_to_keep(tmp_path, monkeypatch):
+    """With a sample of one mutant, the equivalent one is never seen; the audit (``max_mutants_kept``) runs it for
+    the function that would be kept, the third round aims at it too, and it is set aside and counted."""
+    tasks, report, _ = _build(tmp_path, monkeypatch, max_mutants=1)
+    assert report.kept == 1 and report.audits == 0 and report.mutants_likely_equivalent == 0
+    assert report.mutants_killed_by_extra_inputs == 1 and tasks[0].mutation_score == 1.0
+    tasks, report, _ = _build(tmp_path, monkeypatch, max_mutants=1, max_mutants_kept=2)
+    assert report.consistent() and report.kept == 1
+    assert report.audits == 1 and report.audit_mutants == 1 and report.audits_discarded == 0
+    assert report.mutants_likely_equivalent == 1 and report.mutants_killed_by_extra_inputs == 1
+    assert tasks[0].mutation_score == 1.0 and report.mutants_scored == 1
 
 
 def test_neighbours_keep_the_kind_and_a_sorted_list_sorted():

@@ -25,12 +25,21 @@ class BuilderConfig:
                                  "a constant, the prompt's examples hard-coded, ...) may pass; the default "
                                  "earns no trivial body a positive `partial` reward", 0.23)
     max_mutants: int = _h("mutants generated per function", 20)
+    max_mutants_kept: int = _h("mutants a task is scored on (the audit; 0: off): a function that would be kept after "
+                               "its first `max_mutants` (a sample of its mutation sites) runs the rest of them, up to "
+                               "this many in all, on all its usable inputs before its third round and test choice. "
+                               "60 on 18 packages never tuned on: mutmut's mean kill rate 0.923 instead of 0.899, "
+                               "its median 1.0 either way, for 22% of the build's speed", 0)
     max_extra_inputs: int = _h("inputs of the third round, aimed at the mutants that the generated inputs leave "
                                "alive, for a function that would be kept (0: no third round; mutants that survive "
                                "these too, on a line that inputs run, are set aside from the score as likely "
                                "equivalent)", 24)
     min_mutants: int = _h("mutants a mutation score needs (fewer: the score stays unmeasured)", 8)
     min_mutation_score: float = _h("drop tasks whose tests kill fewer mutants than this (0 keeps all)", 0.5)
+    min_kill_fraction: float = _h("drop tasks whose tests kill fewer than this fraction of all their mutants, those "
+                                  "set aside as likely equivalent included (with at least `min_mutants`): many "
+                                  "mutants that even aimed inputs leave alive mean behaviour that no test reaches, "
+                                  "which a mutation tool counts against the tests (0 keeps all)", 0.75)
     # a reference slower than this on one input is no RL task (the reward runs its tests for every completion);
     # on the full benchmark corpus, 5 of 16,850 first-run calls took more than 0.05 s (2026-11-26)
     reference_timeout: float = _h("seconds per test for the reference: slower functions are dropped", 0.25)
@@ -66,7 +75,7 @@ class BuilderConfig:
         for name in ("max_inputs", "max_tests", "min_tests", "shard_size", "batch_size", "max_value_chars"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be a whole number >= 1")
-        for name in ("max_mutants", "max_extra_inputs", "max_context_lines", "min_hidden_tests", "min_mutants",
+        for name in ("max_mutants", "max_mutants_kept", "max_extra_inputs", "max_context_lines", "min_hidden_tests", "min_mutants",
                      "sibling_depth"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "must be a whole number >= 0")
@@ -76,8 +85,9 @@ class BuilderConfig:
             bad("min_hidden_tests", f"must be <= max_tests ({self.max_tests})")
         if not 0.0 <= self.max_trivial_pass <= 1.0:
             bad("max_trivial_pass", "must be in [0, 1]")
-        if not 0.0 <= self.min_mutation_score <= 1.0:
-            bad("min_mutation_score", "must be in [0, 1]")
+        for name in ("min_mutation_score", "min_kill_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                bad(name, "must be in [0, 1]")
         if not 0.0 < self.contamination_threshold <= 1.0:
             bad("contamination_threshold", "must be in (0, 1]")
         for name in ("reference_timeout", "max_reference_time", "mutant_timeout_floor", "mutant_timeout_factor"):
@@ -121,6 +131,11 @@ class BuildReport:
     # kept tasks' mutants that survived the third round too, on a line that inputs run: set aside from the score
     mutants_likely_equivalent: int = 0
     mutants_killed_by_extra_inputs: int = 0  # kept tasks' mutants the generated inputs missed, the third round's killed
+    # functions that would be kept after their sampled mutants and had more mutation sites: the rest run (up to
+    # max_mutants_kept) before test choice; the mutants so added; audits whose program broke (the sample stands)
+    audits: int = 0
+    audit_mutants: int = 0
+    audits_discarded: int = 0
     extra_rounds: int = 0  # functions given a third round (aimed inputs run)
     extra_rounds_discarded: int = 0  # third rounds whose reference run could not be used (timeout, broken program)
     targeted_tests: int = 0  # kept tests from the third round's inputs
@@ -176,6 +191,8 @@ class BuildReport:
                             ("observed tests kept", self.observed_tests),
                             ("hidden tests kept (not in the prompt)", self.hidden_tests),
                             ("mutants scored", self.mutants_scored),
+                            ("mutants added for functions to keep (audits, discarded)",
+                             f"{self.audit_mutants} ({self.audits}, {self.audits_discarded})"),
                             ("mutants no input kills (still scored)",
                              self.mutants_unkilled_by_any_input),
                             ("mutants the third round killed", self.mutants_killed_by_extra_inputs),

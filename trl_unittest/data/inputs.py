@@ -1,6 +1,11 @@
 """Candidate inputs for observe-and-record: call expressions ``f(<literal args>)`` for a candidate function.
 
-Sources of values for each parameter, in order: the arguments of its doctest calls, its literal default,
+The docstring's own calls of the function with literal arguments, outside doctest prompts (a ``code-block``, a
+literal in prose: ``parse_list_header('token, "quoted value"')``), come first: they are inside the contract by
+definition, and the structure they show (a list, a quoted item) is what random strings rarely hit.
+
+Sources of values for each parameter, in order: the arguments of its doctest calls and of those docstring calls, the
+literals its description gives (``:param scheme: ... like ``"https"```), its literal default,
 constants of the function body with boundary mutations (Pynguin-style constant seeding), values drawn from its
 type hint with Hypothesis strategies, and hints from the parameter name and the docstring (``:type x: int``,
 ``x (int): ...``, ``x : int``). Values are then combined one factor at a time around a base call, and by a
@@ -468,6 +473,77 @@ def _doctest_args(cand: Candidate, doctest_exprs: list[str]) -> dict[str, list[A
     return out
 
 
+MAX_SHOWN_CALLS = 6  # docstring calls used as inputs
+_CALL_SPAN = 400  # longest docstring call text looked at
+
+
+def docstring_calls(doc: str, entry_point: str, skip: set[str] = frozenset()) -> list[str]:
+    """The docstring's calls of ``entry_point`` whose arguments are all literals (unparsed, so that the text is
+    canonical), doctest prompts or not, but for those in ``skip``; at most ``MAX_SHOWN_CALLS``."""
+    out: list[str] = []
+    if entry_point + "(" not in doc:
+        return out
+    skip = {_canonical(e) for e in skip}  # a doctest's call written otherwise is the same input
+    for m in re.finditer(rf"(?<![\w.]){re.escape(entry_point)}\(", doc):
+        start = m.start()
+        for close in (j for j in range(m.end(), min(len(doc), start + _CALL_SPAN)) if doc[j] == ")"):
+            text = doc[start:close + 1]
+            try:
+                node = _parse(text, mode="eval").body
+            except (SyntaxError, ValueError, RecursionError):
+                continue
+            if isinstance(node, ast.Call) and all(not isinstance(a, ast.Starred) and _literal_value(a)[0]
+                                                  for a in node.args) and \
+                    all(k.arg is not None and _literal_value(k.value)[0] for k in node.keywords):
+                expr = ast.unparse(node)
+                if expr not in skip and expr not in out and len(expr) <= MAX_REPR * 2:
+                    out.append(expr)
+            break  # the first closing parenthesis that parses ends the call, literal or not
+        if len(out) >= MAX_SHOWN_CALLS:
+            break
+    return out
+
+
+def _canonical(expr: str) -> str:
+    try:
+        return ast.unparse(_parse(expr, mode="eval"))
+    except (SyntaxError, ValueError, RecursionError):
+        return expr
+
+
+_PARAM_FIELD = re.compile(r"^[ \t]*(?::param\s+(?:[^:\n]*\s)?(\w+)\s*:|(\w+)\s*(?:\([^)\n]*\))?\s*:(?!:))(.*)$", re.M)
+_BACKTICKED = re.compile(r"``([^`\n]{1,80})``")
+
+
+def described_values(doc: str, names: list[str]) -> dict[str, list[Any]]:
+    """Literal values a parameter's description gives in double backticks (reST ``:param scheme: ... like
+    ``"https"```, Google ``scheme (str): ...``): the field's line and its more indented continuation lines."""
+    out: dict[str, list[Any]] = {}
+    if "``" not in doc:
+        return out
+    wanted = set(names)
+    lines = doc.splitlines()
+    for m in _PARAM_FIELD.finditer(doc):
+        name = m.group(1) or m.group(2)
+        if name not in wanted:
+            continue
+        k = doc.count("\n", 0, m.start())
+        indent = len(lines[k]) - len(lines[k].lstrip())
+        text = [m.group(3)]
+        for line in lines[k + 1:]:
+            if not line.strip() or len(line) - len(line.lstrip()) <= indent:
+                break
+            text.append(line)
+        for lit in _BACKTICKED.findall("\n".join(text)):
+            try:
+                v = decode_value(lit)
+            except (LiteralError, ValueError, TypeError, RecursionError):
+                continue
+            if v is not None and v not in out.setdefault(name, []):
+                out[name].append(v)
+    return out
+
+
 _PROBES = ["abc", b"abc", [3, 1, 2], 2, "a/b.c", 1.5, {"a": 1}]
 # several untyped parameters of one kind with *different* values: the probes above give every parameter the same
 # value, which makes a comparison such as ``ge(a, b)`` constant (measured on the standard library: about half the
@@ -481,7 +557,10 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
     """Distinct call expressions for observe-and-record (doctest calls themselves are not repeated here)."""
     params = [p for p in cand.params if p.kind not in ("vararg", "kwarg")]
     rng = random.Random(zlib.crc32(f"{seed}:{cand.task_id}".encode()))
-    from_doctests = _doctest_args(cand, list(doctest_exprs))
+    shown = docstring_calls(cand.docstring, cand.entry_point, set(doctest_exprs))
+    from_doctests = _doctest_args(cand, list(doctest_exprs) + shown)
+    for name, vals in described_values(cand.docstring, [p.name for p in params]).items():
+        from_doctests.setdefault(name, []).extend(vals)
     doc_types = docstring_types(cand.docstring)
     names = [p.name for p in params]
     prose = prose_types(cand.docstring, names)
@@ -568,7 +647,7 @@ def generate_inputs(cand: Candidate, doctest_exprs: list[str] = (), max_inputs: 
     if any(not pools[p.name] for p in required):
         return []
     base = {p.name: pools[p.name][0] for p in required}
-    exprs: list[str] = []
+    exprs: list[str] = list(shown)
 
     def push(values):
         e = _call(cand.entry_point, cand.params, values)

@@ -3,12 +3,15 @@
 Operators, one change per mutant: arithmetic operator replacement (``aor``), comparison replacement including
 boundary shifts ``<`` <-> ``<=`` (``ror``), boolean operator swap (``lcr``), negation removal (``uoi``), constant
 replacement and off-by-one (numbers +-1, booleans flipped, strings emptied, a short string (a separator, a
-character the code looks for) made one that no input holds: ``crp``), index and slice-bound
+character the code looks for) made one that no input holds; bytes likewise: ``crp``), index and slice-bound
 off-by-one (``ofb``), ``return x`` -> ``return None`` (``rvr``), ``return x`` -> ``return <first argument>``
 (``rid``), augmented-assignment operator replacement (``aug``), ``break`` <-> ``continue`` (``bcr``), condition
 negation (``cond``), branch removal (an ``if``'s test made ``True`` or ``False``: ``brm``), statement deletion
-(``sdl``), swap of a call's first two arguments (``arg``), a call's argument replaced by ``None`` (``nul``), and a
-parameter read as another parameter (``var``).
+(``sdl``), swap of a call's first two arguments (``arg``), a call's argument (positional or keyword) replaced by
+``None`` (``nul``), a parameter read as another parameter (``var``), a conditional expression's test negated or made
+``True`` or ``False`` (``cond``, ``brm``, as an ``if``'s), and a string method swapped for its mirror image
+(``lstrip`` <-> ``rstrip``, ``find`` <-> ``rfind``, ``lower`` <-> ``upper``...: ``msw``; mutmut's operators, whose
+survivors on packages never tuned on showed the gap).
 
 Expressions that only make up a message (a ``raise``'s exception, an ``assert``'s message, the arguments of a
 ``warnings.warn`` or logging call) are not mutated: a test checks the exception type, not its text, so such
@@ -52,6 +55,12 @@ class Mutant:
 
 NONLOCAL_OPERATORS = ("sdl", "var")  # see Mutant.local
 
+# string methods and their mirror images (msw)
+_MIRRORS = {"lower": "upper", "upper": "lower", "lstrip": "rstrip", "rstrip": "lstrip", "find": "rfind",
+            "rfind": "find", "index": "rindex", "rindex": "index", "ljust": "rjust", "rjust": "ljust",
+            "partition": "rpartition", "rpartition": "partition", "split": "rsplit", "rsplit": "split",
+            "removeprefix": "removesuffix", "removesuffix": "removeprefix", "startswith": "endswith",
+            "endswith": "startswith"}
 _MESSAGE_CALLS = {"warn", "debug", "info", "warning", "error", "critical", "exception", "log"}
 _SIMPLE_STMTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return, ast.Raise, ast.Assert,
                  ast.Delete)
@@ -97,6 +106,11 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
                 for i, a in enumerate(node.args):
                     if not isinstance(a, ast.Starred) and not (isinstance(a, ast.Constant) and a.value is None):
                         sites.append(("nul", node, i))
+                for kw in node.keywords:
+                    if kw.arg is not None and not (isinstance(kw.value, ast.Constant) and kw.value.value is None):
+                        sites.append(("nul", kw, "value"))
+                if isinstance(node.func, ast.Attribute) and node.func.attr in _MIRRORS:
+                    sites.append(("msw", node.func, _MIRRORS[node.func.attr]))
             if isinstance(node, (ast.BinOp, ast.AugAssign)):
                 for rep in _AOR.get(type(node.op), []):
                     sites.append(("aor" if isinstance(node, ast.BinOp) else "aug", node, rep))
@@ -123,6 +137,10 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
                         sites.append(("crp", node, "XX" + v + "XX"))
                 elif isinstance(v, str):
                     sites.append(("crp", node, "x"))
+                elif isinstance(v, bytes):
+                    sites.append(("crp", node, b"" if v else b"x"))
+                    if 0 < len(v) <= 3:
+                        sites.append(("crp", node, b"XX" + v + b"XX"))
             elif isinstance(node, ast.Return) and node.value is not None and \
                     not (isinstance(node.value, ast.Constant) and node.value.value is None):
                 sites.append(("rvr", node, None))
@@ -130,7 +148,7 @@ def _sites(func: ast.FunctionDef) -> list[tuple[str, ast.AST, object]]:
                     sites.append(("rid", node, params[0]))
             elif isinstance(node, (ast.Break, ast.Continue)):
                 sites.append(("bcr", node, None))
-            elif isinstance(node, ast.If):
+            elif isinstance(node, (ast.If, ast.IfExp)):
                 sites.append(("cond", node, None))
                 sites.append(("brm", node, True))
                 sites.append(("brm", node, False))
@@ -371,11 +389,20 @@ def generate_mutants(func_src: str, entry_point: str, max_mutants: int = 16, see
             setattr(node, rep, ast.BinOp(old, ast.Add(), ast.Constant(1)))
             was, now = old, getattr(node, rep)
             undo = lambda n=node, f=rep, o=old: setattr(n, f, o)  # noqa: E731
+        elif op == "nul" and rep == "value":  # a keyword argument's value
+            old = node.value
+            node.value = ast.Constant(None)
+            was, now = old, node.value
+            undo = lambda n=node, o=old: setattr(n, "value", o)  # noqa: E731
         elif op == "nul":
             old = node.args[rep]
             node.args[rep] = ast.Constant(None)
             was, now = old, node.args[rep]
             undo = lambda n=node, i=rep, o=old: n.args.__setitem__(i, o)  # noqa: E731
+        elif op == "msw":
+            old = node.attr
+            node.attr = rep
+            undo = lambda n=node, o=old: setattr(n, "attr", o)  # noqa: E731
         elif op == "var":
             old = node.id
             node.id = rep

@@ -47,6 +47,7 @@ R_NONDET = "nondeterministic"
 R_UNENCODABLE = "unencodable_output"
 R_NO_TESTS = "no_usable_tests"
 R_LOW_MUTATION = "low_mutation_score"
+R_LOW_KILLS = "low_kill_fraction"  # the tests kill too few of all the mutants, likely equivalent ones included
 R_ORDER = "reference_fails_chosen_tests"
 
 RUNTIME_EFFECT_ERRORS = {"ModuleNotFoundError", "ImportError", "PermissionError", "FileNotFoundError", "OSError",
@@ -149,7 +150,18 @@ class Work:
     round: Any = None  # its third round (.targeted.Round), once one was started
     no_suite: bool = False  # its first run's constant probes ruled out every suite (.selection.no_suite_possible)
     kill_cache: Any = None  # (second program's runners' result, its kill matrix): see .selection.kills_of
+    # the audit (.pipeline): mutants beyond the sample, run on the usable inputs for a function that would be kept;
+    # they follow `mutants` in the mutant indices of the kill matrix (.selection.kills_of), the third round, the score
+    audited: bool = False
+    extra_mutants: list[Mutant] = field(default_factory=list)
+    extra_kills: dict[int, set[int]] = field(default_factory=dict)  # usable input -> extra_mutants it kills
+    trial: Any = None  # a test choice made before the audit was found not worth it: (result, its report)
     templates: dict = field(default_factory=dict)  # (expr, entry point) -> its test calling CALLEE: second_program
+
+    @property
+    def all_mutants(self) -> list[Mutant]:
+        """The second program's mutants, then the audit's: the mutant indices of the kill matrix."""
+        return self.mutants + self.extra_mutants
 
     @property
     def runners(self) -> list[Mutant]:
@@ -226,6 +238,17 @@ def second_program(w: Work, cfg: BuilderConfig):
     return Program(code=w.cand.func_src, tests=tests, context=context, timeouts=timeouts,
                    test_groups=groups, max_timeouts=len(w.runners) + 1, callees=callees,
                    clock_shift=RERUN_CLOCK_SHIFT)
+
+
+def audit_program(w: Work, extra: list[Mutant], cfg: BuilderConfig) -> tuple[Work, Any]:
+    """(the audit's work, its program): the second program (:func:`second_program`: the rerun, then the runners)
+    with ``extra`` as its only runners, on the function's usable inputs; :func:`split_second` and
+    :func:`.scoring.kill_matrix` of that work read its result."""
+    import dataclasses
+
+    wa = dataclasses.replace(w, mutants=list(extra), probes=[], runner_pairs=[], known_runs={}, kill_cache=None,
+                             mutant_inputs=[], extra_mutants=[], extra_kills={}, trial=None)
+    return wa, second_program(wa, cfg)
 
 
 def verify_program(task: Task, cfg: BuilderConfig):

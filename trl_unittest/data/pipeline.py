@@ -12,12 +12,16 @@ execution pool's threads parse results, so parses here are retried on that error
 A function's way through (:class:`_Flight`): its file's static stages -> first reference program (traced) ->
 mutant generation (static workers; skipped, with the run probes, for a function whose first outcomes repeat so
 often that no suite can hold the constant probes off: :func:`.selection.no_suite_possible`, 370 of the 879 second
-programs on the builder benchmark's set) -> second program (rerun + mutants, the other hash seed) -> for a function
-that would be kept (or dropped only for its mutation score) and whose mutants are not all killed by its usable
-inputs, the third round (:mod:`.targeted`): inputs aimed at the survivors, run like the first inputs (the reference
-traced under the first hash seed, then the reference again with the survivors and the probes under the other) -> test
-choice among all usable inputs -> for a function that may keep state, a verification run of the chosen tests in
-order. Only functions that reach the third round pay for it.
+programs on the builder benchmark's set) -> second program (rerun + mutants, the other hash seed) -> when asked
+(``max_mutants_kept``; off by default: 22% of the build's speed for a small gain, ``benchmarks/RESULTS.md``), for a
+function that would be kept (or dropped only for what its tests kill) and whose mutation sites outnumber the sample
+(``max_mutants``), the audit: the rest of its mutants on its usable inputs, the other hash seed again, so that its
+tests are chosen and scored on every site, as a mutation tool would, while the functions that are dropped pay for
+the sample only -> for a function that would be kept (or dropped only for what its tests kill) and whose mutants
+are not all killed by its usable inputs, the third round (:mod:`.targeted`): inputs aimed at the survivors, run
+like the first inputs (the reference traced under the first hash seed, then the reference again with the survivors
+and the probes under the other) -> test choice among all usable inputs -> for a function that may keep state, a
+verification run of the chosen tests in order. Only functions that reach the audit or the third round pay for them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from trl_unittest.data import filters, observe, selection, static_stages, target
 from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.extract import Candidate
 from trl_unittest.data.observe import R_ORDER, Work, may_keep_state
+from trl_unittest.data.scoring import kill_matrix
 from trl_unittest.data.probes import make_probes
 from trl_unittest.data.sources import SourceFile
 from trl_unittest.data.static_stages import FileResult, Inline, Planned, Spawned, StaticStages, worker_file, \
@@ -261,6 +266,10 @@ class _Flight:
         self.firsts: dict[int, tuple[Work, Any]] = {}  # seq -> work, first reference run (traced)
         self.mgen: dict[int, tuple[Work, Any]] = {}  # seq -> work, mutant generation (static stages)
         self.seconds: dict[int, tuple[Work, Any]] = {}  # seq -> work, second program (rerun + mutants, other seed)
+        # seq -> (work, its second program's runners' result, ...): the audit's mutant generation (static stages),
+        # then its program (the audit's work, its future; other seed)
+        self.audit_gen: dict[int, tuple[Work, Any, Any]] = {}
+        self.audits: dict[int, tuple[Work, Any, Work, Any]] = {}
         # seq -> (work, its second program's runners' result, its third round, the round's future): the aimed
         # inputs' reference run (traced, first seed), then their rerun with the survivors and probes (other seed)
         self.extra_refs: dict[int, tuple[Work, Any, targeted.Round, Any]] = {}
@@ -284,14 +293,15 @@ class _Flight:
                 pending = [fut for _, fut in self.file_futs[:1]]
                 pending += [f for stage in (self.firsts, self.mgen, self.seconds, self.verifies)
                             for _, f in stage.values()]
-                pending += [v[-1] for stage in (self.extra_refs, self.extra_runs) for v in stage.values()]
+                pending += [v[-1] for stage in (self.audit_gen, self.audits, self.extra_refs, self.extra_runs)
+                            for v in stage.values()]
                 wait(pending, return_when=FIRST_COMPLETED)
             self.top_up()
         return self.tasks
 
     def in_flight(self) -> int:
-        return len(self.firsts) + len(self.mgen) + len(self.seconds) + len(self.verifies) + len(self.extra_refs) + \
-            len(self.extra_runs)
+        return len(self.firsts) + len(self.mgen) + len(self.seconds) + len(self.audit_gen) + len(self.audits) + \
+            len(self.verifies) + len(self.extra_refs) + len(self.extra_runs)
 
     def _warn(self, what: str, e: BaseException) -> None:
         logger.warning("trl_unittest build: %s: %s: %s", what, type(e).__name__, e, exc_info=True)
@@ -305,8 +315,8 @@ class _Flight:
         try:
             yield
         except Exception as e:  # noqa: BLE001 - counted and named, see R_BUILDER_ERROR
-            for stage in (self.firsts, self.mgen, self.seconds, self.extra_refs, self.extra_runs, self.verifies,
-                          self.tasks):
+            for stage in (self.firsts, self.mgen, self.seconds, self.audit_gen, self.audits, self.extra_refs,
+                          self.extra_runs, self.verifies, self.tasks):
                 stage.pop(k, None)
             self.report.drop(R_BUILDER_ERROR)
             self._warn(w.task_id if isinstance(w, Task) else w.cand.task_id, e)
@@ -365,7 +375,8 @@ class _Flight:
     def step(self) -> bool:
         """Move every function whose current stage is done to its next; whether any moved."""
         moved = [self.files_done(), self.firsts_done(), self.mutants_done(), self.seconds_done(),
-                 self.extra_refs_done(), self.extra_runs_done(), self.verifies_done()]
+                 self.audit_gen_done(), self.audits_done(), self.extra_refs_done(), self.extra_runs_done(),
+                 self.verifies_done()]
         return any(moved)
 
     def files_done(self) -> bool:
@@ -442,14 +453,73 @@ class _Flight:
                     report.drop(reason)
                     continue
                 report.tested += 1
-                if not self.start_round(k, w, mutants_result):
-                    self.conclude(k, w, mutants_result)
+                self.after_second(k, w, mutants_result)
+        return bool(done)
+
+    def after_second(self, k: int, w: Work, rm) -> None:
+        """The function's audit, else its third round, else its test choice."""
+        if not self.start_audit(k, w, rm) and not self.start_round(k, w, rm):
+            self.conclude(k, w, rm)
+
+    def start_audit(self, k: int, w: Work, rm) -> bool:
+        """Starts the function's audit (see the module docstring) when its sample left mutation sites out and a
+        test choice on the sample would keep it (or drop it only for its score); whether it started. A choice that
+        says otherwise is kept for the next step (``w.trial``): nothing it depends on changes without an audit."""
+        b, cfg = self.b, self.b.config
+        if w.audited or cfg.max_mutants_kept <= cfg.max_mutants or len(w.mutants) < cfg.max_mutants or \
+                rm is None or rm.status != "ran":
+            return False
+        w.audited = True
+        trial_report = BuildReport()
+        out = b._retrying(b.finish, w, rm, report=trial_report)
+        if not selection.more_mutants_may_help(out):
+            w.trial = (out, trial_report)
+            return False
+        self.audit_gen[k] = (w, rm, self.static.submit(worker_mutants, w.cand.func_src, w.cand.entry_point,
+                                                       len(w.mutants), cfg.max_mutants_kept))
+        return True
+
+    def audit_gen_done(self) -> bool:
+        b = self.b
+        done = [k for k, v in self.audit_gen.items() if v[-1].done()]
+        for k in done:
+            w, rm, f = self.audit_gen.pop(k)
+            with self.guarded(k, w):
+                extra = f.result()
+                if not extra:  # no site beyond the sample after all (duplicates, mutants that do not compile)
+                    self.after_second(k, w, rm)
+                    continue
+                wa, prog = b._retrying(lambda r: observe.audit_program(w, extra, b.config), report=self.report)
+                self.audits[k] = (w, rm, wa, self.second_pool(w).submit(prog))
+                self.report.audits += 1
+                self.report.programs += 1
+        return bool(done)
+
+    def audits_done(self) -> bool:
+        """The audit's result: the kills of the added mutants join the function's (``Work.extra_kills``); an
+        audit whose program broke (a mutant that takes the process down) is discarded: the sample stands."""
+        b = self.b
+        done = [k for k, v in self.audits.items() if v[-1].done()]
+        for k in done:
+            w, rm, wa, f = self.audits.pop(k)
+            with self.guarded(k, w):
+                ra = self.result(self.second_pool(w), f, lambda: observe.second_program(wa, b.config))
+                if ra.status != "ran":
+                    self.report.audits_discarded += 1
+                else:
+                    _, rma = b.split_second(wa, ra)
+                    candidates, _ = selection.candidate_tests(w, BuildReport())
+                    kills, n, _ = b._retrying(lambda r: kill_matrix(wa, candidates, rma), report=self.report)
+                    w.extra_mutants, w.extra_kills = wa.mutants, kills
+                    self.report.audit_mutants += n
+                self.after_second(k, w, rm)
         return bool(done)
 
     def start_round(self, k: int, w: Work, rm) -> bool:
         """Starts the function's third round (:mod:`.targeted`) when it is worth one; whether it started."""
         b, cfg = self.b, self.b.config
-        survivors, trial = b._retrying(lambda r: targeted.survivors_worth_a_round(w, rm, cfg, r),
+        trial, w.trial = w.trial, None
+        survivors, trial = b._retrying(lambda r: targeted.survivors_worth_a_round(w, rm, cfg, r, trial),
                                        report=self.report)
         rnd = b._retrying(lambda r: targeted.start_round(w, survivors, cfg), report=self.report) if survivors else None
         if rnd is None:

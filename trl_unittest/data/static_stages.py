@@ -238,9 +238,12 @@ class StaticStages:
             planned.append(item)
         return FileResult(report, planned)
 
-    def mutants(self, func_src: str, entry_point: str) -> list[Mutant]:
+    def mutants(self, func_src: str, entry_point: str, start: int = 0, stop: int | None = None) -> list[Mutant]:
+        """The function's mutants ``start:stop`` (default: the first ``max_mutants``): the choice is prefix-stable,
+        so the mutants of an audit (``start`` = the sample's size) are the ones the sample left out."""
         with _gc_paused():
-            return generate_mutants(func_src, entry_point, self.config.max_mutants, self.config.seed)
+            out = generate_mutants(func_src, entry_point, stop or self.config.max_mutants, self.config.seed)
+        return out[start:]
 
 
 @contextmanager
@@ -276,8 +279,8 @@ def worker_file(f: SourceFile) -> FileResult:
     return _WORKER_STAGES.file(f)
 
 
-def worker_mutants(func_src: str, entry_point: str) -> list[Mutant]:
-    return _WORKER_STAGES.mutants(func_src, entry_point)
+def worker_mutants(func_src: str, entry_point: str, start: int = 0, stop: int | None = None) -> list[Mutant]:
+    return _WORKER_STAGES.mutants(func_src, entry_point, start, stop)
 
 
 def cores() -> int:

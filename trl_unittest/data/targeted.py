@@ -2,7 +2,7 @@
 
 The first two programs (:mod:`.observe`) choose tests only among the inputs generated up front
 (:mod:`.inputs`). For a function that :func:`.selection.finish` would keep (or would drop only for a low mutation
-score) and whose mutants are not all killed by its usable inputs, :func:`survivors_worth_a_round` names the
+score or its kill fraction) and whose mutants are not all killed by its usable inputs, :func:`survivors_worth_a_round` names the
 survivors and :func:`targeted_inputs` makes more inputs aimed at them, inside the function's contract:
 
 - neighbours of the usable inputs, one argument changed at a time, starting from the inputs that reach a
@@ -47,9 +47,8 @@ from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.contract import sorted_params, usage_kinds
 from trl_unittest.data.extract import parse as _parse
 from trl_unittest.data.inputs import body_constants, generate_inputs, to_source
-from trl_unittest.data.observe import R_LOW_MUTATION, Work, new_work, observe, same_observation
+from trl_unittest.data.observe import Work, new_work, observe, same_observation
 from trl_unittest.execution.values import LiteralError, decode_value
-from trl_unittest.tasks import Task
 
 # simple callables for a parameter the body calls: builtins, so a test stays one readable call
 CALLABLES = ("abs", "len", "str.lower", "str")
@@ -70,25 +69,28 @@ class Round:
     used: bool = False  # the round ran and its inputs joined the function's
 
 
-def survivors_worth_a_round(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> tuple[list[int], tuple | None]:
+def survivors_worth_a_round(w: Work, rm, cfg: BuilderConfig, report: BuildReport,
+                            trial: tuple | None = None) -> tuple[list[int], tuple | None]:
     """(the mutants no usable input kills, when a round for them is worth running: the function would be kept
     (or dropped only for its mutation score) and has not had its round, else []; the trial choice that decided it,
     ``(selection.finish's result, its report)``, or None when none was made). Without a round the trial is the
-    function's final choice: the caller uses it instead of choosing again."""
+    function's final choice: the caller uses it instead of choosing again. ``trial``: one made already on the
+    same kills (the audit's decision), used instead of a new one."""
     from trl_unittest.data import selection
 
     if cfg.max_extra_inputs <= 0 or not w.mutants or w.round is not None or rm is None or rm.status != "ran":
-        return [], None
+        return [], trial
     candidates, _ = selection.candidate_tests(w, BuildReport())
     kills, n_mut, _ = selection.kills_of(w, candidates, rm)
     dead = set().union(*kills.values()) if kills else set()
     survivors = [j for j in range(n_mut) if j not in dead]
     if not survivors:  # (the cheap test first: the trial choice below costs as much as the final one)
-        return [], None
-    trial_report = BuildReport()
-    out = selection.finish(w, rm, cfg, trial_report)
-    worth = isinstance(out, Task) or out == R_LOW_MUTATION
-    return (survivors if worth else []), (out, trial_report)
+        return [], trial
+    if trial is None:
+        trial_report = BuildReport()
+        trial = (selection.finish(w, rm, cfg, trial_report), trial_report)
+    worth = selection.more_mutants_may_help(trial[0])
+    return (survivors if worth else []), trial
 
 
 def start_round(w: Work, survivors: list[int], cfg: BuilderConfig) -> Round | None:
@@ -96,7 +98,7 @@ def start_round(w: Work, survivors: list[int], cfg: BuilderConfig) -> Round | No
     function gets one round at most."""
     exprs = targeted_inputs(w, survivors, cfg)
     w3 = new_work(w.cand, w.fingerprint, [], exprs)
-    w3.mutants = [w.mutants[j] for j in survivors]
+    w3.mutants = [w.all_mutants[j] for j in survivors]
     w3.probes = w.probes
     w.round = Round(survivors, w3)
     return w.round if exprs else None
@@ -133,15 +135,17 @@ def targeted_inputs(w: Work, survivors: list[int], cfg: BuilderConfig) -> list[s
     that many contribute; then, if there is room, inputs from the contract under another seed."""
     cand = w.cand
     seen = {t.expr for t in w.tests}
-    lines = {w.mutants[j].line for j in survivors}
+    mutants = w.all_mutants
+    lines = {mutants[j].line for j in survivors}
     # seeds: inputs that reach a survivor's line, then those with a value (not an exception), the richer first
     order = sorted(w.usable, key=lambda i: (-len(lines & set(w.obs[i].lines)), w.obs[i].kind != "value",
                                             -len(w.tests[i].expr), i))
     names = [p.name for p in cand.params]
     keep_sorted = sorted_params(cand.docstring, names)
     called = {k for k, v in usage_kinds(cand.func_src).items() if not v}  # parameters the body calls
-    inserts = [c for c in body_constants(cand.func_src) + _context_constants(cand.context)
-               if type(c) in (str, bytes) and 0 < len(c) <= 3][:6]
+    constants = body_constants(cand.func_src) + _context_constants(cand.context)
+    inserts = [c for c in constants if type(c) in (str, bytes) and 0 < len(c) <= 3][:6]
+    inserts += [c for c in constants if type(c) in (int, float)][:4]  # items a list of numbers gets
     lists: list[list[str]] = []
     for i in order:
         opened, near = neighbours(w.tests[i].expr, cand, keep_sorted, called, inserts)
@@ -268,8 +272,9 @@ def _sorted_if(v, must: bool):
 
 def value_neighbours(v: Any, keep_sorted: bool = False, inserts: list = ()) -> list[str]:
     """Literal source texts of values of ``v``'s kind next to it (see the module docstring); a list the contract
-    says is sorted stays sorted; ``inserts``: short strings or bytes (the body's constants) a string or bytes value
-    gets inserted in its middle."""
+    says is sorted stays sorted; ``inserts``: the body's constants: short strings or bytes a string or bytes value
+    gets inserted in its middle, numbers a list of numbers gets as an item (each, and one either side: the
+    boundaries of ``v > 4 and v != 5``, which items drawn at random rarely hold)."""
     t = type(v)
     cands: list[Any]
     if t is bool:
@@ -287,7 +292,12 @@ def value_neighbours(v: Any, keep_sorted: bool = False, inserts: list = ()) -> l
         cands += [v[:mid] + c + v[mid:] + c for c in chars]  # twice: a split in three, a quoted part
         cands += [v[:0], v[:1], v + v[-1:], v[::-1]] if v else []
     elif t in (list, tuple):
-        cands = [t(), t(v[:1])] if v else []
+        cands = []
+        if all(type(x) in (int, float) for x in v):
+            mid = len(v) // 2
+            numbers = [c + d for c in inserts if type(c) in (int, float) for d in (0, -1, 1)]
+            cands += [t(list(v[:mid]) + [x] + list(v[mid:])) for x in dict.fromkeys(numbers)]
+        cands += [t(), t(v[:1])] if v else []
         if v:
             mid = len(v) // 2
             cands += [t(list(v[:mid + 1]) + list(v[mid:])), t(reversed(v))]
