@@ -465,6 +465,14 @@ def test_docstring_calls_and_described_values_seed_the_inputs():
     exprs = generate_inputs(cand, ["parse_items('c')"], max_inputs=20)
     assert exprs[:2] == calls
     assert any(", ';')" in e for e in exprs)  # the described separator, passed positionally
+    # the prompt shows those calls (a code-block may show their output): tests on them are not hidden ones
+    from trl_unittest.data.observe import new_work
+    from trl_unittest.data.selection import shown_inputs
+
+    planned = ["parse_items('c')"] + [e for e in exprs if e != "parse_items('c')"]  # as the static stages plan
+    w = new_work(cand, "fp", [("['c']", None)], planned)
+    w.usable = list(range(len(w.tests)))
+    assert shown_inputs(w) == {0, 1, 2}
 
 
 def test_wrapper_of_a_carried_helper_is_recognised():

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 
 from trl_unittest.data.config import BuilderConfig, BuildReport
+from trl_unittest.data.inputs import docstring_calls
 from trl_unittest.data.observe import R_LOW_KILLS, R_LOW_MUTATION, R_NO_TESTS, Work
 from trl_unittest.data.probes import has_float, outcome_probes, probe_bodies
 from trl_unittest.data.scoring import kill_matrix, line_coverage
@@ -69,6 +70,14 @@ def candidate_tests(w: Work, report: BuildReport) -> tuple[dict[int, Test], set[
     return candidates, doctest_ok
 
 
+def shown_inputs(w: Work) -> set[int]:
+    """The usable inputs the prompt shows: its doctests, and its docstring's other calls on literals
+    (:func:`.inputs.docstring_calls`, whose output a ``code-block`` may show too): none of them counts as hidden."""
+    n_doc = len(w.doctest_expected)
+    calls = set(docstring_calls(w.cand.docstring, w.cand.entry_point)) if w.cand is not None else set()
+    return {i for i in w.usable if i < n_doc or w.tests[i].expr in calls}
+
+
 def kills_of(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set[int]], int, dict[str, set[int]]]:
     """:func:`.scoring.kill_matrix` of the second program's result ``rm``, computed once per result (the third
     round's check and :func:`finish` both need it); copies, with an empty entry for each usable input it does not
@@ -94,7 +103,7 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
     new arcs, all its kills, a new outcome, a shorter call. The suite is the longest prefix of that order (at most
     ``max_tests``) in which no probe passes more than ``max_trivial_pass`` of the tests and at least
     ``min_hidden_tests`` are hidden from the prompt."""
-    n_shown = len(w.doctest_expected)
+    shown = shown_inputs(w)
     order: list[int] = []
     counts = {p: 0 for p in passes}
     killed: set[int] = set()
@@ -123,7 +132,7 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
         return sum(1 for i in prefix if i in s)
 
     def hidden(prefix: list[int]) -> int:
-        return sum(1 for i in prefix if i >= n_shown)
+        return sum(1 for i in prefix if i not in shown)
 
     while rest and len(order) < cfg.max_tests:
         if passes:
@@ -210,7 +219,8 @@ def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
     chosen, reason = choose_tests(w, kills, doctest_ok, passes, cfg)
     if chosen is None:
         return reason
-    hidden = sum(1 for i in chosen if i >= len(w.doctest_expected))
+    shown = shown_inputs(w)
+    hidden = sum(1 for i in chosen if i not in shown)
     dead = set().union(*kills.values()) if kills else set()
     unkilled = [j for j in range(n_mut) if j not in dead]
     # set aside only what survived inputs aimed at it, on a line some input runs (see the module docstring)
