@@ -919,3 +919,23 @@ def test_a_module_parsed_as_a_sibling_is_not_parsed_again_for_its_own_extraction
     assert b.text in parsed
     assert [c.func_src + c.context for c in shared.candidates] == [c.func_src + c.context for c in fresh.candidates]
     assert shared.candidates and [r.reason for r in shared.rejections] == [r.reason for r in fresh.rejections]
+
+
+def test_build_help_lists_every_builder_setting(capsys):
+    """`trl-unittest build --help` prints (argparse formats each help text with %: a bare % in one broke it) and
+    names every BuilderConfig field."""
+    import argparse
+    from dataclasses import fields
+
+    from trl_unittest.data.cli import add_build_parser
+
+    parser = argparse.ArgumentParser()
+    add_build_parser(parser.add_subparsers())
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["build", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    skip = {"progress", "mbpp_path", "humaneval_path", "hash_seeds", "sandbox", "num_workers"}
+    missing = [f.name for f in fields(BuilderConfig)
+               if f.name not in skip and "--" + f.name.replace("_", "-") not in out]
+    assert "--min-kill-fraction" in out and "--max-mutants-kept" in out and not missing, missing
