@@ -75,8 +75,8 @@ class BuilderConfig:
         for name in ("max_inputs", "max_tests", "min_tests", "shard_size", "batch_size", "max_value_chars"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be a whole number >= 1")
-        for name in ("max_mutants", "max_mutants_kept", "max_extra_inputs", "max_context_lines", "min_hidden_tests", "min_mutants",
-                     "sibling_depth"):
+        for name in ("max_mutants", "max_mutants_kept", "max_extra_inputs", "max_context_lines", "min_hidden_tests",
+                     "min_mutants", "sibling_depth"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "must be a whole number >= 0")
         if self.min_tests > self.max_tests:

@@ -2,11 +2,11 @@
 
 Tests are chosen greedily (:func:`choose_tests`): doctests the reference agrees with (the prompt's examples are
 part of the suite, which keeps ``min_hidden_tests`` more), then the input that keeps the trivial-body probes
-(:mod:`.probes`) lowest, then the input that kills the most not-yet-killed mutants, then
-new lines/arcs (line/branch coverage), then the most mutants killed in all, then a new outcome; the suite is the longest prefix of that order in
-which no probe passes more than ``max_trivial_pass`` of the tests. The usable inputs include those of the third
-round (:mod:`.targeted`, inputs aimed at the mutants the generated ones leave alive) once it has run: the suite is
-chosen again among all of them, under the same probe limit. The mutants are the second program's sample
+(:mod:`.probes`) lowest, then the input that kills the most not-yet-killed mutants, then new lines/arcs
+(line/branch coverage), then the most mutants killed in all, then a new outcome; the suite is the longest prefix of
+that order in which no probe passes more than ``max_trivial_pass`` of the tests. The usable inputs include those of
+the third round (:mod:`.targeted`, inputs aimed at the mutants the generated ones leave alive) once it has run: the
+suite is chosen again among all of them, under the same probe limit. The mutants are the second program's sample
 (``max_mutants``) and, when asked, for a function that would be kept, the rest of its mutation sites (the audit,
 ``max_mutants_kept`` in all, :mod:`.pipeline`).
 

@@ -2,14 +2,15 @@
 
 The first two programs (:mod:`.observe`) choose tests only among the inputs generated up front
 (:mod:`.inputs`). For a function that :func:`.selection.finish` would keep (or would drop only for a low mutation
-score or its kill fraction) and whose mutants are not all killed by its usable inputs, :func:`survivors_worth_a_round` names the
-survivors and :func:`targeted_inputs` makes more inputs aimed at them, inside the function's contract:
+score or kill fraction) and whose mutants are not all killed by its usable inputs, :func:`survivors_worth_a_round`
+names the survivors and :func:`targeted_inputs` makes more inputs aimed at them, inside the function's contract:
 
 - neighbours of the usable inputs, one argument changed at a time, starting from the inputs that reach a
   survivor's line: ints +-1, 0 and negated; floats +-1, halved, 0; strings emptied, cut to one character, with a
   repeated character, reversed, with a character the code looks for inserted once or twice (the short string
   constants of the body and of the carried context: a separator, a quote) or a non-ASCII, a non-BMP, a control,
-  a quoting or an escaping one; bytes likewise; lists and tuples empty, one item, with an item repeated (equal adjacent items: ``<``
+  a quoting or an escaping one; bytes likewise; lists and tuples with a number of the body (or one either side)
+  as an item when they hold numbers, empty, one item, with an item repeated (equal adjacent items: ``<``
   against ``<=``), reversed, with the items negated; a scalar argument set to an item of a list argument of its
   kind (a value the list holds, twice once repeated); a parameter the body calls (``key=``) given a simple
   callable (``abs``, ``len``, ``str.lower``, ``str``). Each changed argument keeps its kind, and a list the
