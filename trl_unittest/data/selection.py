@@ -95,7 +95,7 @@ def kills_of(w: Work, candidates: dict[int, Test], rm) -> tuple[dict[int, set[in
 
 
 def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], passes: dict[str, set[int]],
-                 cfg: BuilderConfig) -> tuple[list[int] | None, str | None]:
+                 cfg: BuilderConfig, shown: set[int] | None = None) -> tuple[list[int] | None, str | None]:
     """(the chosen inputs in input order, None) or (None, drop reason); see the module docstring.
 
     The inputs are ordered greedily: doctests the reference agrees with first (the prompt's examples are part of
@@ -103,7 +103,7 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
     new arcs, all its kills, a new outcome, a shorter call. The suite is the longest prefix of that order (at most
     ``max_tests``) in which no probe passes more than ``max_trivial_pass`` of the tests and at least
     ``min_hidden_tests`` are hidden from the prompt."""
-    shown = shown_inputs(w)
+    shown = shown_inputs(w) if shown is None else shown  # (finish passes its own: computed once)
     order: list[int] = []
     counts = {p: 0 for p in passes}
     killed: set[int] = set()
@@ -140,8 +140,12 @@ def choose_tests(w: Work, kills: dict[int, set[int]], doctest_ok: set[int], pass
             top = (high, frozenset().union(*(s for p, s in passes.items() if counts[p] == high)))
         # ties on every gain go to the input that kills the most mutants in all: one that tells many wrong bodies
         # apart (a list with a quoted item) before one that only has an output of its own (a one-word string)
-        best = max(rest, key=lambda i: (i in doctest_ok, -worst_after(i), *gain(i)[:3], len(kills[i]), gain(i)[3],
-                                        -len(w.tests[i].expr)))
+        def rank(i: int) -> tuple:
+            new_kills, new_lines, new_arcs, new_outcome = gain(i)
+            return (i in doctest_ok, -worst_after(i), new_kills, new_lines, new_arcs, len(kills[i]), new_outcome,
+                    -len(w.tests[i].expr))
+
+        best = max(rest, key=rank)
         if not any(gain(best)) and len(order) >= cfg.min_tests and holds(order) and \
                 hidden(order) >= cfg.min_hidden_tests:
             break
@@ -216,10 +220,10 @@ def finish(w: Work, rm, cfg: BuilderConfig, report: BuildReport) -> Task | str:
         for op, s in rnd.passes.items():
             passes[op] = passes.get(op, set()) | s
     passes.update({f"probe:{k}": v for k, v in outcome_probes({i: w.obs[i] for i in w.usable}).items()})
-    chosen, reason = choose_tests(w, kills, doctest_ok, passes, cfg)
+    shown = shown_inputs(w)
+    chosen, reason = choose_tests(w, kills, doctest_ok, passes, cfg, shown)
     if chosen is None:
         return reason
-    shown = shown_inputs(w)
     hidden = sum(1 for i in chosen if i not in shown)
     dead = set().union(*kills.values()) if kills else set()
     unkilled = [j for j in range(n_mut) if j not in dead]
