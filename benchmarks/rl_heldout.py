@@ -81,6 +81,12 @@ def main() -> None:
     p.add_argument("--replay-weighting", default="uniform", choices=["uniform", "task", "hard"],
                    help="actor_critic: how programs replayed to the policy are drawn (ActorCriticConfig's "
                         "replay_policy_weighting)")
+    p.add_argument("--critic-pretrain-fraction", type=float, default=0.0,
+                   help="actor_critic: the paper's ablation: the critic alone trains on this share of the steps, then "
+                        "is frozen (as `trl-unittest compare`'s ac_frozen_critic; 0: the critic trains in sync)")
+    p.add_argument("--no-replay-ast-filter", action="store_true",
+                   help="actor_critic: the replay buffer keeps AST-duplicate programs (compare's "
+                        "ac_replay_no_ast_filter)")
     p.add_argument("--baseline", default="critic", choices=["critic", "group"],
                    help="actor_critic: the critic's value or the group's mean return (--ac-generations > 1)")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -118,6 +124,11 @@ def main() -> None:
     opts = p.parse_args()
     if opts.trainer == "rloo" and opts.entropy_coef:
         p.error("--entropy-coef: TRL's RLOOConfig has no entropy bonus (drop it, or use --trainer grpo)")
+    if opts.trainer != "actor_critic" and (opts.critic_pretrain_fraction or opts.no_replay_ast_filter):
+        p.error("--critic-pretrain-fraction and --no-replay-ast-filter are ActorCritic ablations (drop them, or use "
+                "--trainer actor_critic)")
+    if not 0.0 <= opts.critic_pretrain_fraction < 1.0:
+        p.error(f"--critic-pretrain-fraction {opts.critic_pretrain_fraction}: expected a share of the steps in [0, 1)")
     try:
         eval_k = tuple(sorted({int(x) for x in opts.eval_k.split(",") if x.strip()}))
     except ValueError:
@@ -248,8 +259,13 @@ def main() -> None:
         if opts.trainer == "actor_critic":
             from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
+            frozen = {}
+            if opts.critic_pretrain_fraction > 0:  # as trl_unittest.compare.job does for ac_frozen_critic
+                frozen = dict(critic_warmup_steps=max(1, round(opts.critic_pretrain_fraction * opts.steps)),
+                              freeze_critic_after_warmup=True)
             args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=opts.replay_capacity,
-                                     replay_critic_batch_size=8, num_iterations=opts.num_iterations,
+                                     replay_critic_batch_size=8 if opts.replay_capacity else 0,
+                                     num_iterations=opts.num_iterations, **frozen,
                                      positive_advantage_weight=opts.positive_weight,
                                      num_generations=opts.ac_generations, pass_at_k=opts.pass_at_k,
                                      baseline=opts.baseline, replay_policy_batch_size=opts.replay_policy_batch,
@@ -258,6 +274,10 @@ def main() -> None:
                                      entropy_coef=opts.entropy_coef)
             trainer = ActorCriticTrainer(model_dir, reward, args=args, train_dataset=tasks.shuffle(seed=opts.seed),
                                          processing_class=tok)
+            if opts.no_replay_ast_filter:
+                from trl_unittest.compare.job import _replay_without_ast_filter
+
+                trainer.replay = _replay_without_ast_filter(args.replay_capacity, args.replay_eviction, args.seed)
         elif opts.trainer == "grpo":
             from trl import GRPOConfig, GRPOTrainer
 

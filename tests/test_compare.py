@@ -347,3 +347,19 @@ def test_rl_heldout_refuses_an_option_rloo_lacks_before_any_work():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "RLOOConfig has no entropy bonus" in out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--trainer", "grpo", "--no-replay-ast-filter"], "are ActorCritic ablations"),
+    (["--critic-pretrain-fraction", "1.5"], "expected a share of the steps in [0, 1)"),
+])
+def test_rl_heldout_refuses_an_ablation_it_cannot_run_before_any_work(argv, message):
+    """The ablation flags of benchmarks/rl_heldout.py (compare's ac_frozen_critic and ac_replay_no_ast_filter) on
+    another trainer, or a pre-training share outside [0, 1): one line and exit code 2, before any work."""
+    import subprocess
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl_heldout.py"
+    out = subprocess.run([sys.executable, str(path), *argv, "--prepare"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert message in out.stderr.strip().splitlines()[-1]
