@@ -257,12 +257,10 @@ def main() -> None:
                       gradient_accumulation_steps=opts.gradient_accumulation_steps)
         reward = UnitTestReward(opts.reward_scheme, pool=pool)
         if opts.trainer == "actor_critic":
+            from trl_unittest.compare.job import frozen_critic_settings
             from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
-            frozen = {}
-            if opts.critic_pretrain_fraction > 0:  # as trl_unittest.compare.job does for ac_frozen_critic
-                frozen = dict(critic_warmup_steps=max(1, round(opts.critic_pretrain_fraction * opts.steps)),
-                              freeze_critic_after_warmup=True)
+            frozen = frozen_critic_settings(opts.critic_pretrain_fraction, opts.steps)  # compare's ac_frozen_critic
             args = ActorCriticConfig(**common, critic_learning_rate=1e-3, replay_capacity=opts.replay_capacity,
                                      replay_critic_batch_size=8 if opts.replay_capacity else 0,
                                      num_iterations=opts.num_iterations, **frozen,

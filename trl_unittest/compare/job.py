@@ -32,6 +32,14 @@ def _replay_without_ast_filter(capacity: int, eviction: str, seed: int):
     return ReplayWithoutAstFilter(capacity, eviction, seed=seed)
 
 
+def frozen_critic_settings(fraction: float | None, steps: int) -> dict[str, Any]:
+    """The paper's ablation as ``ActorCriticConfig`` fields: the critic alone trains on the first ``fraction`` of
+    the ``steps``, then is frozen; {} for no fraction (the critic trains in sync)."""
+    if not fraction:
+        return {}
+    return dict(critic_warmup_steps=max(1, round(fraction * steps)), freeze_critic_after_warmup=True)
+
+
 def _trainer(spec: dict[str, Any], tasks, tokenizer, reward, cuda: bool):
     """(trainer, the policy model object it updates in place) for the spec's method."""
     v = dict(spec["variant"])
@@ -68,8 +76,7 @@ def _trainer(spec: dict[str, Any], tasks, tokenizer, reward, cuda: bool):
     if method == "actor_critic":
         from trl_unittest.trainer import ActorCriticConfig, ActorCriticTrainer
 
-        if fraction:  # the paper's ablation: the critic pre-trained on the first part of the budget, then frozen
-            v.update(critic_warmup_steps=max(1, round(fraction * steps)), freeze_critic_after_warmup=True)
+        v.update(frozen_critic_settings(fraction, steps))
         args = ActorCriticConfig(**common, **v)
         trainer = ActorCriticTrainer(model, reward, args=args, train_dataset=train_ds, processing_class=tokenizer)
         if not ast_filter:
