@@ -26,7 +26,9 @@ builder mines from other code, e.g. installed distributions: real functions SFT 
 synthetic exercises of the train split's shapes and vocabulary that the model never trained on: new tasks of the
 kind SFT taught), `heldout-family` (fresh exercises of the held-out split's shapes and vocabulary, none sharing a
 fingerprint with the evaluated held-out tasks: the closest a disjoint RL set can get to the evaluation
-distribution).
+distribution), or a saved task dataset (e.g. the folder of `trl-unittest build`; tasks sharing a fingerprint with a
+held-out task are dropped, as from mined ones). `--with-mined SPECS` adds builder tasks mined from other code to the
+chosen set (`trl-unittest compare`'s `ac_with_mined`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ def main() -> None:
                    help="ppo needs trl==1.12.0 (run under .venv-ppo)")
     p.add_argument("--tasks", default="train",
                    help="train | train-family | heldout-family | mined:SPEC[,SPEC...] (builder sources, e.g. "
-                        "mined:dist:networkx,dist:click)")
+                        "mined:dist:networkx,dist:click) | a saved task dataset (the folder `trl-unittest build` "
+                        "wrote, or mbpp:SPLIT)")
+    p.add_argument("--with-mined", default="",
+                   help="also train on tasks the builder mines from these sources (compare's ac_with_mined), e.g. "
+                        "dist:click,dist:idna; tasks sharing a fingerprint with a held-out task are dropped")
     p.add_argument("--curriculum", default="none", choices=["none", "solved", "between"],
                    help="keep tasks solved in >= 1 probe sample (solved) or in some but not all (between)")
     p.add_argument("--fresh-count", type=int, default=400, help="fresh exercises built for --tasks *-family")
@@ -124,6 +130,24 @@ def main() -> None:
     opts = p.parse_args()
     if opts.trainer == "rloo" and opts.entropy_coef:
         p.error("--entropy-coef: TRL's RLOOConfig has no entropy bonus (drop it, or use --trainer grpo)")
+    with_mined = [x.strip() for x in opts.with_mined.split(",") if x.strip()]
+    if opts.with_mined and (not with_mined or opts.tasks.startswith("mined:")):
+        p.error(f"--with-mined {opts.with_mined!r}: expected builder sources (e.g. dist:click,dist:idna) added to a "
+                "--tasks set that is not mined:... itself")
+    from trl_unittest.data.cli import BadInput, check_source  # light: no torch
+    from trl_unittest.usage import UsageError, check_task_spec
+
+    if opts.tasks not in ("train", "train-family", "heldout-family") and not opts.tasks.startswith("mined:"):
+        try:
+            check_task_spec(opts.tasks, flag="--tasks")
+        except UsageError as e:
+            p.error(str(e))
+
+    try:  # before the model and the datasets are built, not after
+        for spec in with_mined + (opts.tasks[len("mined:"):].split(",") if opts.tasks.startswith("mined:") else []):
+            check_source(spec)
+    except BadInput as e:
+        p.error(str(e).replace("--source", "--with-mined" if with_mined else "--tasks", 1))
     if opts.trainer != "actor_critic" and (opts.critic_pretrain_fraction or opts.no_replay_ast_filter):
         p.error("--critic-pretrain-fraction and --no-replay-ast-filter are ActorCritic ablations (drop them, or use "
                 "--trainer actor_critic)")
@@ -163,7 +187,7 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(model_dir)
     heldout, dropped = heldout_for_model(data.heldout, model_dir)
     heldout = spread(heldout, opts.eval_tasks) if opts.eval_tasks else heldout
-    tasks, mined_dropped = None, None
+    tasks, mined_dropped, mined_added, too_long = None, None, 0, 0
     if opts.steps:
         if opts.tasks == "train":
             tasks = data.train
@@ -172,11 +196,27 @@ def main() -> None:
                                          budget=opts.budget, workers=opts.workers)
         elif opts.tasks.startswith("mined:") and len(opts.tasks) > len("mined:"):
             tasks, mined_dropped = mined_tasks(opts.tasks[len("mined:"):].split(","), data.heldout, opts.workers)
-        else:
-            p.error(f"--tasks {opts.tasks!r}: expected train, train-family, heldout-family or mined:SPEC[,SPEC...]")
+        else:  # checked above
+            from trl_unittest.evaluation import load_task_source
+
+            from trl_unittest.data.split import function_fingerprint
+
+            tasks = load_task_source(opts.tasks)
+            held = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
+            keep = [i for i, r in enumerate(tasks)
+                    if function_fingerprint(r["reference"], r["entry_point"]) not in held]  # never train on held-out
+            tasks, mined_dropped = tasks.select(keep), len(tasks) - len(keep)
+        if with_mined:
+            import datasets
+
+            extra, mined_dropped = mined_tasks(with_mined, data.heldout, opts.workers)
+            tasks, mined_added = datasets.concatenate_datasets([tasks, extra.cast(tasks.features)]), len(extra)
+        before = len(tasks)
         tasks = fit_prompts(tasks, tok, recipe_for(opts.budget).max_positions - 64)
+        too_long = before - len(tasks)
     if opts.prepare:
-        print(json.dumps({"model": model_dir, "heldout_tasks": len(heldout), "rl_tasks": len(tasks or [])}))
+        print(json.dumps({"model": model_dir, "heldout_tasks": len(heldout), "rl_tasks": len(tasks or []),
+                          "rl_tasks_dropped_too_long": too_long, "mined_dropped_as_heldout": mined_dropped}))
         return
     base_model = AutoModelForCausalLM.from_pretrained(opts.policy or model_dir)  # fp32, like trained ones
     base_model.to(opts.device)
@@ -184,7 +224,8 @@ def main() -> None:
     gen = dict(k=(1,), temperature=eval_temperature, max_new_tokens=64, batch_size=opts.gen_batch, progress=False,
                tokenizer=tok)
     result = {"options": vars(opts), "model": opts.policy or model_dir, "heldout_tasks": len(heldout),
-              "heldout_dropped_as_trained_on": dropped, "mined_dropped_as_heldout": mined_dropped}
+              "heldout_dropped_as_trained_on": dropped, "mined_dropped_as_heldout": mined_dropped,
+              "rl_tasks": len(tasks or []), "rl_tasks_mined_added": mined_added, "rl_tasks_dropped_too_long": too_long}
 
     def record_heldout(report, result: dict = result) -> None:
         """pass@k overall and per source, a 95% bootstrap interval over tasks per k (one seed: the interval is

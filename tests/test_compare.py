@@ -99,6 +99,8 @@ def test_the_real_config_parses_with_every_method_and_ablation():
     assert set(config.methods) == {"base", "ppo", "grpo", "rloo", "actor_critic"}
     assert config.reward_scheme == "coderl"  # the main job's reward, which the recorded comparison uses
     assert set(ABLATIONS) <= set(BUILTIN_VARIANTS) and config.mined_sources
+    # every source the with-mined ablation names is installed wherever .ci/setup ran (checked up front by validate)
+    CompareConfig(mined_sources=config.mined_sources, methods=["ac_with_mined"]).validate()
 
 
 def test_ablations_are_config_entries():
@@ -124,6 +126,8 @@ def test_ablations_are_config_entries():
     ({"eval_n": 4, "eval_k": [1, 10]}, "eval_k"),
     ({"seeds": [0, 0]}, "seeds must be distinct"),
     ({"methods": ["ac_with_mined"]}, "list builder sources under mined_sources"),
+    ({"methods": ["ac_with_mined"], "mined_sources": ["dist:click", "dist:no-such-distribution-xyz"]},
+     "mined_sources: 'dist:no-such-distribution-xyz': no installed distribution"),
     ({"methods": ["grpo"], "batch_size": 30, "completions": 60}, "num_generations >= 2 dividing batch_size=30"),
     ({"methods": ["ppo"], "ppo_python": "/nonexistent/venv/bin/python"}, "no Python at /nonexistent/venv/bin/python"),
     ({"model_name_or_path": "quickstart:huge"}, "quickstart:tiny"),
@@ -352,10 +356,15 @@ def test_rl_heldout_refuses_an_option_rloo_lacks_before_any_work():
 @pytest.mark.parametrize("argv, message", [
     (["--trainer", "grpo", "--no-replay-ast-filter"], "are ActorCritic ablations"),
     (["--critic-pretrain-fraction", "1.5"], "expected a share of the steps in [0, 1)"),
+    (["--with-mined", "dist:no-such-distribution-xyz"], "--with-mined 'dist:no-such-distribution-xyz': no installed"),
+    (["--tasks", "mined:stdlib:no_such_module_xyz"], "--tasks 'stdlib:no_such_module_xyz': no pure-Python"),
+    (["--tasks", "mined:dist:click", "--with-mined", "dist:idna"], "that is not mined:... itself"),
+    (["--tasks", "no/such/task-folder"], "--tasks no/such/task-folder: no such file or folder"),
 ])
 def test_rl_heldout_refuses_an_ablation_it_cannot_run_before_any_work(argv, message):
-    """The ablation flags of benchmarks/rl_heldout.py (compare's ac_frozen_critic and ac_replay_no_ast_filter) on
-    another trainer, or a pre-training share outside [0, 1): one line and exit code 2, before any work."""
+    """The ablation flags of benchmarks/rl_heldout.py (compare's ac_frozen_critic, ac_replay_no_ast_filter and
+    ac_with_mined) on another trainer, a pre-training share outside [0, 1), or a builder source that cannot give
+    files: one line and exit code 2, before any work."""
     import subprocess
     import sys
 

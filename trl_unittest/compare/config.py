@@ -193,6 +193,14 @@ class CompareConfig:
         if v.get("rl_tasks") == "with_mined" and not self.mined_sources:
             raise ConfigError(f"variant {name} trains with mined tasks: list builder sources under mined_sources "
                               f"(e.g. [dist:click, path/to/code])")
+        if v.get("rl_tasks") == "with_mined":
+            from trl_unittest.data.cli import BadInput, check_source
+
+            for spec in self.mined_sources:  # a missing distribution fails now, not after the model is built
+                try:
+                    check_source(spec)
+                except BadInput as e:
+                    raise ConfigError(str(e).replace("--source", "mined_sources:", 1)) from None
         if ("replay_ast_filter" in v or "critic_pretrain_fraction" in v) and method != "actor_critic":
             raise ConfigError(f"variants.{name}: replay_ast_filter and critic_pretrain_fraction apply to "
                               f"actor_critic only")

@@ -94,6 +94,9 @@ def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], o
         mined, info["mined_dropped_as_heldout"] = mined_tasks(config.mined_sources, heldout, config.workers,
                                                               config.progress)
         info["mined_tasks"] = len(mined)
+        if len(mined) < 0.05 * len(rl):  # e.g. 9 tasks from four small distributions next to ~1,100 (2026-12-07)
+            say(f"[yellow]warning: mined_sources gave {len(mined)} tasks beside {len(rl)} RL tasks: too few for "
+                f"ac_with_mined to differ from actor_critic; add sources (e.g. dist:sympy, dist:networkx)[/]")
         sets["with_mined"] = datasets.concatenate_datasets([rl, mined.cast(rl.features)])
     paths = {}
     with library_progress_bars(False):  # "Map" and "Saving the dataset" bars for a few small files
