@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from trl_unittest.compare.prepare import mined_tasks  # noqa: E402 (shared with `trl-unittest compare`)
+from trl_unittest.compare.prepare import mined_tasks, without_heldout  # noqa: E402 (shared with compare)
 from trl_unittest.models import BUDGETS  # noqa: E402 (light: no torch)
 from trl_unittest.rewards import SCHEMES  # noqa: E402
 
@@ -144,10 +144,12 @@ def main() -> None:
             p.error(str(e))
 
     try:  # before the model and the datasets are built, not after
-        for spec in with_mined + (opts.tasks[len("mined:"):].split(",") if opts.tasks.startswith("mined:") else []):
-            check_source(spec)
+        for spec in with_mined:
+            check_source(spec, flag="--with-mined")
+        for spec in opts.tasks[len("mined:"):].split(",") if opts.tasks.startswith("mined:") else []:
+            check_source(spec, flag="--tasks")
     except BadInput as e:
-        p.error(str(e).replace("--source", "--with-mined" if with_mined else "--tasks", 1))
+        p.error(str(e))
     if opts.trainer != "actor_critic" and (opts.critic_pretrain_fraction or opts.no_replay_ast_filter):
         p.error("--critic-pretrain-fraction and --no-replay-ast-filter are ActorCritic ablations (drop them, or use "
                 "--trainer actor_critic)")
@@ -196,20 +198,15 @@ def main() -> None:
                                          budget=opts.budget, workers=opts.workers)
         elif opts.tasks.startswith("mined:") and len(opts.tasks) > len("mined:"):
             tasks, mined_dropped = mined_tasks(opts.tasks[len("mined:"):].split(","), data.heldout, opts.workers)
-        else:  # checked above
+        else:  # a saved task dataset (checked above)
             from trl_unittest.evaluation import load_task_source
 
-            from trl_unittest.data.split import function_fingerprint
-
-            tasks = load_task_source(opts.tasks)
-            held = {function_fingerprint(r["reference"], r["entry_point"]) for r in data.heldout}
-            keep = [i for i, r in enumerate(tasks)
-                    if function_fingerprint(r["reference"], r["entry_point"]) not in held]  # never train on held-out
-            tasks, mined_dropped = tasks.select(keep), len(tasks) - len(keep)
+            tasks, mined_dropped = without_heldout(load_task_source(opts.tasks), data.heldout)
         if with_mined:
             import datasets
 
-            extra, mined_dropped = mined_tasks(with_mined, data.heldout, opts.workers)
+            extra, dropped_extra = mined_tasks(with_mined, data.heldout, opts.workers)
+            mined_dropped = (mined_dropped or 0) + dropped_extra
             tasks, mined_added = datasets.concatenate_datasets([tasks, extra.cast(tasks.features)]), len(extra)
         before = len(tasks)
         tasks = fit_prompts(tasks, tok, recipe_for(opts.budget).max_positions - 64)

@@ -198,9 +198,9 @@ class CompareConfig:
 
             for spec in self.mined_sources:  # a missing distribution fails now, not after the model is built
                 try:
-                    check_source(spec)
+                    check_source(spec, flag="mined_sources:")
                 except BadInput as e:
-                    raise ConfigError(str(e).replace("--source", "mined_sources:", 1)) from None
+                    raise ConfigError(str(e)) from None
         if ("replay_ast_filter" in v or "critic_pretrain_fraction" in v) and method != "actor_critic":
             raise ConfigError(f"variants.{name}: replay_ast_filter and critic_pretrain_fraction apply to "
                               f"actor_critic only")

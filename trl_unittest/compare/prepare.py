@@ -27,15 +27,21 @@ def mined_tasks(specs: list[str], heldout, workers: int = 2, progress: bool = Fa
     of the specs, so that runs side by side train on the same tasks."""
     from trl_unittest.cache import cache_dir
     from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
-    from trl_unittest.data.split import function_fingerprint
 
     key = hashlib.blake2b(",".join(specs).encode(), digest_size=6).hexdigest()
     root = cache_dir() / "data" / f"mined-{key}"
     built = load_tasks(root / "dataset") if (root / "dataset").is_dir() else \
         build_dataset(specs, BuilderConfig(progress=progress, num_workers=workers), out_dir=root)
+    return without_heldout(built, heldout)
+
+
+def without_heldout(tasks, heldout):
+    """``tasks`` minus any whose function a held-out task has (same fingerprint): (tasks, how many were dropped)."""
+    from trl_unittest.data.split import function_fingerprint
+
     held = {function_fingerprint(r["reference"], r["entry_point"]) for r in heldout}
-    keep = [i for i, r in enumerate(built) if function_fingerprint(r["reference"], r["entry_point"]) not in held]
-    return built.select(keep), len(built) - len(keep)
+    keep = [i for i, r in enumerate(tasks) if function_fingerprint(r["reference"], r["entry_point"]) not in held]
+    return tasks.select(keep), len(tasks) - len(keep)
 
 
 def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], out: Path, console=None) -> Inputs:

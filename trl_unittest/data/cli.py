@@ -51,8 +51,9 @@ class BadInput(ValueError):
     """A command-line value that cannot work: one line naming it and the fix."""
 
 
-def check_source(spec: str) -> None:
-    """Raise :class:`BadInput` for a ``--source`` that cannot give files, before any work starts."""
+def check_source(spec: str, flag: str = "--source") -> None:
+    """Raise :class:`BadInput` for a ``--source`` (or another ``flag``'s source) that cannot give files, before any
+    work starts."""
     from pathlib import Path
 
     if spec == "stdlib":
@@ -62,11 +63,11 @@ def check_source(spec: str) -> None:
 
         names = [m for m in spec[len("stdlib:"):].split(",") if m]
         if not names:
-            raise BadInput(f"--source {spec!r}: no module named after 'stdlib:' (e.g. stdlib:textwrap,json)")
+            raise BadInput(f"{flag} {spec!r}: no module named after 'stdlib:' (e.g. stdlib:textwrap,json)")
         root = stdlib_dir()
         unknown = [m for m in names if not ((root / f"{m}.py").is_file() or (root / m / "__init__.py").is_file())]
         if unknown:
-            raise BadInput(f"--source {spec!r}: no pure-Python standard-library module {', '.join(unknown)} "
+            raise BadInput(f"{flag} {spec!r}: no pure-Python standard-library module {', '.join(unknown)} "
                            f"(under {root})")
         return
     if spec.startswith("dist:"):
@@ -74,23 +75,23 @@ def check_source(spec: str) -> None:
 
         name = spec[len("dist:"):]
         if not name:
-            raise BadInput(f"--source {spec!r}: name a distribution (dist:NAME)")
+            raise BadInput(f"{flag} {spec!r}: name a distribution (dist:NAME)")
         try:
             metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            raise BadInput(f"--source {spec!r}: no installed distribution {name!r} (pip install {name}, or pass "
+            raise BadInput(f"{flag} {spec!r}: no installed distribution {name!r} (pip install {name}, or pass "
                            "its folder)") from None
         return
     if spec.startswith("hf:"):
         name = spec[len("hf:"):].partition("#")[0]
         if not name:
-            raise BadInput(f"--source {spec!r}: name a dataset (hf:PATH_OR_NAME[#column])")
+            raise BadInput(f"{flag} {spec!r}: name a dataset (hf:PATH_OR_NAME[#column])")
         return
     p = Path(spec)
     if not p.exists():
-        raise BadInput(f"--source {spec!r}: no such folder or file (or use stdlib[:mods], dist:NAME, hf:NAME)")
+        raise BadInput(f"{flag} {spec!r}: no such folder or file (or use stdlib[:mods], dist:NAME, hf:NAME)")
     if p.is_file() and p.suffix != ".py":
-        raise BadInput(f"--source {spec!r}: a file source must be a .py file")
+        raise BadInput(f"{flag} {spec!r}: a file source must be a .py file")
 
 
 def check_out(out: str) -> None:
