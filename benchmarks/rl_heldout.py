@@ -230,6 +230,7 @@ def main() -> None:
         from trl_unittest.compare.stats import bootstrap_ci, paired_difference_ci
 
         result["heldout"], result["heldout_by_source"] = report.pass_at_k, report.by_source
+        result["heldout_outcomes"] = report.metrics  # shares of samples passing, not compiling, ... (issue 22)
         rows = [{"task_id": r["task_id"], **{f"pass@{x}": r[f"pass@{x}"] for x in eval_k}} for r in report.rows]
         result["heldout_ci"] = {f"pass@{x}": bootstrap_ci([r[f"pass@{x}"] for r in rows]).to_dict() for x in eval_k}
         result["heldout_rows"] = rows
