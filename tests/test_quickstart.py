@@ -195,3 +195,29 @@ def test_train_args_parse_yaml_and_flags():
     assert training.max_steps == 5 and script.eval_tasks == 7  # flags override the YAML
     assert model.model_name_or_path == "quickstart:small" and training.num_generations == 1
     assert type(training).__name__ == "ActorCriticConfig" and training.critic_learning_rate == 1e-3
+
+
+def test_train_args_without_a_precision_train_in_fp32_on_a_machine_without_a_gpu(monkeypatch):
+    """TRL's configs default to bf16, which transformers refuses on a CPU-only machine; with no precision asked
+    for, `train` goes on in fp32 there, and a precision the user did ask for is left to TRL to judge."""
+    from trl_unittest import quickstart
+    from trl_unittest.usage import UsageError
+
+    monkeypatch.setattr(quickstart, "_has_accelerator", lambda: False)
+    _, training, _ = quickstart.parse_train_args(["--dataset", "mbpp:test", "--max_steps", "1"])
+    assert training.bf16 is False
+    with pytest.raises(UsageError, match="bf16"):  # asked for: TRL's own refusal, as one line
+        quickstart.parse_train_args(["--dataset", "mbpp:test", "--bf16", "true"])
+    monkeypatch.setattr(quickstart, "_has_accelerator", lambda: True)
+    _, training, _ = quickstart.parse_train_args(["--dataset", "mbpp:test", "--use-cpu", "true"])
+    assert training.use_cpu is True  # given as a flag (either spelling): nothing is added
+
+
+def test_train_on_a_cpu_names_a_missing_dataset_first(tmp_path, capsys, monkeypatch):
+    from trl_unittest import quickstart
+    from trl_unittest.cli import main
+
+    monkeypatch.setattr(quickstart, "_has_accelerator", lambda: False)
+    rc = main(["train", "--dataset", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "dataset" in err[0] and "nowhere" in err[0] and "bf16" not in err[0], err

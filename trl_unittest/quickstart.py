@@ -763,12 +763,17 @@ def parse_train_args(argv: list[str]):
     from trl_unittest.usage import UsageError, check_yaml_config
 
     types_ = (TrainScriptArguments, ActorCriticConfig, ModelConfig)
+    given = {_flag_name(a) for a in argv if a.startswith("--")}
     for i, arg in enumerate(argv):
         if arg == "--config" or arg.startswith("--config="):
             path = arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
             if not path:
                 raise UsageError("--config needs a YAML file")
-            check_yaml_config(path, types_)
+            given |= set(check_yaml_config(path, types_))
+    if not given & {"bf16", "fp16", "use_cpu"} and not _has_accelerator():
+        # TRL's configs default to bf16, which stops a CPU-only machine with transformers' "Your setup doesn't support
+        # bf16/gpu" before anything the user gave is checked; with no precision asked for, train in fp32 there
+        argv = [*argv, "--bf16", "false"]
 
     class _Parser(TrlParser):
         def error(self, message):  # one line instead of 200 lines of usage
@@ -781,6 +786,18 @@ def parse_train_args(argv: list[str]):
         if isinstance(e, UsageError):
             raise
         raise UsageError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
+
+
+def _flag_name(arg: str) -> str:
+    return arg[2:].partition("=")[0].replace("-", "_")
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or \
+        bool(getattr(torch, "xpu", None) and torch.xpu.is_available())
 
 
 def run_train(args: argparse.Namespace) -> int:
