@@ -33,6 +33,25 @@ def test_unknown_command_is_refused(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,fragments", [
+    (["fly"], ["trl-unittest: error: argument command: invalid choice: 'fly'", "see `trl-unittest --help`"]),
+    (["build"], ["required: --source, --out", "see `trl-unittest build --help`"]),
+    (["quickstart", "--budget", "huge"], ["argument --budget: invalid choice: 'huge'"]),
+    (["eval", "--model", "m", "--dataset", "d", "--k", "0"], ["argument --k: expected a whole number >= 1, got 0"]),
+    # a negative temperature was sampled greedily, as if it were 0
+    (["eval", "--model", "m", "--dataset", "d", "--temperature", "-1"], ["--temperature: expected a number >= 0"]),
+    (["eval", "--model", "m", "--dataset", "d", "--top-p", "0"], ["--top-p: expected a number in (0, 1]"]),
+])
+def test_argparse_refusals_are_one_line(argv, fragments, capfd):
+    """Without the usage block: a subcommand's runs to 30 lines above the one that names the problem."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert exit_.value.code == 2 and len(err) == 1, err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]
+
+
 # ------------------------------------------------------------------------------------------- fixtures
 def _toy_tasks(count: int) -> list[Task]:
     """Tasks a random tiny model fails or passes by chance: ``f_i(x)`` returns x (i odd) or x + 1 (i even)."""

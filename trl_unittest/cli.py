@@ -109,8 +109,16 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals as one line (the problem and where the flags are listed), not the usage block above it:
+    its subcommands' usage runs to 30 lines, which hide the one that says what is wrong."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trl-unittest", description="Reinforcement learning from unit tests, on TRL.")
+    parser = OneLineParser(prog="trl-unittest", description="Reinforcement learning from unit tests, on TRL.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors (also "
                                                              "accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -535,8 +535,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                                                     "folder, a .parquet or .jsonl task file")
     p.add_argument("--k", type=_positive_int, nargs="+", default=[1, 10], help="k values of pass@k (default: 1 10)")
     p.add_argument("--n", type=_positive_int, default=None, help="samples per task (default: max k)")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--temperature", type=_temperature, default=0.8, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-p", type=_top_p, default=0.95, help="nucleus sampling's mass, in (0, 1]")
     p.add_argument("--max-new-tokens", type=_positive_int, default=128)
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first LIMIT tasks only")
@@ -559,6 +559,26 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                    help="with --ray: only nodes started with this custom resource run programs")
     p.set_defaults(func=run_eval)
     return p
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):  # a negative one was sampled greedily, as if it were 0
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0: greedy), got {value}")
+    return value
+
+
+def _top_p(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
