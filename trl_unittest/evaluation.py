@@ -561,24 +561,22 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _temperature(text: str) -> float:
+def _number(text: str, ok, expected: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):  # a negative one was sampled greedily, as if it were 0
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0: greedy), got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def _temperature(text: str) -> float:  # a negative one was sampled greedily, as if it were 0
+    return _number(text, lambda v: 0 <= v < float("inf"), "a number >= 0 (0: greedy)")
 
 
 def _top_p(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return value
+    return _number(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def _positive_int(text: str) -> int:
