@@ -290,6 +290,7 @@ def test_cli_build(tmp_path, capsys):
     (tmp_path / "src" / "mod.py").write_text(MODULE)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "m.py").write_text('def _hidden(x):\n    """Private."""\n    return x * 2\n')
+    (tmp_path / "src" / "broken.py").write_text("def broken(:\n")  # named in a warning, not silently skipped
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     add_build_parser(sub)
@@ -299,9 +300,13 @@ def test_cli_build(tmp_path, capsys):
     assert args.func(args) == 0
     assert (tmp_path / "out" / "tasks.jsonl").exists() and (tmp_path / "out" / "dataset").is_dir()
     assert len(load_tasks(tmp_path / "out" / "tasks.jsonl")) >= 2
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert f"--source '{tmp_path / 'empty'}' gave 0 tasks" in err and f"'{tmp_path / 'src'}' gave 0" not in err
     assert "--max-functions" not in err
+    assert "1 of 3 files gave no functions" in err and "local:src/broken.py (does_not_parse)" in err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["files"] == 3 and summary["files_skipped"] == 1
 
 
 def test_cli_build_takes_formats_together_and_explains_a_max_functions_stop(tmp_path, capsys):
@@ -550,6 +555,8 @@ def test_tricky_sources_give_right_tasks_or_named_drops(tmp_path):
     tasks = {t.task_id.split("/", 1)[1]: t for t in from_dataset(ds)}
     assert report.consistent()
     assert report.files == len(TRICKY) + 3 and report.files_unreadable == 1
+    assert [n for n in report.files_skipped if n.endswith("(undecodable)")] == [f"local:{tmp_path.name}/broken.py "
+                                                                               "(undecodable)"]
     clip = tasks["formfeed.clip"]
     assert clip.prompt.rstrip().endswith('"""') and "return 0" in clip.reference
     assert "shapes.Shape.area" not in tasks and report.dropped["unresolvable_name"] >= 1

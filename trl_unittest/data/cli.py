@@ -109,6 +109,9 @@ def check_out(out: str) -> None:
         raise BadInput(f"--out {out!r}: {str(probe)!r} is not a writable folder")
 
 
+SKIPPED_NAMED = 10  # files named in the warning (the report names them all)
+
+
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -140,13 +143,21 @@ def run_build(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     for line in report.warnings:
         print(f"trl-unittest build: warning: {line}", file=sys.stderr)
+    if report.files_skipped:
+        named = ", ".join(report.files_skipped[:SKIPPED_NAMED])
+        more = f" and {len(report.files_skipped) - SKIPPED_NAMED} more" if len(report.files_skipped) > SKIPPED_NAMED \
+            else ""
+        print(f"trl-unittest build: warning: {len(report.files_skipped)} of {report.files} files gave no functions "
+              f"(not Python this interpreter parses, not text, or over the size limit): {named}{more}; all are "
+              f"listed in {out / 'report.json'} (files_skipped)", file=sys.stderr)
     if cfg.max_functions is not None and report.seen >= cfg.max_functions:
         # the limit counts every function definition read (private ones and methods too), not tasks: a small one
         # can stop a build before its first public, documented function
         print(f"trl-unittest build: warning: --max-functions {cfg.max_functions} stopped the build after "
               f"{report.seen} functions read (private functions and methods count too), {len(ds)} tasks kept: "
               "raise it, or name fewer modules (e.g. --source stdlib:textwrap)", file=sys.stderr)
-    print(json.dumps({"tasks": len(ds), "seen": report.seen, "kept": report.kept,
+    print(json.dumps({"tasks": len(ds), "files": report.files, "files_skipped": len(report.files_skipped),
+                      "seen": report.seen, "kept": report.kept,
                       "dropped": dict(report.dropped), "warnings": report.warnings, "out": str(out)}),
           file=sys.stdout)
     return 0

@@ -115,6 +115,7 @@ class BuildReport:
     files: int = 0
     files_unparsable: int = 0
     files_unreadable: int = 0  # too large, undecodable, or not text (dataset rows): nothing extracted
+    files_skipped: list = field(default_factory=list)  # 'path (why)' of each unparsable or unreadable file
     files_failed: int = 0  # static stages raised (a builder defect, named in the warnings): nothing extracted
     seen: int = 0
     extracted: int = 0  # passed extraction (documented, public, self-contained)

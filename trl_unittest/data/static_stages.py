@@ -141,6 +141,7 @@ class StaticStages:
         report.files += 1
         if f.unreadable:
             report.files_unreadable += 1
+            report.files_skipped.append(f"{f.source}/{f.path} ({f.unreadable})")
             return []
         siblings = self.siblings(f)
         # the parsed sibling modules kept in `siblings` are millions of objects that each cyclic garbage
@@ -157,6 +158,7 @@ class StaticStages:
                 gc.enable()
         if res.syntax_error:
             report.files_unparsable += 1
+            report.files_skipped.append(f"{f.source}/{f.path} (does_not_parse)")
         report.seen += res.seen
         for r in res.rejections:
             report.drop(r.reason)
