@@ -69,6 +69,9 @@ def workspace(tmp_path_factory):
     to_dataset(_toy_tasks(40)).to_json(str(root / "tasks.jsonl"), lines=True)
     (root / "earlier.jsonl").write_text('{"task_id": "toy/0", "correct": 1}\n')
     (root / "notests.jsonl").write_text('{"task_id": "a/1", "prompt": "def f(x):\\n", "entry_point": "f"}\n')
+    (root / "notjson.jsonl").write_text('{"task_id": "a/1", "prompt": "def f(x):\\n", "entry_point": "f"}\nnot json\n')
+    (root / "empty.jsonl").write_text("")
+    (root / "corrupt.parquet").write_bytes(b"garbage")
     (root / "bad_key.yaml").write_text("max_stepz: 3\n")
     (root / "bad_int.yaml").write_text("max_steps: three\n")
     (root / "bad_list.yaml").write_text("eval_n: [2]\n")
@@ -104,6 +107,12 @@ BAD_EVAL = {  # name: (arguments after `eval`, with {root} for the workspace; fr
     "dataset without tests": (["--model", "{root}/model", "--dataset", "{root}/notests.jsonl"],
                               ["no task has tests"]),
     "missing dataset file": (["--model", "{root}/model", "--dataset", "{root}/nope.jsonl"], ["no such file"]),
+    # were a generic error (exit 1) after a line `datasets` logged, not the user's input named
+    "a line that is not JSON": (["--model", "{root}/model", "--dataset", "{root}/notjson.jsonl"],
+                                ["notjson.jsonl: line 2 is not JSON"]),
+    "an empty task file": (["--model", "{root}/model", "--dataset", "{root}/empty.jsonl"], ["no task records in it"]),
+    "a file that is not parquet": (["--model", "{root}/model", "--dataset", "{root}/corrupt.parquet"],
+                                   ["corrupt.parquet: not a task dataset", "Parquet"]),
     "--out exists": (["--model", "{root}/model", "--dataset", "{root}/tasks.jsonl", "--out", "{root}/earlier.jsonl"],
                      ["exists: pass --overwrite"]),
     "--out is a folder": (["--model", "{root}/model", "--dataset", "{root}/tasks.jsonl", "--out", "{root}"],

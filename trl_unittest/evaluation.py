@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -82,7 +83,51 @@ def _load_spec(spec: str):
     if not path.exists():
         raise FileNotFoundError(f"no task dataset at {spec!r}: expected 'humaneval', 'mbpp[:split]', "
                                 f"'mbpp:PATH[:split]', a build folder, a .parquet or a .jsonl file")
-    return load_tasks(path)
+    from trl_unittest.usage import UsageError
+
+    if path.is_file() and path.suffix == ".jsonl":
+        _check_jsonl(path, spec)
+    quiet = logging.getLogger("datasets")  # its own "Failed to read file" line would precede ours, saying the same
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return load_tasks(path)
+    except Exception as e:  # noqa: BLE001 (the user's file is not a task dataset: say so in one line)
+        root = e
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__
+        why = " ".join(str(root).split())[:200] or type(root).__name__
+        raise UsageError(f"tasks {spec}: not a task dataset ({why}): expected a `trl-unittest build` folder, or a "
+                         f".parquet or .jsonl file of task records") from e
+    finally:
+        quiet.setLevel(level)
+
+
+def _check_jsonl(path: Path, spec: str) -> None:
+    """A .jsonl task file whose every line is a JSON object, and which has at least one: the line that is not is
+    named (``datasets`` would log an Arrow parse error and raise a generic one, an empty file "no data")."""
+    from trl_unittest.usage import UsageError
+
+    rows = 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UsageError(f"tasks {spec}: line {number} is not JSON ({e.msg}): one task record per "
+                                     f"line") from None
+                if not isinstance(row, dict):
+                    raise UsageError(f"tasks {spec}: line {number} is a JSON {type(row).__name__}, not a task record "
+                                     f"(an object with prompt, entry_point and tests)")
+                rows += 1
+    except UnicodeDecodeError as e:
+        raise UsageError(f"tasks {spec}: not UTF-8 text ({e.reason} at byte {e.start}): expected a .jsonl file of task "
+                         f"records") from None
+    if rows == 0:
+        raise UsageError(f"tasks {spec}: no task records in it (an empty file)")
 
 
 # ---------------------------------------------------------------------------------------------- generation
