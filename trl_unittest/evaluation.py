@@ -83,7 +83,7 @@ def _load_spec(spec: str):
     if not path.exists():
         raise FileNotFoundError(f"no task dataset at {spec!r}: expected 'humaneval', 'mbpp[:split]', "
                                 f"'mbpp:PATH[:split]', a build folder, a .parquet or a .jsonl file")
-    from trl_unittest.usage import UsageError
+    from trl_unittest.usage import UsageError, root_message
 
     if path.is_file() and path.suffix == ".jsonl":
         _check_jsonl(path, spec)
@@ -93,11 +93,7 @@ def _load_spec(spec: str):
     try:
         return load_tasks(path)
     except Exception as e:  # noqa: BLE001 (the user's file is not a task dataset: say so in one line)
-        root = e
-        while root.__cause__ is not None or root.__context__ is not None:
-            root = root.__cause__ or root.__context__
-        why = " ".join(str(root).split())[:200] or type(root).__name__
-        raise UsageError(f"tasks {spec}: not a task dataset ({why}): expected a `trl-unittest build` folder, or a "
+        raise UsageError(f"tasks {spec}: not a task dataset ({root_message(e)}): expected a `trl-unittest build` folder, or a "
                          f".parquet or .jsonl file of task records") from e
     finally:
         quiet.setLevel(level)

@@ -24,6 +24,14 @@ class UsageError(ValueError):
     """A bad input: the CLI prints the message as one line and exits with code 2 (no traceback)."""
 
 
+def root_message(e: BaseException, limit: int = 200, outer: bool = False) -> str:
+    """``e`` in one line: its innermost cause (what a library's wrapper exception was about), or with ``outer``
+    its own message unless it has none."""
+    while (not outer or not str(e).strip()) and (e.__cause__ is not None or e.__context__ is not None):
+        e = e.__cause__ or e.__context__
+    return " ".join(str(e).split())[:limit] or type(e).__name__
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with a message saying what was kept and how to resume; the CLI prints it as one line (exit 130)."""
 

@@ -548,10 +548,17 @@ def test_a_folder_takes_the_licence_of_its_adjacent_dist_info(tmp_path):
     ("{tmp}/missing", "no such folder or file"), ("stdlib:textwrapp", "no pure-Python standard-library module "
                                                                       "textwrapp"),
     ("stdlib:", "no module named"), ("dist:no-such-dist-xyz", "no installed distribution"), ("hf:", "name a dataset"),
+    # local datasets are opened up front (these ended in a traceback log after the build had started)
+    ("hf:{tmp}/plain", "not a dataset that `datasets` opens (The directory at"),
+    ("hf:{tmp}/rows.jsonl#code", "no code column 'code' (its columns: content, path)"),
+    ("hf:{tmp}/empty.jsonl", "the dataset has no rows"),
 ])
 def test_build_cli_names_a_bad_source_in_one_line(tmp_path, capsys, spec, message):
     from trl_unittest.data.cli import main
 
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "rows.jsonl").write_text('{"content": "def f(x):\\n    return x\\n", "path": "f.py"}\n')
+    (tmp_path / "empty.jsonl").write_text("")
     rc = main(["build", "--source", spec.format(tmp=tmp_path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and message in err and "Traceback" not in err

@@ -51,7 +51,7 @@ class BadInput(ValueError):
     """A command-line value that cannot work: one line naming it and the fix."""
 
 
-def check_source(spec: str, flag: str = "--source") -> None:
+def check_source(spec: str, flag: str = "--source", column: str = "content") -> None:
     """Raise :class:`BadInput` for a ``--source`` (or another ``flag``'s source) that cannot give files, before any
     work starts."""
     from pathlib import Path
@@ -83,9 +83,11 @@ def check_source(spec: str, flag: str = "--source") -> None:
                            "its folder)") from None
         return
     if spec.startswith("hf:"):
-        name = spec[len("hf:"):].partition("#")[0]
+        name, _, col = spec[len("hf:"):].partition("#")
         if not name:
             raise BadInput(f"{flag} {spec!r}: name a dataset (hf:PATH_OR_NAME[#column])")
+        if Path(name).exists():  # local: its first row read now, so that a wrong path or column is one line here
+            _check_local_dataset(spec, name, col or column, flag)
         return
     p = Path(spec)
     if not p.exists():
@@ -109,6 +111,31 @@ def check_out(out: str) -> None:
         raise BadInput(f"--out {out!r}: {str(probe)!r} is not a writable folder")
 
 
+def _check_local_dataset(spec: str, name: str, column: str, flag: str) -> None:
+    import logging
+
+    from trl_unittest.data.sources import load_dataset_source
+    from trl_unittest.usage import root_message
+
+    quiet = logging.getLogger("datasets")  # its own error line would precede ours, saying the same
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        first = next(iter(load_dataset_source(name, streaming=True)), None)
+    except StopIteration:  # an empty data file, as `datasets` reads it
+        first = None
+    except Exception as e:  # noqa: BLE001 (the user's path is not a dataset: say so in one line)
+        raise BadInput(f"{flag} {spec!r}: not a dataset that `datasets` opens ({root_message(e, outer=True)}): give a "
+                       "save_to_disk folder or a .jsonl, .json, .parquet or .csv file") from None
+    finally:
+        quiet.setLevel(level)
+    if first is None:
+        raise BadInput(f"{flag} {spec!r}: the dataset has no rows")
+    if column not in first:
+        raise BadInput(f"{flag} {spec!r}: no code column {column!r} (its columns: {', '.join(sorted(first))}): name "
+                       "it as hf:PATH#COLUMN or with --column")
+
+
 SKIPPED_NAMED = 10  # files named in the warning (the report names them all)
 
 
@@ -117,7 +144,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     try:
         for spec in args.source:
-            check_source(spec)
+            check_source(spec, column=args.column)
         check_out(args.out)
         if args.mbpp_path is not None and not Path(args.mbpp_path).exists():
             raise BadInput(f"--mbpp-path {args.mbpp_path!r}: no such file or folder (mbpp.jsonl or its folder)")
