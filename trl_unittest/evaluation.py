@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import sys
@@ -83,25 +82,21 @@ def _load_spec(spec: str):
     if not path.exists():
         raise FileNotFoundError(f"no task dataset at {spec!r}: expected 'humaneval', 'mbpp[:split]', "
                                 f"'mbpp:PATH[:split]', a build folder, a .parquet or a .jsonl file")
-    from trl_unittest.usage import UsageError, root_message
+    from trl_unittest.usage import UsageError, quiet_datasets_log, root_message
 
-    if path.is_file() and path.suffix == ".jsonl":
-        _check_jsonl(path, spec)
-    quiet = logging.getLogger("datasets")  # its own "Failed to read file" line would precede ours, saying the same
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
     try:
-        return load_tasks(path)
+        with quiet_datasets_log():
+            return load_tasks(path)
     except Exception as e:  # noqa: BLE001 (the user's file is not a task dataset: say so in one line)
-        raise UsageError(f"tasks {spec}: not a task dataset ({root_message(e)}): expected a `trl-unittest build` folder, or a "
-                         f".parquet or .jsonl file of task records") from e
-    finally:
-        quiet.setLevel(level)
+        if path.is_file() and path.suffix == ".jsonl":
+            _check_jsonl(path, spec)  # names the line that is not a record (read only when datasets refused it)
+        raise UsageError(f"tasks {spec}: not a task dataset ({root_message(e)}): expected a `trl-unittest build` "
+                         f"folder, or a .parquet or .jsonl file of task records") from e
 
 
 def _check_jsonl(path: Path, spec: str) -> None:
-    """A .jsonl task file whose every line is a JSON object, and which has at least one: the line that is not is
-    named (``datasets`` would log an Arrow parse error and raise a generic one, an empty file "no data")."""
+    """A .jsonl task file that ``datasets`` refused: the line that is not a JSON object is named, or the file is
+    empty (``datasets`` says only "JSON parse error ... in row N" of its own blocks, or "no data")."""
     from trl_unittest.usage import UsageError
 
     rows = 0

@@ -38,6 +38,21 @@ class Interrupted(KeyboardInterrupt):
 
 # ------------------------------------------------------------------------------------------------ outputs
 @contextlib.contextmanager
+def quiet_datasets_log():
+    """``datasets``' own error lines ("Failed to read file ...") off inside the block: the caller turns the error
+    into one line of its own, which they would precede, saying the same."""
+    import logging
+
+    log = logging.getLogger("datasets")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@contextlib.contextmanager
 def library_progress_bars(enabled: bool):
     """With ``enabled`` False, datasets' and transformers' own bars ("Saving the dataset", "Loading weights",
     "Writing model shards") are off inside the block and restored after it: a run asked for no progress bars (a

@@ -112,23 +112,17 @@ def check_out(out: str) -> None:
 
 
 def _check_local_dataset(spec: str, name: str, column: str, flag: str) -> None:
-    import logging
-
     from trl_unittest.data.sources import load_dataset_source
-    from trl_unittest.usage import root_message
+    from trl_unittest.usage import quiet_datasets_log, root_message
 
-    quiet = logging.getLogger("datasets")  # its own error line would precede ours, saying the same
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
     try:
-        first = next(iter(load_dataset_source(name, streaming=True)), None)
+        with quiet_datasets_log():
+            first = next(iter(load_dataset_source(name, streaming=True)), None)
     except StopIteration:  # an empty data file, as `datasets` reads it
         first = None
     except Exception as e:  # noqa: BLE001 (the user's path is not a dataset: say so in one line)
         raise BadInput(f"{flag} {spec!r}: not a dataset that `datasets` opens ({root_message(e, outer=True)}): give a "
                        "save_to_disk folder or a .jsonl, .json, .parquet or .csv file") from None
-    finally:
-        quiet.setLevel(level)
     if first is None:
         raise BadInput(f"{flag} {spec!r}: the dataset has no rows")
     if column not in first:
@@ -171,11 +165,11 @@ def run_build(args: argparse.Namespace) -> int:
     for line in report.warnings:
         print(f"trl-unittest build: warning: {line}", file=sys.stderr)
     if report.files_skipped:
-        named = ", ".join(report.files_skipped[:SKIPPED_NAMED])
-        more = f" and {len(report.files_skipped) - SKIPPED_NAMED} more" if len(report.files_skipped) > SKIPPED_NAMED \
-            else ""
-        print(f"trl-unittest build: warning: {len(report.files_skipped)} of {report.files} files gave no functions "
-              f"(not Python this interpreter parses, not text, or over the size limit): {named}{more}; all are "
+        skipped = report.files_skipped
+        more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
+        print(f"trl-unittest build: warning: {len(skipped)} of {report.files} files gave no functions "
+              f"(not Python this interpreter parses, not text, or over the size limit): "
+              f"{', '.join(skipped[:SKIPPED_NAMED])}{more}; all are "
               f"listed in {out / 'report.json'} (files_skipped)", file=sys.stderr)
     if cfg.max_functions is not None and report.seen >= cfg.max_functions:
         # the limit counts every function definition read (private ones and methods too), not tasks: a small one
