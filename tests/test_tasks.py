@@ -54,6 +54,11 @@ def test_rendered_asserts_check_what_the_test_checks(expr, op, expected, x, shou
     ("float('nan')", float("nan"), True),
     ("2.5", 2.5000001, True),
     ("2.5", 2.6, False),
+    # an FFT (algorithms.math.fft): the reward compared complex numbers exactly and the rendered assert raised
+    ("[(3+0j), (-6.123233995736766e-17+1j)]", [3, 1j], True),
+    ("[(3+0j), (-6.123233995736766e-17+1j)]", [3, 1.1j], False),
+    ("(1+2j)", 1.0000000001 + 2j, True),
+    ("(1+2j)", 1 - 2j, False),
 ])
 def test_rendered_approx_asserts_judge_containers_as_the_reward_does(expected, actual, should_pass):
     from trl_unittest.execution.values import decode_value, values_close

@@ -39,6 +39,7 @@ A :class:`Test` has a ``kind``:
 from __future__ import annotations
 
 import ast
+import cmath
 import dataclasses
 import json
 import keyword
@@ -150,6 +151,8 @@ class Test:
             expected = decode_value(self.expected)
         except LiteralError:
             return plain
+        if type(expected) is complex:  # (math.isclose refuses complex numbers)
+            return f"import cmath\nassert cmath.isclose({self.expr}, {self.expected}, {tol})"
         if not isinstance(expected, (list, tuple)):  # one number: as it always was, but NaN (isclose says no)
             return f"assert math.isnan({self.expr})" if type(expected) is float and math.isnan(expected) else plain
         checks: list[str] = []
@@ -160,6 +163,8 @@ class Test:
                 return all(visit(item, f"{at}[{i}]") for i, item in enumerate(value))
             if type(value) is float and math.isnan(value):
                 checks.append(f"math.isnan({at})")
+            elif type(value) is complex and not cmath.isnan(value) and cmath.isfinite(value):
+                checks.append(f"cmath.isclose({at}, {value!r}, {tol})")
             elif type(value) in (int, float):
                 number = repr(value) if math.isfinite(value) else f"float('{value!r}')"
                 checks.append(f"math.isclose({at}, {number}, {tol})")
@@ -173,7 +178,8 @@ class Test:
             return plain
         # the first check computes the value once, as `_v`
         root = f"isinstance(_v := ({self.expr}), (list, tuple)) and len(_v) == {len(expected)}"
-        return "assert " + " and ".join([root, *checks])
+        head = "import cmath\n" if any(c.startswith("cmath.") for c in checks) else ""
+        return head + "assert " + " and ".join([root, *checks])
 
 
 def _operand(source: str) -> str:

@@ -101,6 +101,15 @@ def nothing(x):
     pass
 
 
+def share_of(total, parts):
+    """Each of `parts` equal shares of `total`, rounded down.
+
+    >>> share_of(10, 3)
+    3
+    """
+    return total // parts
+
+
 def floor_at_zero(n):
     """n, or 0 when n is negative."""
     if n < 0:
@@ -141,7 +150,7 @@ def built(tmp_path_factory):
 def test_counts_add_up(built):
     ds, report, tasks = built
     assert report.consistent() and report.seen == report.kept + sum(report.dropped.values())
-    assert report.seen == 12 and report.files == 1  # the test file is skipped
+    assert report.seen == 13 and report.files == 1  # the test file is skipped
     assert report.kept == len(ds) == len(tasks)
 
 
@@ -176,6 +185,23 @@ def test_task_fields_and_doctest(built):
     c = tasks["percent_of_span"]
     assert any(x.op == "raises" and x.exception == "ValueError" for x in c.tests)
     assert c.mutation_score >= 0.5
+
+
+def test_an_exception_the_function_does_not_declare_is_not_tested(built):
+    """share_of(n, 0) raises ZeroDivisionError, which neither its docstring nor its code names: a rewrite that
+    returns 0 there is as correct, so no test expects it, and the input is counted; percent_of_span raises
+    ValueError by name and keeps that test (test_task_fields_and_doctest)."""
+    from trl_unittest.data.observe import declared_exceptions, exception_declared
+
+    _, report, tasks = built
+    assert report.undeclared_exception_inputs >= 1
+    assert "share_of" in tasks and not any(x.op == "raises" for x in tasks["share_of"].tests)
+    cands = {c.entry_point: c for c in extract_module(MODULE, path="pkg/text.py").candidates}
+    for t in tasks.values():
+        cand = cands[t.entry_point]
+        for x in t.tests:
+            if x.op == "raises":
+                assert exception_declared(x.exception, cand, declared_exceptions(cand)), (t.entry_point, x)
 
 
 def test_reference_passes_and_a_mutant_fails(built):
@@ -756,3 +782,27 @@ def test_a_stage_that_raises_drops_its_function_or_file_not_the_build(tmp_path, 
     assert [t.entry_point for t in from_dataset(ds)] == ["run_lengths"]
     assert any("builder_error" in w and "boom" in w and "TypeError: a defect" in w for w in report.warnings)
     assert any("bad.py" in w and "ValueError: another defect" in w for w in report.warnings)
+
+
+SET_ORDER_MODULE = '''
+def initials(text):
+    """The first letter of each distinct word of `text`, joined.
+
+    >>> len(initials("ab cd ab"))
+    2
+    """
+    return "".join(w[0] for w in {w for w in text.split()})
+'''
+
+
+def test_a_set_order_that_two_hash_seeds_agree_on_by_chance_is_caught_by_a_third(tmp_path):
+    """initials() iterates a set of strings: on its chosen inputs hash seeds 0 and 1 happen to give the same
+    orders (the kept task of a build without the third seed), seed 2 does not (the default build drops it)."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "words.py").write_text(SET_ORDER_MODULE)
+    ds, report = build_dataset([str(tmp_path)], _config(verify_hash_seed=None), return_report=True)
+    assert [t.entry_point for t in from_dataset(ds)] == ["initials"]
+    ds, report = build_dataset([str(tmp_path)], _config(), return_report=True)
+    assert len(ds) == 0 and report.dropped["nondeterministic"] == 1 and report.consistent()
+    with pytest.raises(ValueError, match="verify_hash_seed"):
+        BuilderConfig(hash_seeds=(0, 2), verify_hash_seed=2)

@@ -98,6 +98,11 @@ def test_prose_and_sorted_preconditions():
     assert prose_types(doc, ["a", "x", "s"]) == {"a": "list[int]", "s": "str"}
     assert sorted_params(doc, ["a", "x", "s"]) == {"a"}
     assert sorted_params("Merge the sorted lists.", ["a"]) == set()
+    # an argument list's entries (Google and Sphinx-like styles)
+    args = "Find a letter.\n\nArgs:\n    letters: Sorted list of lowercase letters.\n    target: The letter.\n"
+    assert sorted_params(args, ["letters", "target"]) == {"letters"}
+    assert sorted_params("Args:\n  a (list[int]): the already sorted values.\n  b: unsorted\n", ["a", "b"]) == {"a"}
+    assert sorted_params("Args:\n  a: The values, sorted by the caller.\n", ["a"]) == set()  # not at the start
     assert prose_types("Return a list of words.", ["a", "words"]) == {}  # "a list": an article, not parameter a
 
 
@@ -177,7 +182,9 @@ def _oracle_sorted_params(doc, names):
     for name in names:
         n = re.escape(name.lower())
         if re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be|are)\s+(?:already\s+)?sorted\b", low) or \
-                re.search(rf"\bsorted\s+(?:\w+\s+)?[`*']*{n}[`*']*(?![\w(=])", low):
+                re.search(rf"\bsorted\s+(?:\w+\s+)?[`*']*{n}[`*']*(?![\w(=])", low) or \
+                re.search(rf"^\s*[`*']*{n}[`*']*\s*(?:\([^)\n]*\))?\s*:\s*(?:an?\s+|the\s+)?(?:already\s+)?sorted\b",
+                          low, re.M):
             out.add(name)
     return out
 

@@ -946,3 +946,56 @@ def test_build_help_lists_every_builder_setting(capsys):
     missing = [f.name for f in fields(BuilderConfig)
                if f.name not in skip and "--" + f.name.replace("_", "-") not in out]
     assert "--min-kill-fraction" in out and "--max-mutants-kept" in out and not missing, missing
+
+
+def test_declared_exceptions_come_from_the_docstring_raise_statements_and_asserts():
+    from trl_unittest.data.observe import declared_exceptions, exception_declared
+
+    src = '''
+class NotAnIsbn(ValueError):
+    pass
+
+
+def _check(code):
+    if len(code) != 10:
+        raise NotAnIsbn(code)
+
+
+def isbn_digits(code):
+    """The digits of a 10-character ISBN."""
+    _check(code)
+    return [int(c) for c in code]
+
+
+def first(items):
+    """The first of `items` (an IndexError when there is none)."""
+    return items[0]
+
+
+def halves(n):
+    """n halved, twice."""
+    assert n >= 0
+    return n // 2 // 2
+
+
+def ratio(a, b):
+    """a over b; b must not be 0.
+
+    >>> ratio(1, 2)
+    0.5
+    """
+    # raise ZeroDivisionError would be ours to choose
+    return a / b
+'''
+    cands = {c.entry_point: c for c in extract_module(src, path="m.py").candidates}
+
+    def declared(name, fn):
+        return exception_declared(name, cands[fn], declared_exceptions(cands[fn]))
+
+    assert declared("NotAnIsbn", "isbn_digits")  # raised by name in a carried helper
+    assert not declared("ValueError", "isbn_digits")  # int('x'): an accident of this implementation
+    assert declared("IndexError", "first") and not declared("KeyError", "first")  # named in the docstring
+    assert not declared("Error", "first")  # a word inside "IndexError" names nothing
+    assert declared("AssertionError", "halves") and not declared("TypeError", "halves")
+    assert declared("ZeroDivisionError", "ratio")  # a comment's `raise`: kept rather than dropped
+    assert exception_declared("IndexError", None, frozenset())  # nothing to read: everything counts

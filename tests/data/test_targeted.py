@@ -120,6 +120,10 @@ def test_neighbours_keep_the_kind_and_a_sorted_list_sorted():
     assert [1, 2, 2, 3] in lists  # equal adjacent items: `<` against `<=`
     texts = [decode_value(s) for s in value_neighbours("ab", inserts=[",", b","])]
     assert all(type(x) is str for x in texts) and "a,b" in texts and "" in texts
+    # the body's numbers go into a list of numbers, not into an empty list, whose items may be strings
+    # (`longest_common_prefix(strs: list[str])` was tested on [0] and [-1])
+    assert [2, 5, 3] in [decode_value(s) for s in value_neighbours([2, 3], inserts=[5])]
+    assert value_neighbours([], inserts=[0, 5]) == []
 
 
 def test_neighbours_give_a_called_parameter_a_callable_and_a_scalar_an_item():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,16 @@ def mined_tasks(specs: list[str], heldout, workers: int = 2, progress: bool = Fa
     from trl_unittest.cache import cache_dir
     from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
 
-    key = hashlib.blake2b(",".join(specs).encode(), digest_size=6).hexdigest()
+    config = BuilderConfig(progress=progress, num_workers=workers)
+    # the key covers what decides the tasks: the specs and the builder's settings (not how it runs), so that tasks
+    # built under other defaults (undeclared exceptions were tested before 2026-12-08) are not reused
+    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "num_workers", "static_workers",
+                                                                       "sandbox", "batch_size", "shard_size")}
+    key = hashlib.blake2b(json.dumps([specs, settings], sort_keys=True, default=str).encode(),
+                          digest_size=6).hexdigest()
     root = cache_dir() / "data" / f"mined-{key}"
     built = load_tasks(root / "dataset") if (root / "dataset").is_dir() else \
-        build_dataset(specs, BuilderConfig(progress=progress, num_workers=workers), out_dir=root)
+        build_dataset(specs, config, out_dir=root)
     return without_heldout(built, heldout)
 
 

@@ -47,7 +47,14 @@ class BuilderConfig:
     mutant_timeout_floor: float = _h("minimum seconds per mutant test", 0.05)
     mutant_timeout_factor: float = _h("mutant test budget as a multiple of the reference's time", 20.0)
     max_value_chars: int = _h("longest expected value kept in a test (characters)", 300)
+    keep_undeclared_exceptions: bool = _h("also test generated inputs on which the reference raises an exception "
+                                          "that its docstring does not name and its code does not raise by name "
+                                          "(IndexError on an empty list): off by default, since a correct rewrite "
+                                          "need not share such an accident of the reference", False)
     hash_seeds: tuple = _h("two PYTHONHASHSEED values; observations must agree under both", (0, 1))
+    verify_hash_seed: int | None = _h("a third PYTHONHASHSEED: a kept task whose function builds a set or calls "
+                                      "hash runs its chosen tests once more under it, since orders of sets of "
+                                      "strings can agree under two seeds by chance (None: off)", 2)
     num_workers: int | None = _h("sandbox workers per pool (default: CPU cores)", None)
     sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
     batch_size: int = _h("in-flight window: at most 4x this many functions between extraction and tests", 64)
@@ -96,6 +103,8 @@ class BuilderConfig:
         seeds = tuple(self.hash_seeds)
         if len(seeds) != 2 or seeds[0] == seeds[1]:
             bad("hash_seeds", "must be two different values (the nondeterminism check compares them)")
+        if self.verify_hash_seed is not None and self.verify_hash_seed in seeds:
+            bad("verify_hash_seed", f"must differ from hash_seeds {seeds}")
         if self.max_functions is not None and self.max_functions < 1:
             bad("max_functions", "must be None or >= 1")
         if self.num_workers is not None and self.num_workers < 1:
@@ -146,6 +155,9 @@ class BuildReport:
     scores_unmeasured: int = 0  # kept tasks with fewer than min_mutants scorable mutants: score None
     observed_tests: int = 0
     nondeterministic_tests: int = 0
+    # generated inputs not tested because the reference raised there an exception its text does not declare
+    # (observe.declared_exceptions): outside the contract
+    undeclared_exception_inputs: int = 0
     programs: int = 0
     seconds: float = 0.0
     shards_resumed: int = 0
@@ -204,6 +216,7 @@ class BuildReport:
                             ("scores unmeasured (too few mutants)", self.scores_unmeasured),
                             ("doctests disagreeing with reference", self.doctest_mismatches),
                             ("nondeterministic tests dropped", self.nondeterministic_tests),
+                            ("inputs untested: undeclared exception", self.undeclared_exception_inputs),
                             ("programs run", self.programs), ("seconds", round(self.seconds, 1))):
             t.add_row(name, str(value))
         for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]):

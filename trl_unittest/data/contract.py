@@ -217,6 +217,9 @@ _BEFORE_NAME = {word: re.compile(rf"\b{word}\s+{_QUOTES}") for word, _ in _PROSE
 _NAME_IS = {word: re.compile(rf"(?=(?<![\w.])(\w+){_QUOTES}\s+(?:is|must be|should be)\s+an?\s+(?:\w+\s+)?{word}\b)")
             for word, _ in _PROSE_KINDS}
 _NAME_SORTED = re.compile(rf"(?=(?<![\w.])(\w+){_QUOTES}\s+(?:is|must be|should be|are)\s+(?:already\s+)?sorted\b)")
+# an argument list's entry ("letters: Sorted list of letters.", "a (list): the sorted values")
+_ARG_SORTED = re.compile(rf"^\s*{_QUOTES}(\w+){_QUOTES}\s*(?:\([^)\n]*\))?\s*:\s*(?:an?\s+|the\s+)?(?:already\s+)?sorted\b",
+                         re.M)
 _SORTED = re.compile(r"\bsorted\s+")
 _SORTED_WORD = re.compile(rf"\w+\s+{_QUOTES}")
 _QUOTES_RE = re.compile(_QUOTES)
@@ -278,6 +281,7 @@ def sorted_params(doc: str, names: list[str]) -> set[str]:
         return set()
     lowered = {name.lower() for name in names if _plain(name.lower())}
     found = {m.group(1) for m in _NAME_SORTED.finditer(low) if m.group(1) in lowered}
+    found |= {m.group(1) for m in _ARG_SORTED.finditer(low) if m.group(1) in lowered}
     # "sorted a", "sorted list a": the name starts after "sorted" or after the word that follows it
     starts = set()
     for m in _SORTED.finditer(low):
@@ -297,7 +301,9 @@ def sorted_params(doc: str, names: list[str]) -> set[str]:
 def _sorted_says(low: str, n: str) -> bool:
     """The per-name patterns (for names that are not plain words)."""
     return bool(re.search(rf"(?<![\w.]){n}[`*']*\s+(?:is|must be|should be|are)\s+(?:already\s+)?sorted\b", low) or
-                re.search(rf"\bsorted\s+(?:\w+\s+)?[`*']*{n}[`*']*(?![\w(=])", low))
+                re.search(rf"\bsorted\s+(?:\w+\s+)?[`*']*{n}[`*']*(?![\w(=])", low) or
+                re.search(rf"^\s*[`*']*{n}[`*']*\s*(?:\([^)\n]*\))?\s*:\s*(?:an?\s+|the\s+)?(?:already\s+)?sorted\b", low,
+                          re.M))
 
 
 def annotation_kind(annotation: str) -> str:

@@ -298,5 +298,7 @@ def fresh_exercise_tasks(split: str, data: SplitDatasets, model_dir: str | os.Pa
         return load_tasks(root / "dataset")
     src = write_exercises(root / "src", fresh)
     lines = progress(f"RL tasks from {len(fresh)} fresh exercises (files)") if callable(progress) else None
+    # keep_undeclared_exceptions: RECIPE_VERSION 8's builder, as in data.split._build
     return build_dataset([str(src)], BuilderConfig(progress=bool(progress) and lines is None, num_workers=workers,
-                                                   shard_size=40), out_dir=root, lines=lines)
+                                                   shard_size=40, keep_undeclared_exceptions=True),
+                         out_dir=root, lines=lines)

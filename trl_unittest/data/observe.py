@@ -4,20 +4,23 @@ Per function two programs run through the executor (batched across functions by 
 
 1. :func:`reference_program`: the reference on every candidate input (doctest calls + generated inputs) under one
    hash seed, with line and arc tracing; it stops at the first input that times out (the function is dropped);
-   :func:`screen_reference` keeps the inputs worth a second run;
+   :func:`screen_reference` keeps the inputs worth a second run (not those where the reference raises an exception
+   that its text does not declare: :func:`declared_exceptions`);
 2. :func:`second_program`: under the other hash seed (another ``PYTHONHASHSEED``, another process) and a wall
    clock moved by ``RERUN_CLOCK_SHIFT``, the reference and all its mutants (renamed) in one program: first the
    usable inputs again (:func:`judge_reference` drops tests whose observations differ), then each mutant on them
    (scored by :mod:`.scoring`).
 
 A kept function that may keep state between calls (:func:`may_keep_state`) runs its chosen tests once more, in
-order, in a fresh process (:func:`verify_program`).
+order, in a fresh process (:func:`verify_program`); one that builds a set or calls ``hash``
+(:func:`may_depend_on_hash`) does so under a third hash seed.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,36 @@ RUNTIME_EFFECT_ERRORS = {"ModuleNotFoundError", "ImportError", "PermissionError"
 # exceptions from generated inputs that say "wrong kind of argument", not behaviour worth testing
 NOISE_ERRORS = {"TypeError", "AttributeError", "RecursionError", "MemoryError", "NameError", "UnboundLocalError",
                 "KeyboardInterrupt", "SystemError", "UnencodableValue"}
+_RAISED_NAME = re.compile(r"\braise\s+(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*)")
+_ASSERT = re.compile(r"^\s*assert\b", re.M)
+
+
+def declared_exceptions(cand: Candidate) -> frozenset[str]:
+    """The exceptions a function's code commits to: raised by name (``raise X``, ``raise X(...)``,
+    ``raise mod.X(...)``) in the function or its carried context, ``AssertionError`` when either asserts. Those its
+    docstring names count too (:func:`exception_declared` reads them).
+
+    A generated input on which the reference raises anything else (``IndexError`` on an empty list,
+    ``ZeroDivisionError`` for a zero step) is outside the function's contract: the exception is an accident of
+    this implementation, and a correct rewrite that returns 0 or raises ``ValueError`` there would fail a test
+    that expects it. In a package with several implementations of one function (``rotate_v1``/``rotate_v2``,
+    ``benchmarks/RESULTS.md``), siblings disagreed exactly on such inputs. Read from the text with a regular
+    expression: a match inside a string or a comment only keeps an input, never drops one."""
+    text = cand.func_src + "\n" + (cand.context or "")
+    names = set(_RAISED_NAME.findall(text))
+    if _ASSERT.search(text):
+        names.add("AssertionError")
+    return frozenset(names)
+
+
+def exception_declared(name: str, cand: Candidate | None, raised: frozenset[str]) -> bool:
+    """Whether the exception ``name`` (the sandbox's type name) is raised by name in ``raised``
+    (:func:`declared_exceptions`) or named in the function's docstring as a word (``Raises: ValueError``, a
+    doctest's traceback). Without a candidate (nothing to read) every exception counts as declared."""
+    if cand is None:
+        return True
+    short = name.rsplit(".", 1)[-1]
+    return short in raised or re.search(rf"(?<![\w.]){re.escape(short)}\b", cand.docstring or "") is not None
 
 
 def rename_expr(expr: str, old: str, new: str) -> str:
@@ -293,6 +326,7 @@ def screen_reference(w: Work, ra, cfg: BuilderConfig, report: BuildReport) -> st
     n_doc = len(w.doctest_expected)
     unenc = 0
     usable = []
+    raised = declared_exceptions(w.cand) if w.cand is not None and not cfg.keep_undeclared_exceptions else None
     for i, x in enumerate(oa):
         if x.kind == "unencodable":
             unenc += 1
@@ -300,6 +334,9 @@ def screen_reference(w: Work, ra, cfg: BuilderConfig, report: BuildReport) -> st
             usable.append(i)
         elif x.kind == "raises" and not (x.text.startswith("__candidate__.") or
                                          (x.text in NOISE_ERRORS and i >= n_doc)):
+            if raised is not None and i >= n_doc and not exception_declared(x.text, w.cand, raised):
+                report.undeclared_exception_inputs += 1  # outside the contract (declared_exceptions)
+                continue
             usable.append(i)
     if not usable:
         return R_UNENCODABLE if unenc else R_NO_TESTS
@@ -360,6 +397,23 @@ def may_keep_state(func_src: str, context: str) -> bool:
                     (stmt.value is None or not _immutable(stmt.value)):
                 return True
     return False
+
+
+_HASHING_CALLS = {"set", "frozenset", "hash"}
+
+
+def may_depend_on_hash(func_src: str, context: str) -> bool:
+    """Whether the function (or a carried helper) builds a set or calls ``hash``: the orders of sets of strings
+    change with ``PYTHONHASHSEED``, and the builder's two seeds can agree by chance (``top_sort`` popping from a set
+    of strings did, 2026-12-08). Such a kept function runs its chosen tests once more under a third seed
+    (``BuilderConfig.verify_hash_seed``)."""
+    try:
+        trees = [_parse(func_src)] + ([_parse(context)] if context.strip() else [])
+    except (SyntaxError, ValueError, RecursionError):
+        return True
+    return any(isinstance(node, (ast.Set, ast.SetComp)) or
+               (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _HASHING_CALLS)
+               for tree in trees for node in ast.walk(tree))
 
 
 def _immutable(node: ast.AST) -> bool:

@@ -21,7 +21,9 @@ the sample only -> for a function that would be kept (or dropped only for what i
 are not all killed by its usable inputs, the third round (:mod:`.targeted`): inputs aimed at the survivors, run
 like the first inputs (the reference traced under the first hash seed, then the reference again with the survivors
 and the probes under the other) -> test choice among all usable inputs -> for a function that may keep state, a
-verification run of the chosen tests in order. Only functions that reach the audit or the third round pay for them.
+verification run of the chosen tests in order; for one that builds a set (or calls ``hash``), that run is under a
+third hash seed (``verify_hash_seed``, a pool of one worker started when first needed). Only functions that reach the
+audit, the third round or the verification pay for them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any, Iterable
 from trl_unittest.data import filters, observe, selection, static_stages, targeted
 from trl_unittest.data.config import BuilderConfig, BuildReport
 from trl_unittest.data.extract import Candidate
-from trl_unittest.data.observe import R_ORDER, Work, may_keep_state
+from trl_unittest.data.observe import R_NONDET, R_ORDER, Work, may_depend_on_hash, may_keep_state
 from trl_unittest.data.scoring import kill_matrix
 from trl_unittest.data.probes import make_probes
 from trl_unittest.data.sources import SourceFile
@@ -62,6 +64,7 @@ class Builder:
         self._stages: StaticStages | None = None
         self._static = None
         self._pools = None
+        self._verify_pool = None
         self.retries = 0  # gh-106905 retries (diagnostics)
         self.files_started = 0
         self._prefetched: dict[int, tuple[SourceFile, Any]] = {}  # id(file) -> (file, its static-stage future)
@@ -124,11 +127,24 @@ class Builder:
                                          hash_seed=int(b)))
         return self._pools
 
+    def verify_pool(self):
+        """The pool of the third hash seed (``verify_hash_seed``), started at the first task that needs it."""
+        if self._verify_pool is None:
+            from trl_unittest.execution import ExecutionPool, Limits
+
+            self._verify_pool = ExecutionPool(1, sandbox=self.config.sandbox,
+                                              limits=Limits(test_timeout=self.config.reference_timeout),
+                                              hash_seed=int(self.config.verify_hash_seed))
+        return self._verify_pool
+
     def close(self) -> None:
         if self._pools is not None:
             for p in self._pools:
                 p.close()
             self._pools = None
+        if self._verify_pool is not None:
+            self._verify_pool.close()
+            self._verify_pool = None
         if self._static is not None:
             self._static.shutdown(wait=True)
             self._static = None
@@ -274,7 +290,8 @@ class _Flight:
         # inputs' reference run (traced, first seed), then their rerun with the survivors and probes (other seed)
         self.extra_refs: dict[int, tuple[Work, Any, targeted.Round, Any]] = {}
         self.extra_runs: dict[int, tuple[Work, Any, targeted.Round, Any]] = {}
-        self.verifies: dict[int, tuple[Task, Any]] = {}  # seq -> task, its reference run on the chosen tests
+        # seq -> (task, its reference run on the chosen tests, the pool it ran on, the drop reason if it fails)
+        self.verifies: dict[int, tuple[Task, Any, Any, str]] = {}
         self.tasks: dict[int, Task] = {}
         self.seq = 0
         self.files_it = iter(files if files is not None else ())
@@ -291,8 +308,8 @@ class _Flight:
                         hook()
                     continue
                 pending = [fut for _, fut in self.file_futs[:1]]
-                pending += [f for stage in (self.firsts, self.mgen, self.seconds, self.verifies)
-                            for _, f in stage.values()]
+                pending += [f for stage in (self.firsts, self.mgen, self.seconds) for _, f in stage.values()]
+                pending += [v[1] for v in self.verifies.values()]
                 pending += [v[-1] for stage in (self.audit_gen, self.audits, self.extra_refs, self.extra_runs)
                             for v in stage.values()]
                 wait(pending, return_when=FIRST_COMPLETED)
@@ -543,8 +560,15 @@ class _Flight:
             out = b._retrying(b.finish, w, rm, report=report)
         if isinstance(out, str):
             report.drop(out)
+        elif b.config.verify_hash_seed is not None and may_depend_on_hash(w.cand.func_src, w.cand.context):
+            # a fresh process under a third seed: checks the order of the tests (state) and of sets at once
+            reason = R_ORDER if may_keep_state(w.cand.func_src, w.cand.context) else R_NONDET
+            pool = b.verify_pool()
+            self.verifies[k] = (out, pool.submit(b.verify_program(out)), pool, reason)
+            report.programs += 1
         elif may_keep_state(w.cand.func_src, w.cand.context):
-            self.verifies[k] = (out, b._pool_for(w).submit(b.verify_program(out)))
+            pool = b._pool_for(w)
+            self.verifies[k] = (out, pool.submit(b.verify_program(out)), pool, R_ORDER)
             report.programs += 1
         else:
             self.tasks[k] = out
@@ -584,14 +608,14 @@ class _Flight:
         return bool(done)
 
     def verifies_done(self) -> bool:
-        done = [k for k, (_, f) in self.verifies.items() if f.done()]
+        done = [k for k, (_, f, _, _) in self.verifies.items() if f.done()]
         for k in done:
-            task, f = self.verifies.pop(k)
+            task, f, pool, reason = self.verifies.pop(k)
             with self.guarded(k, task):
-                rv = self.result(self.b._pool_for(task), f, lambda: self.b.verify_program(task))
+                rv = self.result(pool, f, lambda: self.b.verify_program(task))
                 if rv.all_passed:
                     self.tasks[k] = task
                     self.report.kept += 1
                 else:
-                    self.report.drop(R_ORDER)
+                    self.report.drop(reason)
         return bool(done)

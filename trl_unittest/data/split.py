@@ -117,7 +117,10 @@ def _build(sources: list[str], out: Path, progress):
         return load_tasks(out / "dataset")
     # progress: bars (True), nothing (False), or a factory of line loggers (``what -> (done, total, **extra)``)
     lines = progress(f"datasets, {out.name} sources (files)") if callable(progress) else None
-    cfg = BuilderConfig(progress=bool(progress) and lines is None, num_workers=2, shard_size=40)
+    # keep_undeclared_exceptions: the builder of RECIPE_VERSION 8, which these tasks (and every figure recorded on
+    # them) come from; the next recipe version drops it
+    cfg = BuilderConfig(progress=bool(progress) and lines is None, num_workers=2, shard_size=40,
+                        keep_undeclared_exceptions=True)
     for attempt in range(3):
         try:
             with library_progress_bars(cfg.progress):

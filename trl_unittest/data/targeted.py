@@ -294,7 +294,7 @@ def value_neighbours(v: Any, keep_sorted: bool = False, inserts: list = ()) -> l
         cands += [v[:0], v[:1], v + v[-1:], v[::-1]] if v else []
     elif t in (list, tuple):
         cands = []
-        if all(type(x) in (int, float) for x in v):
+        if v and all(type(x) in (int, float) for x in v):  # (an empty list's items may be strings: `strs: list[str]`)
             mid = len(v) // 2
             numbers = [c + d for c in inserts if type(c) in (int, float) for d in (0, -1, 1)]
             cands += [t(list(v[:mid]) + [x] + list(v[mid:])) for x in dict.fromkeys(numbers)]

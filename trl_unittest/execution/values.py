@@ -24,6 +24,7 @@ arbitrary ``+``/``-`` between numbers, and has no depth or size limit; hence thi
 from __future__ import annotations
 
 import ast
+import cmath
 import functools
 import math
 import re
@@ -233,16 +234,21 @@ def values_equal(expected: Any, actual: Any) -> bool:
         return False
 
 
+_NUMBERS = (int, float, complex)
+
+
 def values_close(expected: Any, actual: Any, rel_tol: float, abs_tol: float) -> bool:
-    """``math.isclose`` element-wise over numbers nested in lists/tuples; other values must be equal. With no
-    tolerance at all (both 0), ``math.isclose``'s default ``rel_tol=1e-9``; an explicit ``rel_tol=0`` beside an
-    ``abs_tol`` stays 0. An int too large for a float is close to nothing it differs from."""
-    if type(expected) in (int, float) and type(actual) in (int, float):
+    """``math.isclose`` element-wise over numbers nested in lists/tuples (``cmath.isclose`` where one is complex:
+    an FFT's ``6.1e-17-1j`` is ``-1j`` computed another way); other values must be equal. With no tolerance at all
+    (both 0), ``math.isclose``'s default ``rel_tol=1e-9``; an explicit ``rel_tol=0`` beside an ``abs_tol`` stays 0.
+    An int too large for a float is close to nothing it differs from."""
+    if type(expected) in _NUMBERS and type(actual) in _NUMBERS:
+        isnan, isclose = (cmath.isnan, cmath.isclose) if complex in (type(expected), type(actual)) else \
+            (math.isnan, math.isclose)
         try:
-            if math.isnan(expected) or math.isnan(actual):
-                return math.isnan(expected) and math.isnan(actual)
-            return math.isclose(expected, actual, rel_tol=rel_tol if (rel_tol or abs_tol) else 1e-9,
-                                abs_tol=abs_tol)
+            if isnan(expected) or isnan(actual):
+                return isnan(expected) and isnan(actual)
+            return isclose(expected, actual, rel_tol=rel_tol if (rel_tol or abs_tol) else 1e-9, abs_tol=abs_tol)
         except (OverflowError, ValueError):  # an int beyond float range (isnan and isclose convert)
             return expected == actual
     if isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)):
