@@ -59,6 +59,11 @@ def test_rendered_asserts_check_what_the_test_checks(expr, op, expected, x, shou
     ("[(3+0j), (-6.123233995736766e-17+1j)]", [3, 1.1j], False),
     ("(1+2j)", 1.0000000001 + 2j, True),
     ("(1+2j)", 1 - 2j, False),
+    # a dict of floats (what has_float makes an approx test): each value within tolerance, the same keys
+    ("{'a': 0.30000000000000004, 'b': [1.5]}", {"a": 0.3, "b": [1.5]}, True),
+    ("{'a': 0.3}", {"a": 0.31}, False),
+    ("{'a': 0.3}", {"a": 0.3, "b": 1.0}, False),
+    ("{'a': 0.3}", {"b": 0.3}, False),
 ])
 def test_rendered_approx_asserts_judge_containers_as_the_reward_does(expected, actual, should_pass):
     from trl_unittest.execution.values import decode_value, values_close

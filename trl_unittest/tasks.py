@@ -141,8 +141,9 @@ class Test:
                 f"    raise AssertionError('expected {self.exception}')")
 
     def _render_approx(self) -> str:
-        """``math.isclose`` for a number; for a list or tuple (what ``values_close`` compares element-wise) one
-        ``isclose`` per number at its place and ``==`` for the rest: ``math.isclose`` of a list raises."""
+        """``math.isclose`` for a number (``cmath.isclose`` for a complex one); for a list, tuple or dict (what
+        ``values_close`` compares element-wise) one ``isclose`` per number at its place and ``==`` for the rest:
+        ``math.isclose`` of a list raises."""
         from trl_unittest.execution.values import LiteralError, decode_value  # (execution imports this module)
 
         tol = f"rel_tol={self.rel_tol!r}, abs_tol={self.abs_tol!r}"
@@ -153,7 +154,7 @@ class Test:
             return plain
         if type(expected) is complex:  # (math.isclose refuses complex numbers)
             return f"import cmath\nassert cmath.isclose({self.expr}, {self.expected}, {tol})"
-        if not isinstance(expected, (list, tuple)):  # one number: as it always was, but NaN (isclose says no)
+        if not isinstance(expected, (list, tuple, dict)):  # one number: as it always was, but NaN (isclose says no)
             return f"assert math.isnan({self.expr})" if type(expected) is float and math.isnan(expected) else plain
         checks: list[str] = []
 
@@ -161,6 +162,12 @@ class Test:
             if isinstance(value, (list, tuple)):
                 checks.append(f"isinstance({at}, (list, tuple)) and len({at}) == {len(value)}")
                 return all(visit(item, f"{at}[{i}]") for i, item in enumerate(value))
+            if type(value) is dict:
+                if not all(type(k) in (str, int, bool) or k is None for k in value):
+                    return False  # a key with no plain literal
+                checks.append(f"isinstance({at}, dict) and len({at}) == {len(value)}")
+                checks.extend(f"{k!r} in {at}" for k in value)
+                return all(visit(item, f"{at}[{k!r}]") for k, item in value.items())
             if type(value) is float and math.isnan(value):
                 checks.append(f"math.isnan({at})")
             elif type(value) is complex and not cmath.isnan(value) and cmath.isfinite(value):
@@ -174,12 +181,12 @@ class Test:
                 return False  # no plain literal for it here
             return True
 
-        if not all(visit(item, f"_v[{i}]") for i, item in enumerate(expected)):
+        if not visit(expected, "_v"):
             return plain
-        # the first check computes the value once, as `_v`
-        root = f"isinstance(_v := ({self.expr}), (list, tuple)) and len(_v) == {len(expected)}"
+        # the first check (the container's own) computes the value once, as `_v`
+        checks[0] = checks[0].replace("_v", f"_v := ({self.expr})", 1)
         head = "import cmath\n" if any(c.startswith("cmath.") for c in checks) else ""
-        return head + "assert " + " and ".join([root, *checks])
+        return head + "assert " + " and ".join(checks)
 
 
 def _operand(source: str) -> str:

@@ -238,7 +238,8 @@ _NUMBERS = (int, float, complex)
 
 
 def values_close(expected: Any, actual: Any, rel_tol: float, abs_tol: float) -> bool:
-    """``math.isclose`` element-wise over numbers nested in lists/tuples (``cmath.isclose`` where one is complex:
+    """``math.isclose`` element-wise over numbers nested in lists/tuples and dict values (``cmath.isclose`` where one
+    is complex:
     an FFT's ``6.1e-17-1j`` is ``-1j`` computed another way); other values must be equal. With no tolerance at all
     (both 0), ``math.isclose``'s default ``rel_tol=1e-9``; an explicit ``rel_tol=0`` beside an ``abs_tol`` stays 0.
     An int too large for a float is close to nothing it differs from."""
@@ -254,4 +255,7 @@ def values_close(expected: Any, actual: Any, rel_tol: float, abs_tol: float) -> 
     if isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)):
         return len(expected) == len(actual) and all(
             values_close(e, a, rel_tol, abs_tol) for e, a in zip(expected, actual))
+    if type(expected) is dict and type(actual) is dict:  # the same keys, each value within tolerance
+        return len(expected) == len(actual) and all(
+            k in actual and values_close(v, actual[k], rel_tol, abs_tol) for k, v in expected.items())
     return values_equal(expected, actual)
