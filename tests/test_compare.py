@@ -372,3 +372,42 @@ def test_rl_heldout_refuses_an_ablation_it_cannot_run_before_any_work(argv, mess
     out = subprocess.run([sys.executable, str(path), *argv, "--prepare"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert message in out.stderr.strip().splitlines()[-1]
+
+
+def test_inputs_made_without_the_mined_set_get_it_when_a_variant_needs_it(tmp_path, monkeypatch):
+    """benchmarks/compare.sh runs the ablations (ac_with_mined among them) into the main comparison's folder, whose
+    inputs were made without the mined set: the set is added to them (it was a KeyError in every such run)."""
+    from trl_unittest.compare import prepare
+    from trl_unittest.data.builder import load_tasks
+    from trl_unittest.tasks import Task, Test, to_dataset
+    from trl_unittest.trainer.tiny import build_model
+
+    def task(i):
+        return Task(task_id=f"t{i}", prompt=f"def f{i}(x):\n", entry_point=f"f{i}",
+                    tests=[Test(expr=f"f{i}(1)", expected="1")], reference=f"def f{i}(x):\n    return x\n")
+
+    model = build_model(tmp_path / "model", "llama")
+    root = tmp_path / "out" / "inputs"
+    to_dataset([task(i) for i in range(3)]).save_to_disk(str(root / "rl_default"))
+    to_dataset([task(9)]).save_to_disk(str(root / "heldout"))
+    first = {"model": model, "heldout": str(root / "heldout"), "rl_tasks": {"default": str(root / "rl_default")},
+             "info": {"rl_tasks_default": 3}}
+    (root / "inputs.json").write_text(json.dumps(first))
+    asked = []
+
+    def fake_mined(specs, heldout, workers=2, progress=False):  # the builder's part is tested on its own
+        asked.append((specs, len(heldout)))
+        return to_dataset([task(5), task(6)]), 0
+
+    monkeypatch.setattr(prepare, "mined_tasks", fake_mined)
+    config = CompareConfig(methods=["base", "actor_critic"], mined_sources=["dist:click"],
+                           output_dir=str(tmp_path / "out"), progress=False)
+    assert prepare.prepare_inputs(config, config.validate(), tmp_path / "out").rl_tasks == first["rl_tasks"]
+    assert not asked  # not needed, not built
+    config = CompareConfig(**{**config.__dict__, "methods": ["base", "ac_with_mined"]})
+    inputs = prepare.prepare_inputs(config, config.validate(), tmp_path / "out")
+    assert asked == [(["dist:click"], 1)]
+    assert [r["task_id"] for r in load_tasks(inputs.rl_tasks["with_mined"])] == ["t0", "t1", "t2", "t5", "t6"]
+    saved = json.loads((root / "inputs.json").read_text())
+    assert saved["rl_tasks"] == {**first["rl_tasks"], "with_mined": str(root / "rl_with_mined")}
+    assert saved["info"]["rl_tasks_with_mined"] == 5 and saved["info"]["mined_tasks"] == 2

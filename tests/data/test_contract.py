@@ -244,3 +244,31 @@ def test_prose_patterns_agree_with_per_name_patterns_on_stdlib_docstrings():
                 _agree(ast.get_docstring(f), [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs])
                 n += 1
     assert n > 100
+
+
+def test_cross_implementations_benchmark_pairs_rewrites_of_one_function_only():
+    """benchmarks/cross_implementations.py runs a task's tests against the other implementations of the same
+    function in its package: pairs need the same name once variant suffixes go, the same parameters and docstrings
+    that say the same; rotate(s, k) on strings is not a rewrite of rotate_v1(array, k)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cross_implementations.py"
+    spec = importlib.util.spec_from_file_location("cross_implementations", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.base_name("rotate_v2") == bench.base_name("rotate") == "rotate"
+    assert bench.base_name("climb_stairs_optimized") == "climb_stairs"
+    assert bench.base_name("longest_increasing_subsequence_optimized2") == "longest_increasing_subsequence"
+
+    def row(name, params, doc, source="local:algorithms"):
+        return {"task_id": f"{source}/m.{name}", "entry_point": name,
+                "reference": f"def {name}({params}):\n    \"\"\"{doc}\n\n    >>> 1\n    \"\"\"\n    return 0\n"}
+
+    rows = [row("rotate_v1", "array, k", "Rotate array to the right by k steps using repeated shifts."),
+            row("rotate_v2", "array, k", "Rotate array to the right by k steps using three reversals."),
+            row("rotate", "s, k", "Rotate array to the right by k steps using repeated shifts."),
+            row("rotate_v3", "array, k", "Return the number of bits set in the word."),
+            row("rotate_v4", "array, k", "Rotate array to the right by k steps using repeated shifts.", "local:other")]
+    pairs = {(a["entry_point"], b["entry_point"]) for a, b, _ in bench.sibling_pairs(rows, 0.6)}
+    assert pairs == {("rotate_v1", "rotate_v2"), ("rotate_v2", "rotate_v1")}

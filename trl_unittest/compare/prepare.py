@@ -51,19 +51,29 @@ def without_heldout(tasks, heldout):
 
 
 def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], out: Path, console=None) -> Inputs:
-    """Build (or find in ``out/inputs``) the model and the task sets every run shares."""
-    import datasets
-    from transformers import AutoConfig, AutoTokenizer
+    """Build (or find in ``out/inputs``) the model and the task sets every run shares. Found inputs that lack the
+    set a variant needs (``ac_with_mined``'s, when the ablations run into the folder of a comparison without it, as
+    ``benchmarks/compare.sh`` does) get it added, from the same model, RL tasks and held-out tasks."""
+    from transformers import AutoTokenizer
 
     from trl_unittest.data.builder import load_tasks
     from trl_unittest.evaluation import load_task_source
-    from trl_unittest.quickstart import fit_prompts, spread
+    from trl_unittest.quickstart import spread
 
     root = out / "inputs"
     done = root / "inputs.json"
-    if done.exists():
-        return Inputs(**json.loads(done.read_text()))
     say = console.print if console is not None else (lambda *a, **k: None)
+    wants_mined = any(v.get("rl_tasks") == "with_mined" for v in variants.values())
+    if done.exists():
+        inputs = Inputs(**json.loads(done.read_text()))
+        if wants_mined and "with_mined" not in inputs.rl_tasks:
+            tokenizer = AutoTokenizer.from_pretrained(inputs.model)
+            mined = _with_mined(config, load_tasks(inputs.rl_tasks["default"]), load_tasks(inputs.heldout),
+                                inputs.info, say)
+            inputs.rl_tasks["with_mined"] = _save_rl_set("with_mined", mined, tokenizer,
+                                                         _prompt_room(inputs.model, config), root, inputs.info)
+            done.write_text(json.dumps(inputs.__dict__, indent=1))
+        return inputs
     model = config.model_name_or_path
     budget = model.split(":", 1)[1] if model.startswith("quickstart:") else "small"
     data = None
@@ -94,37 +104,58 @@ def prepare_inputs(config: CompareConfig, variants: dict[str, dict[str, Any]], o
                                   progress=config.progress)
     else:
         rl = data.train if config.rl_tasks == "train" else load_task_source(config.rl_tasks)
-    try:
-        cfg = AutoConfig.from_pretrained(model)
-        max_positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
-    except (OSError, ValueError):
-        max_positions = 2048
-    fit = max_positions - config.max_completion_length
+    fit = _prompt_room(model, config)
     sets = {"default": rl}
-    if any(v.get("rl_tasks") == "with_mined" for v in variants.values()):
-        say(f"inputs: tasks mined from {', '.join(config.mined_sources)} (cached)")
-        mined, info["mined_dropped_as_heldout"] = mined_tasks(config.mined_sources, heldout, config.workers,
-                                                              config.progress)
-        info["mined_tasks"] = len(mined)
-        if len(mined) < 0.05 * len(rl):  # e.g. 9 tasks from four small distributions next to ~1,100 (2026-12-07)
-            say(f"[yellow]warning: mined_sources gave {len(mined)} tasks beside {len(rl)} RL tasks: too few for "
-                f"ac_with_mined to differ from actor_critic; add sources (e.g. dist:sympy, dist:networkx)[/]")
-        sets["with_mined"] = datasets.concatenate_datasets([rl, mined.cast(rl.features)])
-    paths = {}
-    with library_progress_bars(False):  # "Map" and "Saving the dataset" bars for a few small files
-        for name, ds in sets.items():
-            before = len(ds)
-            ds = fit_prompts(ds, tokenizer, fit)
-            info[f"rl_tasks_{name}"] = len(ds)
-            info[f"rl_tasks_{name}_dropped_too_long"] = before - len(ds)
-            if len(ds) == 0:
-                raise ValueError(f"no RL task ({name}) has a prompt that fits {fit} tokens")
-            path = root / f"rl_{name}"
-            ds.save_to_disk(str(path))
-            paths[name] = str(path)
-        info["heldout_tasks"] = len(heldout)
+    if wants_mined:
+        sets["with_mined"] = _with_mined(config, rl, heldout, info, say)
+    paths = {name: _save_rl_set(name, ds, tokenizer, fit, root, info) for name, ds in sets.items()}
+    info["heldout_tasks"] = len(heldout)
+    with library_progress_bars(False):  # a "Saving the dataset" bar for a small file
         heldout.save_to_disk(str(root / "heldout"))
     load_tasks(root / "heldout")  # fails here, not in every run, if the saved set cannot be read back
     inputs = Inputs(model=str(model), heldout=str(root / "heldout"), rl_tasks=paths, info=info)
     done.write_text(json.dumps(inputs.__dict__, indent=1))
     return inputs
+
+
+def _prompt_room(model: str, config: CompareConfig) -> int:
+    """Prompt tokens that leave room for ``max_completion_length`` in the model's context."""
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(model)
+        max_positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
+    except (OSError, ValueError):
+        max_positions = 2048
+    return max_positions - config.max_completion_length
+
+
+def _with_mined(config: CompareConfig, rl, heldout, info: dict[str, Any], say):
+    """The RL tasks plus the tasks mined from ``mined_sources`` (minus held-out functions): ``ac_with_mined``'s set."""
+    import datasets
+
+    say(f"inputs: tasks mined from {', '.join(config.mined_sources)} (cached)")
+    mined, info["mined_dropped_as_heldout"] = mined_tasks(config.mined_sources, heldout, config.workers,
+                                                          config.progress)
+    info["mined_tasks"] = len(mined)
+    if len(mined) < 0.05 * len(rl):  # e.g. 9 tasks from four small distributions next to ~1,100 (2026-12-07)
+        say(f"[yellow]warning: mined_sources gave {len(mined)} tasks beside {len(rl)} RL tasks: too few for "
+            f"ac_with_mined to differ from actor_critic; add sources (e.g. dist:sympy, dist:networkx)[/]")
+    return datasets.concatenate_datasets([rl, mined.cast(rl.features)])
+
+
+def _save_rl_set(name: str, ds, tokenizer, fit: int, root: Path, info: dict[str, Any]) -> str:
+    """``ds`` without the tasks whose prompt does not fit ``fit`` tokens (counted in ``info``), saved under
+    ``root/rl_NAME``; its path."""
+    from trl_unittest.quickstart import fit_prompts
+
+    before = len(ds)
+    ds = fit_prompts(ds, tokenizer, fit)
+    info[f"rl_tasks_{name}"] = len(ds)
+    info[f"rl_tasks_{name}_dropped_too_long"] = before - len(ds)
+    if len(ds) == 0:
+        raise ValueError(f"no RL task ({name}) has a prompt that fits {fit} tokens")
+    path = root / f"rl_{name}"
+    with library_progress_bars(False):  # "Map" and "Saving the dataset" bars for a few small files
+        ds.save_to_disk(str(path))
+    return str(path)
