@@ -999,3 +999,15 @@ def ratio(a, b):
     assert declared("AssertionError", "halves") and not declared("TypeError", "halves")
     assert declared("ZeroDivisionError", "ratio")  # a comment's `raise`: kept rather than dropped
     assert exception_declared("IndexError", None, frozenset())  # nothing to read: everything counts
+
+
+def test_functions_whose_output_may_follow_a_set_order_are_found():
+    from trl_unittest.data.observe import may_depend_on_hash
+
+    assert may_depend_on_hash("def f(s):\n    return list({*s})\n", "")
+    assert may_depend_on_hash("def f(s):\n    return sorted(s)\n", "def _g(x):\n    return frozenset(x)\n")
+    assert may_depend_on_hash("def f(s):\n    return hash(s) % 7\n", "")
+    assert not may_depend_on_hash("def f(s):\n    return sorted(s)\n", "")
+    # the set comes with the input: list(s) follows its order
+    assert may_depend_on_hash("def f(s):\n    return list(s)\n", "", ("f({'a', 'b'})",))
+    assert not may_depend_on_hash("def f(s):\n    return list(s)\n", "", ("f(['a', 'b'])", "f({'a': 1})"))

@@ -402,13 +402,14 @@ def may_keep_state(func_src: str, context: str) -> bool:
 _HASHING_CALLS = {"set", "frozenset", "hash"}
 
 
-def may_depend_on_hash(func_src: str, context: str) -> bool:
-    """Whether the function (or a carried helper) builds a set or calls ``hash``: the orders of sets of strings
-    change with ``PYTHONHASHSEED``, and the builder's two seeds can agree by chance (``top_sort`` popping from a set
-    of strings did, 2026-12-08). Such a kept function runs its chosen tests once more under a third seed
-    (``BuilderConfig.verify_hash_seed``)."""
+def may_depend_on_hash(func_src: str, context: str, exprs: tuple[str, ...] = ()) -> bool:
+    """Whether the function (or a carried helper) builds a set or calls ``hash``, or one of its tests' calls
+    (``exprs``) passes it a set: the orders of sets of strings change with ``PYTHONHASHSEED``, and the builder's two
+    seeds can agree by chance (``top_sort`` popping from a set of strings did, 2026-12-08). Such a kept function
+    runs its chosen tests once more under a third seed (``BuilderConfig.verify_hash_seed``)."""
     try:
         trees = [_parse(func_src)] + ([_parse(context)] if context.strip() else [])
+        trees += [_parse(e, mode="eval") for e in exprs]
     except (SyntaxError, ValueError, RecursionError):
         return True
     return any(isinstance(node, (ast.Set, ast.SetComp)) or

@@ -560,7 +560,8 @@ class _Flight:
             out = b._retrying(b.finish, w, rm, report=report)
         if isinstance(out, str):
             report.drop(out)
-        elif b.config.verify_hash_seed is not None and may_depend_on_hash(w.cand.func_src, w.cand.context):
+        elif b.config.verify_hash_seed is not None and \
+                may_depend_on_hash(w.cand.func_src, w.cand.context, tuple(t.expr for t in out.tests if t.expr)):
             # a fresh process under a third seed: checks the order of the tests (state) and of sets at once
             reason = R_ORDER if may_keep_state(w.cand.func_src, w.cand.context) else R_NONDET
             pool = b.verify_pool()
