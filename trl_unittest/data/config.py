@@ -53,8 +53,9 @@ class BuilderConfig:
                                           "need not share such an accident of the reference", False)
     hash_seeds: tuple = _h("two PYTHONHASHSEED values; observations must agree under both", (0, 1))
     verify_hash_seed: int | None = _h("a third PYTHONHASHSEED: a kept task whose function builds a set or calls "
-                                      "hash runs its chosen tests once more under it, since orders of sets of "
-                                      "strings can agree under two seeds by chance (None: off)", 2)
+                                      "hash, or whose tests pass it a set, runs its chosen tests once more under "
+                                      "it, since orders of sets of strings can agree under two seeds by chance "
+                                      "(None: off)", 2)
     num_workers: int | None = _h("sandbox workers per pool (default: CPU cores)", None)
     sandbox: str = _h("sandbox mode for the executor: auto, bwrap, unshare, none", "auto")
     batch_size: int = _h("in-flight window: at most 4x this many functions between extraction and tests", 64)

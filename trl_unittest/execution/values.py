@@ -239,10 +239,9 @@ _NUMBERS = (int, float, complex)
 
 def values_close(expected: Any, actual: Any, rel_tol: float, abs_tol: float) -> bool:
     """``math.isclose`` element-wise over numbers nested in lists/tuples and dict values (``cmath.isclose`` where one
-    is complex:
-    an FFT's ``6.1e-17-1j`` is ``-1j`` computed another way); other values must be equal. With no tolerance at all
-    (both 0), ``math.isclose``'s default ``rel_tol=1e-9``; an explicit ``rel_tol=0`` beside an ``abs_tol`` stays 0.
-    An int too large for a float is close to nothing it differs from."""
+    is complex: an FFT's ``6.1e-17-1j`` is ``-1j`` computed another way); other values must be equal. With no
+    tolerance at all (both 0), ``math.isclose``'s default ``rel_tol=1e-9``; an explicit ``rel_tol=0`` beside an
+    ``abs_tol`` stays 0. An int too large for a float is close to nothing it differs from."""
     if type(expected) in _NUMBERS and type(actual) in _NUMBERS:
         isnan, isclose = (cmath.isnan, cmath.isclose) if complex in (type(expected), type(actual)) else \
             (math.isnan, math.isclose)
