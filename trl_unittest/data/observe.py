@@ -12,8 +12,8 @@ Per function two programs run through the executor (batched across functions by 
    (scored by :mod:`.scoring`).
 
 A kept function that may keep state between calls (:func:`may_keep_state`) runs its chosen tests once more, in
-order, in a fresh process (:func:`verify_program`); one that builds a set or calls ``hash``, or is given a set,
-(:func:`may_depend_on_hash`) does so under a third hash seed.
+order, in a fresh process (:func:`verify_program`); one that builds a set or calls ``hash``, or is given a set
+(:func:`may_depend_on_hash`), does so under a third hash seed.
 """
 
 from __future__ import annotations
