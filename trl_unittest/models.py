@@ -58,7 +58,8 @@ RECIPE_VERSION = 8  # 2: version-stable AST fingerprints (the exercise split and
 #    draws no longer take literals from the local modules loaded (the same source built differently per machine)
 # 8: tasks whose tests kill fewer than 75% of all their mutants dropped; the docstring's own calls as inputs; more
 #    mutation operators (conditional expressions, bytes, keyword arguments, string-method mirrors)
-# due with the next version (pinned to 8's behaviour until then, data.split._build): keep_undeclared_exceptions off
+# due with the next version (pinned to 8's behaviour until then: data.split.recipe_builder_config): undeclared
+#    exceptions no longer tests
 
 
 # ------------------------------------------------------------------------------------------------ recipe

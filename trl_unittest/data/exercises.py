@@ -271,7 +271,8 @@ def fresh_exercise_tasks(split: str, data: SplitDatasets, model_dir: str | os.Pa
     that trainers compared side by side train on the same tasks (the builder's timing-based filters are not bitwise
     reproducible from run to run). ``progress``: bars, none (False), or a factory ``what -> logger`` of line
     loggers called as ``(files done, files, kept=...)``."""
-    from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
+    from trl_unittest.data.builder import build_dataset, load_tasks
+    from trl_unittest.data.split import recipe_builder_config
     from trl_unittest.models import BUDGETS, recipe_for
 
     if split not in ("train", "heldout"):
@@ -298,7 +299,5 @@ def fresh_exercise_tasks(split: str, data: SplitDatasets, model_dir: str | os.Pa
         return load_tasks(root / "dataset")
     src = write_exercises(root / "src", fresh)
     lines = progress(f"RL tasks from {len(fresh)} fresh exercises (files)") if callable(progress) else None
-    # keep_undeclared_exceptions: RECIPE_VERSION 8's builder, as in data.split._build
-    return build_dataset([str(src)], BuilderConfig(progress=bool(progress) and lines is None, num_workers=workers,
-                                                   shard_size=40, keep_undeclared_exceptions=True),
-                         out_dir=root, lines=lines)
+    cfg = recipe_builder_config(progress=bool(progress) and lines is None, num_workers=workers, shard_size=40)
+    return build_dataset([str(src)], cfg, out_dir=root, lines=lines)

@@ -109,18 +109,24 @@ class SplitDatasets:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def recipe_builder_config(**settings):
+    """The builder's settings for the quickstart recipe's tasks (this split, the fresh RL exercises): the builder of
+    RECIPE_VERSION 8, which they and every figure recorded on them come from, i.e. undeclared exceptions kept as
+    tests; the next recipe version drops this pin. ``settings``: how it runs (progress, workers, shards)."""
+    from trl_unittest.data.builder import BuilderConfig
+
+    return BuilderConfig(keep_undeclared_exceptions=True, **settings)
+
+
 def _build(sources: list[str], out: Path, progress):
-    from trl_unittest.data.builder import BuilderConfig, build_dataset, load_tasks
+    from trl_unittest.data.builder import build_dataset, load_tasks
     from trl_unittest.usage import library_progress_bars
 
     if (out / "dataset").is_dir():
         return load_tasks(out / "dataset")
     # progress: bars (True), nothing (False), or a factory of line loggers (``what -> (done, total, **extra)``)
     lines = progress(f"datasets, {out.name} sources (files)") if callable(progress) else None
-    # keep_undeclared_exceptions: the builder of RECIPE_VERSION 8, which these tasks (and every figure recorded on
-    # them) come from; the next recipe version drops it
-    cfg = BuilderConfig(progress=bool(progress) and lines is None, num_workers=2, shard_size=40,
-                        keep_undeclared_exceptions=True)
+    cfg = recipe_builder_config(progress=bool(progress) and lines is None, num_workers=2, shard_size=40)
     for attempt in range(3):
         try:
             with library_progress_bars(cfg.progress):
